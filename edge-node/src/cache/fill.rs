@@ -1,0 +1,309 @@
+//! Request collapsing: one upstream fetch per key, shared by every request that wants it.
+//!
+//! A `Fill` is the shared state of one fetch: the response head once known, the body chunks as
+//! they arrive, and how it ended. The fetch runs in its own task, independent of the client that
+//! started it, so a client that goes away never strands the others (pingora #931). Readers,
+//! the first client included, stream from the chunks while the fill goes on. Waiting for the
+//! head is bounded by a timeout, so a stuck fetch cannot hold its waiters forever.
+//! The registry (`Inflight`) keeps a fill findable until its object is in the store, so there
+//! is no gap in which a new request would start a second fetch.
+
+use super::key::CacheKey;
+use super::object::Object;
+use super::vary::{VarySpec, VaryValues};
+use crate::proxy::error::UpstreamError;
+use bytes::Bytes;
+use http::{HeaderMap, Response, StatusCode};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// What the fetch learned once the response head arrived.
+#[derive(Debug)]
+pub enum FillHead {
+    /// A storable response; readers stream its body from the fill.
+    Storing {
+        /// Response status.
+        status: StatusCode,
+        /// Headers as clients see them (before per-response Age and Cache-Status).
+        headers: HeaderMap,
+        /// Body length, when the upstream said.
+        content_length: Option<u64>,
+        /// What the response varies on.
+        vary: Option<VarySpec>,
+        /// The request values the response was fetched for.
+        values: VaryValues,
+    },
+    /// A revalidation answered 304: the stored response, refreshed.
+    Refreshed(Arc<Object>),
+    /// Not storable: the leader takes the upstream response; others fetch for themselves.
+    Pass {
+        /// The upstream status (a 5xx lets stale-if-error apply).
+        status: StatusCode,
+    },
+    /// The upstream could not be reached or failed before a head.
+    Failed(UpstreamError),
+}
+
+/// How the body ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FillEnd {
+    /// Every byte arrived.
+    Complete,
+    /// The upstream closed or stalled mid-body; readers must abort their responses.
+    Truncated,
+}
+
+/// Shared state of one fetch.
+#[derive(Debug, Default)]
+pub struct FillState {
+    /// The head, once known.
+    pub head: Option<Arc<FillHead>>,
+    /// Body chunks so far.
+    pub chunks: Vec<Bytes>,
+    /// How the body ended, once it has.
+    pub end: Option<FillEnd>,
+}
+
+/// One in-flight fetch.
+#[derive(Debug)]
+pub struct Fill {
+    state: watch::Sender<FillState>,
+    pass: Mutex<Option<Response<hyper::body::Incoming>>>,
+}
+
+impl Default for Fill {
+    fn default() -> Self {
+        Self {
+            state: watch::Sender::new(FillState::default()),
+            pass: Mutex::new(None),
+        }
+    }
+}
+
+impl Fill {
+    /// Publishes the head (once).
+    pub fn set_head(&self, head: FillHead) {
+        self.state.send_modify(|s| s.head = Some(Arc::new(head)));
+    }
+
+    /// Publishes a pass-through response: the leader takes it with `take_pass`.
+    pub fn set_pass(&self, res: Response<hyper::body::Incoming>) {
+        let status = res.status();
+        if let Ok(mut slot) = self.pass.lock() {
+            *slot = Some(res);
+        }
+        self.set_head(FillHead::Pass { status });
+    }
+
+    /// Takes the pass-through response (only the first caller gets it).
+    pub fn take_pass(&self) -> Option<Response<hyper::body::Incoming>> {
+        self.pass.lock().ok().and_then(|mut s| s.take())
+    }
+
+    /// Appends a body chunk.
+    pub fn push(&self, chunk: Bytes) {
+        self.state.send_modify(|s| s.chunks.push(chunk));
+    }
+
+    /// Marks the body finished.
+    pub fn finish(&self, end: FillEnd) {
+        self.state.send_modify(|s| s.end = Some(end));
+    }
+
+    /// Waits up to `timeout` for the head.
+    pub async fn wait_head(&self, timeout: Duration) -> Option<Arc<FillHead>> {
+        let mut rx = self.state.subscribe();
+        let wait = async move {
+            rx.wait_for(|s| s.head.is_some())
+                .await
+                .ok()
+                .and_then(|s| s.head.clone())
+        };
+        tokio::time::timeout(timeout, wait).await.ok().flatten()
+    }
+
+    /// A reader of the body bytes in `[start, end)` (`end = None`: to the end).
+    pub fn reader(self: &Arc<Self>, start: u64, end: Option<u64>) -> FillReader {
+        FillReader {
+            rx: self.state.subscribe(),
+            next: 0,
+            pos: 0,
+            start,
+            end,
+        }
+    }
+}
+
+/// Streams a fill's body (or a byte range of it) as the chunks arrive.
+pub struct FillReader {
+    rx: watch::Receiver<FillState>,
+    next: usize,
+    pos: u64,
+    start: u64,
+    end: Option<u64>,
+}
+
+impl FillReader {
+    /// The next piece of the body; `Ok(None)` at the end, `Err` if the fill was truncated.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, std::io::Error> {
+        loop {
+            if let Some(end) = self.end {
+                if self.pos >= end {
+                    return Ok(None);
+                }
+            }
+            let (chunk, ended) = {
+                let s = self.rx.borrow_and_update();
+                (s.chunks.get(self.next).cloned(), s.end)
+            };
+            match chunk {
+                Some(c) => {
+                    self.next += 1;
+                    let chunk_start = self.pos;
+                    let chunk_end = self.pos + c.len() as u64;
+                    self.pos = chunk_end;
+                    let lo = self.start.max(chunk_start);
+                    let hi = self.end.map_or(chunk_end, |e| e.min(chunk_end));
+                    if lo < hi {
+                        return Ok(Some(
+                            c.slice((lo - chunk_start) as usize..(hi - chunk_start) as usize),
+                        ));
+                    }
+                }
+                None => match ended {
+                    Some(FillEnd::Complete) => return Ok(None),
+                    Some(FillEnd::Truncated) => {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "upstream body ended early",
+                        ))
+                    }
+                    None => {
+                        if self.rx.changed().await.is_err() {
+                            return Err(std::io::Error::new(
+                                std::io::ErrorKind::BrokenPipe,
+                                "fill abandoned",
+                            ));
+                        }
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// Identifies one collapsible fetch: the URL, and a hash of the Vary values when known.
+pub type CollapseKey = (CacheKey, u64);
+
+/// The registry of fetches in flight.
+#[derive(Debug, Default)]
+pub struct Inflight {
+    map: Mutex<HashMap<CollapseKey, Arc<Fill>>>,
+}
+
+/// Whether a request leads a new fetch or follows an existing one.
+pub enum Joined {
+    /// Start the fetch: nobody else is.
+    Leader(Arc<Fill>),
+    /// Another request's fetch is under way.
+    Follower(Arc<Fill>),
+}
+
+impl Inflight {
+    /// Joins the fetch for `key`, or registers a new one and makes the caller its leader.
+    pub fn join(&self, key: CollapseKey) -> Joined {
+        let Ok(mut map) = self.map.lock() else {
+            return Joined::Leader(Arc::new(Fill::default()));
+        };
+        if let Some(f) = map.get(&key) {
+            return Joined::Follower(f.clone());
+        }
+        let f = Arc::new(Fill::default());
+        map.insert(key, f.clone());
+        Joined::Leader(f)
+    }
+
+    /// Whether a fetch for `key` is under way.
+    pub fn contains(&self, key: &CollapseKey) -> bool {
+        self.map
+            .lock()
+            .map(|m| m.contains_key(key))
+            .unwrap_or(false)
+    }
+
+    /// Unregisters `fill` (only if it is still the one registered for `key`).
+    pub fn remove(&self, key: &CollapseKey, fill: &Arc<Fill>) {
+        if let Ok(mut map) = self.map.lock() {
+            if map.get(key).is_some_and(|f| Arc::ptr_eq(f, fill)) {
+                map.remove(key);
+            }
+        }
+    }
+
+    /// Fetches in flight.
+    pub fn len(&self) -> usize {
+        self.map.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Whether no fetch is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn readers_stream_ranges_and_see_truncation() {
+        let fill = Arc::new(Fill::default());
+        let mut whole = fill.reader(0, None);
+        let mut mid = fill.reader(3, Some(7));
+        fill.push(Bytes::from_static(b"01234"));
+        fill.push(Bytes::from_static(b"56789"));
+        fill.finish(FillEnd::Complete);
+        let mut got = Vec::new();
+        while let Some(c) = whole.next_chunk().await.unwrap() {
+            got.extend_from_slice(&c);
+        }
+        assert_eq!(got, b"0123456789");
+        let mut got = Vec::new();
+        while let Some(c) = mid.next_chunk().await.unwrap() {
+            got.extend_from_slice(&c);
+        }
+        assert_eq!(got, b"3456");
+
+        let cut = Arc::new(Fill::default());
+        let mut r = cut.reader(0, None);
+        cut.push(Bytes::from_static(b"ab"));
+        cut.finish(FillEnd::Truncated);
+        assert_eq!(r.next_chunk().await.unwrap().unwrap(), "ab");
+        assert!(r.next_chunk().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn head_wait_times_out() {
+        let fill = Arc::new(Fill::default());
+        assert!(fill.wait_head(Duration::from_millis(20)).await.is_none());
+        fill.set_head(FillHead::Pass {
+            status: StatusCode::OK,
+        });
+        assert!(fill.wait_head(Duration::from_millis(20)).await.is_some());
+    }
+
+    #[test]
+    fn one_leader_per_key() {
+        let inflight = Inflight::default();
+        let key = (CacheKey(7), 0);
+        let Joined::Leader(f) = inflight.join(key) else {
+            panic!("first must lead")
+        };
+        assert!(matches!(inflight.join(key), Joined::Follower(_)));
+        assert!(matches!(inflight.join((CacheKey(7), 1)), Joined::Leader(_)));
+        inflight.remove(&key, &f);
+        assert!(matches!(inflight.join(key), Joined::Leader(_)));
+    }
+}

@@ -1,0 +1,40 @@
+//! A stored response: status, compact headers, body and freshness record.
+
+use super::headers::StoredHeaders;
+use super::policy::Freshness;
+use bytes::Bytes;
+use http::StatusCode;
+
+/// Approximate fixed cost of one stored object beyond its header block and body: the object
+/// itself, its `Arc`, the variant slot and the memory tier's per-entry bookkeeping.
+pub const OBJECT_OVERHEAD: usize = 256;
+
+/// An immutable cached response. Updates (a 304 refresh) make a new object.
+#[derive(Debug)]
+pub struct Object {
+    /// Response status.
+    pub status: StatusCode,
+    /// Stored header fields (hop-by-hop, `Age`, targeted cache fields removed).
+    pub headers: StoredHeaders,
+    /// The whole body, in one exact-size allocation.
+    pub body: Bytes,
+    /// Freshness and retention timings.
+    pub fresh: Freshness,
+}
+
+impl Object {
+    /// Bytes this object is charged against the memory tier.
+    pub fn weight(&self) -> usize {
+        self.body.len() + self.headers.len() + OBJECT_OVERHEAD
+    }
+
+    /// The stored `ETag`, if any.
+    pub fn etag(&self) -> Option<&str> {
+        self.headers.get_str("etag")
+    }
+
+    /// The stored `Last-Modified`, if any.
+    pub fn last_modified(&self) -> Option<&str> {
+        self.headers.get_str("last-modified")
+    }
+}

@@ -1,0 +1,237 @@
+//! The memory tier: a moka cache bounded by bytes (TinyLFU admission), one entry per URL
+//! holding up to `max_variants` Vary variants. Storage only: no policy decisions here.
+
+use super::key::CacheKey;
+use super::object::Object;
+use super::vary::{values_hash, VarySpec, VaryValues};
+use http::HeaderMap;
+use moka::sync::Cache;
+use moka::Expiry;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One variant of a URL: the request values it was stored for and the response.
+#[derive(Debug, Clone)]
+pub struct Variant {
+    /// Normalised request values for the entry's `VarySpec` (empty without Vary).
+    pub values: VaryValues,
+    /// The stored response.
+    pub object: Arc<Object>,
+}
+
+/// Everything stored for one URL.
+#[derive(Debug)]
+pub struct Entry {
+    /// What the variants vary on; `None` means one variant for every request.
+    pub vary: Option<VarySpec>,
+    /// Most recently stored first.
+    pub variants: Vec<Variant>,
+}
+
+impl Entry {
+    fn weight(&self) -> u32 {
+        let w: usize = 64
+            + self
+                .variants
+                .iter()
+                .map(|v| v.object.weight() + 16 * v.values.len())
+                .sum::<usize>();
+        u32::try_from(w).unwrap_or(u32::MAX)
+    }
+}
+
+/// What a lookup found.
+#[derive(Debug)]
+pub enum Lookup {
+    /// A stored response for this request, and the hash of its Vary values (0 without Vary).
+    Found(Arc<Object>, u64),
+    /// Responses exist for the URL, but none for this request's Vary values (given).
+    VaryMiss(VaryValues),
+    /// Nothing stored for the URL.
+    Miss,
+}
+
+struct KeepUntil;
+
+impl Expiry<CacheKey, Arc<Entry>> for KeepUntil {
+    fn expire_after_create(
+        &self,
+        _k: &CacheKey,
+        v: &Arc<Entry>,
+        _now: Instant,
+    ) -> Option<Duration> {
+        Some(keep_for(v))
+    }
+    fn expire_after_update(
+        &self,
+        _k: &CacheKey,
+        v: &Arc<Entry>,
+        _now: Instant,
+        _d: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(keep_for(v))
+    }
+}
+
+fn keep_for(e: &Entry) -> Duration {
+    let now = super::policy::unix_ms(std::time::SystemTime::now());
+    e.variants
+        .iter()
+        .map(|v| v.object.fresh.time_to_keep(now))
+        .max()
+        .unwrap_or(Duration::ZERO)
+}
+
+/// The memory tier.
+#[derive(Clone)]
+pub struct MemoryStore {
+    cache: Cache<CacheKey, Arc<Entry>>,
+    max_variants: usize,
+}
+
+impl MemoryStore {
+    /// A store bounded to `max_bytes`, keeping at most `max_variants` variants per URL.
+    pub fn new(max_bytes: u64, max_variants: usize) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|_k: &CacheKey, v: &Arc<Entry>| v.weight())
+            .expire_after(KeepUntil)
+            .build();
+        Self {
+            cache,
+            max_variants: max_variants.max(1),
+        }
+    }
+
+    /// Looks up the response stored for `key` that matches `req`'s Vary values.
+    pub fn lookup(&self, key: &CacheKey, req: &HeaderMap) -> Lookup {
+        let Some(entry) = self.cache.get(key) else {
+            return Lookup::Miss;
+        };
+        match &entry.vary {
+            None => match entry.variants.first() {
+                Some(v) => Lookup::Found(v.object.clone(), 0),
+                None => Lookup::Miss,
+            },
+            Some(spec) => {
+                let values = spec.values(req);
+                match entry.variants.iter().find(|v| v.values == values) {
+                    Some(v) => Lookup::Found(v.object.clone(), values_hash(&values)),
+                    None => Lookup::VaryMiss(values),
+                }
+            }
+        }
+    }
+
+    /// The Vary spec currently stored for `key`, if any.
+    pub fn vary_spec(&self, key: &CacheKey) -> Option<VarySpec> {
+        self.cache.get(key).and_then(|e| e.vary.clone())
+    }
+
+    /// Stores `object` as the variant for `values` under `vary`. A change of Vary spec drops
+    /// the old variants; beyond the cap the oldest variant goes.
+    pub fn insert(
+        &self,
+        key: CacheKey,
+        vary: Option<VarySpec>,
+        values: VaryValues,
+        object: Arc<Object>,
+    ) {
+        let mut variants = vec![Variant {
+            values: values.clone(),
+            object,
+        }];
+        if vary.is_some() {
+            if let Some(old) = self.cache.get(&key) {
+                if old.vary == vary {
+                    variants.extend(
+                        old.variants
+                            .iter()
+                            .filter(|v| v.values != values)
+                            .take(self.max_variants - 1)
+                            .cloned(),
+                    );
+                }
+            }
+        }
+        self.cache.insert(key, Arc::new(Entry { vary, variants }));
+    }
+
+    /// Removes everything stored for `key` (all variants). Returns whether anything was there.
+    pub fn remove(&self, key: &CacheKey) -> bool {
+        self.cache.remove(key).is_some()
+    }
+
+    /// Bytes currently charged.
+    pub fn weighted_size(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.weighted_size()
+    }
+
+    /// URLs currently stored.
+    pub fn entry_count(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.entry_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::headers::StoredHeaders;
+    use crate::cache::policy::{unix_ms, Freshness};
+    use bytes::Bytes;
+    use http::{HeaderValue, StatusCode};
+
+    fn obj(body: &'static str) -> Arc<Object> {
+        let now = unix_ms(std::time::SystemTime::now());
+        Arc::new(Object {
+            status: StatusCode::OK,
+            headers: StoredHeaders::default(),
+            body: Bytes::from_static(body.as_bytes()),
+            fresh: Freshness {
+                response_time_ms: now,
+                initial_age_ms: 0,
+                fresh_until_ms: now + 60_000,
+                swr_ms: 0,
+                sie_ms: 0,
+                has_validator: false,
+                keep_until_ms: now + 60_000,
+            },
+        })
+    }
+
+    #[test]
+    fn variants_are_capped_and_replaced() {
+        let s = MemoryStore::new(1 << 20, 2);
+        let key = CacheKey(1);
+        let mut vary_h = HeaderMap::new();
+        vary_h.insert("vary", HeaderValue::from_static("x-v"));
+        let spec = VarySpec::from_response(&vary_h);
+        let req = |v: &'static str| {
+            let mut m = HeaderMap::new();
+            m.insert("x-v", HeaderValue::from_static(v));
+            m
+        };
+        for (v, body) in [("a", "A"), ("b", "B"), ("c", "C")] {
+            let values = spec.as_ref().unwrap().values(&req(v));
+            s.insert(key, spec.clone(), values, obj(body));
+        }
+        assert!(
+            matches!(s.lookup(&key, &req("a")), Lookup::VaryMiss(_)),
+            "oldest variant dropped"
+        );
+        match s.lookup(&key, &req("c")) {
+            Lookup::Found(o, _) => assert_eq!(o.body, "C"),
+            other => panic!("{other:?}"),
+        }
+        // A response without Vary replaces the whole entry.
+        s.insert(key, None, Box::new([]), obj("plain"));
+        match s.lookup(&key, &req("b")) {
+            Lookup::Found(o, _) => assert_eq!(o.body, "plain"),
+            other => panic!("{other:?}"),
+        }
+        assert!(s.remove(&key));
+        assert!(matches!(s.lookup(&key, &req("b")), Lookup::Miss));
+    }
+}

@@ -1,0 +1,376 @@
+//! The `[edge]` and `[admin]` config sections: serde structs, defaults in one place, and a
+//! `validate()` that returns every problem at once, each naming its key path.
+
+use crate::units::{ByteSize, Dur};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One problem found in a config: the dotted key path (`edge.sites[0].origins[1]`) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// Dotted path of the offending key, with array indices.
+    pub path: String,
+    /// What is wrong, in words an operator can act on.
+    pub message: String,
+}
+
+impl ConfigProblem {
+    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The `[edge]` section: an HTTP caching reverse proxy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeConfig {
+    /// Plain HTTP listen addresses (HTTP/1.1 and h2c prior knowledge).
+    #[serde(default)]
+    pub listen: Vec<SocketAddr>,
+    /// TLS listen addresses (HTTP/1.1 and HTTP/2 by ALPN); certificates chosen by SNI.
+    #[serde(default)]
+    pub tls_listen: Vec<SocketAddr>,
+    /// Certificates for `tls_listen`, chosen by the SNI host name.
+    #[serde(default)]
+    pub certificates: Vec<CertConfig>,
+    /// Memory tier size, in bytes.
+    #[serde(default = "defaults::memory_bytes")]
+    pub memory_bytes: ByteSize,
+    /// Largest single object the memory tier stores; larger responses are passed through.
+    #[serde(default)]
+    pub max_object_bytes: Option<ByteSize>,
+    /// Most `Vary` variants kept per URL; the least recently stored is replaced beyond this.
+    #[serde(default = "defaults::max_variants")]
+    pub max_variants: usize,
+    /// Stale-while-revalidate window used when the origin names none (a Varnish-style grace).
+    #[serde(default = "defaults::zero")]
+    pub stale_while_revalidate: Dur,
+    /// Stale-if-error window used when the origin names none.
+    #[serde(default = "defaults::zero")]
+    pub stale_if_error: Dur,
+    /// How long a stale object with a validator (ETag or Last-Modified) is kept for revalidation.
+    #[serde(default = "defaults::keep")]
+    pub keep: Dur,
+    /// How long a request waits on another request's fetch of the same key before fetching itself.
+    #[serde(default = "defaults::collapse_timeout")]
+    pub collapse_timeout: Dur,
+    /// Time a client has to send its request headers.
+    #[serde(default = "defaults::header_read_timeout")]
+    pub header_read_timeout: Dur,
+    /// Largest request head (request line plus headers) accepted, in bytes.
+    #[serde(default = "defaults::max_header_bytes")]
+    pub max_header_bytes: ByteSize,
+    /// Time to connect to an upstream.
+    #[serde(default = "defaults::connect_timeout")]
+    pub connect_timeout: Dur,
+    /// Time from sending a request upstream to its response head.
+    #[serde(default = "defaults::first_byte_timeout")]
+    pub first_byte_timeout: Dur,
+    /// Longest pause between two body chunks from an upstream before the fetch is abandoned.
+    #[serde(default = "defaults::body_idle_timeout")]
+    pub body_idle_timeout: Dur,
+    /// Name of this cache in `Cache-Status` (RFC 9211).
+    #[serde(default = "defaults::cache_name")]
+    pub cache_name: String,
+    /// Sites, routed by the request's Host.
+    #[serde(default)]
+    pub sites: Vec<SiteConfig>,
+}
+
+/// A TLS certificate and key (PEM files) and the host names it serves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertConfig {
+    /// Host names (SNI) this certificate answers for; `*.example.com` matches one label.
+    pub hosts: Vec<String>,
+    /// Certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// One site: the host names it answers for and where its content comes from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    /// Host names; `*.example.com` matches any single label in front of `example.com`.
+    pub hosts: Vec<String>,
+    /// Origin base URLs (`http://host:port`); requests go to the first that answers.
+    pub origins: Vec<String>,
+    /// Query string handling in the cache key.
+    #[serde(default)]
+    pub query: QueryMode,
+    /// Query parameters left out of the cache key and of the upstream request
+    /// (`utm_*` matches a prefix).
+    #[serde(default)]
+    pub drop_params: Vec<String>,
+}
+
+/// How the query string enters the cache key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueryMode {
+    /// Keep the query exactly as sent (minus dropped parameters).
+    #[default]
+    Keep,
+    /// Sort parameters so `?a=1&b=2` and `?b=2&a=1` share one entry.
+    Sort,
+    /// Leave the query out of the key and the upstream request entirely.
+    Ignore,
+}
+
+/// The `[admin]` section: one admin listener per process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Listen address of the admin API.
+    pub listen: SocketAddr,
+    /// Bearer token required on every admin request but `GET /healthz`.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// File holding the token (first line), instead of `token`.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+mod defaults {
+    use super::*;
+    pub fn memory_bytes() -> ByteSize {
+        ByteSize(256 << 20)
+    }
+    pub fn max_variants() -> usize {
+        8
+    }
+    pub fn zero() -> Dur {
+        Dur(Duration::ZERO)
+    }
+    pub fn keep() -> Dur {
+        Dur(Duration::from_secs(3600))
+    }
+    pub fn collapse_timeout() -> Dur {
+        Dur(Duration::from_secs(10))
+    }
+    pub fn header_read_timeout() -> Dur {
+        Dur(Duration::from_secs(10))
+    }
+    pub fn max_header_bytes() -> ByteSize {
+        ByteSize(32 << 10)
+    }
+    pub fn connect_timeout() -> Dur {
+        Dur(Duration::from_secs(5))
+    }
+    pub fn first_byte_timeout() -> Dur {
+        Dur(Duration::from_secs(30))
+    }
+    pub fn body_idle_timeout() -> Dur {
+        Dur(Duration::from_secs(30))
+    }
+    pub fn cache_name() -> String {
+        "outpost-edge".to_string()
+    }
+}
+
+impl EdgeConfig {
+    /// A config with every default and the given listeners and sites, for embedding and tests.
+    pub fn new(listen: Vec<SocketAddr>, sites: Vec<SiteConfig>) -> Self {
+        Self {
+            listen,
+            tls_listen: Vec::new(),
+            certificates: Vec::new(),
+            memory_bytes: defaults::memory_bytes(),
+            max_object_bytes: None,
+            max_variants: defaults::max_variants(),
+            stale_while_revalidate: defaults::zero(),
+            stale_if_error: defaults::zero(),
+            keep: defaults::keep(),
+            collapse_timeout: defaults::collapse_timeout(),
+            header_read_timeout: defaults::header_read_timeout(),
+            max_header_bytes: defaults::max_header_bytes(),
+            connect_timeout: defaults::connect_timeout(),
+            first_byte_timeout: defaults::first_byte_timeout(),
+            body_idle_timeout: defaults::body_idle_timeout(),
+            cache_name: defaults::cache_name(),
+            sites,
+        }
+    }
+
+    /// The largest object the memory tier stores: the configured value, else 1/8 of the tier.
+    pub fn effective_max_object_bytes(&self) -> u64 {
+        self.max_object_bytes
+            .map(|b| b.0)
+            .unwrap_or(self.memory_bytes.0 / 8)
+            .min(u64::from(u32::MAX))
+    }
+
+    /// Every problem with this section; `prefix` is the section's key path (`edge`).
+    pub fn validate(&self, prefix: &str) -> Vec<ConfigProblem> {
+        let mut out = Vec::new();
+        if self.listen.is_empty() && self.tls_listen.is_empty() {
+            out.push(ConfigProblem::new(
+                format!("{prefix}.listen"),
+                "at least one listen or tls_listen address is required",
+            ));
+        }
+        if !self.tls_listen.is_empty() && self.certificates.is_empty() {
+            out.push(ConfigProblem::new(
+                format!("{prefix}.certificates"),
+                "tls_listen needs at least one [[certificates]] entry",
+            ));
+        }
+        for (i, c) in self.certificates.iter().enumerate() {
+            let p = format!("{prefix}.certificates[{i}]");
+            if c.hosts.is_empty() {
+                out.push(ConfigProblem::new(
+                    format!("{p}.hosts"),
+                    "must name at least one host",
+                ));
+            }
+            for (field, path) in [("cert", &c.cert), ("key", &c.key)] {
+                if !path.is_file() {
+                    out.push(ConfigProblem::new(
+                        format!("{p}.{field}"),
+                        format!("file {} does not exist or is not readable", path.display()),
+                    ));
+                }
+            }
+        }
+        if self.memory_bytes.0 < 1 << 20 {
+            out.push(ConfigProblem::new(
+                format!("{prefix}.memory_bytes"),
+                "must be at least 1MiB",
+            ));
+        }
+        if self.max_variants == 0 {
+            out.push(ConfigProblem::new(
+                format!("{prefix}.max_variants"),
+                "must be at least 1",
+            ));
+        }
+        if self.max_header_bytes.0 < 8192 {
+            out.push(ConfigProblem::new(
+                format!("{prefix}.max_header_bytes"),
+                "must be at least 8KiB (8192)",
+            ));
+        }
+        if self.cache_name.is_empty() || !self.cache_name.bytes().all(|b| b.is_ascii_graphic()) {
+            out.push(ConfigProblem::new(
+                format!("{prefix}.cache_name"),
+                "must be a non-empty token of visible ASCII characters",
+            ));
+        }
+        if self.sites.is_empty() {
+            out.push(ConfigProblem::new(
+                format!("{prefix}.sites"),
+                "at least one [[sites]] entry is required",
+            ));
+        }
+        let mut seen = std::collections::HashMap::new();
+        for (i, s) in self.sites.iter().enumerate() {
+            let p = format!("{prefix}.sites[{i}]");
+            if s.hosts.is_empty() {
+                out.push(ConfigProblem::new(
+                    format!("{p}.hosts"),
+                    "must name at least one host",
+                ));
+            }
+            for (j, h) in s.hosts.iter().enumerate() {
+                let norm = h.to_ascii_lowercase();
+                if !valid_host_pattern(&norm) {
+                    out.push(ConfigProblem::new(
+                        format!("{p}.hosts[{j}]"),
+                        format!("{h:?} is not a host name (letters, digits, '-', '.', optional leading '*.')"),
+                    ));
+                } else if let Some(prev) = seen.insert(norm, i) {
+                    out.push(ConfigProblem::new(
+                        format!("{p}.hosts[{j}]"),
+                        format!("{h:?} is already served by sites[{prev}]"),
+                    ));
+                }
+            }
+            if s.origins.is_empty() {
+                out.push(ConfigProblem::new(
+                    format!("{p}.origins"),
+                    "must name at least one origin URL",
+                ));
+            }
+            for (j, o) in s.origins.iter().enumerate() {
+                if let Err(e) = crate::proxy::upstream::OriginAddr::parse(o) {
+                    out.push(ConfigProblem::new(format!("{p}.origins[{j}]"), e));
+                }
+            }
+            for (j, d) in s.drop_params.iter().enumerate() {
+                if d.is_empty() || d[..d.len() - 1].contains('*') {
+                    out.push(ConfigProblem::new(
+                        format!("{p}.drop_params[{j}]"),
+                        "must be a parameter name, optionally ending in '*'",
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn valid_host_pattern(h: &str) -> bool {
+    let rest = h.strip_prefix("*.").unwrap_or(h);
+    !rest.is_empty()
+        && rest.len() <= 253
+        && rest.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+impl AdminConfig {
+    /// Every problem with this section.
+    pub fn validate(&self, prefix: &str) -> Vec<ConfigProblem> {
+        let mut out = Vec::new();
+        match (&self.token, &self.token_file) {
+            (Some(_), Some(_)) => out.push(ConfigProblem::new(
+                format!("{prefix}.token_file"),
+                "set either token or token_file, not both",
+            )),
+            (None, None) => out.push(ConfigProblem::new(
+                format!("{prefix}.token"),
+                "a token (or token_file) is required",
+            )),
+            (Some(t), None) if t.trim().is_empty() => out.push(ConfigProblem::new(
+                format!("{prefix}.token"),
+                "must not be empty",
+            )),
+            (None, Some(f)) => {
+                if let Err(e) = read_token_file(f) {
+                    out.push(ConfigProblem::new(format!("{prefix}.token_file"), e));
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// The token, read from `token` or the first line of `token_file`.
+    pub fn resolve_token(&self) -> Result<String, String> {
+        match (&self.token, &self.token_file) {
+            (Some(t), _) => Ok(t.clone()),
+            (None, Some(f)) => read_token_file(f),
+            (None, None) => Err("admin token is not set".into()),
+        }
+    }
+}
+
+fn read_token_file(f: &std::path::Path) -> Result<String, String> {
+    let s = std::fs::read_to_string(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+    let t = s.lines().next().unwrap_or("").trim().to_string();
+    if t.is_empty() {
+        return Err(format!("{} holds no token", f.display()));
+    }
+    Ok(t)
+}

@@ -1,0 +1,54 @@
+//! Errors on the proxy path, carrying what failed so that the choice between 502, 504 and
+//! serving stale is data, not string matching. `response_status` is the one mapping to HTTP.
+
+use http::StatusCode;
+
+/// An upstream fetch failed before a usable response.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum UpstreamError {
+    /// No connection could be made to any origin.
+    #[error("cannot connect to origin {origin}: {detail}")]
+    Connect {
+        /// The origin tried last.
+        origin: String,
+        /// The underlying error.
+        detail: String,
+    },
+    /// The origin did not answer in time.
+    #[error("origin {origin} timed out waiting for the {phase}")]
+    Timeout {
+        /// The origin.
+        origin: String,
+        /// What was awaited: "response head" or "body".
+        phase: &'static str,
+    },
+    /// The origin answered with something unusable.
+    #[error("origin {origin} failed: {detail}")]
+    Protocol {
+        /// The origin.
+        origin: String,
+        /// The underlying error.
+        detail: String,
+    },
+}
+
+impl UpstreamError {
+    /// The status a client gets when no stale response can stand in.
+    pub fn response_status(&self) -> StatusCode {
+        match self {
+            UpstreamError::Connect { .. } | UpstreamError::Protocol { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
+            UpstreamError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// A short label for metrics and Cache-Status details.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect { .. } => "connect",
+            UpstreamError::Timeout { .. } => "timeout",
+            UpstreamError::Protocol { .. } => "protocol",
+        }
+    }
+}

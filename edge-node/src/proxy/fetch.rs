@@ -1,0 +1,262 @@
+//! The fill task: one upstream fetch per collapse key, run independently of the client that
+//! started it. It decides storability, publishes the head to every waiting reader, streams the
+//! body into the fill, and stores the object once it is whole. A body that ends early or
+//! stalls is never stored.
+
+use super::body::ProxyBody;
+use super::headers;
+use super::{Ctx, Proxy};
+use crate::cache::fill::{CollapseKey, Fill, FillEnd, FillHead};
+use crate::cache::headers::StoredHeaders;
+use crate::cache::key::CacheKey;
+use crate::cache::object::Object;
+use crate::cache::policy::{decide, unix_ms, Decision};
+use crate::cache::vary::VarySpec;
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{request, Response, StatusCode};
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Fields of a 304 that never replace the stored ones (RFC 9111 section 3.2).
+const NOT_UPDATED_BY_304: &[header::HeaderName] = &[
+    header::CONTENT_LENGTH,
+    header::CONTENT_ENCODING,
+    header::CONTENT_RANGE,
+];
+
+struct FillJob {
+    key: CacheKey,
+    ck: CollapseKey,
+    fill: Arc<Fill>,
+    origins: Vec<super::upstream::OriginAddr>,
+    upstream: request::Parts,
+    /// The client's request as the policy sees it (method, URI, fields).
+    client: request::Parts,
+    stale: Option<Arc<Object>>,
+}
+
+impl Proxy {
+    /// Starts the fill task for `ck`, whose leader is the request in `ctx`.
+    pub(super) fn spawn_fill(
+        self: &Arc<Self>,
+        ctx: &Ctx,
+        ck: CollapseKey,
+        fill: Arc<Fill>,
+        stale: Option<Arc<Object>>,
+    ) {
+        let mut upstream = self.upstream_parts(ctx, true);
+        if let Some(old) = &stale {
+            if let Some(etag) = old.etag().and_then(|e| HeaderValue::from_str(e).ok()) {
+                upstream.headers.insert(header::IF_NONE_MATCH, etag);
+            }
+            if let Some(lm) = old
+                .last_modified()
+                .and_then(|e| HeaderValue::from_str(e).ok())
+            {
+                upstream.headers.insert(header::IF_MODIFIED_SINCE, lm);
+            }
+        }
+        let mut client_req = http::Request::new(()).into_parts().0;
+        client_req.method = http::Method::GET;
+        client_req.uri = ctx.parts.uri.clone();
+        client_req.headers = ctx.parts.headers.clone();
+        let job = FillJob {
+            key: ctx.key,
+            ck,
+            fill,
+            origins: ctx.site.origins.clone(),
+            upstream,
+            client: client_req,
+            stale,
+        };
+        let me = self.clone();
+        tokio::spawn(async move {
+            let (ck, fill) = (job.ck, job.fill.clone());
+            me.run_fill(job).await;
+            me.inflight.remove(&ck, &fill);
+        });
+    }
+
+    async fn run_fill(&self, job: FillJob) {
+        self.stats.record_upstream_request();
+        let res = match self
+            .upstream
+            .send(&job.origins, job.upstream.clone(), ProxyBody::empty(), true)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "upstream fetch failed");
+                self.stats.record_upstream_error(e.kind());
+                job.fill.set_head(FillHead::Failed(e));
+                return;
+            }
+        };
+        let now = SystemTime::now();
+        if res.status() == StatusCode::NOT_MODIFIED {
+            match &job.stale {
+                Some(old) => self.refresh(&job, old, res.headers(), now),
+                None => job.fill.set_pass(res),
+            }
+            return;
+        }
+        let (mut parts, body) = res.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers);
+        let content_length = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let fresh = match decide(&job.client, &parts, now, &self.settings.policy) {
+            Decision::Store(f) if content_length.is_none_or(|l| l <= self.settings.max_object) => f,
+            _ => {
+                // Not storable (or too large): any older copy is now superseded.
+                if job.stale.is_some() {
+                    self.store.remove(&job.key);
+                }
+                job.fill.set_pass(Response::from_parts(parts, body));
+                return;
+            }
+        };
+        let vary = VarySpec::from_response(&parts.headers);
+        let values = vary
+            .as_ref()
+            .map(|s| s.values(&job.client.headers))
+            .unwrap_or_default();
+        let stored_headers = StoredHeaders::from_map(&parts.headers, headers::stored);
+        let mut client_headers = parts.headers;
+        headers::for_client(&mut client_headers);
+        // Keep the upstream's Cache-Status members for this first answer (RFC 9211 chain).
+        job.fill.set_head(FillHead::Storing {
+            status: parts.status,
+            headers: client_headers,
+            content_length,
+            vary: vary.clone(),
+            values: values.clone(),
+        });
+
+        let mut body = body;
+        let mut total: u64 = 0;
+        let mut keep = true;
+        let mut chunks: Vec<Bytes> = Vec::new();
+        let ended = loop {
+            match tokio::time::timeout(self.upstream.timeouts.body_idle, body.frame()).await {
+                Err(_) => break Err("timeout"),
+                Ok(None) => break Ok(()),
+                Ok(Some(Err(e))) => {
+                    tracing::warn!(error = %e, "upstream body failed");
+                    break Err("truncated");
+                }
+                Ok(Some(Ok(frame))) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    total += data.len() as u64;
+                    if keep && total > self.settings.max_object {
+                        keep = false;
+                        chunks.clear();
+                    }
+                    if keep {
+                        chunks.push(data.clone());
+                    }
+                    job.fill.push(data);
+                }
+            }
+        };
+        let ended = match (ended, content_length) {
+            (Ok(()), Some(l)) if l != total => Err("truncated"),
+            (e, _) => e,
+        };
+        match ended {
+            Ok(()) => {
+                if keep {
+                    let body = concat(&chunks, total);
+                    let obj = Arc::new(Object {
+                        status: parts.status,
+                        headers: stored_headers,
+                        body,
+                        fresh,
+                    });
+                    self.store.insert(job.key, vary, values, obj);
+                    self.stats.record_store();
+                }
+                job.fill.finish(FillEnd::Complete);
+            }
+            Err(kind) => {
+                tracing::warn!(
+                    kind,
+                    received = total,
+                    "upstream body ended early; not stored"
+                );
+                self.stats.record_upstream_error(kind);
+                job.fill.finish(FillEnd::Truncated);
+            }
+        }
+    }
+
+    /// A 304 refreshed a stale object: merge the new fields, recompute freshness, store.
+    fn refresh(
+        &self,
+        job: &FillJob,
+        old: &Arc<Object>,
+        fresh_headers: &HeaderMap,
+        now: SystemTime,
+    ) {
+        let mut merged = old.headers.to_map();
+        let mut update = fresh_headers.clone();
+        headers::strip_hop_by_hop(&mut update);
+        for name in update.keys() {
+            if NOT_UPDATED_BY_304.contains(name) || !headers::stored(name) {
+                continue;
+            }
+            merged.remove(name);
+            for v in update.get_all(name) {
+                merged.append(name.clone(), v.clone());
+            }
+        }
+        let mut res = Response::new(()).into_parts().0;
+        res.status = old.status;
+        res.headers = merged;
+        let obj = match decide(&job.client, &res, now, &self.settings.policy) {
+            Decision::Store(fresh) => {
+                let obj = Arc::new(Object {
+                    status: old.status,
+                    headers: StoredHeaders::from_map(&res.headers, headers::stored),
+                    body: old.body.clone(),
+                    fresh,
+                });
+                let vary = VarySpec::from_response(&res.headers);
+                let values = vary
+                    .as_ref()
+                    .map(|s| s.values(&job.client.headers))
+                    .unwrap_or_default();
+                self.store.insert(job.key, vary, values, obj.clone());
+                obj
+            }
+            Decision::Pass(_) => {
+                self.store.remove(&job.key);
+                let mut fresh = old.fresh;
+                fresh.fresh_until_ms = unix_ms(now);
+                Arc::new(Object {
+                    status: old.status,
+                    headers: StoredHeaders::from_map(&res.headers, headers::stored),
+                    body: old.body.clone(),
+                    fresh,
+                })
+            }
+        };
+        self.stats.record_revalidated();
+        job.fill.set_head(FillHead::Refreshed(obj));
+    }
+}
+
+/// The body as one exact-size buffer, so a stored object never pins a larger read buffer.
+fn concat(chunks: &[Bytes], total: u64) -> Bytes {
+    let mut b = BytesMut::with_capacity(total as usize);
+    for c in chunks {
+        b.extend_from_slice(c);
+    }
+    b.freeze()
+}

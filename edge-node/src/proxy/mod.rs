@@ -1,0 +1,521 @@
+//! The request pipeline: route by Host, build the key, look up, serve fresh or stale, or join
+//! or start a fetch, and pass through what is not cacheable.
+//!
+//! `handle` is the whole life of one request; `fetch.rs` holds the fill task that talks to the
+//! origin and writes the store; `respond.rs` shapes every cached answer.
+
+pub mod body;
+pub mod conditional;
+pub mod error;
+mod fetch;
+pub mod headers;
+pub mod range;
+pub mod respond;
+pub mod sites;
+pub mod upstream;
+
+use crate::cache::fill::{FillHead, Inflight, Joined};
+use crate::cache::key::{normalize_host, normalize_query, CacheKey};
+use crate::cache::object::Object;
+use crate::cache::policy::{unix_ms, PolicyOptions, Usability};
+use crate::cache::store::{Lookup, MemoryStore};
+use crate::cache::vary::values_hash;
+use crate::stats::{Outcome, Stats};
+use body::ProxyBody;
+use http::header::{self, HeaderValue};
+use http::{request, Method, Request, Response, StatusCode};
+use respond::{plain, BodySrc, Reply};
+use sites::{Site, Sites};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use upstream::Upstream;
+
+/// Who sent a request and over what.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientInfo {
+    /// Peer address.
+    pub addr: SocketAddr,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+}
+
+/// Settings of the proxy that come from config.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    /// Freshness defaults.
+    pub policy: PolicyOptions,
+    /// Largest stored object.
+    pub max_object: u64,
+    /// Longest wait on another request's fetch.
+    pub collapse_timeout: Duration,
+    /// Name in Cache-Status and Via.
+    pub cache_name: String,
+    /// Memory tier capacity.
+    pub memory_capacity: u64,
+}
+
+/// The caching proxy shared by every connection.
+pub struct Proxy {
+    sites: Sites,
+    store: MemoryStore,
+    inflight: Inflight,
+    upstream: Upstream,
+    stats: Arc<Stats>,
+    settings: ProxySettings,
+    via: HeaderValue,
+}
+
+/// One cacheable request, after routing.
+struct Ctx {
+    parts: request::Parts,
+    site: Arc<Site>,
+    host: String,
+    key: CacheKey,
+    /// Path and normalised query sent upstream.
+    upstream_pq: String,
+    client: ClientInfo,
+}
+
+impl Proxy {
+    /// A proxy over `sites` with a fresh store.
+    pub fn new(
+        sites: Sites,
+        store: MemoryStore,
+        upstream: Upstream,
+        settings: ProxySettings,
+    ) -> Self {
+        let via = HeaderValue::from_str(&format!("1.1 {}", settings.cache_name))
+            .unwrap_or_else(|_| HeaderValue::from_static("1.1 outpost"));
+        Self {
+            sites,
+            store,
+            inflight: Inflight::default(),
+            upstream,
+            stats: Arc::new(Stats::default()),
+            settings,
+            via,
+        }
+    }
+
+    /// The proxy's counters.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// Gauges of the store.
+    pub fn gauges(&self) -> crate::stats::StoreGauges {
+        crate::stats::StoreGauges {
+            memory_bytes: self.store.weighted_size(),
+            memory_capacity_bytes: self.settings.memory_capacity,
+            objects: self.store.entry_count(),
+            inflight: self.inflight.len() as u64,
+        }
+    }
+
+    fn status_value(&self, params: &str) -> HeaderValue {
+        HeaderValue::from_str(&format!("{}; {params}", self.settings.cache_name))
+            .unwrap_or_else(|_| HeaderValue::from_static("outpost"))
+    }
+
+    /// Answers one request.
+    pub async fn handle<B>(
+        self: Arc<Self>,
+        req: Request<B>,
+        client: ClientInfo,
+    ) -> Response<ProxyBody>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+        B::Error: Into<body::BoxError>,
+    {
+        let start = Instant::now();
+        let (res, outcome, bytes) = self.route(req, client).await;
+        self.stats.record(outcome, start.elapsed(), bytes);
+        res
+    }
+
+    async fn route<B>(
+        self: &Arc<Self>,
+        req: Request<B>,
+        client: ClientInfo,
+    ) -> (Response<ProxyBody>, Outcome, Option<u64>)
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+        B::Error: Into<body::BoxError>,
+    {
+        let raw_host = req.uri().authority().map(|a| a.as_str()).or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+        });
+        let Some(host) = raw_host.and_then(normalize_host) else {
+            let st = self.status_value("fwd=request; detail=bad-host");
+            return (
+                plain(
+                    StatusCode::BAD_REQUEST,
+                    st,
+                    "outpost: missing or invalid Host",
+                ),
+                Outcome::Error,
+                None,
+            );
+        };
+        let Some(site) = self.sites.find(&host).cloned() else {
+            let st = self.status_value("fwd=request; detail=unknown-host");
+            let msg = format!("outpost: no site is configured for host {host}");
+            return (
+                plain(StatusCode::MISDIRECTED_REQUEST, st, &msg),
+                Outcome::Error,
+                None,
+            );
+        };
+        if matches!(*req.method(), Method::CONNECT | Method::TRACE) {
+            let st = self.status_value("fwd=method");
+            return (
+                plain(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    st,
+                    "outpost: method not allowed",
+                ),
+                Outcome::Error,
+                None,
+            );
+        }
+        let (parts, body) = req.into_parts();
+        let query = normalize_query(parts.uri.query(), site.query, &site.drop_params);
+        let key = CacheKey::new(client.scheme, &host, parts.uri.path(), query.as_deref());
+        let upstream_pq = match &query {
+            Some(q) => format!("{}?{q}", parts.uri.path()),
+            None => parts.uri.path().to_string(),
+        };
+        let ctx = Ctx {
+            parts,
+            site,
+            host,
+            key,
+            upstream_pq,
+            client,
+        };
+        if ctx.parts.method == Method::GET || ctx.parts.method == Method::HEAD {
+            drop(body);
+            self.cached(ctx).await
+        } else {
+            let body = ProxyBody::Stream(http_body_util::BodyExt::boxed(
+                http_body_util::BodyExt::map_err(body, Into::into),
+            ));
+            self.unsafe_or_other(ctx, body).await
+        }
+    }
+
+    /// GET and HEAD: the cache path.
+    async fn cached(self: &Arc<Self>, ctx: Ctx) -> (Response<ProxyBody>, Outcome, Option<u64>) {
+        let now = unix_ms(SystemTime::now());
+        match self.store.lookup(&ctx.key, &ctx.parts.headers) {
+            Lookup::Found(obj, variant) => match obj.fresh.usability(now) {
+                Usability::Fresh => {
+                    let ttl = (obj.fresh.fresh_until_ms - now) / 1000;
+                    let reply = self.reply(&ctx, &format!("hit; ttl={ttl}"));
+                    let (res, n) = reply.object(&obj, obj.fresh.age_secs(now));
+                    (res, Outcome::Hit, n)
+                }
+                Usability::StaleWhileRevalidate => {
+                    self.refresh_in_background(&ctx, variant, obj.clone());
+                    let ttl = (now - obj.fresh.fresh_until_ms) / 1000;
+                    let reply = self.reply(
+                        &ctx,
+                        &format!("hit; ttl=-{ttl}; detail=stale-while-revalidate"),
+                    );
+                    let (res, n) = reply.object(&obj, obj.fresh.age_secs(now));
+                    (res, Outcome::Stale, n)
+                }
+                Usability::Stale { .. } => self.miss(ctx, Some(obj), variant, true).await,
+            },
+            Lookup::VaryMiss(values) => {
+                let v = values_hash(&values);
+                self.miss(ctx, None, v, true).await
+            }
+            Lookup::Miss => self.miss(ctx, None, 0, true).await,
+        }
+    }
+
+    fn reply<'a>(&'a self, ctx: &'a Ctx, params: &str) -> Reply<'a> {
+        Reply {
+            method: &ctx.parts.method,
+            req: &ctx.parts.headers,
+            cache_status: self.status_value(params),
+            via: &self.via,
+        }
+    }
+
+    /// Serves `stale` if stale-if-error still covers it.
+    fn stale_on_error(
+        &self,
+        ctx: &Ctx,
+        stale: &Option<Arc<Object>>,
+        why: &str,
+    ) -> Option<(Response<ProxyBody>, Outcome, Option<u64>)> {
+        let obj = stale.as_ref()?;
+        let now = unix_ms(SystemTime::now());
+        match obj.fresh.usability(now) {
+            Usability::Stale {
+                serve_on_error: false,
+            } => None,
+            _ => {
+                let reply = self.reply(ctx, &format!("fwd=stale; {why}; detail=stale-if-error"));
+                let (res, n) = reply.object(obj, obj.fresh.age_secs(now));
+                Some((res, Outcome::Stale, n))
+            }
+        }
+    }
+
+    /// A miss or a stale object: join the fetch for this key, or lead a new one.
+    fn miss(
+        self: &Arc<Self>,
+        ctx: Ctx,
+        stale: Option<Arc<Object>>,
+        variant: u64,
+        may_recollapse: bool,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = (Response<ProxyBody>, Outcome, Option<u64>)>
+                + Send
+                + '_,
+        >,
+    > {
+        Box::pin(async move {
+            let ck = (ctx.key, variant);
+            let (fill, leader) = match self.inflight.join(ck) {
+                Joined::Leader(fill) => {
+                    self.spawn_fill(&ctx, ck, fill.clone(), stale.clone());
+                    (fill, true)
+                }
+                Joined::Follower(fill) => {
+                    self.stats.record_collapsed();
+                    (fill, false)
+                }
+            };
+            let Some(head) = fill.wait_head(self.settings.collapse_timeout).await else {
+                return self.pass(ctx, "detail=collapse-timeout").await;
+            };
+            let fwd = if stale.is_some() {
+                "fwd=stale"
+            } else {
+                "fwd=miss"
+            };
+            let collapsed = if leader { "" } else { "; collapsed" };
+            match &*head {
+                FillHead::Storing {
+                    status,
+                    headers,
+                    content_length,
+                    vary,
+                    values,
+                } => {
+                    if let Some(spec) = vary {
+                        let mine = spec.values(&ctx.parts.headers);
+                        if &mine != values {
+                            if may_recollapse {
+                                let v = values_hash(&mine);
+                                return self.miss(ctx, None, v, false).await;
+                            }
+                            return self.pass(ctx, "fwd=vary-miss").await;
+                        }
+                    }
+                    let reply = self.reply(
+                        &ctx,
+                        &format!("{fwd}; fwd-status={}; stored{collapsed}", status.as_u16()),
+                    );
+                    let (res, n) = reply.serve(
+                        *status,
+                        headers.clone(),
+                        BodySrc::Fill(fill.clone()),
+                        *content_length,
+                        0,
+                    );
+                    (res, Outcome::Miss, n)
+                }
+                FillHead::Refreshed(obj) => {
+                    let now = unix_ms(SystemTime::now());
+                    let reply = self.reply(&ctx, &format!("fwd=stale; fwd-status=304{collapsed}"));
+                    let (res, n) = reply.object(obj, obj.fresh.age_secs(now));
+                    (res, Outcome::Miss, n)
+                }
+                FillHead::Pass { status } => {
+                    if status.is_server_error() {
+                        if let Some(r) = self.stale_on_error(
+                            &ctx,
+                            &stale,
+                            &format!("fwd-status={}", status.as_u16()),
+                        ) {
+                            return r;
+                        }
+                    }
+                    if leader {
+                        if let Some(res) = fill.take_pass() {
+                            return self.relay(
+                                res,
+                                &ctx,
+                                &format!("{fwd}; fwd-status={}", status.as_u16()),
+                            );
+                        }
+                    }
+                    self.pass(ctx, fwd).await
+                }
+                FillHead::Failed(e) => {
+                    if let Some(r) =
+                        self.stale_on_error(&ctx, &stale, &format!("detail={}", e.kind()))
+                    {
+                        return r;
+                    }
+                    let st = self.status_value(&format!("{fwd}; detail=upstream-{}", e.kind()));
+                    (
+                        plain(e.response_status(), st, &format!("outpost: {e}")),
+                        Outcome::Error,
+                        None,
+                    )
+                }
+            }
+        })
+    }
+
+    /// Starts a background refresh of a stale-while-revalidate object, unless one is running.
+    fn refresh_in_background(self: &Arc<Self>, ctx: &Ctx, variant: u64, obj: Arc<Object>) {
+        let ck = (ctx.key, variant);
+        if let Joined::Leader(fill) = self.inflight.join(ck) {
+            self.spawn_fill(ctx, ck, fill, Some(obj));
+        }
+    }
+
+    /// Relays an upstream response untouched but for hop-by-hop fields and our own.
+    fn relay(
+        &self,
+        res: Response<hyper::body::Incoming>,
+        ctx: &Ctx,
+        params: &str,
+    ) -> (Response<ProxyBody>, Outcome, Option<u64>) {
+        let (mut parts, body) = res.into_parts();
+        headers::for_client(&mut parts.headers);
+        parts
+            .headers
+            .append(respond::CACHE_STATUS.clone(), self.status_value(params));
+        headers::append_via(&mut parts.headers, &self.via);
+        let len = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let body = if ctx.parts.method == Method::HEAD {
+            ProxyBody::empty()
+        } else {
+            ProxyBody::Incoming(body)
+        };
+        (Response::from_parts(parts, body), Outcome::Pass, len)
+    }
+
+    /// Sends a GET/HEAD upstream for this client alone, storing nothing.
+    async fn pass(&self, ctx: Ctx, params: &str) -> (Response<ProxyBody>, Outcome, Option<u64>) {
+        let up = self.upstream_parts(&ctx, false);
+        self.stats.record_upstream_request();
+        match self
+            .upstream
+            .send(&ctx.site.origins, up, ProxyBody::empty(), true)
+            .await
+        {
+            Ok(res) => {
+                let p = format!("{params}; fwd-status={}", res.status().as_u16());
+                self.relay(res, &ctx, &p)
+            }
+            Err(e) => {
+                self.stats.record_upstream_error(e.kind());
+                let st = self.status_value(&format!("{params}; detail=upstream-{}", e.kind()));
+                (
+                    plain(e.response_status(), st, &format!("outpost: {e}")),
+                    Outcome::Error,
+                    None,
+                )
+            }
+        }
+    }
+
+    /// Unsafe and other methods: passed through; a successful unsafe request invalidates the
+    /// target URI, and `Location` and `Content-Location` on the same host (RFC 9111 4.4).
+    async fn unsafe_or_other(
+        &self,
+        ctx: Ctx,
+        body: ProxyBody,
+    ) -> (Response<ProxyBody>, Outcome, Option<u64>) {
+        let up = self.upstream_parts(&ctx, false);
+        self.stats.record_upstream_request();
+        let res = match self.upstream.send(&ctx.site.origins, up, body, false).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.stats.record_upstream_error(e.kind());
+                let st = self.status_value(&format!("fwd=method; detail=upstream-{}", e.kind()));
+                return (
+                    plain(e.response_status(), st, &format!("outpost: {e}")),
+                    Outcome::Error,
+                    None,
+                );
+            }
+        };
+        let is_unsafe = !matches!(ctx.parts.method, Method::OPTIONS);
+        if is_unsafe && (res.status().is_success() || res.status().is_redirection()) {
+            self.store.remove(&ctx.key);
+            for h in [header::LOCATION, header::CONTENT_LOCATION] {
+                if let Some(k) = res
+                    .headers()
+                    .get(&h)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| self.key_for_reference(&ctx, v))
+                {
+                    self.store.remove(&k);
+                }
+            }
+        }
+        let p = format!("fwd=method; fwd-status={}", res.status().as_u16());
+        self.relay(res, &ctx, &p)
+    }
+
+    /// The cache key a `Location`/`Content-Location` value refers to, if on the same host.
+    fn key_for_reference(&self, ctx: &Ctx, reference: &str) -> Option<CacheKey> {
+        let uri: http::Uri = reference.parse().ok()?;
+        if let Some(auth) = uri.authority() {
+            if normalize_host(auth.as_str())? != ctx.host {
+                return None;
+            }
+        }
+        let path = uri.path();
+        if !path.starts_with('/') {
+            return None;
+        }
+        let q = normalize_query(uri.query(), ctx.site.query, &ctx.site.drop_params);
+        Some(CacheKey::new(
+            ctx.client.scheme,
+            &ctx.host,
+            path,
+            q.as_deref(),
+        ))
+    }
+
+    fn upstream_parts(&self, ctx: &Ctx, fill: bool) -> request::Parts {
+        let h = headers::UpstreamHeaders {
+            host: &ctx.host,
+            client_ip: ctx.client.addr.ip(),
+            scheme: ctx.client.scheme,
+            fill,
+            via: &self.via,
+        };
+        let mut b = Request::builder().method(if fill {
+            Method::GET
+        } else {
+            ctx.parts.method.clone()
+        });
+        b = b.uri(ctx.upstream_pq.as_str());
+        let mut parts = match b.body(()) {
+            Ok(r) => r.into_parts().0,
+            Err(_) => Request::new(()).into_parts().0,
+        };
+        parts.headers = h.build(&ctx.parts.headers);
+        parts
+    }
+}

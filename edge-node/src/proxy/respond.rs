@@ -1,0 +1,194 @@
+//! Turning a stored object or a fill into the client's response: `Age`, `Cache-Status`,
+//! `Via`, conditional requests (304), Range (206/416) and HEAD, in one place.
+
+use super::body::{BoxError, ProxyBody};
+use super::conditional::{if_range_matches, not_modified};
+use super::headers::append_via;
+use super::range::{evaluate, RangeOutcome};
+use crate::cache::fill::Fill;
+use crate::cache::object::Object;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Response, StatusCode};
+use http_body_util::BodyExt;
+use std::sync::Arc;
+
+/// RFC 9211 `Cache-Status`.
+pub static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
+/// Fields a 304 carries (RFC 9110 section 15.4.5), plus this edge's own.
+const NOT_MODIFIED_FIELDS: &[HeaderName] = &[
+    header::CACHE_CONTROL,
+    header::CONTENT_LOCATION,
+    header::DATE,
+    header::ETAG,
+    header::EXPIRES,
+    header::VARY,
+    header::LAST_MODIFIED,
+    header::AGE,
+    header::VIA,
+];
+
+/// Where the body bytes come from.
+pub enum BodySrc {
+    /// A stored body.
+    Bytes(Bytes),
+    /// A fill in progress (or finished).
+    Fill(Arc<Fill>),
+}
+
+impl BodySrc {
+    fn body(self, start: u64, end: Option<u64>) -> ProxyBody {
+        match self {
+            BodySrc::Bytes(b) => {
+                let len = b.len() as u64;
+                let end = end.unwrap_or(len).min(len);
+                ProxyBody::full(b.slice(start.min(end) as usize..end as usize))
+            }
+            BodySrc::Fill(f) => {
+                let reader = f.reader(start, end);
+                let stream = futures_util::stream::unfold(reader, |mut r| async move {
+                    match r.next_chunk().await {
+                        Ok(Some(c)) => Some((Ok(http_body::Frame::data(c)), r)),
+                        Ok(None) => None,
+                        Err(e) => Some((Err(Box::new(e) as BoxError), r)),
+                    }
+                });
+                ProxyBody::Stream(http_body_util::StreamBody::new(stream).boxed())
+            }
+        }
+    }
+}
+
+/// What every response from the cache needs to know about its request.
+pub struct Reply<'a> {
+    /// The request method.
+    pub method: &'a Method,
+    /// The request's fields (validators, Range).
+    pub req: &'a HeaderMap,
+    /// This edge's Cache-Status member.
+    pub cache_status: HeaderValue,
+    /// This edge's Via value.
+    pub via: &'a HeaderValue,
+}
+
+impl Reply<'_> {
+    /// Serves a stored object with `age` seconds.
+    pub fn object(&self, obj: &Object, age: u64) -> (Response<ProxyBody>, Option<u64>) {
+        let headers = obj.headers.to_map();
+        self.serve(
+            obj.status,
+            headers,
+            BodySrc::Bytes(obj.body.clone()),
+            Some(obj.body.len() as u64),
+            age,
+        )
+    }
+
+    /// Serves `status` and `headers` with `body` of `len` bytes (if known). Returns the
+    /// response and the number of body bytes it will carry, when known.
+    pub fn serve(
+        &self,
+        status: StatusCode,
+        mut headers: HeaderMap,
+        body: BodySrc,
+        len: Option<u64>,
+        age: u64,
+    ) -> (Response<ProxyBody>, Option<u64>) {
+        headers.insert(header::AGE, HeaderValue::from(age));
+        headers.append(CACHE_STATUS.clone(), self.cache_status.clone());
+        append_via(&mut headers, self.via);
+        let head_only = *self.method == Method::HEAD;
+
+        if status == StatusCode::OK {
+            let etag_v = headers.get(header::ETAG).cloned();
+            let lm_v = headers.get(header::LAST_MODIFIED).cloned();
+            let etag = etag_v.as_ref().and_then(|v| v.to_str().ok());
+            let lm = lm_v.as_ref().and_then(|v| v.to_str().ok());
+            if not_modified(self.req, etag, lm) {
+                let mut h = HeaderMap::with_capacity(NOT_MODIFIED_FIELDS.len() + 1);
+                for n in NOT_MODIFIED_FIELDS {
+                    for v in headers.get_all(n) {
+                        h.append(n.clone(), v.clone());
+                    }
+                }
+                for v in headers.get_all(&CACHE_STATUS) {
+                    h.append(CACHE_STATUS.clone(), v.clone());
+                }
+                return (
+                    build(StatusCode::NOT_MODIFIED, h, ProxyBody::empty()),
+                    Some(0),
+                );
+            }
+            if let Some(len) = len {
+                headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+                let range = self.req.get(header::RANGE).and_then(|v| v.to_str().ok());
+                if range.is_some()
+                    && *self.method == Method::GET
+                    && if_range_matches(self.req, etag, lm)
+                {
+                    match evaluate(range, len) {
+                        RangeOutcome::Full => {}
+                        RangeOutcome::Partial { start, end } => {
+                            let n = end - start + 1;
+                            if let Ok(v) =
+                                HeaderValue::from_str(&format!("bytes {start}-{end}/{len}"))
+                            {
+                                headers.insert(header::CONTENT_RANGE, v);
+                            }
+                            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+                            return (
+                                build(
+                                    StatusCode::PARTIAL_CONTENT,
+                                    headers,
+                                    body.body(start, Some(end + 1)),
+                                ),
+                                Some(n),
+                            );
+                        }
+                        RangeOutcome::Unsatisfiable => {
+                            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                                headers.insert(header::CONTENT_RANGE, v);
+                            }
+                            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+                            return (
+                                build(
+                                    StatusCode::RANGE_NOT_SATISFIABLE,
+                                    headers,
+                                    ProxyBody::empty(),
+                                ),
+                                Some(0),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(len) = len {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        }
+        if head_only {
+            return (build(status, headers, ProxyBody::empty()), Some(0));
+        }
+        (build(status, headers, body.body(0, None)), len)
+    }
+}
+
+fn build(status: StatusCode, headers: HeaderMap, body: ProxyBody) -> Response<ProxyBody> {
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    *r.headers_mut() = headers;
+    r
+}
+
+/// A short plain-text response made by the edge itself (errors, refusals).
+pub fn plain(status: StatusCode, cache_status: HeaderValue, msg: &str) -> Response<ProxyBody> {
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(CACHE_STATUS.clone(), cache_status);
+    build(status, h, ProxyBody::full(format!("{msg}\n")))
+}

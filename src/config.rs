@@ -1,0 +1,235 @@
+//! The node config file: one TOML file whose sections start the roles of this process, parsed
+//! with every problem reported as `FILE:LINE: KEY: message`.
+
+use edge_node::config::{AdminConfig, ConfigProblem, EdgeConfig};
+use serde::Deserialize;
+use std::path::Path;
+
+/// The `[telemetry]` section (export arrives with the telemetry work; the keys are accepted now).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// service.name of everything this node emits.
+    #[serde(default)]
+    pub service_name: Option<String>,
+    /// Region resource attribute.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// OTLP collector endpoint.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+}
+
+/// A whole node config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The admin listener.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+    /// Telemetry settings.
+    #[serde(default)]
+    pub telemetry: Option<TelemetryConfig>,
+    /// The edge role.
+    #[serde(default)]
+    pub edge: Option<EdgeConfig>,
+}
+
+/// Roles DESIGN.md names that this version does not run yet.
+const NOT_YET: &[&str] = &["shield", "dns", "agent"];
+
+impl NodeConfig {
+    /// Parses and validates `src` (read from `file`); every problem, one line each.
+    pub fn parse(file: &str, src: &str) -> Result<NodeConfig, Vec<String>> {
+        let at = |line: Option<usize>, key: &str, msg: &str| match line {
+            Some(l) => format!("{file}:{l}: {key}: {msg}"),
+            None => format!("{file}: {key}: {msg}"),
+        };
+        let table: toml::Table = match src.parse() {
+            Ok(t) => t,
+            Err(e) => {
+                let e: toml::de::Error = e;
+                let line = e.span().map(|s| line_of(src, s.start));
+                return Err(vec![at(line, "(syntax)", e.message())]);
+            }
+        };
+        let mut errors = Vec::new();
+        for role in NOT_YET {
+            if table.contains_key(*role) {
+                errors.push(at(
+                    locate(src, role),
+                    role,
+                    &format!("the [{role}] role is not available in this version of outpost"),
+                ));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let cfg: NodeConfig = match toml::from_str(src) {
+            Ok(c) => c,
+            Err(e) => {
+                let line = e.span().map(|s| line_of(src, s.start));
+                let key = e
+                    .span()
+                    .and_then(|s| key_near(src, s.start))
+                    .unwrap_or_else(|| "(config)".into());
+                return Err(vec![at(line, &key, e.message())]);
+            }
+        };
+        let mut problems: Vec<ConfigProblem> = Vec::new();
+        if let Some(a) = &cfg.admin {
+            problems.extend(a.validate("admin"));
+        }
+        if let Some(e) = &cfg.edge {
+            problems.extend(e.validate("edge"));
+        }
+        if cfg.edge.is_none() {
+            problems.push(ConfigProblem {
+                path: "edge".into(),
+                message: "no role is configured: add an [edge] section".into(),
+            });
+        }
+        if !problems.is_empty() {
+            return Err(problems
+                .iter()
+                .map(|p| at(locate(src, &p.path), &p.path, &p.message))
+                .collect());
+        }
+        Ok(cfg)
+    }
+
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<NodeConfig, Vec<String>> {
+        let file = path.display().to_string();
+        let src =
+            std::fs::read_to_string(path).map_err(|e| vec![format!("{file}: cannot read: {e}")])?;
+        Self::parse(&file, &src)
+    }
+}
+
+fn line_of(src: &str, offset: usize) -> usize {
+    src[..offset.min(src.len())]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
+}
+
+/// The bare key written at or just before `offset`, for serde errors that carry only a span.
+fn key_near(src: &str, offset: usize) -> Option<String> {
+    let line_start = src[..offset.min(src.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let line = src[line_start..].lines().next()?;
+    let key = line.split('=').next()?.trim();
+    (!key.is_empty() && !key.starts_with('[')).then(|| key.to_string())
+}
+
+/// The line of the deepest part of a key path (`edge.sites[0].origins[1]`) found in `src`.
+pub fn locate(src: &str, path: &str) -> Option<usize> {
+    let doc = toml_edit::Document::parse(src).ok()?;
+    let segs: Vec<(&str, Option<usize>)> = path
+        .split('.')
+        .map(|seg| match seg.split_once('[') {
+            Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (seg, None),
+        })
+        .collect();
+    walk(doc.as_table(), &segs, None).map(|o| line_of(src, o))
+}
+
+fn walk(
+    table: &dyn toml_edit::TableLike,
+    segs: &[(&str, Option<usize>)],
+    best: Option<usize>,
+) -> Option<usize> {
+    let Some(((name, idx), rest)) = segs.split_first() else {
+        return best;
+    };
+    let Some((key, item)) = table.get_key_value(name) else {
+        return best;
+    };
+    let best = key.span().map(|s| s.start).or(best);
+    match idx {
+        Some(i) => {
+            if let Some(t) = item.as_array_of_tables().and_then(|a| a.get(*i)) {
+                let best = t.span().map(|s| s.start).or(best);
+                return walk(t, rest, best);
+            }
+            if let Some(v) = item.as_array().and_then(|a| a.get(*i)) {
+                let best = v.span().map(|s| s.start).or(best);
+                return match v.as_inline_table() {
+                    Some(t) => walk(t, rest, best),
+                    None => best,
+                };
+            }
+            best
+        }
+        None => match item.as_table_like() {
+            Some(t) if !rest.is_empty() => walk(t, rest, best),
+            _ => best,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SRC: &str = r#"[admin]
+listen = "127.0.0.1:0"
+token = "t"
+
+[edge]
+listen = ["127.0.0.1:0"]
+
+[[edge.sites]]
+hosts = ["a.test"]
+origins = ["http://127.0.0.1:1"]
+
+[[edge.sites]]
+hosts = ["b.test"]
+origins = ["http://127.0.0.1:1", "ftp://nope"]
+"#;
+
+    #[test]
+    fn locates_nested_keys() {
+        assert_eq!(locate(SRC, "admin.token"), Some(3));
+        assert_eq!(locate(SRC, "edge.listen"), Some(6));
+        assert_eq!(locate(SRC, "edge.sites[1].origins[1]"), Some(14));
+        assert_eq!(locate(SRC, "edge.sites[1].missing"), Some(12));
+    }
+
+    #[test]
+    fn reports_every_problem_with_line_and_key() {
+        let errs = NodeConfig::parse("n.toml", SRC).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("n.toml:14: edge.sites[1].origins[1]: "),
+            "{errs:?}"
+        );
+        let bad = SRC
+            .replace("token = \"t\"", "token = \"\"")
+            .replace("a.test", "b.test");
+        let errs = NodeConfig::parse("n.toml", &bad).unwrap_err();
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        let typo = SRC.replace("listen = [", "lisen = [");
+        let errs = NodeConfig::parse("n.toml", &typo).unwrap_err();
+        assert!(
+            errs[0].contains("n.toml:6") && errs[0].contains("lisen"),
+            "{errs:?}"
+        );
+        let syntax = "[edge\nlisten=1";
+        assert!(NodeConfig::parse("n.toml", syntax).unwrap_err()[0].starts_with("n.toml:1:"));
+        let shield = format!("{SRC}\n[shield]\nlisten = []\n");
+        assert!(NodeConfig::parse("n.toml", &shield).unwrap_err()[0]
+            .contains("[shield] role is not available"));
+        let size = SRC.replace("[edge]\n", "[edge]\nmemory_bytes = \"lots\"\n");
+        let errs = NodeConfig::parse("n.toml", &size).unwrap_err();
+        assert!(
+            errs[0].contains("n.toml:6") && errs[0].contains("memory_bytes"),
+            "{errs:?}"
+        );
+    }
+}

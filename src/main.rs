@@ -1,0 +1,159 @@
+//! The `outpost` command line: `run`, `demo`, `check-config`, `sample-origin`.
+
+mod config;
+mod demo;
+mod run;
+
+use clap::{Parser, Subcommand};
+use config::NodeConfig;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "outpost",
+    version,
+    about = "Edge caching node: CDN edge, origin shield, geo-DNS and telemetry in one binary"
+)]
+struct Cli {
+    /// Worker threads (default: one per core). `OUTPOST_WORKERS` sets it too.
+    #[arg(long, global = true, env = "OUTPOST_WORKERS")]
+    workers: Option<usize>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start every role the config file configures.
+    Run {
+        /// The node config (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the whole system on loopback with a sample origin, and print what to try.
+    Demo,
+    /// Validate a config file; report every problem with file, line and key.
+    CheckConfig {
+        /// The node config (TOML).
+        file: PathBuf,
+    },
+    /// Serve only the demo's sample origin (for benchmarks and experiments).
+    SampleOrigin {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        listen: String,
+    },
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("OUTPOST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("OUTPOST_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, String> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        if n == 0 {
+            return Err("--workers must be at least 1".into());
+        }
+        b.worker_threads(n);
+    }
+    b.enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+fn fail(msg: &str) -> ExitCode {
+    eprintln!("outpost: {msg}");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.cmd {
+        Cmd::CheckConfig { file } => match NodeConfig::load(&file) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                for e in &errors {
+                    eprintln!("{e}");
+                }
+                ExitCode::from(2)
+            }
+        },
+        Cmd::Run { config } => {
+            let cfg = match NodeConfig::load(&config) {
+                Ok(c) => c,
+                Err(errors) => {
+                    for e in &errors {
+                        eprintln!("{e}");
+                    }
+                    return ExitCode::from(2);
+                }
+            };
+            let rt = match runtime(cli.workers) {
+                Ok(rt) => rt,
+                Err(e) => return fail(&e),
+            };
+            let result = rt.block_on(async {
+                let running = run::start(&cfg).await?;
+                for line in running.banner("edge") {
+                    println!("{line}");
+                }
+                run::stop_signal().await;
+                running.stop().await;
+                Ok::<(), String>(())
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
+        Cmd::Demo => {
+            let rt = match runtime(cli.workers) {
+                Ok(rt) => rt,
+                Err(e) => return fail(&e),
+            };
+            match rt.block_on(demo::run(
+                "127.0.0.1:8000",
+                &[("eu", 8081, 9901), ("us", 8082, 9902)],
+            )) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
+        Cmd::SampleOrigin { listen } => {
+            let rt = match runtime(cli.workers) {
+                Ok(rt) => rt,
+                Err(e) => return fail(&e),
+            };
+            rt.block_on(async {
+                let l = match tokio::net::TcpListener::bind(&listen).await {
+                    Ok(l) => l,
+                    Err(e) => return fail(&format!("cannot listen on {listen}: {e}")),
+                };
+                if let Ok(a) = l.local_addr() {
+                    println!("outpost: sample origin listening on http://{a}");
+                }
+                tokio::select! {
+                    _ = demo::origin::serve(l) => {}
+                    _ = run::stop_signal() => {}
+                }
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Starting the roles a node config names, and stopping them on SIGINT/SIGTERM.
+
+use crate::config::NodeConfig;
+use edge_node::admin::{self, AdminState};
+use edge_node::Edge;
+use std::net::SocketAddr;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// A started node: its bound addresses and the handle to stop it.
+pub struct Running {
+    /// Plain HTTP addresses of the edge.
+    pub edge_addrs: Vec<SocketAddr>,
+    /// TLS addresses of the edge.
+    pub edge_tls_addrs: Vec<SocketAddr>,
+    /// The admin address, if configured.
+    pub admin_addr: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// Lines announcing what listens where (read by scripts and process tests).
+    pub fn banner(&self, name: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for a in &self.edge_addrs {
+            out.push(format!("outpost: {name} listening on http://{a}"));
+        }
+        for a in &self.edge_tls_addrs {
+            out.push(format!("outpost: {name} listening on https://{a}"));
+        }
+        if let Some(a) = self.admin_addr {
+            out.push(format!("outpost: admin listening on http://{a}"));
+        }
+        out
+    }
+
+    /// Stops every role and waits for connections to drain.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Binds every listener of `cfg` and starts serving.
+pub async fn start(cfg: &NodeConfig) -> Result<Running, String> {
+    let (tx, rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let mut edges = Vec::new();
+    let mut edge_addrs = Vec::new();
+    let mut edge_tls_addrs = Vec::new();
+    if let Some(t) = &cfg.telemetry {
+        tracing::info!(
+            service = t.service_name.as_deref().unwrap_or("outpost"),
+            region = t.region.as_deref().unwrap_or("-"),
+            "starting node"
+        );
+        if t.otlp_endpoint.is_some() {
+            tracing::warn!("telemetry.otlp_endpoint is set, but OTLP export is not available in this version; metrics are on the admin /metrics endpoint");
+        }
+    }
+    if let Some(ec) = &cfg.edge {
+        let edge = Edge::bind(ec).await.map_err(|e| format!("edge: {e}"))?;
+        edge_addrs = edge.local_addrs();
+        edge_tls_addrs = edge.tls_local_addrs();
+        edges.push(edge.proxy());
+        tasks.spawn(edge.serve(rx.clone()));
+    }
+    let mut admin_addr = None;
+    if let Some(ac) = &cfg.admin {
+        let token = ac.resolve_token().map_err(|e| format!("admin: {e}"))?;
+        let l = tokio::net::TcpListener::bind(ac.listen)
+            .await
+            .map_err(|e| format!("admin: cannot listen on {}: {e}", ac.listen))?;
+        admin_addr = l.local_addr().ok();
+        let state = AdminState::new(&token, edges);
+        let rx = rx.clone();
+        tasks.spawn(async move {
+            if let Err(e) = admin::serve(l, state, rx).await {
+                tracing::error!(error = %e, "admin listener failed");
+            }
+        });
+    }
+    Ok(Running {
+        edge_addrs,
+        edge_tls_addrs,
+        admin_addr,
+        shutdown: tx,
+        tasks,
+    })
+}
+
+/// Resolves when the process is asked to stop (SIGINT or SIGTERM).
+pub async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
