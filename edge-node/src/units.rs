@@ -20,21 +20,22 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let n: u64 = num.parse().map_err(|_| {
         format!("invalid size {s:?}: expected a number with an optional unit such as \"256MiB\"")
     })?;
-    let mult: u64 =
-        match unit.trim().to_ascii_lowercase().as_str() {
-            "" | "b" => 1,
-            "k" | "kb" => 1_000,
-            "kib" => 1 << 10,
-            "m" | "mb" => 1_000_000,
-            "mib" => 1 << 20,
-            "g" | "gb" => 1_000_000_000,
-            "gib" => 1 << 30,
-            "t" | "tb" => 1_000_000_000_000,
-            "tib" => 1 << 40,
-            other => return Err(format!(
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        "t" | "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
+        other => {
+            return Err(format!(
                 "invalid size unit {other:?} in {s:?} (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"
-            )),
-        };
+            ))
+        }
+    };
     n.checked_mul(mult)
         .ok_or_else(|| format!("size {s:?} is too large"))
 }

@@ -34,6 +34,8 @@ pub enum FillHead {
         vary: Option<VarySpec>,
         /// The request values the response was fetched for.
         values: VaryValues,
+        /// Its freshness record (for `Age`).
+        fresh: super::policy::Freshness,
     },
     /// A revalidation answered 304: the stored response, refreshed.
     Refreshed(Arc<Object>),

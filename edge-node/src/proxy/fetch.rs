@@ -112,8 +112,9 @@ impl Proxy {
         let fresh = match decide(&job.client, &parts, now, &self.settings.policy) {
             Decision::Store(f) if content_length.is_none_or(|l| l <= self.settings.max_object) => f,
             _ => {
-                // Not storable (or too large): any older copy is now superseded.
-                if job.stale.is_some() {
+                // Not storable (or too large): an older copy is superseded, unless this is an
+                // error that stale-if-error may still paper over.
+                if job.stale.is_some() && !parts.status.is_server_error() {
                     self.store.remove(&job.key);
                 }
                 job.fill.set_pass(Response::from_parts(parts, body));
@@ -135,6 +136,7 @@ impl Proxy {
             content_length,
             vary: vary.clone(),
             values: values.clone(),
+            fresh,
         });
 
         let mut body = body;

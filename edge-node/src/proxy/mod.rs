@@ -310,6 +310,7 @@ impl Proxy {
                     content_length,
                     vary,
                     values,
+                    fresh,
                 } => {
                     if let Some(spec) = vary {
                         let mine = spec.values(&ctx.parts.headers);
@@ -330,7 +331,7 @@ impl Proxy {
                         headers.clone(),
                         BodySrc::Fill(fill.clone()),
                         *content_length,
-                        0,
+                        fresh.age_secs(unix_ms(SystemTime::now())),
                     );
                     (res, Outcome::Miss, n)
                 }

@@ -1,0 +1,372 @@
+//! Test harness: a scriptable origin on 127.0.0.1:0 that counts and records requests, an edge
+//! built from the real library in front of it, and small HTTP client helpers.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use edge_node::config::{EdgeConfig, SiteConfig};
+use edge_node::Edge;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// What the origin saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub uri: String,
+    pub headers: HeaderMap,
+}
+
+/// How the origin's body is sent.
+pub enum Body {
+    Full(Bytes),
+    /// Chunks, each after its delay.
+    Chunks(Vec<(Bytes, Duration)>),
+    /// Sends these bytes, then breaks the connection (declared length is larger).
+    CutAfter(Bytes),
+    /// Sends the first chunk, then waits for the gate to open before sending the rest.
+    Gated(Bytes, Arc<tokio::sync::Notify>, Bytes),
+}
+
+/// A scripted response.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Body,
+    /// Delay before the response head.
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn ok(body: &str, headers: &[(&str, &str)]) -> Reply {
+        Reply {
+            status: 200,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: Body::Full(Bytes::copy_from_slice(body.as_bytes())),
+            delay: Duration::ZERO,
+        }
+    }
+    pub fn status(mut self, s: u16) -> Reply {
+        self.status = s;
+        self
+    }
+    pub fn delay(mut self, d: Duration) -> Reply {
+        self.delay = d;
+        self
+    }
+    pub fn body(mut self, b: Body) -> Reply {
+        self.body = b;
+        self
+    }
+}
+
+type Handler = Arc<dyn Fn(&Seen, usize) -> Reply + Send + Sync>;
+
+/// A scripted origin server.
+pub struct Origin {
+    pub addr: SocketAddr,
+    pub count: Arc<AtomicUsize>,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    handler: Arc<Mutex<Handler>>,
+    stop: watch::Sender<bool>,
+}
+
+impl Origin {
+    /// Starts an origin; `handler(request, n)` answers the n-th request (1-based).
+    pub async fn start(handler: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static) -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve_on(
+            listener,
+            Arc::new(Mutex::new(Arc::new(handler))),
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(Mutex::new(Vec::new())),
+        )
+    }
+
+    fn serve_on(
+        listener: TcpListener,
+        handler: Arc<Mutex<Handler>>,
+        count: Arc<AtomicUsize>,
+        seen: Arc<Mutex<Vec<Seen>>>,
+    ) -> Origin {
+        let addr = listener.local_addr().unwrap();
+        let (stop, mut stop_rx) = watch::channel(false);
+        let (h, c, s) = (handler.clone(), count.clone(), seen.clone());
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = tokio::select! {
+                    r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
+                    _ = stop_rx.wait_for(|v| *v) => break,
+                };
+                let (h, c, s) = (h.clone(), c.clone(), s.clone());
+                let mut stop_conn = stop_rx.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let (h, c, s) = (h.clone(), c.clone(), s.clone());
+                        async move {
+                            let seen = Seen {
+                                method: req.method().to_string(),
+                                uri: req.uri().to_string(),
+                                headers: req.headers().clone(),
+                            };
+                            let n = c.fetch_add(1, Ordering::SeqCst) + 1;
+                            s.lock().unwrap().push(seen.clone());
+                            let handler = h.lock().unwrap().clone();
+                            let reply = handler(&seen, n);
+                            Ok::<_, Infallible>(render(reply).await)
+                        }
+                    });
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = stop_conn.wait_for(|v| *v) => {}
+                    }
+                });
+            }
+        });
+        Origin {
+            addr,
+            count,
+            seen,
+            handler,
+            stop,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn requests(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    pub fn last(&self) -> Seen {
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("origin saw no request")
+    }
+
+    /// Replaces the handler.
+    pub fn set(&self, handler: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static) {
+        *self.handler.lock().unwrap() = Arc::new(handler);
+    }
+
+    /// Stops accepting and drops open connections (the origin is "down").
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+type OriginBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+async fn render(reply: Reply) -> Response<OriginBody> {
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    let mut headers = HeaderMap::new();
+    for (k, v) in &reply.headers {
+        headers.append(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    let body: OriginBody = match reply.body {
+        Body::Full(b) => http_body_util::Full::new(b).map_err(|e| match e {}).boxed(),
+        Body::Chunks(chunks) => {
+            let s = futures_util::stream::unfold(chunks.into_iter(), |mut it| async move {
+                let (b, d) = it.next()?;
+                tokio::time::sleep(d).await;
+                Some((Ok::<_, std::io::Error>(Frame::data(b)), it))
+            });
+            StreamBody::new(s).boxed()
+        }
+        Body::CutAfter(b) => {
+            let declared = b.len() * 2 + 10;
+            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(declared));
+            let s = futures_util::stream::iter(vec![
+                Ok(Frame::data(b)),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "origin cut the body",
+                )),
+            ]);
+            StreamBody::new(s).boxed()
+        }
+        Body::Gated(first, gate, rest) => {
+            let s = futures_util::stream::unfold(0u8, move |state| {
+                let (first, gate, rest) = (first.clone(), gate.clone(), rest.clone());
+                async move {
+                    match state {
+                        0 => Some((Ok::<_, std::io::Error>(Frame::data(first)), 1)),
+                        1 => {
+                            gate.notified().await;
+                            Some((Ok(Frame::data(rest)), 2))
+                        }
+                        _ => None,
+                    }
+                }
+            });
+            StreamBody::new(s).boxed()
+        }
+    };
+    let mut r = Response::new(body);
+    *r.status_mut() = StatusCode::from_u16(reply.status).unwrap();
+    *r.headers_mut() = headers;
+    r
+}
+
+/// An edge under test.
+pub struct TestEdge {
+    pub addr: SocketAddr,
+    pub proxy: Arc<edge_node::proxy::Proxy>,
+    stop: watch::Sender<bool>,
+}
+
+impl TestEdge {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+impl Drop for TestEdge {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// The config of a test edge in front of `origin_url`, answering for Host 127.0.0.1.
+pub fn edge_config(origin_url: &str) -> EdgeConfig {
+    let site = SiteConfig {
+        hosts: vec!["127.0.0.1".into(), "localhost".into()],
+        origins: vec![origin_url.to_string()],
+        query: Default::default(),
+        drop_params: vec![],
+    };
+    EdgeConfig::new(vec!["127.0.0.1:0".parse().unwrap()], vec![site])
+}
+
+/// Starts an edge in front of `origin`, with `tweak` applied to its config.
+pub async fn edge(origin: &Origin, tweak: impl FnOnce(&mut EdgeConfig)) -> TestEdge {
+    let mut cfg = edge_config(&origin.url());
+    tweak(&mut cfg);
+    start_edge(cfg).await
+}
+
+pub async fn start_edge(cfg: EdgeConfig) -> TestEdge {
+    let e = Edge::bind(&cfg).await.expect("edge binds");
+    let addr = e.local_addrs()[0];
+    let proxy = e.proxy();
+    let (stop, rx) = watch::channel(false);
+    tokio::spawn(e.serve(rx));
+    TestEdge { addr, proxy, stop }
+}
+
+/// A response as the client saw it.
+#[derive(Debug)]
+pub struct Got {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Got {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    pub fn cache_status(&self) -> String {
+        self.headers
+            .get_all("cache-status")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+    pub fn is_hit(&self) -> bool {
+        self.cache_status().contains("outpost-edge; hit")
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// GET `url` with extra headers.
+pub async fn get(url: &str, headers: &[(&str, &str)]) -> Got {
+    send(&client(), "GET", url, headers).await
+}
+
+pub async fn send(c: &reqwest::Client, method: &str, url: &str, headers: &[(&str, &str)]) -> Got {
+    let mut rb = c.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), url);
+    for (k, v) in headers {
+        rb = rb.header(*k, *v);
+    }
+    let r = rb.send().await.expect("request to the edge failed");
+    let status = r.status().as_u16();
+    let mut headers = HeaderMap::new();
+    for (k, v) in r.headers() {
+        headers.append(
+            HeaderName::from_bytes(k.as_str().as_bytes()).unwrap(),
+            HeaderValue::from_bytes(v.as_bytes()).unwrap(),
+        );
+    }
+    let body = r.bytes().await.expect("body");
+    Got {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Waits until `f` holds, polling, for at most `limit`.
+pub async fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    f()
+}
+
+/// An HTTP date `secs` from now.
+pub fn http_date(offset_secs: i64) -> String {
+    let now = std::time::SystemTime::now();
+    let t = if offset_secs >= 0 {
+        now + Duration::from_secs(offset_secs as u64)
+    } else {
+        now - Duration::from_secs((-offset_secs) as u64)
+    };
+    httpdate::fmt_http_date(t)
+}
