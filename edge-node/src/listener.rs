@@ -69,10 +69,20 @@ pub async fn serve(
         });
         match &tls {
             None => {
-                let conn = b.serve_connection(TokioIo::new(stream), svc).into_owned();
-                let conn = graceful.watch(conn);
+                let b = b.clone();
+                let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let _ = conn.await;
+                    // A connection must start its request within the header timeout; hyper's own
+                    // timer only starts at the first byte.
+                    let mut probe = [0u8; 1];
+                    match tokio::time::timeout(limits.header_read_timeout, stream.peek(&mut probe))
+                        .await
+                    {
+                        Ok(Ok(n)) if n > 0 => {}
+                        _ => return,
+                    }
+                    let conn = b.serve_connection(TokioIo::new(stream), svc).into_owned();
+                    let _ = watcher.watch(conn).await;
                 });
             }
             Some(acceptor) => {

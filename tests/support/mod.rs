@@ -207,13 +207,20 @@ async fn render(reply: Reply) -> Response<OriginBody> {
         Body::CutAfter(b) => {
             let declared = b.len() * 2 + 10;
             headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(declared));
-            let s = futures_util::stream::iter(vec![
-                Ok(Frame::data(b)),
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::ConnectionReset,
-                    "origin cut the body",
-                )),
-            ]);
+            let s = futures_util::stream::unfold(Some(b), |state| async move {
+                match state {
+                    Some(b) => Some((Ok(Frame::data(b)), None)),
+                    None => {
+                        // Let the head and the first bytes go out before the connection breaks.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        let e = std::io::Error::new(
+                            std::io::ErrorKind::ConnectionReset,
+                            "origin cut the body",
+                        );
+                        Some((Err(e), None))
+                    }
+                }
+            });
             StreamBody::new(s).boxed()
         }
         Body::Gated(first, gate, rest) => {

@@ -207,6 +207,14 @@ pub fn decide(
                 _ => {}
             }
             rewritten.push(match val {
+                // Delta-seconds too large to represent mean 2^31 (RFC 9111 section 1.2.2);
+                // the core crate would read them as 0.
+                Some(v)
+                    if matches!(name.as_str(), "max-age" | "s-maxage")
+                        && delta_seconds(Some(v)) == Some(1 << 31) =>
+                {
+                    format!("{name}={}", 1u64 << 31)
+                }
                 Some(v) => format!("{name}={v}"),
                 None => name,
             });
