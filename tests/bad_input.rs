@@ -1,6 +1,7 @@
 //! Bad input from clients and origins: a clear error or a clean drop, never a crash, a hang
 //! or a poisoned cache entry.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 mod support;
 use bytes::Bytes;
 use edge_node::units::Dur;

@@ -1,6 +1,7 @@
 //! Request collapsing: N concurrent misses make one upstream request; waiters are bounded by a
 //! timeout; a client that goes away does not strand the others (pingora #931).
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 mod support;
 use edge_node::units::Dur;
 use std::time::{Duration, Instant};

@@ -1,6 +1,7 @@
 //! Freshness and storability, one test per directive and rule (RFC 9111 sections 3, 4.2, 5.2,
 //! RFC 9213), against a real origin and a real edge on loopback.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 mod support;
 use std::time::Duration;
 use support::*;

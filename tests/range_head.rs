@@ -1,6 +1,7 @@
 //! Range requests answered from cached full objects (RFC 9110 section 14), HEAD, and bodies
 //! streamed to the client while the cache fills.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 mod support;
 use bytes::Bytes;
 use std::sync::Arc;

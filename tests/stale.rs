@@ -1,5 +1,6 @@
 //! stale-while-revalidate and stale-if-error (RFC 5861), and the configured grace.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 mod support;
 use edge_node::units::Dur;
 use std::time::Duration;

@@ -107,7 +107,8 @@ mod tests {
     #[test]
     fn query_modes() {
         let drop = vec!["utm_*".to_string(), "fbclid".to_string()];
-        let cases: &[(Option<&str>, QueryMode, &[String], Option<&str>)] = &[
+        type Case<'a> = (Option<&'a str>, QueryMode, &'a [String], Option<&'a str>);
+        let cases: &[Case] = &[
             (None, QueryMode::Keep, &[], None),
             (Some(""), QueryMode::Keep, &[], None),
             (Some("b=2&a=1"), QueryMode::Keep, &[], Some("b=2&a=1")),

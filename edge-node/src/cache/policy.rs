@@ -339,7 +339,8 @@ mod tests {
         let d0 = date(0);
         let exp = date(120);
         let lm = date(-1000);
-        let cases: Vec<(&str, Vec<(&str, &str)>, Vec<(&str, &str)>, Option<u64>)> = vec![
+        type Headers<'a> = Vec<(&'a str, &'a str)>;
+        let cases: Vec<(&str, Headers, Headers, Option<u64>)> = vec![
             // RFC 9111 5.2.2.1 max-age
             (
                 "max-age",

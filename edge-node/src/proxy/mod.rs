@@ -31,6 +31,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use upstream::Upstream;
 
+/// A response, how it was answered, and its body size when known.
+type Answer = (Response<ProxyBody>, Outcome, Option<u64>);
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
 /// Who sent a request and over what.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientInfo {
@@ -134,11 +139,7 @@ impl Proxy {
         res
     }
 
-    async fn route<B>(
-        self: &Arc<Self>,
-        req: Request<B>,
-        client: ClientInfo,
-    ) -> (Response<ProxyBody>, Outcome, Option<u64>)
+    async fn route<B>(self: &Arc<Self>, req: Request<B>, client: ClientInfo) -> Answer
     where
         B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
         B::Error: Into<body::BoxError>,
@@ -208,7 +209,7 @@ impl Proxy {
     }
 
     /// GET and HEAD: the cache path.
-    async fn cached(self: &Arc<Self>, ctx: Ctx) -> (Response<ProxyBody>, Outcome, Option<u64>) {
+    async fn cached(self: &Arc<Self>, ctx: Ctx) -> Answer {
         let now = unix_ms(SystemTime::now());
         match self.store.lookup(&ctx.key, &ctx.parts.headers) {
             Lookup::Found(obj, variant) => match obj.fresh.usability(now) {
@@ -248,12 +249,7 @@ impl Proxy {
     }
 
     /// Serves `stale` if stale-if-error still covers it.
-    fn stale_on_error(
-        &self,
-        ctx: &Ctx,
-        stale: &Option<Arc<Object>>,
-        why: &str,
-    ) -> Option<(Response<ProxyBody>, Outcome, Option<u64>)> {
+    fn stale_on_error(&self, ctx: &Ctx, stale: &Option<Arc<Object>>, why: &str) -> Option<Answer> {
         let obj = stale.as_ref()?;
         let now = unix_ms(SystemTime::now());
         match obj.fresh.usability(now) {
@@ -275,13 +271,7 @@ impl Proxy {
         stale: Option<Arc<Object>>,
         variant: u64,
         may_recollapse: bool,
-    ) -> std::pin::Pin<
-        Box<
-            dyn std::future::Future<Output = (Response<ProxyBody>, Outcome, Option<u64>)>
-                + Send
-                + '_,
-        >,
-    > {
+    ) -> BoxFuture<'_, Answer> {
         Box::pin(async move {
             let ck = (ctx.key, variant);
             let (fill, leader) = match self.inflight.join(ck) {
@@ -388,12 +378,7 @@ impl Proxy {
     }
 
     /// Relays an upstream response untouched but for hop-by-hop fields and our own.
-    fn relay(
-        &self,
-        res: Response<hyper::body::Incoming>,
-        ctx: &Ctx,
-        params: &str,
-    ) -> (Response<ProxyBody>, Outcome, Option<u64>) {
+    fn relay(&self, res: Response<hyper::body::Incoming>, ctx: &Ctx, params: &str) -> Answer {
         let (mut parts, body) = res.into_parts();
         headers::for_client(&mut parts.headers);
         parts
@@ -414,7 +399,7 @@ impl Proxy {
     }
 
     /// Sends a GET/HEAD upstream for this client alone, storing nothing.
-    async fn pass(&self, ctx: Ctx, params: &str) -> (Response<ProxyBody>, Outcome, Option<u64>) {
+    async fn pass(&self, ctx: Ctx, params: &str) -> Answer {
         let up = self.upstream_parts(&ctx, false);
         self.stats.record_upstream_request();
         match self
@@ -440,11 +425,7 @@ impl Proxy {
 
     /// Unsafe and other methods: passed through; a successful unsafe request invalidates the
     /// target URI, and `Location` and `Content-Location` on the same host (RFC 9111 4.4).
-    async fn unsafe_or_other(
-        &self,
-        ctx: Ctx,
-        body: ProxyBody,
-    ) -> (Response<ProxyBody>, Outcome, Option<u64>) {
+    async fn unsafe_or_other(&self, ctx: Ctx, body: ProxyBody) -> Answer {
         let up = self.upstream_parts(&ctx, false);
         self.stats.record_upstream_request();
         let res = match self.upstream.send(&ctx.site.origins, up, body, false).await {

@@ -1,0 +1,79 @@
+//! The admin API: health, Prometheus metrics and JSON stats, behind a bearer token.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+mod support;
+use edge_node::admin::{router, AdminState};
+use support::*;
+
+#[tokio::test]
+async fn metrics_and_stats_need_the_token_and_count_requests() {
+    let origin =
+        Origin::start(|_, n| Reply::ok(&format!("{n}"), &[("cache-control", "max-age=60")])).await;
+    let edge = edge(&origin, |_| {}).await;
+    get(&edge.url("/a"), &[]).await;
+    get(&edge.url("/a"), &[]).await;
+    get(&edge.url("/a"), &[("host", "nobody.test")]).await;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = listener.local_addr().unwrap();
+    let state = AdminState::new("s3cret", vec![edge.proxy.clone()]);
+    tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    let base = format!("http://{admin}");
+
+    let health = get(&format!("{base}/healthz"), &[]).await;
+    assert_eq!(health.status, 200, "health is open for probes");
+    assert_eq!(get(&format!("{base}/metrics"), &[]).await.status, 401);
+    let wrong = get(
+        &format!("{base}/metrics"),
+        &[("authorization", "Bearer nope")],
+    )
+    .await;
+    assert_eq!(wrong.status, 403);
+    assert!(wrong.text().contains("\"error\""));
+    assert_eq!(
+        get(
+            &format!("{base}/metrics"),
+            &[("authorization", "Basic czNjcmV0")]
+        )
+        .await
+        .status,
+        401
+    );
+
+    let m = get(
+        &format!("{base}/metrics"),
+        &[("authorization", "Bearer s3cret")],
+    )
+    .await;
+    assert_eq!(m.status, 200);
+    let text = m.text();
+    for line in [
+        "outpost_edge_requests_total{cache=\"hit\"} 1",
+        "outpost_edge_requests_total{cache=\"miss\"} 1",
+        "outpost_edge_requests_total{cache=\"error\"} 1",
+        "outpost_edge_upstream_requests_total 1",
+        "outpost_edge_stores_total 1",
+        "outpost_edge_request_duration_seconds_count 3",
+        "outpost_edge_request_duration_seconds_bucket{le=\"+Inf\"} 3",
+        "outpost_edge_cache_objects 1",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    let s = get(
+        &format!("{base}/stats"),
+        &[("authorization", "Bearer s3cret")],
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_slice(&s.body).unwrap();
+    assert_eq!(v["edge"][0]["hits"], 1);
+    assert!(v["edge"][0]["cache"]["memory_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(
+        get(
+            &format!("{base}/nope"),
+            &[("authorization", "Bearer s3cret")]
+        )
+        .await
+        .status,
+        404
+    );
+}

@@ -1,0 +1,173 @@
+//! The `outpost` binary as a process: check-config, run with port 0, clean stop, clear errors.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_outpost");
+
+fn tmp(name: &str, body: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("outpost-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("node.toml");
+    std::fs::File::create(&p)
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    p
+}
+
+#[test]
+fn check_config_reports_every_problem_with_line_and_key() {
+    let p = tmp(
+        "bad",
+        r#"[admin]
+listen = "127.0.0.1:0"
+token = ""
+
+[edge]
+listen = ["127.0.0.1:0"]
+memory_bytes = "4KiB"
+
+[[edge.sites]]
+hosts = ["bad host!"]
+origins = ["ftp://nowhere"]
+"#,
+    );
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let f = p.display().to_string();
+    for want in [
+        format!("{f}:3: admin.token: must not be empty"),
+        format!("{f}:7: edge.memory_bytes: must be at least 1MiB"),
+        format!("{f}:10: edge.sites[0].hosts[0]:"),
+        format!("{f}:11: edge.sites[0].origins[0]:"),
+    ] {
+        assert!(err.contains(&want), "missing {want:?} in\n{err}");
+    }
+}
+
+#[test]
+fn example_configs_are_valid() {
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples")).unwrap()
+    {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let out = Command::new(BIN)
+                .arg("check-config")
+                .arg(&path)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            // Certificate and token files of the examples live on the target host, not here.
+            let real: Vec<_> = err
+                .lines()
+                .filter(|l| {
+                    !l.contains("does not exist") && !l.contains("cannot read /etc/outpost")
+                })
+                .collect();
+            assert!(real.is_empty(), "{}: {real:?}", path.display());
+        }
+    }
+}
+
+#[test]
+fn bad_flags_and_missing_files_exit_2() {
+    let out = Command::new(BIN).arg("run").arg("--nope").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(BIN)
+        .args(["run", "--config", "/nonexistent/outpost.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/outpost.toml: cannot read"));
+}
+
+#[test]
+fn busy_port_is_one_clear_line_and_exit_2() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let p = tmp(
+        "busy",
+        &format!("[edge]\nlisten = [\"127.0.0.1:{port}\"]\n[[edge.sites]]\nhosts = [\"a.test\"]\norigins = [\"http://127.0.0.1:1\"]\n"),
+    );
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_serves_on_port_zero_and_stops_on_sigterm() {
+    let origin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin_addr = origin.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in origin.incoming().take(1) {
+            let mut s = s.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = std::io::Read::read(&mut s, &mut buf);
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nCache-Control: max-age=60\r\n\r\nhello",
+            );
+        }
+    });
+    let p = tmp(
+        "run",
+        &format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"t\"\n[edge]\nlisten = [\"127.0.0.1:0\"]\n[[edge.sites]]\nhosts = [\"127.0.0.1\"]\norigins = [\"http://{origin_addr}\"]\n"
+        ),
+    );
+    let mut child = Command::new(BIN)
+        .args(["--workers", "1", "run", "--config"])
+        .arg(&p)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let url = first
+        .strip_prefix("outpost: edge listening on ")
+        .expect(&first)
+        .to_string();
+    let admin = lines.next().unwrap().unwrap();
+    assert!(
+        admin.starts_with("outpost: admin listening on http://127.0.0.1:"),
+        "{admin}"
+    );
+    for _ in 0..2 {
+        let out = Command::new("curl")
+            .args(["-s", "-D", "-", &format!("{url}/x")])
+            .output();
+        let Ok(out) = out else { break };
+        let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+        assert!(text.contains("hello"), "{text}");
+    }
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
