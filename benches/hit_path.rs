@@ -52,6 +52,7 @@ fn object(vary: bool) -> Arc<Object> {
             has_validator: true,
             keep_until_ms: now + 7_200_000,
         },
+        encoded: Box::default(),
     })
 }
 

@@ -74,6 +74,16 @@ pub struct EdgeConfig {
     /// Longest pause between two body chunks from an upstream before the fetch is abandoned.
     #[serde(default = "defaults::body_idle_timeout")]
     pub body_idle_timeout: Dur,
+    /// Codings the edge produces for clients from uncompressed stored responses
+    /// (`"gzip"`, `"br"`); empty: pass through what the origin sent.
+    #[serde(default)]
+    pub compress: Vec<crate::cache::compress::Coding>,
+    /// Media types worth compressing (`text/*` matches a major type).
+    #[serde(default = "crate::cache::compress::default_types")]
+    pub compress_types: Vec<String>,
+    /// Smallest body worth compressing.
+    #[serde(default = "defaults::compress_min_bytes")]
+    pub compress_min_bytes: ByteSize,
     /// Name of this cache in `Cache-Status` (RFC 9211).
     #[serde(default = "defaults::cache_name")]
     pub cache_name: String,
@@ -170,6 +180,9 @@ mod defaults {
     pub fn body_idle_timeout() -> Dur {
         Dur(Duration::from_secs(30))
     }
+    pub fn compress_min_bytes() -> ByteSize {
+        ByteSize(256)
+    }
     pub fn cache_name() -> String {
         "outpost-edge".to_string()
     }
@@ -194,6 +207,9 @@ impl EdgeConfig {
             connect_timeout: defaults::connect_timeout(),
             first_byte_timeout: defaults::first_byte_timeout(),
             body_idle_timeout: defaults::body_idle_timeout(),
+            compress: Vec::new(),
+            compress_types: crate::cache::compress::default_types(),
+            compress_min_bytes: defaults::compress_min_bytes(),
             cache_name: defaults::cache_name(),
             sites,
         }

@@ -75,6 +75,11 @@ impl Edge {
             max_object: cfg.effective_max_object_bytes(),
             collapse_timeout: cfg.collapse_timeout.0,
             cache_name: cfg.cache_name.clone(),
+            compress: cache::compress::CompressRules {
+                codings: cfg.compress.clone(),
+                types: cfg.compress_types.clone(),
+                min_bytes: cfg.compress_min_bytes.0,
+            },
             memory_capacity: cfg.memory_bytes.0,
         };
         let proxy = Arc::new(Proxy::new(sites, store, upstream, settings));

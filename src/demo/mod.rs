@@ -25,6 +25,7 @@ region = "{region}"
 listen = ["127.0.0.1:{port}"]
 memory_bytes = "64MiB"
 stale_if_error = "10m"
+compress = ["br", "gzip"]
 
 [[edge.sites]]
 hosts = ["demo.test", "localhost", "127.0.0.1"]

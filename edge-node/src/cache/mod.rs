@@ -1,5 +1,6 @@
 //! The cache: keys, policy, stored objects, the memory tier and request collapsing.
 
+pub mod compress;
 pub mod fill;
 pub mod headers;
 pub mod key;

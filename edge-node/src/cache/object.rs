@@ -1,5 +1,6 @@
 //! A stored response: status, compact headers, body and freshness record.
 
+use super::compress::Coding;
 use super::headers::StoredHeaders;
 use super::policy::Freshness;
 use bytes::Bytes;
@@ -20,12 +21,21 @@ pub struct Object {
     pub body: Bytes,
     /// Freshness and retention timings.
     pub fresh: Freshness,
+    /// Compressed forms of `body` made by the edge (see `compress.rs`); empty when none.
+    pub encoded: Box<[(Coding, Bytes)]>,
 }
 
 impl Object {
     /// Bytes this object is charged against the memory tier.
     pub fn weight(&self) -> usize {
-        self.body.len() + self.headers.len() + OBJECT_OVERHEAD
+        self.body.len()
+            + self.headers.len()
+            + OBJECT_OVERHEAD
+            + self
+                .encoded
+                .iter()
+                .map(|(_, b)| b.len() + 16)
+                .sum::<usize>()
     }
 
     /// The stored `ETag`, if any.

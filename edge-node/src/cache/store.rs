@@ -198,6 +198,7 @@ mod tests {
                 has_validator: false,
                 keep_until_ms: now + 60_000,
             },
+            encoded: Box::default(),
         })
     }
 

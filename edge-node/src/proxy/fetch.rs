@@ -127,8 +127,22 @@ impl Proxy {
             .map(|s| s.values(&job.client.headers))
             .unwrap_or_default();
         let stored_headers = StoredHeaders::from_map(&parts.headers, headers::stored);
+        let compressible = {
+            let h = &parts.headers;
+            let get = |n: header::HeaderName| h.get(n).and_then(|v| v.to_str().ok());
+            self.settings.compress.applies(
+                get(header::CONTENT_TYPE),
+                get(header::CONTENT_ENCODING),
+                get(header::CACHE_CONTROL),
+                content_length.unwrap_or(u64::MAX),
+            )
+        };
         let mut client_headers = parts.headers;
         headers::for_client(&mut client_headers);
+        if compressible {
+            // Later hits may be compressed: caches downstream must key on Accept-Encoding.
+            super::respond::ensure_vary_accept_encoding(&mut client_headers);
+        }
         // Keep the upstream's Cache-Status members for this first answer (RFC 9211 chain).
         job.fill.set_head(FillHead::Storing {
             status: parts.status,
@@ -173,18 +187,24 @@ impl Proxy {
         };
         match ended {
             Ok(()) => {
+                job.fill.finish(FillEnd::Complete);
                 if keep {
                     let body = concat(&chunks, total);
+                    let encoded = if compressible {
+                        self.encode(&body).await
+                    } else {
+                        Box::default()
+                    };
                     let obj = Arc::new(Object {
                         status: parts.status,
                         headers: stored_headers,
                         body,
                         fresh,
+                        encoded,
                     });
                     self.store.insert(job.key, vary, values, obj);
                     self.stats.record_store();
                 }
-                job.fill.finish(FillEnd::Complete);
             }
             Err(kind) => {
                 tracing::warn!(
@@ -228,6 +248,7 @@ impl Proxy {
                     headers: StoredHeaders::from_map(&res.headers, headers::stored),
                     body: old.body.clone(),
                     fresh,
+                    encoded: old.encoded.clone(),
                 });
                 let vary = VarySpec::from_response(&res.headers);
                 let values = vary
@@ -246,11 +267,36 @@ impl Proxy {
                     headers: StoredHeaders::from_map(&res.headers, headers::stored),
                     body: old.body.clone(),
                     fresh,
+                    encoded: old.encoded.clone(),
                 })
             }
         };
         self.stats.record_revalidated();
         job.fill.set_head(FillHead::Refreshed(obj));
+    }
+}
+
+impl Proxy {
+    /// The configured compressed forms of `body`, made off the async workers; forms that do
+    /// not save at least 10% are dropped.
+    async fn encode(&self, body: &Bytes) -> Box<[(crate::cache::compress::Coding, Bytes)]> {
+        let codings = self.settings.compress.codings.clone();
+        let body = body.clone();
+        let made = tokio::task::spawn_blocking(move || {
+            codings
+                .into_iter()
+                .filter_map(|c| match c.encode(&body) {
+                    Ok(e) if (e.len() as u64) * 10 < (body.len() as u64) * 9 => Some((c, e)),
+                    Ok(_) => None,
+                    Err(err) => {
+                        tracing::warn!(error = %err, coding = c.token(), "compression failed");
+                        None
+                    }
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        made.map(Vec::into_boxed_slice).unwrap_or_default()
     }
 }
 

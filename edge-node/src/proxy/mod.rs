@@ -58,6 +58,8 @@ pub struct ProxySettings {
     pub cache_name: String,
     /// Memory tier capacity.
     pub memory_capacity: u64,
+    /// What the edge compresses for clients.
+    pub compress: crate::cache::compress::CompressRules,
 }
 
 /// The caching proxy shared by every connection.

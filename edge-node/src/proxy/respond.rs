@@ -29,6 +29,22 @@ const NOT_MODIFIED_FIELDS: &[HeaderName] = &[
     header::VIA,
 ];
 
+/// Adds `Accept-Encoding` to `Vary` unless it is there already.
+pub fn ensure_vary_accept_encoding(h: &mut HeaderMap) {
+    let present = h
+        .get_all(header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            let t = t.trim();
+            t == "*" || t.eq_ignore_ascii_case("accept-encoding")
+        });
+    if !present {
+        h.append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    }
+}
+
 /// Where the body bytes come from.
 pub enum BodySrc {
     /// A stored body.
@@ -73,9 +89,38 @@ pub struct Reply<'a> {
 }
 
 impl Reply<'_> {
-    /// Serves a stored object with `age` seconds.
+    /// Serves a stored object with `age` seconds, compressed when the object has an encoding
+    /// the client accepts (and the request is not for a range).
     pub fn object(&self, obj: &Object, age: u64) -> (Response<ProxyBody>, Option<u64>) {
-        let headers = obj.headers.to_map();
+        let mut headers = obj.headers.to_map();
+        if !obj.encoded.is_empty() {
+            ensure_vary_accept_encoding(&mut headers);
+            let accepted = crate::cache::vary::normalized_accept_encoding(self.req);
+            if !self.req.contains_key(header::RANGE) {
+                if let Some(i) = crate::cache::compress::choose(accepted, &obj.encoded) {
+                    let (coding, body) = &obj.encoded[i];
+                    headers.insert(
+                        header::CONTENT_ENCODING,
+                        HeaderValue::from_static(coding.token()),
+                    );
+                    // A different representation: its validator can only be weak.
+                    if let Some(etag) = headers.get(header::ETAG).and_then(|v| v.to_str().ok()) {
+                        if !etag.starts_with("W/") {
+                            if let Ok(v) = HeaderValue::from_str(&format!("W/{etag}")) {
+                                headers.insert(header::ETAG, v);
+                            }
+                        }
+                    }
+                    return self.serve(
+                        obj.status,
+                        headers,
+                        BodySrc::Bytes(body.clone()),
+                        Some(body.len() as u64),
+                        age,
+                    );
+                }
+            }
+        }
         self.serve(
             obj.status,
             headers,
