@@ -141,3 +141,29 @@ async fn objects_over_the_size_limit_pass_through() {
     assert_eq!(get(&edge.url("/big"), &[]).await.body.len(), 100_000);
     assert_eq!(origin.requests(), 2);
 }
+
+#[tokio::test]
+async fn unknown_length_bodies_over_the_limit_stream_through_unstored() {
+    let chunk = Bytes::from(vec![b'z'; 64 * 1024]);
+    let origin = Origin::start(move |_, _| {
+        let chunks = (0..200).map(|_| (chunk.clone(), Duration::ZERO)).collect();
+        Reply::ok("", &[("cache-control", "max-age=60")]).body(Body::Chunks(chunks))
+    })
+    .await;
+    let edge = edge(&origin, |c| {
+        c.max_object_bytes = Some(edge_node::units::ByteSize(1 << 20))
+    })
+    .await;
+    let c = client();
+    let url = edge.url("/huge");
+    let (a, b) = tokio::join!(send(&c, "GET", &url, &[]), async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        send(&c, "GET", &url, &[]).await
+    });
+    assert_eq!(a.body.len(), 200 * 64 * 1024);
+    assert_eq!(b.body.len(), 200 * 64 * 1024);
+    let after = get(&edge.url("/huge"), &[]).await;
+    assert!(!after.is_hit());
+    assert_eq!(after.body.len(), 200 * 64 * 1024);
+    assert!(origin.requests() >= 2);
+}

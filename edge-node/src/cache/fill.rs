@@ -7,6 +7,12 @@
 //! head is bounded by a timeout, so a stuck fetch cannot hold its waiters forever.
 //! The registry (`Inflight`) keeps a fill findable until its object is in the store, so there
 //! is no gap in which a new request would start a second fetch.
+//!
+//! Memory: while a body may still be stored, the fill keeps every chunk (bounded by the largest
+//! storable object). Once it is known not to be stored (too large), the fill switches to
+//! streaming: chunks every attached reader has passed are released, the fetch waits for the
+//! slowest reader when it runs more than `STREAM_WINDOW` bytes ahead, and no new reader may
+//! join. Memory then stays flat whatever the body size.
 
 use super::key::CacheKey;
 use super::object::Object;
@@ -14,7 +20,9 @@ use super::vary::{VarySpec, VaryValues};
 use crate::proxy::error::UpstreamError;
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Weak;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -62,8 +70,12 @@ pub enum FillEnd {
 pub struct FillState {
     /// The head, once known.
     pub head: Option<Arc<FillHead>>,
-    /// Body chunks so far.
-    pub chunks: Vec<Bytes>,
+    /// Body chunks not yet released; chunk `i` of the body is `chunks[i - base]`.
+    pub chunks: VecDeque<Bytes>,
+    /// Chunks released from the front (streaming mode only).
+    pub base: usize,
+    /// Bytes in `chunks`.
+    pub held_bytes: u64,
     /// How the body ended, once it has.
     pub end: Option<FillEnd>,
 }
@@ -73,13 +85,22 @@ pub struct FillState {
 pub struct Fill {
     state: watch::Sender<FillState>,
     pass: Mutex<Option<Response<hyper::body::Incoming>>>,
+    streaming: AtomicBool,
+    readers: Mutex<Vec<Weak<AtomicUsize>>>,
+    advanced: tokio::sync::Notify,
 }
+
+/// How far (bytes) a streaming fill may run ahead of its slowest reader.
+pub const STREAM_WINDOW: u64 = 4 << 20;
 
 impl Default for Fill {
     fn default() -> Self {
         Self {
             state: watch::Sender::new(FillState::default()),
             pass: Mutex::new(None),
+            streaming: AtomicBool::new(false),
+            readers: Mutex::new(Vec::new()),
+            advanced: tokio::sync::Notify::new(),
         }
     }
 }
@@ -106,7 +127,60 @@ impl Fill {
 
     /// Appends a body chunk.
     pub fn push(&self, chunk: Bytes) {
-        self.state.send_modify(|s| s.chunks.push(chunk));
+        self.state.send_modify(|s| {
+            s.held_bytes += chunk.len() as u64;
+            s.chunks.push_back(chunk);
+        });
+    }
+
+    /// Switches to streaming: the body will not be stored, so chunks that every reader has
+    /// passed can go, and no reader may join from now on.
+    pub fn stream_only(&self) {
+        self.streaming.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the fill has switched to streaming.
+    pub fn is_streaming(&self) -> bool {
+        self.streaming.load(Ordering::SeqCst)
+    }
+
+    /// In streaming mode: releases chunks all readers have passed, then waits while the
+    /// slowest reader is more than `STREAM_WINDOW` bytes behind. Returns at once otherwise.
+    pub async fn release_and_pace(&self) {
+        if !self.is_streaming() {
+            return;
+        }
+        loop {
+            let notified = self.advanced.notified();
+            let slowest = {
+                let Ok(mut readers) = self.readers.lock() else {
+                    return;
+                };
+                readers.retain(|w| w.strong_count() > 0);
+                readers
+                    .iter()
+                    .filter_map(Weak::upgrade)
+                    .map(|p| p.load(Ordering::SeqCst))
+                    .min()
+            };
+            let mut behind = 0;
+            self.state.send_if_modified(|s| {
+                let upto = slowest.unwrap_or(s.base + s.chunks.len());
+                let mut changed = false;
+                while s.base < upto {
+                    let Some(c) = s.chunks.pop_front() else { break };
+                    s.held_bytes -= c.len() as u64;
+                    s.base += 1;
+                    changed = true;
+                }
+                behind = s.held_bytes;
+                changed
+            });
+            if behind <= STREAM_WINDOW {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Marks the body finished.
@@ -126,21 +200,35 @@ impl Fill {
         tokio::time::timeout(timeout, wait).await.ok().flatten()
     }
 
-    /// A reader of the body bytes in `[start, end)` (`end = None`: to the end).
-    pub fn reader(self: &Arc<Self>, start: u64, end: Option<u64>) -> FillReader {
-        FillReader {
+    /// A reader of the body bytes in `[start, end)` (`end = None`: to the end); `None` once
+    /// the fill streams and has released its first chunks.
+    pub fn reader(self: &Arc<Self>, start: u64, end: Option<u64>) -> Option<FillReader> {
+        let at = Arc::new(AtomicUsize::new(0));
+        {
+            let mut readers = self.readers.lock().ok()?;
+            if self.is_streaming() && self.state.borrow().base > 0 {
+                return None;
+            }
+            readers.push(Arc::downgrade(&at));
+        }
+        Some(FillReader {
+            fill: self.clone(),
+            at,
             rx: self.state.subscribe(),
             next: 0,
             pos: 0,
             start,
             end,
-        }
+        })
     }
 }
 
 /// Streams a fill's body (or a byte range of it) as the chunks arrive.
 pub struct FillReader {
     rx: watch::Receiver<FillState>,
+    fill: Arc<Fill>,
+    /// This reader's next chunk index, shared with the fill for releasing chunks.
+    at: Arc<AtomicUsize>,
     next: usize,
     pos: u64,
     start: u64,
@@ -158,11 +246,18 @@ impl FillReader {
             }
             let (chunk, ended) = {
                 let s = self.rx.borrow_and_update();
-                (s.chunks.get(self.next).cloned(), s.end)
+                let chunk = self
+                    .next
+                    .checked_sub(s.base)
+                    .and_then(|i| s.chunks.get(i))
+                    .cloned();
+                (chunk, s.end)
             };
             match chunk {
                 Some(c) => {
                     self.next += 1;
+                    self.at.store(self.next, Ordering::SeqCst);
+                    self.fill.advanced.notify_one();
                     let chunk_start = self.pos;
                     let chunk_end = self.pos + c.len() as u64;
                     self.pos = chunk_end;
@@ -262,8 +357,8 @@ mod tests {
     #[tokio::test]
     async fn readers_stream_ranges_and_see_truncation() {
         let fill = Arc::new(Fill::default());
-        let mut whole = fill.reader(0, None);
-        let mut mid = fill.reader(3, Some(7));
+        let mut whole = fill.reader(0, None).unwrap();
+        let mut mid = fill.reader(3, Some(7)).unwrap();
         fill.push(Bytes::from_static(b"01234"));
         fill.push(Bytes::from_static(b"56789"));
         fill.finish(FillEnd::Complete);
@@ -279,7 +374,7 @@ mod tests {
         assert_eq!(got, b"3456");
 
         let cut = Arc::new(Fill::default());
-        let mut r = cut.reader(0, None);
+        let mut r = cut.reader(0, None).unwrap();
         cut.push(Bytes::from_static(b"ab"));
         cut.finish(FillEnd::Truncated);
         assert_eq!(r.next_chunk().await.unwrap().unwrap(), "ab");
@@ -294,6 +389,43 @@ mod tests {
             status: StatusCode::OK,
         });
         assert!(fill.wait_head(Duration::from_millis(20)).await.is_some());
+    }
+
+    #[tokio::test]
+    async fn streaming_fill_releases_what_readers_passed_and_refuses_late_readers() {
+        let fill = Arc::new(Fill::default());
+        let mut r = fill.reader(0, None).unwrap();
+        fill.stream_only();
+        for _ in 0..4 {
+            fill.push(Bytes::from(vec![0u8; 1 << 20]));
+        }
+        fill.release_and_pace().await; // 4 MiB behind: within the window
+        assert_eq!(fill.state.borrow().held_bytes, 4 << 20);
+        fill.push(Bytes::from(vec![0u8; 1 << 20]));
+        // 5 MiB ahead of the reader: the fetch waits until the reader moves.
+        let pace = fill.release_and_pace();
+        tokio::pin!(pace);
+        assert!(tokio::time::timeout(Duration::from_millis(50), &mut pace)
+            .await
+            .is_err());
+        r.next_chunk().await.unwrap();
+        r.next_chunk().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(1), &mut pace)
+            .await
+            .expect("reader advanced");
+        assert_eq!(fill.state.borrow().base, 2);
+        assert_eq!(fill.state.borrow().held_bytes, 3 << 20);
+        assert!(
+            fill.reader(0, None).is_none(),
+            "a late reader cannot start from released chunks"
+        );
+        drop(r);
+        fill.release_and_pace().await;
+        assert_eq!(
+            fill.state.borrow().held_bytes,
+            0,
+            "no reader left: everything released"
+        );
     }
 
     #[test]

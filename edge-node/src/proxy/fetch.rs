@@ -171,13 +171,25 @@ impl Proxy {
                     };
                     total += data.len() as u64;
                     if keep && total > self.settings.max_object {
+                        // Too large to store after all: stream it with bounded memory, and
+                        // let new requests start their own fetch.
                         keep = false;
                         chunks.clear();
+                        job.fill.stream_only();
+                        self.inflight.remove(&job.ck, &job.fill);
                     }
                     if keep {
                         chunks.push(data.clone());
                     }
                     job.fill.push(data);
+                    let paced = tokio::time::timeout(
+                        self.upstream.timeouts.body_idle,
+                        job.fill.release_and_pace(),
+                    )
+                    .await;
+                    if paced.is_err() {
+                        break Err("slow-reader");
+                    }
                 }
             }
         };

@@ -296,6 +296,7 @@ impl Proxy {
             };
             let collapsed = if leader { "" } else { "; collapsed" };
             match &*head {
+                FillHead::Storing { .. } if fill.is_streaming() => self.pass(ctx, fwd).await,
                 FillHead::Storing {
                     status,
                     headers,

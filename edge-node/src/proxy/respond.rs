@@ -62,7 +62,14 @@ impl BodySrc {
                 ProxyBody::full(b.slice(start.min(end) as usize..end as usize))
             }
             BodySrc::Fill(f) => {
-                let reader = f.reader(start, end);
+                let Some(reader) = f.reader(start, end) else {
+                    let e: BoxError =
+                        "the shared fetch no longer holds the start of the body".into();
+                    let failed = futures_util::stream::once(async move {
+                        Err::<http_body::Frame<Bytes>, BoxError>(e)
+                    });
+                    return ProxyBody::Stream(http_body_util::StreamBody::new(failed).boxed());
+                };
                 let stream = futures_util::stream::unfold(reader, |mut r| async move {
                     match r.next_chunk().await {
                         Ok(Some(c)) => Some((Ok(http_body::Frame::data(c)), r)),
