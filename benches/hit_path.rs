@@ -53,6 +53,8 @@ fn object(vary: bool) -> Arc<Object> {
             keep_until_ms: now + 7_200_000,
         },
         encoded: Box::default(),
+        tags: Box::default(),
+        purge_version: 0,
     })
 }
 

@@ -84,10 +84,12 @@ impl NodeConfig {
         if let Some(e) = &cfg.edge {
             problems.extend(e.validate("edge"));
         }
-        if cfg.edge.is_none() {
+        if cfg.edge.is_none() && cfg.admin.is_none() {
             problems.push(ConfigProblem {
                 path: "edge".into(),
-                message: "no role is configured: add an [edge] section".into(),
+                message:
+                    "nothing to run: add an [edge] section (or at least [admin], for a purge hub)"
+                        .into(),
             });
         }
         if !problems.is_empty() {

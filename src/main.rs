@@ -2,6 +2,7 @@
 
 mod config;
 mod demo;
+mod purge_cli;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -37,6 +38,30 @@ enum Cmd {
     CheckConfig {
         /// The node config (TOML).
         file: PathBuf,
+    },
+    /// Purge cached objects on every node, through one node's admin API.
+    Purge {
+        /// Admin URL of any node (`http://127.0.0.1:9901`).
+        #[arg(long)]
+        admin: String,
+        /// Admin bearer token.
+        #[arg(long, env = "OUTPOST_ADMIN_TOKEN")]
+        token: String,
+        /// Absolute URL to purge (all its variants); repeatable.
+        #[arg(long = "url")]
+        urls: Vec<String>,
+        /// Absolute URL prefix to purge; repeatable.
+        #[arg(long = "prefix")]
+        prefixes: Vec<String>,
+        /// Surrogate-Key / Cache-Tag to purge; repeatable.
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Purge everything.
+        #[arg(long)]
+        all: bool,
+        /// Mark stale instead of removing.
+        #[arg(long)]
+        soft: bool,
     },
     /// Serve only the demo's sample origin (for benchmarks and experiments).
     SampleOrigin {
@@ -129,9 +154,40 @@ fn main() -> ExitCode {
             };
             match rt.block_on(demo::run(
                 "127.0.0.1:8000",
+                "127.0.0.1:9900",
                 &[("eu", 8081, 9901), ("us", 8082, 9902)],
             )) {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
+        Cmd::Purge {
+            admin,
+            token,
+            urls,
+            prefixes,
+            tags,
+            all,
+            soft,
+        } => {
+            let rt = match runtime(Some(1)) {
+                Ok(rt) => rt,
+                Err(e) => return fail(&e),
+            };
+            let args = purge_cli::PurgeArgs {
+                admin,
+                token,
+                urls,
+                prefixes,
+                tags,
+                all,
+                soft,
+            };
+            match rt.block_on(purge_cli::run(args)) {
+                Ok(v) => {
+                    println!("purge accepted: version {v}");
+                    ExitCode::SUCCESS
+                }
                 Err(e) => fail(&e),
             }
         }

@@ -2,8 +2,10 @@
 
 use crate::config::NodeConfig;
 use edge_node::admin::{self, AdminState};
+use edge_node::purge::service::{PurgeService, Role};
 use edge_node::Edge;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -59,21 +61,31 @@ pub async fn start(cfg: &NodeConfig) -> Result<Running, String> {
             tracing::warn!("telemetry.otlp_endpoint is set, but OTLP export is not available in this version; metrics are on the admin /metrics endpoint");
         }
     }
+    let admin_token = match &cfg.admin {
+        Some(ac) => Some(ac.resolve_token().map_err(|e| format!("admin: {e}"))?),
+        None => None,
+    };
+    let purge = open_purge(cfg, admin_token.as_deref())?;
     if let Some(ec) = &cfg.edge {
-        let edge = Edge::bind(ec).await.map_err(|e| format!("edge: {e}"))?;
+        let edge = Edge::bind_with(ec, purge.generations())
+            .await
+            .map_err(|e| format!("edge: {e}"))?;
         edge_addrs = edge.local_addrs();
         edge_tls_addrs = edge.tls_local_addrs();
+        purge.add_proxy(edge.proxy());
         edges.push(edge.proxy());
         tasks.spawn(edge.serve(rx.clone()));
     }
+    if !purge.is_hub() {
+        tasks.spawn(purge.clone().follow(rx.clone()));
+    }
     let mut admin_addr = None;
-    if let Some(ac) = &cfg.admin {
-        let token = ac.resolve_token().map_err(|e| format!("admin: {e}"))?;
+    if let (Some(ac), Some(token)) = (&cfg.admin, &admin_token) {
         let l = tokio::net::TcpListener::bind(ac.listen)
             .await
             .map_err(|e| format!("admin: cannot listen on {}: {e}", ac.listen))?;
         admin_addr = l.local_addr().ok();
-        let state = AdminState::new(&token, edges);
+        let state = AdminState::new(token, edges).with_purge(purge.clone());
         let rx = rx.clone();
         tasks.spawn(async move {
             if let Err(e) = admin::serve(l, state, rx).await {
@@ -88,6 +100,28 @@ pub async fn start(cfg: &NodeConfig) -> Result<Running, String> {
         shutdown: tx,
         tasks,
     })
+}
+
+/// The purge service of this process: a follower of `edge.purge_hub` when set, else a hub.
+fn open_purge(cfg: &NodeConfig, admin_token: Option<&str>) -> Result<Arc<PurgeService>, String> {
+    let edge = cfg.edge.as_ref();
+    let role = match edge.and_then(|e| e.purge_hub.clone()) {
+        Some(hub) => {
+            let token = edge
+                .and_then(|e| e.purge_hub_token.clone())
+                .or_else(|| admin_token.map(str::to_string))
+                .ok_or(
+                    "edge.purge_hub needs a token: set edge.purge_hub_token or an [admin] token",
+                )?;
+            Role::Follower {
+                hub: hub.trim_end_matches('/').to_string(),
+                token,
+            }
+        }
+        None => Role::Hub,
+    };
+    let state_dir = edge.and_then(|e| e.state_dir.clone());
+    PurgeService::open(role, state_dir).map_err(|e| format!("purge: {e}"))
 }
 
 /// Resolves when the process is asked to stop (SIGINT or SIGTERM).

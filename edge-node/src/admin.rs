@@ -1,7 +1,11 @@
 //! The admin API (axum, its own listener): `GET /healthz` (open, for probes), and behind a
-//! bearer token compared in constant time: `GET /metrics` (Prometheus text), `GET /stats` (JSON).
+//! bearer token compared in constant time: `GET /metrics` (Prometheus text), `GET /stats`
+//! (JSON), `POST /purge` and `GET /purge/log?since=N&wait=MS`.
 
 use crate::proxy::Proxy;
+use crate::purge::event::PurgeRequest;
+use crate::purge::service::{PurgeError, PurgeService};
+use axum::extract::Query;
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
@@ -9,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use std::sync::Arc;
+use std::time::Duration;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -18,6 +23,7 @@ use tokio::sync::watch;
 pub struct AdminState {
     token: Arc<str>,
     edges: Vec<Arc<Proxy>>,
+    purge: Option<Arc<PurgeService>>,
 }
 
 impl AdminState {
@@ -26,7 +32,14 @@ impl AdminState {
         Self {
             token: Arc::from(token),
             edges,
+            purge: None,
         }
+    }
+
+    /// Adds the purge service (enables `/purge` and `/purge/log`).
+    pub fn with_purge(mut self, purge: Arc<PurgeService>) -> Self {
+        self.purge = Some(purge);
+        self
     }
 }
 
@@ -57,6 +70,11 @@ async fn metrics(State(st): State<AdminState>) -> Response {
     for e in &st.edges {
         out.push_str(&e.stats().render_prometheus(&e.gauges()));
     }
+    if let Some(p) = &st.purge {
+        use std::fmt::Write;
+        let _ = writeln!(out, "# HELP outpost_purge_applied_version Newest purge version applied on this node.\n# TYPE outpost_purge_applied_version gauge\noutpost_purge_applied_version {}", p.applied());
+        let _ = writeln!(out, "# HELP outpost_purge_log_version Newest purge version in this node's log.\n# TYPE outpost_purge_log_version gauge\noutpost_purge_log_version {}", p.latest());
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
@@ -66,7 +84,58 @@ async fn stats(State(st): State<AdminState>) -> Response {
         .iter()
         .map(|e| e.stats().to_json(&e.gauges()))
         .collect();
-    Json(serde_json::json!({ "edge": edges })).into_response()
+    let purge = st.purge.as_ref().map(
+        |p| serde_json::json!({ "applied": p.applied(), "log": p.latest(), "hub": p.is_hub() }),
+    );
+    Json(serde_json::json!({ "edge": edges, "purge": purge })).into_response()
+}
+
+async fn purge(State(st): State<AdminState>, body: axum::body::Bytes) -> Response {
+    let Some(svc) = &st.purge else {
+        return error(StatusCode::NOT_FOUND, "purge is not enabled on this node");
+    };
+    let req: PurgeRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid purge JSON: {e}")),
+    };
+    match svc.submit(&req).await {
+        Ok(version) => (
+            StatusCode::OK,
+            Json(serde_json::json!({ "version": version })),
+        )
+            .into_response(),
+        Err(PurgeError::BadRequest(m)) => error(StatusCode::BAD_REQUEST, &m),
+        Err(e @ PurgeError::Log(_)) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        Err(e @ PurgeError::Hub(_)) => error(StatusCode::BAD_GATEWAY, &e.to_string()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogQuery {
+    #[serde(default)]
+    since: u64,
+    /// Milliseconds to wait for a newer event.
+    #[serde(default)]
+    wait: u64,
+}
+
+async fn purge_log(
+    State(st): State<AdminState>,
+    q: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Some(svc) = &st.purge else {
+        return error(StatusCode::NOT_FOUND, "purge is not enabled on this node");
+    };
+    let Ok(Query(q)) = q else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "use ?since=N&wait=MS with integers",
+        );
+    };
+    let events = svc.log_since(q.since, Duration::from_millis(q.wait)).await;
+    Json(serde_json::json!({ "events": events, "latest": svc.latest(), "applied": svc.applied() }))
+        .into_response()
 }
 
 /// The admin router.
@@ -74,6 +143,8 @@ pub fn router(state: AdminState) -> Router {
     let protected = Router::new()
         .route("/metrics", get(metrics))
         .route("/stats", get(stats))
+        .route("/purge", axum::routing::post(purge))
+        .route("/purge/log", get(purge_log))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(healthz))

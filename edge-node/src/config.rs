@@ -87,6 +87,17 @@ pub struct EdgeConfig {
     /// Name of this cache in `Cache-Status` (RFC 9211).
     #[serde(default = "defaults::cache_name")]
     pub cache_name: String,
+    /// Admin URL of the purge hub this node follows (`http://127.0.0.1:9900`); absent: this
+    /// node is its own hub.
+    #[serde(default)]
+    pub purge_hub: Option<String>,
+    /// Token for the hub's admin API; defaults to this node's `[admin]` token.
+    #[serde(default)]
+    pub purge_hub_token: Option<String>,
+    /// Directory for state that must survive a restart (the hub's purge log, the applied
+    /// purge version and marks).
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
     /// Sites, routed by the request's Host.
     #[serde(default)]
     pub sites: Vec<SiteConfig>,
@@ -210,6 +221,9 @@ impl EdgeConfig {
             compress: Vec::new(),
             compress_types: crate::cache::compress::default_types(),
             compress_min_bytes: defaults::compress_min_bytes(),
+            purge_hub: None,
+            purge_hub_token: None,
+            state_dir: None,
             cache_name: defaults::cache_name(),
             sites,
         }
@@ -278,6 +292,14 @@ impl EdgeConfig {
                 format!("{prefix}.cache_name"),
                 "must be a non-empty token of visible ASCII characters",
             ));
+        }
+        if let Some(hub) = &self.purge_hub {
+            if let Err(e) = crate::proxy::upstream::OriginAddr::parse(hub) {
+                out.push(ConfigProblem::new(
+                    format!("{prefix}.purge_hub"),
+                    e.replace("origin", "purge hub"),
+                ));
+            }
         }
         if self.sites.is_empty() {
             out.push(ConfigProblem::new(

@@ -11,6 +11,7 @@ pub mod cache;
 pub mod config;
 pub mod listener;
 pub mod proxy;
+pub mod purge;
 pub mod stats;
 pub mod tls;
 pub mod units;
@@ -53,8 +54,16 @@ pub struct Edge {
 }
 
 impl Edge {
-    /// Builds the cache and binds every listener of `cfg`.
+    /// Builds the cache and binds every listener of `cfg`, with purge marks of its own.
     pub async fn bind(cfg: &EdgeConfig) -> Result<Self, EdgeError> {
+        Self::bind_with(cfg, Arc::default()).await
+    }
+
+    /// Like `bind`, checking the purge marks `purges` (shared by the roles of a process).
+    pub async fn bind_with(
+        cfg: &EdgeConfig,
+        purges: Arc<purge::generations::Generations>,
+    ) -> Result<Self, EdgeError> {
         let problems = cfg.validate("edge");
         if let Some(p) = problems.first() {
             return Err(EdgeError::Config(format!("{}: {}", p.path, p.message)));
@@ -82,7 +91,7 @@ impl Edge {
             },
             memory_capacity: cfg.memory_bytes.0,
         };
-        let proxy = Arc::new(Proxy::new(sites, store, upstream, settings));
+        let proxy = Arc::new(Proxy::new(sites, store, upstream, settings, purges));
         let mut plain = Vec::new();
         for addr in &cfg.listen {
             plain.push(

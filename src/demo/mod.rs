@@ -1,6 +1,7 @@
 //! `outpost demo`: the whole system on one machine with no set-up, on the fixed loopback ports
 //! of DESIGN.md: the sample origin on 127.0.0.1:8000, edge "eu" on 8081 (admin 9901) and edge
-//! "us" on 8082 (admin 9902), admin token `demo`. Roles not built yet are left out.
+//! "us" on 8082 (admin 9902), admin token `demo`, and the purge hub's admin API on 9900 (the
+//! shield's place in DESIGN.md). Roles not built yet are left out.
 
 pub mod origin;
 
@@ -25,6 +26,7 @@ region = "{region}"
 listen = ["127.0.0.1:{port}"]
 memory_bytes = "64MiB"
 stale_if_error = "10m"
+purge_hub = "http://127.0.0.1:9900"
 compress = ["br", "gzip"]
 
 [[edge.sites]]
@@ -37,7 +39,11 @@ drop_params = ["utm_*"]
 }
 
 /// Runs the demo until interrupted.
-pub async fn run(origin_addr: &str, edges: &[(&str, u16, u16)]) -> Result<(), String> {
+pub async fn run(
+    origin_addr: &str,
+    hub_admin: &str,
+    edges: &[(&str, u16, u16)],
+) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(origin_addr)
         .await
         .map_err(|e| format!("demo origin: cannot listen on {origin_addr}: {e}"))?;
@@ -47,6 +53,9 @@ pub async fn run(origin_addr: &str, edges: &[(&str, u16, u16)]) -> Result<(), St
     );
     tokio::spawn(origin::serve(listener));
     let mut running = Vec::new();
+    let hub_src = format!("[admin]\nlisten = \"{hub_admin}\"\ntoken = \"{TOKEN}\"\n");
+    let hub_cfg = NodeConfig::parse("<demo purge hub>", &hub_src).map_err(|e| e.join("; "))?;
+    running.push(("purge hub".to_string(), run::start(&hub_cfg).await?));
     for (region, port, admin) in edges {
         let src = edge_config(region, *port, *admin, &origin_url);
         let cfg =
@@ -56,7 +65,12 @@ pub async fn run(origin_addr: &str, edges: &[(&str, u16, u16)]) -> Result<(), St
     }
     println!("outpost demo: sample origin on {origin_url}");
     for (region, r) in &running {
-        for line in r.banner(&format!("edge {region}")) {
+        let name = if region == "purge hub" {
+            region.clone()
+        } else {
+            format!("edge {region}")
+        };
+        for line in r.banner(&name) {
             println!("{line}");
         }
     }
@@ -75,6 +89,8 @@ Try:
   curl -si http://127.0.0.1:{eu}/static/app.js -H 'Range: bytes=0-99'       # 206 from the cached object
   curl -s  http://127.0.0.1:{eu_admin}/metrics -H 'Authorization: Bearer {TOKEN}' | grep outpost_edge_requests
   curl -s  http://127.0.0.1:{eu_admin}/stats -H 'Authorization: Bearer {TOKEN}'
+  outpost purge --admin http://127.0.0.1:{eu_admin} --token {TOKEN} --tag api    # reaches every edge via the hub
+  outpost purge --admin http://127.0.0.1:{eu_admin} --token {TOKEN} --prefix http://127.0.0.1/static/ --soft
 Ctrl-C stops the demo."#
     );
     run::stop_signal().await;

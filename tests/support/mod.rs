@@ -377,3 +377,118 @@ pub fn http_date(offset_secs: i64) -> String {
     };
     httpdate::fmt_http_date(t)
 }
+
+/// A whole node in-process: an edge (optional), its purge service and its admin API.
+pub struct Node {
+    pub edge: Option<SocketAddr>,
+    pub admin: SocketAddr,
+    pub purge: Arc<edge_node::purge::service::PurgeService>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+pub const TOKEN: &str = "t0ken";
+
+impl Node {
+    /// Starts a node. `hub`: the admin URL of the hub to follow (None: this node is the hub).
+    /// `origin`: the origin of its edge (None: admin and purge only).
+    pub async fn start(
+        origin: Option<&str>,
+        hub: Option<String>,
+        state_dir: Option<std::path::PathBuf>,
+        tweak: impl FnOnce(&mut EdgeConfig),
+    ) -> Node {
+        use edge_node::purge::service::{PurgeService, Role};
+        let role = match hub {
+            Some(hub) => Role::Follower {
+                hub,
+                token: TOKEN.into(),
+            },
+            None => Role::Hub,
+        };
+        let purge = PurgeService::open(role, state_dir).expect("purge service");
+        let (stop, rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let mut edges = Vec::new();
+        let mut edge_addr = None;
+        if let Some(o) = origin {
+            let mut cfg = edge_config(o);
+            tweak(&mut cfg);
+            let e = Edge::bind_with(&cfg, purge.generations())
+                .await
+                .expect("edge binds");
+            edge_addr = Some(e.local_addrs()[0]);
+            purge.add_proxy(e.proxy());
+            edges.push(e.proxy());
+            tasks.push(tokio::spawn(e.serve(rx.clone())));
+        }
+        if !purge.is_hub() {
+            tasks.push(tokio::spawn(purge.clone().follow(rx.clone())));
+        }
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = l.local_addr().unwrap();
+        let state = edge_node::admin::AdminState::new(TOKEN, edges).with_purge(purge.clone());
+        let arx = rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let _ = edge_node::admin::serve(l, state, arx).await;
+        }));
+        Node {
+            edge: edge_addr,
+            admin,
+            purge,
+            stop,
+            tasks,
+        }
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.edge.expect("node has an edge"), path)
+    }
+
+    /// Stops every task of the node and waits for them.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// POSTs a purge (raw JSON) to `admin`; returns status and JSON answer.
+pub async fn purge(admin: &str, token: &str, json: &str) -> (u16, serde_json::Value) {
+    let r = client()
+        .post(format!("{admin}/purge"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(json.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let v = r.json().await.unwrap_or(serde_json::Value::Null);
+    (status, v)
+}
+
+/// A fresh temporary directory.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "outpost-{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}

@@ -23,6 +23,11 @@ pub struct Object {
     pub fresh: Freshness,
     /// Compressed forms of `body` made by the edge (see `compress.rs`); empty when none.
     pub encoded: Box<[(Coding, Bytes)]>,
+    /// Purge tags (`Surrogate-Key`, `Cache-Tag`).
+    pub tags: Box<[Box<str>]>,
+    /// The purge version applied when the fetch that made this object started: purges newer
+    /// than this cover it.
+    pub purge_version: u64,
 }
 
 impl Object {
@@ -31,11 +36,28 @@ impl Object {
         self.body.len()
             + self.headers.len()
             + OBJECT_OVERHEAD
+            + self.tags.iter().map(|t| t.len() + 16).sum::<usize>()
             + self
                 .encoded
                 .iter()
                 .map(|(_, b)| b.len() + 16)
                 .sum::<usize>()
+    }
+
+    /// A copy made stale at `at_ms` (a soft purge): stale-while-revalidate and stale-if-error
+    /// windows then count from that moment.
+    pub fn stale_since(&self, at_ms: u64) -> Object {
+        let mut fresh = self.fresh;
+        fresh.fresh_until_ms = fresh.fresh_until_ms.min(at_ms);
+        Object {
+            status: self.status,
+            headers: self.headers.clone(),
+            body: self.body.clone(),
+            fresh,
+            encoded: self.encoded.clone(),
+            tags: self.tags.clone(),
+            purge_version: self.purge_version,
+        }
     }
 
     /// The stored `ETag`, if any.

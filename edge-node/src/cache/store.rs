@@ -162,6 +162,11 @@ impl MemoryStore {
         self.cache.remove(key).is_some()
     }
 
+    /// Drops everything.
+    pub fn clear(&self) {
+        self.cache.invalidate_all();
+    }
+
     /// Bytes currently charged.
     pub fn weighted_size(&self) -> u64 {
         self.cache.run_pending_tasks();
@@ -199,6 +204,8 @@ mod tests {
                 keep_until_ms: now + 60_000,
             },
             encoded: Box::default(),
+            tags: Box::default(),
+            purge_version: 0,
         })
     }
 

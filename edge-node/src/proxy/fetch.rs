@@ -35,6 +35,8 @@ struct FillJob {
     /// The client's request as the policy sees it (method, URI, fields).
     client: request::Parts,
     stale: Option<Arc<Object>>,
+    /// The purge version applied when the fetch started.
+    purge_version: u64,
 }
 
 impl Proxy {
@@ -70,6 +72,7 @@ impl Proxy {
             upstream,
             client: client_req,
             stale,
+            purge_version: self.purges.applied(),
         };
         let me = self.clone();
         tokio::spawn(async move {
@@ -127,6 +130,10 @@ impl Proxy {
             .map(|s| s.values(&job.client.headers))
             .unwrap_or_default();
         let stored_headers = StoredHeaders::from_map(&parts.headers, headers::stored);
+        let tags: Box<[Box<str>]> = crate::purge::event::response_tags(&parts.headers)
+            .into_iter()
+            .map(String::into_boxed_str)
+            .collect();
         let compressible = {
             let h = &parts.headers;
             let get = |n: header::HeaderName| h.get(n).and_then(|v| v.to_str().ok());
@@ -213,6 +220,8 @@ impl Proxy {
                         body,
                         fresh,
                         encoded,
+                        tags,
+                        purge_version: job.purge_version,
                     });
                     self.store.insert(job.key, vary, values, obj);
                     self.stats.record_store();
@@ -261,6 +270,8 @@ impl Proxy {
                     body: old.body.clone(),
                     fresh,
                     encoded: old.encoded.clone(),
+                    tags: old.tags.clone(),
+                    purge_version: job.purge_version,
                 });
                 let vary = VarySpec::from_response(&res.headers);
                 let values = vary
@@ -280,6 +291,8 @@ impl Proxy {
                     body: old.body.clone(),
                     fresh,
                     encoded: old.encoded.clone(),
+                    tags: old.tags.clone(),
+                    purge_version: job.purge_version,
                 })
             }
         };

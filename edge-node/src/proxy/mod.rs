@@ -20,6 +20,7 @@ use crate::cache::object::Object;
 use crate::cache::policy::{unix_ms, PolicyOptions, Usability};
 use crate::cache::store::{Lookup, MemoryStore};
 use crate::cache::vary::values_hash;
+use crate::purge::generations::Verdict;
 use crate::stats::{Outcome, Stats};
 use body::ProxyBody;
 use http::header::{self, HeaderValue};
@@ -64,6 +65,7 @@ pub struct ProxySettings {
 
 /// The caching proxy shared by every connection.
 pub struct Proxy {
+    purges: Arc<crate::purge::generations::Generations>,
     sites: Sites,
     store: MemoryStore,
     inflight: Inflight,
@@ -91,10 +93,12 @@ impl Proxy {
         store: MemoryStore,
         upstream: Upstream,
         settings: ProxySettings,
+        purges: Arc<crate::purge::generations::Generations>,
     ) -> Self {
         let via = HeaderValue::from_str(&format!("1.1 {}", settings.cache_name))
             .unwrap_or_else(|_| HeaderValue::from_static("1.1 outpost"));
         Self {
+            purges,
             sites,
             store,
             inflight: Inflight::default(),
@@ -103,6 +107,41 @@ impl Proxy {
             settings,
             via,
         }
+    }
+
+    /// Applies the store side of a purge event: URL marks (keys depend on each site's query
+    /// rules, for both schemes) and, for hard purges, freeing memory at once. The marks for
+    /// prefixes, tags and everything are recorded once per process by the purge service.
+    pub fn apply_purge(&self, ev: &crate::purge::event::PurgeEvent) {
+        use crate::purge::event::PurgeTarget;
+        match &ev.target {
+            PurgeTarget::Urls(urls) => {
+                for u in urls {
+                    let (path, query) = match u.path.split_once('?') {
+                        Some((p, q)) => (p, Some(q)),
+                        None => (u.path.as_str(), None),
+                    };
+                    let q = match self.sites.find(&u.host) {
+                        Some(site) => normalize_query(query, site.query, &site.drop_params),
+                        None => query.map(std::borrow::Cow::Borrowed),
+                    };
+                    for scheme in ["http", "https"] {
+                        let key = CacheKey::new(scheme, &u.host, path, q.as_deref());
+                        self.purges.record_url(key, ev);
+                        if !ev.soft {
+                            self.store.remove(&key);
+                        }
+                    }
+                }
+            }
+            PurgeTarget::All if !ev.soft => self.store.clear(),
+            _ => {}
+        }
+    }
+
+    /// The purge marks this proxy checks.
+    pub fn purges(&self) -> &Arc<crate::purge::generations::Generations> {
+        &self.purges
     }
 
     /// The proxy's counters.
@@ -213,7 +252,23 @@ impl Proxy {
     /// GET and HEAD: the cache path.
     async fn cached(self: &Arc<Self>, ctx: Ctx) -> Answer {
         let now = unix_ms(SystemTime::now());
-        match self.store.lookup(&ctx.key, &ctx.parts.headers) {
+        let mut found = self.store.lookup(&ctx.key, &ctx.parts.headers);
+        if let Lookup::Found(obj, variant) = &found {
+            match self.purges.verdict(
+                &ctx.key,
+                &ctx.host,
+                ctx.parts.uri.path(),
+                &obj.tags,
+                obj.purge_version,
+            ) {
+                Verdict::Keep => {}
+                Verdict::Gone => found = Lookup::Miss,
+                Verdict::StaleSince(at) => {
+                    found = Lookup::Found(Arc::new(obj.stale_since(at)), *variant)
+                }
+            }
+        }
+        match found {
             Lookup::Found(obj, variant) => match obj.fresh.usability(now) {
                 Usability::Fresh => {
                     let ttl = (obj.fresh.fresh_until_ms - now) / 1000;

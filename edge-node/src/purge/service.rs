@@ -1,0 +1,327 @@
+//! The purge service of a process: accepts purges, applies them in version order to every
+//! role's cache, persists what it has applied, and propagates.
+//!
+//! Embedded propagation: one node is the hub and owns the log (`log.rs`); every other node
+//! long-polls the hub's `GET /purge/log?since=N&wait=MS` and applies what comes back in order,
+//! resuming from its persisted applied version after a restart or partition. A purge POSTed to
+//! a follower is forwarded to the hub, and answered once the follower has applied it too.
+
+use super::event::{PurgeEvent, PurgeRequest};
+use super::generations::{GenState, Generations};
+use super::log::{LogError, PurgeLog};
+use crate::cache::policy::unix_ms;
+use crate::proxy::Proxy;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+use tokio::sync::watch;
+
+/// Longest long-poll the hub holds a request.
+pub const MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// Where purges come from.
+#[derive(Debug, Clone)]
+pub enum Role {
+    /// This node owns the log.
+    Hub,
+    /// This node follows the hub at this admin URL, with this token.
+    Follower {
+        /// Base URL of the hub's admin API (`http://127.0.0.1:9900`).
+        hub: String,
+        /// Bearer token for the hub.
+        token: String,
+    },
+}
+
+/// Why a purge could not be accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum PurgeError {
+    /// The request is malformed (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The log could not be written (503).
+    #[error("{0}")]
+    Log(#[from] LogError),
+    /// The hub could not be reached or refused (502).
+    #[error("purge hub: {0}")]
+    Hub(String),
+}
+
+/// Purge state and propagation for one process.
+pub struct PurgeService {
+    role: Role,
+    log: Arc<PurgeLog>,
+    gens: Arc<Generations>,
+    proxies: RwLock<Vec<Arc<Proxy>>>,
+    state_path: Option<PathBuf>,
+    applied: watch::Sender<u64>,
+    apply_lock: Mutex<()>,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl PurgeService {
+    /// Opens the service. With a `state_dir`, the hub's log lives in `purge.log` and the
+    /// applied marks in `purge-state.json`; a hub replays log events its state has not seen.
+    pub fn open(role: Role, state_dir: Option<PathBuf>) -> Result<Arc<Self>, String> {
+        let (log, state_path) = match &state_dir {
+            Some(d) => {
+                std::fs::create_dir_all(d)
+                    .map_err(|e| format!("state_dir {}: {e}", d.display()))?;
+                let log = match role {
+                    Role::Hub => PurgeLog::open(&d.join("purge.log")).map_err(|e| e.to_string())?,
+                    Role::Follower { .. } => PurgeLog::in_memory(),
+                };
+                (log, Some(d.join("purge-state.json")))
+            }
+            None => (PurgeLog::in_memory(), None),
+        };
+        let state: GenState = match &state_path {
+            Some(p) if p.exists() => {
+                let text =
+                    std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                serde_json::from_str(&text)
+                    .map_err(|e| format!("{}: not a purge state file: {e}", p.display()))?
+            }
+            _ => GenState::default(),
+        };
+        let applied = state.applied;
+        let mut conn = HttpConnector::new();
+        conn.set_connect_timeout(Some(Duration::from_secs(3)));
+        conn.set_nodelay(true);
+        let svc = Arc::new(Self {
+            role,
+            log: Arc::new(log),
+            gens: Arc::new(Generations::from_state(state)),
+            proxies: RwLock::new(Vec::new()),
+            state_path,
+            applied: watch::Sender::new(applied),
+            apply_lock: Mutex::new(()),
+            client: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .build(conn),
+        });
+        if matches!(svc.role, Role::Hub) {
+            // Events logged but not yet applied (a crash between the two): apply them now.
+            for ev in svc.log.since(applied) {
+                svc.apply(&ev);
+            }
+        }
+        Ok(svc)
+    }
+
+    /// The purge marks every proxy of this process must check.
+    pub fn generations(&self) -> Arc<Generations> {
+        self.gens.clone()
+    }
+
+    /// Adds a proxy whose store purges apply to.
+    pub fn add_proxy(&self, p: Arc<Proxy>) {
+        if let Ok(mut ps) = self.proxies.write() {
+            ps.push(p);
+        }
+    }
+
+    /// The newest version applied here.
+    pub fn applied(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    /// The newest version in this node's log (the hub's: every accepted purge).
+    pub fn latest(&self) -> u64 {
+        self.log.latest()
+    }
+
+    /// Whether this node is the hub.
+    pub fn is_hub(&self) -> bool {
+        matches!(self.role, Role::Hub)
+    }
+
+    /// Applies `ev` if it is the next version; returns whether it was applied (or already was).
+    pub fn apply(&self, ev: &PurgeEvent) -> bool {
+        let Ok(_guard) = self.apply_lock.lock() else {
+            return false;
+        };
+        let applied = self.applied();
+        if ev.version <= applied {
+            return true;
+        }
+        if ev.version != applied + 1 {
+            tracing::warn!(
+                have = applied,
+                got = ev.version,
+                "purge event out of order; not applied"
+            );
+            return false;
+        }
+        if let Ok(ps) = self.proxies.read() {
+            for p in ps.iter() {
+                p.apply_purge(ev);
+            }
+        }
+        self.gens.record(ev);
+        if !self.is_hub() {
+            self.log.record(ev);
+        }
+        self.persist();
+        self.applied.send_replace(ev.version);
+        tracing::info!(version = ev.version, soft = ev.soft, "purge applied");
+        true
+    }
+
+    fn persist(&self) {
+        let Some(path) = &self.state_path else { return };
+        let snap = self.gens.snapshot();
+        let tmp = path.with_extension("json.tmp");
+        let res = serde_json::to_vec(&snap)
+            .map_err(std::io::Error::other)
+            .and_then(|b| std::fs::write(&tmp, b))
+            .and_then(|_| std::fs::rename(&tmp, path));
+        if let Err(e) = res {
+            tracing::error!(error = %e, path = %path.display(), "cannot persist purge state");
+        }
+    }
+
+    /// Waits until version `v` is applied here, or `timeout` passes; returns whether it was.
+    pub async fn wait_applied(&self, v: u64, timeout: Duration) -> bool {
+        let mut rx = self.applied.subscribe();
+        let wait = async move { rx.wait_for(|a| *a >= v).await.is_ok() };
+        tokio::time::timeout(timeout, wait).await.unwrap_or(false)
+    }
+
+    /// Accepts a purge: on the hub, logs and applies it; on a follower, forwards it to the hub
+    /// and waits (briefly) until it is applied here too. Returns its version.
+    pub async fn submit(&self, req: &PurgeRequest) -> Result<u64, PurgeError> {
+        let target = req.target().map_err(PurgeError::BadRequest)?;
+        match &self.role {
+            Role::Hub => {
+                let ev = self
+                    .log
+                    .append(target, req.soft, unix_ms(SystemTime::now()))?;
+                self.apply(&ev);
+                Ok(ev.version)
+            }
+            Role::Follower { hub, token } => {
+                let body = serde_json::to_vec(req).map_err(|e| PurgeError::Hub(e.to_string()))?;
+                let v = self.post_hub(hub, token, body).await?;
+                self.wait_applied(v, Duration::from_secs(2)).await;
+                Ok(v)
+            }
+        }
+    }
+
+    async fn post_hub(&self, hub: &str, token: &str, body: Vec<u8>) -> Result<u64, PurgeError> {
+        let req = http::Request::post(format!("{hub}/purge"))
+            .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| PurgeError::Hub(e.to_string()))?;
+        let (status, json) = self
+            .send(req, Duration::from_secs(10))
+            .await
+            .map_err(PurgeError::Hub)?;
+        if !status.is_success() {
+            let msg = json
+                .get("error")
+                .and_then(|e| e.as_str())
+                .unwrap_or("refused")
+                .to_string();
+            return Err(PurgeError::Hub(format!("{status}: {msg}")));
+        }
+        json.get("version")
+            .and_then(|v| v.as_u64())
+            .ok_or_else(|| PurgeError::Hub("answer has no version".into()))
+    }
+
+    async fn send(
+        &self,
+        req: http::Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<(http::StatusCode, serde_json::Value), String> {
+        let res = tokio::time::timeout(timeout, self.client.request(req))
+            .await
+            .map_err(|_| "timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        let status = res.status();
+        let body = tokio::time::timeout(timeout, res.into_body().collect())
+            .await
+            .map_err(|_| "timed out reading the answer".to_string())?
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        let json = serde_json::from_slice(&body).map_err(|e| format!("answer is not JSON: {e}"))?;
+        Ok((status, json))
+    }
+
+    /// Events after `since` (for `GET /purge/log`), waiting up to `wait` for one.
+    pub async fn log_since(&self, since: u64, wait: Duration) -> Vec<PurgeEvent> {
+        if self.log.latest() <= since && !wait.is_zero() {
+            self.log.wait_beyond(since, wait.min(MAX_WAIT)).await;
+        }
+        self.log.since(since)
+    }
+
+    /// On a follower: long-polls the hub and applies what it sends, until `shutdown` flips.
+    pub async fn follow(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let Role::Follower { hub, token } = self.role.clone() else {
+            return;
+        };
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let since = self.applied();
+            let req = match http::Request::get(format!("{hub}/purge/log?since={since}&wait=25000"))
+                .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(Full::new(Bytes::new()))
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "bad purge hub URL");
+                    return;
+                }
+            };
+            let got = tokio::select! {
+                r = self.send(req, MAX_WAIT + Duration::from_secs(5)) => r,
+                _ = shutdown.wait_for(|s| *s) => return,
+            };
+            match got {
+                Ok((status, json)) if status.is_success() => {
+                    backoff = Duration::from_millis(100);
+                    let events: Vec<PurgeEvent> =
+                        match serde_json::from_value(json["events"].clone()) {
+                            Ok(e) => e,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "purge hub sent malformed events");
+                                Vec::new()
+                            }
+                        };
+                    for ev in &events {
+                        if !self.apply(ev) {
+                            break;
+                        }
+                    }
+                }
+                other => {
+                    let why = match other {
+                        Ok((s, j)) => format!(
+                            "{s}: {}",
+                            j.get("error").and_then(|e| e.as_str()).unwrap_or("")
+                        ),
+                        Err(e) => e,
+                    };
+                    tracing::warn!(hub = %hub, error = %why, retry_in = ?backoff, "cannot reach the purge hub");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.wait_for(|s| *s) => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! `outpost purge`: sends one purge to a node's admin API and prints its version.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::time::Duration;
+
+/// What to purge, from the command line.
+pub struct PurgeArgs {
+    pub admin: String,
+    pub token: String,
+    pub urls: Vec<String>,
+    pub prefixes: Vec<String>,
+    pub tags: Vec<String>,
+    pub all: bool,
+    pub soft: bool,
+}
+
+/// Sends the purge; returns the version, or one line saying what went wrong.
+pub async fn run(a: PurgeArgs) -> Result<u64, String> {
+    let req = edge_node::purge::event::PurgeRequest {
+        urls: a.urls,
+        prefixes: a.prefixes,
+        tags: a.tags,
+        all: a.all,
+        soft: a.soft,
+    };
+    req.target()?;
+    let body = serde_json::to_vec(&req).map_err(|e| e.to_string())?;
+    let url = format!("{}/purge", a.admin.trim_end_matches('/'));
+    let http_req = http::Request::post(&url)
+        .header(http::header::AUTHORIZATION, format!("Bearer {}", a.token))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| format!("invalid --admin URL {:?}: {e}", a.admin))?;
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let res = tokio::time::timeout(Duration::from_secs(15), client.request(http_req))
+        .await
+        .map_err(|_| format!("{url}: no answer within 15s"))?
+        .map_err(|e| format!("{url}: {e}"))?;
+    let status = res.status();
+    let bytes = res
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?
+        .to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    if !status.is_success() {
+        let msg = json
+            .get("error")
+            .and_then(|e| e.as_str())
+            .unwrap_or("no details");
+        return Err(format!("{url}: {status}: {msg}"));
+    }
+    json.get("version")
+        .and_then(|v| v.as_u64())
+        .ok_or_else(|| format!("{url}: answer has no version"))
+}
