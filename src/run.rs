@@ -2,6 +2,7 @@
 
 use crate::config::NodeConfig;
 use edge_node::admin::{self, AdminState};
+use edge_node::purge::nats::NatsBus;
 use edge_node::purge::service::{PurgeService, Role};
 use edge_node::Edge;
 use std::net::SocketAddr;
@@ -65,7 +66,7 @@ pub async fn start(cfg: &NodeConfig) -> Result<Running, String> {
         Some(ac) => Some(ac.resolve_token().map_err(|e| format!("admin: {e}"))?),
         None => None,
     };
-    let purge = open_purge(cfg, admin_token.as_deref())?;
+    let purge = open_purge(cfg, admin_token.as_deref()).await?;
     if let Some(ec) = &cfg.edge {
         let edge = Edge::bind_with(ec, purge.generations())
             .await
@@ -103,8 +104,21 @@ pub async fn start(cfg: &NodeConfig) -> Result<Running, String> {
 }
 
 /// The purge service of this process: a follower of `edge.purge_hub` when set, else a hub.
-fn open_purge(cfg: &NodeConfig, admin_token: Option<&str>) -> Result<Arc<PurgeService>, String> {
+async fn open_purge(
+    cfg: &NodeConfig,
+    admin_token: Option<&str>,
+) -> Result<Arc<PurgeService>, String> {
     let edge = cfg.edge.as_ref();
+    if let Some(e) = edge {
+        if let Some(url) = &e.purge_nats_url {
+            let node = e.node_id.as_deref().unwrap_or("node");
+            let bus = NatsBus::connect(url, &e.purge_nats_stream, node)
+                .await
+                .map_err(|e| format!("purge: {e}"))?;
+            return PurgeService::open(Role::Nats(bus), e.state_dir.clone())
+                .map_err(|e| format!("purge: {e}"));
+        }
+    }
     let role = match edge.and_then(|e| e.purge_hub.clone()) {
         Some(hub) => {
             let token = edge

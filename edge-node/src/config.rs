@@ -94,6 +94,16 @@ pub struct EdgeConfig {
     /// Token for the hub's admin API; defaults to this node's `[admin]` token.
     #[serde(default)]
     pub purge_hub_token: Option<String>,
+    /// NATS server for scaled-out purge propagation (`nats://127.0.0.1:4222`); instead of
+    /// `purge_hub`.
+    #[serde(default)]
+    pub purge_nats_url: Option<String>,
+    /// JetStream stream holding the purges.
+    #[serde(default = "defaults::purge_nats_stream")]
+    pub purge_nats_stream: String,
+    /// This node's name, unique in the cluster (names its durable NATS consumer).
+    #[serde(default)]
+    pub node_id: Option<String>,
     /// Directory for state that must survive a restart (the hub's purge log, the applied
     /// purge version and marks).
     #[serde(default)]
@@ -191,6 +201,9 @@ mod defaults {
     pub fn body_idle_timeout() -> Dur {
         Dur(Duration::from_secs(30))
     }
+    pub fn purge_nats_stream() -> String {
+        "OUTPOST_PURGE".to_string()
+    }
     pub fn compress_min_bytes() -> ByteSize {
         ByteSize(256)
     }
@@ -223,6 +236,9 @@ impl EdgeConfig {
             compress_min_bytes: defaults::compress_min_bytes(),
             purge_hub: None,
             purge_hub_token: None,
+            purge_nats_url: None,
+            purge_nats_stream: defaults::purge_nats_stream(),
+            node_id: None,
             state_dir: None,
             cache_name: defaults::cache_name(),
             sites,
@@ -292,6 +308,49 @@ impl EdgeConfig {
                 format!("{prefix}.cache_name"),
                 "must be a non-empty token of visible ASCII characters",
             ));
+        }
+        if let Some(url) = &self.purge_nats_url {
+            if self.purge_hub.is_some() {
+                out.push(ConfigProblem::new(
+                    format!("{prefix}.purge_nats_url"),
+                    "set either purge_hub or purge_nats_url, not both",
+                ));
+            }
+            if !url.starts_with("nats://") && !url.starts_with("tls://") {
+                out.push(ConfigProblem::new(
+                    format!("{prefix}.purge_nats_url"),
+                    format!("{url:?} must start with nats:// or tls://"),
+                ));
+            }
+            let valid_id = |id: &str| {
+                !id.is_empty()
+                    && id.len() <= 64
+                    && id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            };
+            match &self.node_id {
+                None => out.push(ConfigProblem::new(
+                    format!("{prefix}.node_id"),
+                    "purge_nats_url needs a node_id unique to this node",
+                )),
+                Some(id) if !valid_id(id) => out.push(ConfigProblem::new(
+                    format!("{prefix}.node_id"),
+                    "must be 1-64 letters, digits, '-' or '_'",
+                )),
+                _ => {}
+            }
+            if self.purge_nats_stream.is_empty()
+                || !self
+                    .purge_nats_stream
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                out.push(ConfigProblem::new(
+                    format!("{prefix}.purge_nats_stream"),
+                    "must be letters, digits, '-' or '_'",
+                ));
+            }
         }
         if let Some(hub) = &self.purge_hub {
             if let Err(e) = crate::proxy::upstream::OriginAddr::parse(hub) {

@@ -398,7 +398,7 @@ impl Node {
         state_dir: Option<std::path::PathBuf>,
         tweak: impl FnOnce(&mut EdgeConfig),
     ) -> Node {
-        use edge_node::purge::service::{PurgeService, Role};
+        use edge_node::purge::service::Role;
         let role = match hub {
             Some(hub) => Role::Follower {
                 hub,
@@ -406,6 +406,17 @@ impl Node {
             },
             None => Role::Hub,
         };
+        Self::start_with_role(origin, role, state_dir, tweak).await
+    }
+
+    /// Starts a node with an explicit purge role (hub, follower or NATS).
+    pub async fn start_with_role(
+        origin: Option<&str>,
+        role: edge_node::purge::service::Role,
+        state_dir: Option<std::path::PathBuf>,
+        tweak: impl FnOnce(&mut EdgeConfig),
+    ) -> Node {
+        use edge_node::purge::service::PurgeService;
         let purge = PurgeService::open(role, state_dir).expect("purge service");
         let (stop, rx) = watch::channel(false);
         let mut tasks = Vec::new();
@@ -491,4 +502,80 @@ pub fn temp_dir(name: &str) -> std::path::PathBuf {
     ));
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// A real nats-server with JetStream on a loopback port, killed on drop.
+pub struct NatsServer {
+    pub port: u16,
+    pub store: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl NatsServer {
+    pub async fn start() -> NatsServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut n = NatsServer {
+            port,
+            store: temp_dir("nats"),
+            child: None,
+        };
+        n.spawn().await;
+        n
+    }
+
+    async fn spawn(&mut self) {
+        let child = std::process::Command::new("nats-server")
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(&self.store)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server must be installed (scripts/check installs it)");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("nats-server did not start on port {}", self.port);
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Restarts on the same port and store.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.store);
+    }
 }

@@ -16,6 +16,8 @@ pub const MAX_BATCH: usize = 1000;
 /// An ordered, optionally persistent log of purge events.
 #[derive(Debug)]
 pub struct PurgeLog {
+    /// Versions up to `base` are not held (a follower's copy starts at its applied version).
+    base: u64,
     events: RwLock<Vec<PurgeEvent>>,
     latest: watch::Sender<u64>,
     file: Mutex<Option<File>>,
@@ -48,9 +50,15 @@ pub enum LogError {
 impl PurgeLog {
     /// An in-memory log (followers, tests).
     pub fn in_memory() -> Self {
+        Self::in_memory_from(0)
+    }
+
+    /// An in-memory copy that starts after version `base` (a follower's applied version).
+    pub fn in_memory_from(base: u64) -> Self {
         Self {
+            base,
             events: RwLock::new(Vec::new()),
-            latest: watch::Sender::new(0),
+            latest: watch::Sender::new(base),
             file: Mutex::new(None),
             path: None,
         }
@@ -111,6 +119,7 @@ impl PurgeLog {
         file.set_len(good_len).map_err(io)?;
         let latest = events.len() as u64;
         Ok(Self {
+            base: 0,
             events: RwLock::new(events),
             latest: watch::Sender::new(latest),
             file: Mutex::new(Some(file)),
@@ -187,7 +196,7 @@ impl PurgeLog {
         let Ok(events) = self.events.read() else {
             return Vec::new();
         };
-        let start = usize::try_from(since)
+        let start = usize::try_from(since.saturating_sub(self.base))
             .unwrap_or(usize::MAX)
             .min(events.len());
         events[start..].iter().take(MAX_BATCH).cloned().collect()

@@ -5,4 +5,5 @@
 pub mod event;
 pub mod generations;
 pub mod log;
+pub mod nats;
 pub mod service;

@@ -29,6 +29,8 @@ pub const MAX_WAIT: Duration = Duration::from_secs(30);
 pub enum Role {
     /// This node owns the log.
     Hub,
+    /// Purges travel over a NATS JetStream stream (see `nats.rs`).
+    Nats(Arc<super::nats::NatsBus>),
     /// This node follows the hub at this admin URL, with this token.
     Follower {
         /// Base URL of the hub's admin API (`http://127.0.0.1:9900`).
@@ -74,7 +76,7 @@ impl PurgeService {
                     .map_err(|e| format!("state_dir {}: {e}", d.display()))?;
                 let log = match role {
                     Role::Hub => PurgeLog::open(&d.join("purge.log")).map_err(|e| e.to_string())?,
-                    Role::Follower { .. } => PurgeLog::in_memory(),
+                    Role::Follower { .. } | Role::Nats(_) => PurgeLog::in_memory(),
                 };
                 (log, Some(d.join("purge-state.json")))
             }
@@ -90,6 +92,11 @@ impl PurgeService {
             _ => GenState::default(),
         };
         let applied = state.applied;
+        let log = if matches!(role, Role::Hub) {
+            log
+        } else {
+            PurgeLog::in_memory_from(applied)
+        };
         let mut conn = HttpConnector::new();
         conn.set_connect_timeout(Some(Duration::from_secs(3)));
         conn.set_nodelay(true);
@@ -205,6 +212,14 @@ impl PurgeService {
                 self.apply(&ev);
                 Ok(ev.version)
             }
+            Role::Nats(bus) => {
+                let v = bus
+                    .publish(target, req.soft, unix_ms(SystemTime::now()))
+                    .await
+                    .map_err(PurgeError::Hub)?;
+                self.wait_applied(v, Duration::from_secs(2)).await;
+                Ok(v)
+            }
             Role::Follower { hub, token } => {
                 let body = serde_json::to_vec(req).map_err(|e| PurgeError::Hub(e.to_string()))?;
                 let v = self.post_hub(hub, token, body).await?;
@@ -266,6 +281,9 @@ impl PurgeService {
 
     /// On a follower: long-polls the hub and applies what it sends, until `shutdown` flips.
     pub async fn follow(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        if let Role::Nats(bus) = &self.role {
+            return bus.clone().consume(self.clone(), shutdown).await;
+        }
         let Role::Follower { hub, token } = self.role.clone() else {
             return;
         };

@@ -1,0 +1,202 @@
+//! Scaled-out purge propagation over NATS JetStream: every purge is one message on the
+//! `outpost.purge` subject of a file-backed stream, and the stream sequence is the purge
+//! version. Each node reads the stream through a durable pull consumer of its own
+//! (`outpost-<node_id>`), applies messages strictly in sequence order, and acknowledges each
+//! after applying it; a gap (a message it never saw) is filled by reading the stream directly,
+//! and repeats are acknowledged and skipped. After a disconnect or a server restart the client
+//! reconnects and the consumer resumes where it left off.
+
+use super::event::{PurgeEvent, PurgeTarget};
+use super::service::PurgeService;
+use async_nats::jetstream::{self, consumer, stream};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The subject purges are published on.
+pub const SUBJECT: &str = "outpost.purge";
+
+/// The message body: a purge without its version (the stream sequence is the version).
+#[derive(Debug, Serialize, Deserialize)]
+struct Message {
+    at_ms: u64,
+    #[serde(default)]
+    soft: bool,
+    target: PurgeTarget,
+}
+
+/// A connection to the purge stream.
+pub struct NatsBus {
+    js: jetstream::Context,
+    stream: String,
+    durable: String,
+}
+
+impl std::fmt::Debug for NatsBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsBus")
+            .field("stream", &self.stream)
+            .field("durable", &self.durable)
+            .finish()
+    }
+}
+
+impl NatsBus {
+    /// Connects (retrying in the background if the server is not up yet).
+    pub async fn connect(url: &str, stream: &str, node_id: &str) -> Result<Arc<Self>, String> {
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(3))
+            .name(format!("outpost-{node_id}"))
+            .connect(url)
+            .await
+            .map_err(|e| format!("NATS {url}: {e}"))?;
+        Ok(Arc::new(Self {
+            js: jetstream::new(client),
+            stream: stream.to_string(),
+            durable: format!("outpost-{node_id}"),
+        }))
+    }
+
+    async fn stream(&self) -> Result<stream::Stream, String> {
+        self.js
+            .get_or_create_stream(stream::Config {
+                name: self.stream.clone(),
+                subjects: vec![SUBJECT.to_string()],
+                storage: stream::StorageType::File,
+                retention: stream::RetentionPolicy::Limits,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("stream {}: {e}", self.stream))
+    }
+
+    /// Publishes a purge; returns its version (the stream sequence).
+    pub async fn publish(
+        &self,
+        target: PurgeTarget,
+        soft: bool,
+        at_ms: u64,
+    ) -> Result<u64, String> {
+        self.stream().await?;
+        let body = serde_json::to_vec(&Message {
+            at_ms,
+            soft,
+            target,
+        })
+        .map_err(|e| e.to_string())?;
+        let ack = self
+            .js
+            .publish(SUBJECT, Bytes::from(body))
+            .await
+            .map_err(|e| format!("publish: {e}"))?;
+        let ack = tokio::time::timeout(Duration::from_secs(5), ack)
+            .await
+            .map_err(|_| "publish: no acknowledgement within 5s".to_string())?
+            .map_err(|e| format!("publish: {e}"))?;
+        Ok(ack.sequence)
+    }
+
+    fn decode(seq: u64, payload: &[u8]) -> Result<PurgeEvent, String> {
+        let m: Message = serde_json::from_slice(payload)
+            .map_err(|e| format!("message {seq} is not a purge: {e}"))?;
+        Ok(PurgeEvent {
+            version: seq,
+            at_ms: m.at_ms,
+            soft: m.soft,
+            target: m.target,
+        })
+    }
+
+    /// Reads the stream and applies purges in order until `shutdown` flips.
+    pub async fn consume(
+        self: Arc<Self>,
+        svc: Arc<PurgeService>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            match self.consume_once(&svc, &mut shutdown).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "purge stream unavailable");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.wait_for(|s| *s) => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    async fn consume_once(
+        &self,
+        svc: &Arc<PurgeService>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), String> {
+        let stream = self.stream().await?;
+        let consumer: consumer::PullConsumer = stream
+            .get_or_create_consumer(
+                &self.durable,
+                consumer::pull::Config {
+                    durable_name: Some(self.durable.clone()),
+                    deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                        start_sequence: svc.applied() + 1,
+                    },
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs(10),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| format!("consumer {}: {e}", self.durable))?;
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|e| format!("consumer {}: {e}", self.durable))?;
+        loop {
+            let next = tokio::select! {
+                m = messages.next() => m,
+                _ = shutdown.wait_for(|s| *s) => return Ok(()),
+            };
+            let msg = match next {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => return Err(format!("reading the purge stream: {e}")),
+                None => return Err("the purge stream ended".into()),
+            };
+            let seq = msg.info().map_err(|e| e.to_string())?.stream_sequence;
+            let applied = svc.applied();
+            if seq > applied + 1 {
+                // A gap: read what this node missed straight from the stream, in order.
+                for s in applied + 1..seq {
+                    let raw = stream
+                        .get_raw_message(s)
+                        .await
+                        .map_err(|e| format!("reading purge {s}: {e}"))?;
+                    let ev = Self::decode(s, &raw.payload)?;
+                    if !svc.apply(&ev) {
+                        return Err(format!("purge {s} could not be applied"));
+                    }
+                }
+            }
+            if seq > svc.applied() {
+                match Self::decode(seq, &msg.payload) {
+                    Ok(ev) => {
+                        if !svc.apply(&ev) {
+                            return Err(format!("purge {seq} could not be applied"));
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            msg.ack().await.map_err(|e| format!("ack {seq}: {e}"))?;
+        }
+    }
+}
