@@ -33,10 +33,13 @@ pub struct NodeConfig {
     /// The edge role.
     #[serde(default)]
     pub edge: Option<EdgeConfig>,
+    /// The shield role: an edge configured as the parent tier.
+    #[serde(default)]
+    pub shield: Option<EdgeConfig>,
 }
 
 /// Roles DESIGN.md names that this version does not run yet.
-const NOT_YET: &[&str] = &["shield", "dns", "agent"];
+const NOT_YET: &[&str] = &["dns", "agent"];
 
 impl NodeConfig {
     /// Parses and validates `src` (read from `file`); every problem, one line each.
@@ -66,7 +69,7 @@ impl NodeConfig {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let cfg: NodeConfig = match toml::from_str(src) {
+        let mut cfg: NodeConfig = match toml::from_str(src) {
             Ok(c) => c,
             Err(e) => {
                 let line = e.span().map(|s| line_of(src, s.start));
@@ -77,6 +80,11 @@ impl NodeConfig {
                 return Err(vec![at(line, &key, e.message())]);
             }
         };
+        if let Some(sh) = &mut cfg.shield {
+            if sh.cache_name == "outpost-edge" {
+                sh.cache_name = "outpost-shield".to_string();
+            }
+        }
         let mut problems: Vec<ConfigProblem> = Vec::new();
         if let Some(a) = &cfg.admin {
             problems.extend(a.validate("admin"));
@@ -84,11 +92,14 @@ impl NodeConfig {
         if let Some(e) = &cfg.edge {
             problems.extend(e.validate("edge"));
         }
-        if cfg.edge.is_none() && cfg.admin.is_none() {
+        if let Some(sh) = &cfg.shield {
+            problems.extend(sh.validate("shield"));
+        }
+        if cfg.edge.is_none() && cfg.shield.is_none() && cfg.admin.is_none() {
             problems.push(ConfigProblem {
                 path: "edge".into(),
                 message:
-                    "nothing to run: add an [edge] section (or at least [admin], for a purge hub)"
+                    "nothing to run: add an [edge] or [shield] section (or at least [admin], for a purge hub)"
                         .into(),
             });
         }
@@ -224,9 +235,13 @@ origins = ["http://127.0.0.1:1", "ftp://nope"]
         );
         let syntax = "[edge\nlisten=1";
         assert!(NodeConfig::parse("n.toml", syntax).unwrap_err()[0].starts_with("n.toml:1:"));
-        let shield = format!("{SRC}\n[shield]\nlisten = []\n");
-        assert!(NodeConfig::parse("n.toml", &shield).unwrap_err()[0]
-            .contains("[shield] role is not available"));
+        let agent = format!("{SRC}\n[agent]\nenabled = true\n");
+        assert!(NodeConfig::parse("n.toml", &agent).unwrap_err()[0]
+            .contains("[agent] role is not available"));
+        let shield = format!("{SRC}\n[shield]\nlisten = [\"127.0.0.1:0\"]\nsecret = \"x\"\n");
+        let errs = NodeConfig::parse("n.toml", &shield).unwrap_err();
+        assert!(errs.iter().any(|e| e.contains("shield.secret: use at least 8")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.contains("shield.sites")), "{errs:?}");
         let size = SRC.replace("[edge]\n", "[edge]\nmemory_bytes = \"lots\"\n");
         let errs = NodeConfig::parse("n.toml", &size).unwrap_err();
         assert!(

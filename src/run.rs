@@ -16,6 +16,8 @@ pub struct Running {
     pub edge_addrs: Vec<SocketAddr>,
     /// TLS addresses of the edge.
     pub edge_tls_addrs: Vec<SocketAddr>,
+    /// Plain HTTP addresses of the shield.
+    pub shield_addrs: Vec<SocketAddr>,
     /// The admin address, if configured.
     pub admin_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
@@ -31,6 +33,9 @@ impl Running {
         }
         for a in &self.edge_tls_addrs {
             out.push(format!("outpost: {name} listening on https://{a}"));
+        }
+        for a in &self.shield_addrs {
+            out.push(format!("outpost: shield listening on http://{a}"));
         }
         if let Some(a) = self.admin_addr {
             out.push(format!("outpost: admin listening on http://{a}"));
@@ -67,6 +72,16 @@ pub async fn start(cfg: &NodeConfig) -> Result<Running, String> {
         None => None,
     };
     let purge = open_purge(cfg, admin_token.as_deref()).await?;
+    let mut shield_addrs = Vec::new();
+    if let Some(sc) = &cfg.shield {
+        let shield = Edge::bind_with(sc, purge.generations())
+            .await
+            .map_err(|e| format!("shield: {e}"))?;
+        shield_addrs = shield.local_addrs();
+        purge.add_proxy(shield.proxy());
+        edges.push(shield.proxy());
+        tasks.spawn(shield.serve(rx.clone()));
+    }
     if let Some(ec) = &cfg.edge {
         let edge = Edge::bind_with(ec, purge.generations())
             .await
@@ -96,6 +111,7 @@ pub async fn start(cfg: &NodeConfig) -> Result<Running, String> {
     }
     Ok(Running {
         edge_addrs,
+        shield_addrs,
         edge_tls_addrs,
         admin_addr,
         shutdown: tx,

@@ -24,6 +24,7 @@ pub struct AdminState {
     token: Arc<str>,
     edges: Vec<Arc<Proxy>>,
     purge: Option<Arc<PurgeService>>,
+    shutdown: Option<watch::Receiver<bool>>,
 }
 
 impl AdminState {
@@ -33,6 +34,7 @@ impl AdminState {
             token: Arc::from(token),
             edges,
             purge: None,
+            shutdown: None,
         }
     }
 
@@ -133,7 +135,14 @@ async fn purge_log(
             "use ?since=N&wait=MS with integers",
         );
     };
-    let events = svc.log_since(q.since, Duration::from_millis(q.wait)).await;
+    // A long poll ends early when the node shuts down, so shutdown never waits on it.
+    let events = match st.shutdown.clone() {
+        Some(mut stop) => tokio::select! {
+            e = svc.log_since(q.since, Duration::from_millis(q.wait)) => e,
+            _ = async move { let _ = stop.wait_for(|s| *s).await; } => svc.log_since(q.since, Duration::ZERO).await,
+        },
+        None => svc.log_since(q.since, Duration::from_millis(q.wait)).await,
+    };
     Json(serde_json::json!({ "events": events, "latest": svc.latest(), "applied": svc.applied() }))
         .into_response()
 }
@@ -159,6 +168,8 @@ pub async fn serve(
     state: AdminState,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    let mut state = state;
+    state.shutdown = Some(shutdown.clone());
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|s| *s).await;

@@ -87,6 +87,16 @@ pub struct EdgeConfig {
     /// Name of this cache in `Cache-Status` (RFC 9211).
     #[serde(default = "defaults::cache_name")]
     pub cache_name: String,
+    /// Shields (parent tier) to send misses to, as `http://host:port`; absent: go to the
+    /// origins directly.
+    #[serde(default)]
+    pub shields: Vec<String>,
+    /// The secret the shields expect from edges.
+    #[serde(default)]
+    pub shield_secret: Option<String>,
+    /// In a `[shield]` section: the secret every request must carry; others get 403.
+    #[serde(default)]
+    pub secret: Option<String>,
     /// Admin URL of the purge hub this node follows (`http://127.0.0.1:9900`); absent: this
     /// node is its own hub.
     #[serde(default)]
@@ -234,6 +244,9 @@ impl EdgeConfig {
             compress: Vec::new(),
             compress_types: crate::cache::compress::default_types(),
             compress_min_bytes: defaults::compress_min_bytes(),
+            shields: Vec::new(),
+            shield_secret: None,
+            secret: None,
             purge_hub: None,
             purge_hub_token: None,
             purge_nats_url: None,
@@ -307,6 +320,54 @@ impl EdgeConfig {
             out.push(ConfigProblem::new(
                 format!("{prefix}.cache_name"),
                 "must be a non-empty token of visible ASCII characters",
+            ));
+        }
+        let is_shield = prefix == "shield";
+        if is_shield {
+            match &self.secret {
+                None => out.push(ConfigProblem::new(
+                    format!("{prefix}.secret"),
+                    "a shield needs a secret that edges send",
+                )),
+                Some(s) if s.len() < 8 => out.push(ConfigProblem::new(
+                    format!("{prefix}.secret"),
+                    "use at least 8 characters",
+                )),
+                Some(s) if http::HeaderValue::from_str(s).is_err() => out.push(ConfigProblem::new(
+                    format!("{prefix}.secret"),
+                    "must be visible ASCII",
+                )),
+                _ => {}
+            }
+            for k in [
+                ("shields", !self.shields.is_empty()),
+                ("shield_secret", self.shield_secret.is_some()),
+            ] {
+                if k.1 {
+                    out.push(ConfigProblem::new(
+                        format!("{prefix}.{}", k.0),
+                        "belongs in [edge], not [shield]",
+                    ));
+                }
+            }
+        } else if self.secret.is_some() {
+            out.push(ConfigProblem::new(
+                format!("{prefix}.secret"),
+                "belongs in [shield]; an edge sends shield_secret",
+            ));
+        }
+        for (i, s) in self.shields.iter().enumerate() {
+            if let Err(e) = crate::proxy::upstream::OriginAddr::parse(s) {
+                out.push(ConfigProblem::new(
+                    format!("{prefix}.shields[{i}]"),
+                    e.replace("origin", "shield"),
+                ));
+            }
+        }
+        if !self.shields.is_empty() && self.shield_secret.is_none() {
+            out.push(ConfigProblem::new(
+                format!("{prefix}.shield_secret"),
+                "shields need the shared secret",
             ));
         }
         if let Some(url) = &self.purge_nats_url {

@@ -64,17 +64,35 @@ impl Edge {
         cfg: &EdgeConfig,
         purges: Arc<purge::generations::Generations>,
     ) -> Result<Self, EdgeError> {
-        let problems = cfg.validate("edge");
+        let prefix = if cfg.secret.is_some() {
+            "shield"
+        } else {
+            "edge"
+        };
+        let problems = cfg.validate(prefix);
         if let Some(p) = problems.first() {
             return Err(EdgeError::Config(format!("{}: {}", p.path, p.message)));
         }
         let sites = Sites::new(&cfg.sites).map_err(EdgeError::Config)?;
         let store = MemoryStore::new(cfg.memory_bytes.0, cfg.max_variants);
-        let upstream = Upstream::new(Timeouts {
+        let mut upstream = Upstream::new(Timeouts {
             connect: cfg.connect_timeout.0,
             first_byte: cfg.first_byte_timeout.0,
             body_idle: cfg.body_idle_timeout.0,
         });
+        let shields = cfg
+            .shields
+            .iter()
+            .map(|s| proxy::upstream::OriginAddr::parse(s).map(proxy::upstream::Shield::new))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(EdgeError::Config)?;
+        let secret = match &cfg.shield_secret {
+            Some(s) => Some(http::HeaderValue::from_str(s).map_err(|_| {
+                EdgeError::Config("edge.shield_secret must be visible ASCII".into())
+            })?),
+            None => None,
+        };
+        upstream.parents = Arc::new(proxy::upstream::ParentTier { shields, secret });
         let settings = ProxySettings {
             policy: PolicyOptions {
                 default_swr: cfg.stale_while_revalidate.0,
@@ -84,6 +102,7 @@ impl Edge {
             max_object: cfg.effective_max_object_bytes(),
             collapse_timeout: cfg.collapse_timeout.0,
             cache_name: cfg.cache_name.clone(),
+            require_secret: cfg.secret.clone(),
             compress: cache::compress::CompressRules {
                 codings: cfg.compress.clone(),
                 types: cfg.compress_types.clone(),

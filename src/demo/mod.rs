@@ -1,7 +1,7 @@
 //! `outpost demo`: the whole system on one machine with no set-up, on the fixed loopback ports
 //! of DESIGN.md: the sample origin on 127.0.0.1:8000, edge "eu" on 8081 (admin 9901) and edge
-//! "us" on 8082 (admin 9902), admin token `demo`, and the purge hub's admin API on 9900 (the
-//! shield's place in DESIGN.md). Roles not built yet are left out.
+//! "us" on 8082 (admin 9902), and the shield on 8090 between them and the origin, whose admin
+//! API on 9900 is the purge hub; admin token `demo`. Roles not built yet are left out.
 
 pub mod origin;
 
@@ -10,6 +10,34 @@ use crate::run;
 
 /// The admin token of the demo.
 pub const TOKEN: &str = "demo";
+
+/// The shared secret between the demo's edges and its shield.
+pub const SHIELD_SECRET: &str = "demo-shield-secret";
+
+/// The config of the demo's shield, which is also the purge hub.
+pub fn shield_config(listen: &str, admin: &str, origin: &str) -> String {
+    format!(
+        r#"[admin]
+listen = "{admin}"
+token = "{TOKEN}"
+
+[telemetry]
+service_name = "outpost-shield"
+
+[shield]
+listen = ["{listen}"]
+secret = "{SHIELD_SECRET}"
+memory_bytes = "128MiB"
+stale_if_error = "10m"
+
+[[shield.sites]]
+hosts = ["demo.test", "localhost", "127.0.0.1"]
+origins = ["{origin}"]
+query = "sort"
+drop_params = ["utm_*"]
+"#
+    )
+}
 
 /// The config of one demo edge.
 pub fn edge_config(region: &str, port: u16, admin_port: u16, origin: &str) -> String {
@@ -27,6 +55,8 @@ listen = ["127.0.0.1:{port}"]
 memory_bytes = "64MiB"
 stale_if_error = "10m"
 purge_hub = "http://127.0.0.1:9900"
+shields = ["http://127.0.0.1:8090"]
+shield_secret = "{SHIELD_SECRET}"
 compress = ["br", "gzip"]
 
 [[edge.sites]]
@@ -41,6 +71,7 @@ drop_params = ["utm_*"]
 /// Runs the demo until interrupted.
 pub async fn run(
     origin_addr: &str,
+    shield_addr: &str,
     hub_admin: &str,
     edges: &[(&str, u16, u16)],
 ) -> Result<(), String> {
@@ -53,9 +84,9 @@ pub async fn run(
     );
     tokio::spawn(origin::serve(listener));
     let mut running = Vec::new();
-    let hub_src = format!("[admin]\nlisten = \"{hub_admin}\"\ntoken = \"{TOKEN}\"\n");
-    let hub_cfg = NodeConfig::parse("<demo purge hub>", &hub_src).map_err(|e| e.join("; "))?;
-    running.push(("purge hub".to_string(), run::start(&hub_cfg).await?));
+    let hub_src = shield_config(shield_addr, hub_admin, &origin_url);
+    let hub_cfg = NodeConfig::parse("<demo shield>", &hub_src).map_err(|e| e.join("; "))?;
+    running.push(("shield".to_string(), run::start(&hub_cfg).await?));
     for (region, port, admin) in edges {
         let src = edge_config(region, *port, *admin, &origin_url);
         let cfg =
@@ -65,7 +96,7 @@ pub async fn run(
     }
     println!("outpost demo: sample origin on {origin_url}");
     for (region, r) in &running {
-        let name = if region == "purge hub" {
+        let name = if region == "shield" {
             region.clone()
         } else {
             format!("edge {region}")

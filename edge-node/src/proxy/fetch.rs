@@ -86,7 +86,14 @@ impl Proxy {
         self.stats.record_upstream_request();
         let res = match self
             .upstream
-            .send(&job.origins, job.upstream.clone(), ProxyBody::empty(), true)
+            .send(
+                &job.origins,
+                job.key.0,
+                job.upstream.clone(),
+                ProxyBody::empty(),
+                true,
+                job.purge_version,
+            )
             .await
         {
             Ok(r) => r,

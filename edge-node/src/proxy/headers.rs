@@ -43,6 +43,9 @@ pub const UNKEYED_UNTRUSTED: &[&str] = &[
     "x-method-override",
     "forwarded",
     "front-end-https",
+    // Tier-internal fields: only this edge sets them, toward its shields.
+    "outpost-shield-secret",
+    "outpost-purge-version",
 ];
 
 /// Fields for the edge only (targeted cache control), stripped before clients.

@@ -61,6 +61,8 @@ pub struct ProxySettings {
     pub memory_capacity: u64,
     /// What the edge compresses for clients.
     pub compress: crate::cache::compress::CompressRules,
+    /// As a shield: the secret every request must carry.
+    pub require_secret: Option<String>,
 }
 
 /// The caching proxy shared by every connection.
@@ -211,6 +213,25 @@ impl Proxy {
                 None,
             );
         };
+        if let Some(secret) = &self.settings.require_secret {
+            use subtle::ConstantTimeEq;
+            let ok = req
+                .headers()
+                .get(&upstream::SHIELD_SECRET)
+                .is_some_and(|v| bool::from(v.as_bytes().ct_eq(secret.as_bytes())));
+            if !ok {
+                let st = self.status_value("fwd=request; detail=not-an-edge");
+                return (
+                    plain(
+                        StatusCode::FORBIDDEN,
+                        st,
+                        "outpost: this shield serves edges only",
+                    ),
+                    Outcome::Error,
+                    None,
+                );
+            }
+        }
         if matches!(*req.method(), Method::CONNECT | Method::TRACE) {
             let st = self.status_value("fwd=method");
             return (
@@ -238,6 +259,25 @@ impl Proxy {
             upstream_pq,
             client,
         };
+        // An edge tells its shield which purges it has applied; the shield must not answer with
+        // anything older, so it waits (briefly) to catch up, else bypasses its cache.
+        if self.settings.require_secret.is_some() {
+            let wanted = ctx
+                .parts
+                .headers
+                .get(&upstream::PURGE_VERSION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if let Some(v) = wanted {
+                if !self
+                    .purges
+                    .wait_applied(v, Duration::from_millis(500))
+                    .await
+                {
+                    return self.pass(ctx, "fwd=request; detail=purge-behind").await;
+                }
+            }
+        }
         if ctx.parts.method == Method::GET || ctx.parts.method == Method::HEAD {
             drop(body);
             self.cached(ctx).await
@@ -462,7 +502,14 @@ impl Proxy {
         self.stats.record_upstream_request();
         match self
             .upstream
-            .send(&ctx.site.origins, up, ProxyBody::empty(), true)
+            .send(
+                &ctx.site.origins,
+                ctx.key.0,
+                up,
+                ProxyBody::empty(),
+                true,
+                self.purges.applied(),
+            )
             .await
         {
             Ok(res) => {
@@ -486,7 +533,18 @@ impl Proxy {
     async fn unsafe_or_other(&self, ctx: Ctx, body: ProxyBody) -> Answer {
         let up = self.upstream_parts(&ctx, false);
         self.stats.record_upstream_request();
-        let res = match self.upstream.send(&ctx.site.origins, up, body, false).await {
+        let res = match self
+            .upstream
+            .send(
+                &ctx.site.origins,
+                ctx.key.0,
+                up,
+                body,
+                false,
+                self.purges.applied(),
+            )
+            .await
+        {
             Ok(r) => r,
             Err(e) => {
                 self.stats.record_upstream_error(e.kind());

@@ -1,8 +1,14 @@
 //! Talking to origins: address parsing, the pooled HTTP client, timeouts and failover.
 //!
 //! Each site lists origin base URLs; a request goes to the first, and on a connect error to the
-//! next (nothing was sent, so this is safe for any method without a body). Health checks, load
-//! balancing and DNS resolution with hickory arrive with the origin-shield work.
+//! next (nothing was sent, so this is safe for any method without a body).
+//!
+//! With shields configured, a request goes first to the shields ranked by rendezvous (highest
+//! random weight) hashing of its cache key, so each object has one home shield and adding or
+//! removing a shield moves only that shield's share of keys. A shield that refuses a connection
+//! is skipped for `SHIELD_RETRY` and the next in the ranking is used; when every shield is down,
+//! the request goes to the origins directly. Requests to a shield carry the shared secret and
+//! the purge version this node has applied.
 
 use super::body::ProxyBody;
 use super::error::UpstreamError;
@@ -12,7 +18,75 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// Request field carrying the edge-to-shield shared secret.
+pub static SHIELD_SECRET: http::HeaderName = http::HeaderName::from_static("outpost-shield-secret");
+/// Request field carrying the purge version the edge has applied.
+pub static PURGE_VERSION: http::HeaderName = http::HeaderName::from_static("outpost-purge-version");
+/// How long a shield that refused a connection is skipped.
+pub const SHIELD_RETRY: Duration = Duration::from_secs(5);
+
+/// A parent-tier node.
+#[derive(Debug)]
+pub struct Shield {
+    /// Its address.
+    pub addr: OriginAddr,
+    id: u64,
+    down_until_ms: AtomicU64,
+}
+
+impl Shield {
+    /// A shield at `addr`.
+    pub fn new(addr: OriginAddr) -> Self {
+        let id = xxhash_rust::xxh3::xxh3_64(addr.to_string().as_bytes());
+        Self {
+            addr,
+            id,
+            down_until_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn is_up(&self, now_ms: u64) -> bool {
+        self.down_until_ms.load(Ordering::Relaxed) <= now_ms
+    }
+
+    fn mark_down(&self, now_ms: u64) {
+        self.down_until_ms
+            .store(now_ms + SHIELD_RETRY.as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Ranks shields for a key by rendezvous hashing: highest `hash(key, shield)` first.
+pub fn rank(shields: &[Shield], key: u128) -> Vec<&Shield> {
+    let mut scored: Vec<(u64, &Shield)> = shields
+        .iter()
+        .map(|s| {
+            let mut buf = [0u8; 24];
+            buf[..16].copy_from_slice(&key.to_le_bytes());
+            buf[16..].copy_from_slice(&s.id.to_le_bytes());
+            (xxhash_rust::xxh3::xxh3_64(&buf), s)
+        })
+        .collect();
+    scored.sort_by_key(|s| std::cmp::Reverse(s.0));
+    scored.into_iter().map(|(_, s)| s).collect()
+}
+
+/// The parent tier of an edge: shields and the secret they expect.
+#[derive(Debug, Default)]
+pub struct ParentTier {
+    /// The shields.
+    pub shields: Vec<Shield>,
+    /// The shared secret sent to them.
+    pub secret: Option<http::HeaderValue>,
+}
+
+/// Where one attempt goes.
+enum Target<'a> {
+    Shield(&'a Shield),
+    Origin(&'a OriginAddr),
+}
 
 /// An origin base URL: `http://host:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +144,8 @@ pub struct Upstream {
     client: Client<HttpConnector, ProxyBody>,
     /// Timeouts applied to every fetch.
     pub timeouts: Timeouts,
+    /// Shields in front of the origins, if any.
+    pub parents: std::sync::Arc<ParentTier>,
 }
 
 impl Upstream {
@@ -82,25 +158,52 @@ impl Upstream {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
             .build(conn);
-        Self { client, timeouts }
+        Self {
+            client,
+            timeouts,
+            parents: Default::default(),
+        }
     }
 
-    /// Sends `parts` (path and query in its URI) to the first origin that accepts a connection.
-    /// `body` is only sent to the first origin; with a body, no failover happens.
+    /// Sends `parts` (path and query in its URI) to the home shield of `key`, the next shields,
+    /// then the origins, until one accepts a connection. `body` is only sent to the first
+    /// target; with a body, no failover happens. `purge_version` goes to shields.
     pub async fn send(
         &self,
         origins: &[OriginAddr],
+        key: u128,
         parts: request::Parts,
         body: ProxyBody,
         may_retry: bool,
+        purge_version: u64,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let mut last = None;
         let mut body = Some(body);
-        for origin in origins {
+        let now = crate::cache::policy::unix_ms(std::time::SystemTime::now());
+        let shields = rank(&self.parents.shields, key);
+        let targets = shields
+            .into_iter()
+            .filter(|s| s.is_up(now))
+            .map(Target::Shield)
+            .chain(origins.iter().map(Target::Origin));
+        for target in targets {
+            let origin = match &target {
+                Target::Shield(s) => &s.addr,
+                Target::Origin(o) => *o,
+            };
             let Some(b) = body.take().or_else(|| may_retry.then(ProxyBody::empty)) else {
                 break;
             };
             let mut p = parts.clone();
+            if let Target::Shield(_) = target {
+                if let Some(secret) = &self.parents.secret {
+                    p.headers.insert(SHIELD_SECRET.clone(), secret.clone());
+                }
+                p.headers.insert(
+                    PURGE_VERSION.clone(),
+                    http::HeaderValue::from(purge_version),
+                );
+            }
             let pq = parts.uri.path_and_query().cloned();
             let mut u = http::uri::Parts::default();
             u.scheme = Some(origin.scheme.clone());
@@ -125,6 +228,10 @@ impl Upstream {
                 }
                 Ok(Ok(res)) => return Ok(res),
                 Ok(Err(e)) if e.is_connect() => {
+                    if let Target::Shield(s) = target {
+                        tracing::warn!(shield = %s.addr, "shield refused a connection; skipping it for a while");
+                        s.mark_down(now);
+                    }
                     last = Some(UpstreamError::Connect {
                         origin: origin.to_string(),
                         detail: error_chain(&e),
@@ -155,4 +262,53 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shields(n: usize) -> Vec<Shield> {
+        (0..n)
+            .map(|i| Shield::new(OriginAddr::parse(&format!("http://10.0.0.{i}:8090")).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn rendezvous_moves_only_the_new_shields_share() {
+        let three = shields(3);
+        let four = shields(4);
+        let keys = 20_000u128;
+        let mut moved = 0;
+        let mut per_shield = [0usize; 3];
+        for k in 0..keys {
+            let key = (k * 0x9E37_79B9_7F4A_7C15) ^ (k << 64);
+            let a = rank(&three, key)[0].id;
+            let b = rank(&four, key)[0].id;
+            if a != b {
+                moved += 1;
+                assert_eq!(b, four[3].id, "keys only move to the new shield");
+            }
+            per_shield[three.iter().position(|s| s.id == a).unwrap()] += 1;
+        }
+        let share = moved as f64 / keys as f64;
+        assert!((0.22..0.28).contains(&share), "moved {share}");
+        for c in per_shield {
+            assert!(
+                (c as f64 / keys as f64 - 1.0 / 3.0).abs() < 0.03,
+                "unbalanced: {per_shield:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_next_shield_takes_over_when_the_home_one_is_down() {
+        let s = shields(3);
+        let order: Vec<u64> = rank(&s, 42).iter().map(|x| x.id).collect();
+        assert_eq!(order.len(), 3);
+        let home = rank(&s, 42)[0];
+        home.mark_down(1000);
+        assert!(!home.is_up(1000));
+        assert!(home.is_up(1000 + SHIELD_RETRY.as_millis() as u64));
+    }
 }

@@ -118,6 +118,18 @@ impl Generations {
         self.applied.load(Ordering::SeqCst)
     }
 
+    /// Waits until version `v` is applied here, for at most `limit`; returns whether it is.
+    pub async fn wait_applied(&self, v: u64, limit: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.applied() < v {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        true
+    }
+
     /// Records `ev` for everything but URLs (whose keys depend on each site's query rules):
     /// the caller records those with `record_url` first, then calls this, which publishes the
     /// new applied version.
