@@ -30,15 +30,28 @@ async fn origin() -> SocketAddr {
     let addr = l.local_addr().expect("addr");
     tokio::spawn(async move {
         loop {
-            let Ok((s, _)) = l.accept().await else { continue };
+            let Ok((s, _)) = l.accept().await else {
+                continue;
+            };
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
-                    let mut r = hyper::Response::new(Full::new(Bytes::from(format!("object {}", req.uri()))));
-                    r.headers_mut().insert("cache-control", http::HeaderValue::from_static("max-age=3600"));
-                    r.headers_mut().insert("surrogate-key", http::HeaderValue::from_static("bulk"));
-                    Ok::<_, std::convert::Infallible>(r)
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(s), svc).await;
+                let svc = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let mut r = hyper::Response::new(Full::new(Bytes::from(format!(
+                            "object {}",
+                            req.uri()
+                        ))));
+                        r.headers_mut().insert(
+                            "cache-control",
+                            http::HeaderValue::from_static("max-age=3600"),
+                        );
+                        r.headers_mut()
+                            .insert("surrogate-key", http::HeaderValue::from_static("bulk"));
+                        Ok::<_, std::convert::Infallible>(r)
+                    },
+                );
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
             });
         }
     });
@@ -51,14 +64,26 @@ struct Node {
     purge: Arc<PurgeService>,
 }
 
-async fn node(origin: SocketAddr, role: Role, with_edge: bool, stop: &watch::Receiver<bool>) -> Node {
+async fn node(
+    origin: SocketAddr,
+    role: Role,
+    with_edge: bool,
+    stop: &watch::Receiver<bool>,
+) -> Node {
     let purge = PurgeService::open(role, None).expect("purge service");
     let mut edges = Vec::new();
     let mut edge = None;
     if with_edge {
-        let site = SiteConfig { hosts: vec!["127.0.0.1".into()], origins: vec![format!("http://{origin}")], query: Default::default(), drop_params: vec![] };
+        let site = SiteConfig {
+            hosts: vec!["127.0.0.1".into()],
+            origins: vec![format!("http://{origin}")],
+            query: Default::default(),
+            drop_params: vec![],
+        };
         let cfg = EdgeConfig::new(vec!["127.0.0.1:0".parse().expect("addr")], vec![site]);
-        let e = Edge::bind_with(&cfg, purge.generations()).await.expect("edge");
+        let e = Edge::bind_with(&cfg, purge.generations())
+            .await
+            .expect("edge");
         edge = Some(e.local_addrs()[0]);
         purge.add_proxy(e.proxy());
         edges.push(e.proxy());
@@ -79,7 +104,12 @@ async fn node(origin: SocketAddr, role: Role, with_edge: bool, stop: &watch::Rec
 
 async fn get(c: &HttpClient, url: String) -> String {
     let res = c.get(url.parse().expect("url")).await.expect("GET");
-    let status = res.headers().get("cache-status").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let status = res
+        .headers()
+        .get("cache-status")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let _ = res.into_body().collect().await;
     status
 }
@@ -92,7 +122,9 @@ async fn post_purge(c: &HttpClient, admin: SocketAddr, json: String) -> u64 {
     let res = c.request(req).await.expect("POST /purge");
     let body = res.into_body().collect().await.expect("body").to_bytes();
     let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
-    v["version"].as_u64().unwrap_or_else(|| panic!("purge refused: {v}"))
+    v["version"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("purge refused: {v}"))
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -101,8 +133,13 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 }
 
 async fn nats_server() -> Option<(std::process::Child, u16, std::path::PathBuf)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
-    let dir = std::env::temp_dir().join(format!("outpost-bench-nats-{}", std::process::id()));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let dir =
+        std::env::temp_dir().join(format!("outpost-bench-nats-{}-{port}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let child = std::process::Command::new("nats-server")
         .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
@@ -112,7 +149,10 @@ async fn nats_server() -> Option<(std::process::Child, u16, std::path::PathBuf)>
         .spawn()
         .ok()?;
     for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return Some((child, port, dir));
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -129,14 +169,31 @@ async fn run(backend: &str, n: usize, purges: usize, nats_port: Option<u16>) {
     if backend == "hub" {
         let hub = node(origin, Role::Hub, false, &stop).await;
         for _ in 0..n {
-            edges.push(node(origin, Role::Follower { hub: format!("http://{}", hub.admin), token: TOKEN.into() }, true, &stop).await);
+            edges.push(
+                node(
+                    origin,
+                    Role::Follower {
+                        hub: format!("http://{}", hub.admin),
+                        token: TOKEN.into(),
+                    },
+                    true,
+                    &stop,
+                )
+                .await,
+            );
         }
         entry = hub.admin;
     } else {
         let port = nats_port.expect("nats port");
         let stream = format!("BENCH_{n}_{}", std::process::id());
         for i in 0..n {
-            let bus = NatsBus::connect(&format!("nats://127.0.0.1:{port}"), &stream, &format!("bench-{n}-{i}")).await.expect("nats");
+            let bus = NatsBus::connect(
+                &format!("nats://127.0.0.1:{port}"),
+                &stream,
+                &format!("bench-{n}-{i}"),
+            )
+            .await
+            .expect("nats");
             edges.push(node(origin, Role::Nats(bus), true, &stop).await);
         }
         entry = edges[0].admin;
@@ -152,14 +209,24 @@ async fn run(backend: &str, n: usize, purges: usize, nats_port: Option<u16>) {
     let mut served_after = 0;
     for i in 0..purges {
         let t = Instant::now();
-        let v = post_purge(&c, entry, format!(r#"{{"urls":["http://127.0.0.1/obj/{i}"]}}"#)).await;
-        let waits = edges.iter().map(|e| e.purge.wait_applied(v, Duration::from_secs(10)));
+        let v = post_purge(
+            &c,
+            entry,
+            format!(r#"{{"urls":["http://127.0.0.1/obj/{i}"]}}"#),
+        )
+        .await;
+        let waits = edges
+            .iter()
+            .map(|e| e.purge.wait_applied(v, Duration::from_secs(10)));
         let ok = futures_util::future::join_all(waits).await;
         let took = t.elapsed();
         assert!(ok.iter().all(|b| *b), "purge {v} did not reach every edge");
         times.push(took);
         for e in &edges {
-            if get(&c, format!("http://{}/obj/{i}", e.edge.expect("edge"))).await.contains("hit") {
+            if get(&c, format!("http://{}/obj/{i}", e.edge.expect("edge")))
+                .await
+                .contains("hit")
+            {
                 served_after += 1;
             }
         }
@@ -178,7 +245,9 @@ async fn tag_cost(objects: usize) -> Duration {
     let (stop_tx, stop) = watch::channel(false);
     let origin = origin().await;
     let hub = node(origin, Role::Hub, true, &stop).await;
-    let c: HttpClient = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(64).build_http();
+    let c: HttpClient = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(64)
+        .build_http();
     let edge = hub.edge.expect("edge");
     let chunks: Vec<_> = (0..16)
         .map(|w| {
@@ -199,7 +268,12 @@ async fn tag_cost(objects: usize) -> Duration {
         post_purge(&c, hub.admin, r#"{"tags":["bulk"],"soft":true}"#.into()).await;
         best = best.min(t.elapsed());
     }
-    assert!(!get(&c, format!("http://{edge}/tagged/0")).await.contains("; hit"), "the tag purge covered the objects");
+    assert!(
+        !get(&c, format!("http://{edge}/tagged/0"))
+            .await
+            .contains("; hit"),
+        "the tag purge covered the objects"
+    );
     let _ = stop_tx.send(true);
     best
 }
@@ -209,12 +283,17 @@ async fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let purges = if full { 200 } else { 3 };
     let sizes: &[usize] = if full { &[3, 20] } else { &[3] };
-    let nats = nats_server().await;
     println!("purge propagation: time from POST /purge to applied on every edge (in-process nodes, loopback)");
     for &n in sizes {
         run("hub", n, purges, None).await;
-        match &nats {
-            Some((_, port, _)) => run("nats", n, purges, Some(*port)).await,
+        // A fresh server (and stream) per run, so versions start at 1 for every run.
+        match nats_server().await {
+            Some((mut child, port, dir)) => {
+                run("nats", n, purges, Some(port)).await;
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = std::fs::remove_dir_all(dir);
+            }
             None => println!("nats N={n}: skipped, nats-server not found"),
         }
     }
@@ -222,9 +301,4 @@ async fn main() {
     let a = tag_cost(small).await;
     let b = tag_cost(big).await;
     println!("tag purge (POST /purge round trip, best of 5): {small} tagged objects {a:.2?}; {big} tagged objects {b:.2?}");
-    if let Some((mut child, _, dir)) = nats {
-        let _ = child.kill();
-        let _ = child.wait();
-        let _ = std::fs::remove_dir_all(dir);
-    }
 }
