@@ -74,12 +74,7 @@ async fn node(
     let mut edges = Vec::new();
     let mut edge = None;
     if with_edge {
-        let site = SiteConfig {
-            hosts: vec!["127.0.0.1".into()],
-            origins: vec![format!("http://{origin}")],
-            query: Default::default(),
-            drop_params: vec![],
-        };
+        let site = SiteConfig::new(vec!["127.0.0.1".into()], vec![format!("http://{origin}")]);
         let cfg = EdgeConfig::new(vec!["127.0.0.1:0".parse().expect("addr")], vec![site]);
         let e = Edge::bind_with(&cfg, purge.generations())
             .await

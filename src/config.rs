@@ -240,7 +240,11 @@ origins = ["http://127.0.0.1:1", "ftp://nope"]
             .contains("[agent] role is not available"));
         let shield = format!("{SRC}\n[shield]\nlisten = [\"127.0.0.1:0\"]\nsecret = \"x\"\n");
         let errs = NodeConfig::parse("n.toml", &shield).unwrap_err();
-        assert!(errs.iter().any(|e| e.contains("shield.secret: use at least 8")), "{errs:?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("shield.secret: use at least 8")),
+            "{errs:?}"
+        );
         assert!(errs.iter().any(|e| e.contains("shield.sites")), "{errs:?}");
         let size = SRC.replace("[edge]\n", "[edge]\nmemory_bytes = \"lots\"\n");
         let errs = NodeConfig::parse("n.toml", &size).unwrap_err();

@@ -150,6 +150,38 @@ pub struct SiteConfig {
     /// (`utm_*` matches a prefix).
     #[serde(default)]
     pub drop_params: Vec<String>,
+    /// Path of the active health check of each origin (`/healthz`); absent: passive only.
+    #[serde(default)]
+    pub health_path: Option<String>,
+    /// Time between health checks.
+    #[serde(default = "defaults::health_interval")]
+    pub health_interval: Dur,
+    /// Time a health check may take.
+    #[serde(default = "defaults::health_timeout")]
+    pub health_timeout: Dur,
+    /// Consecutive good checks that bring an origin back.
+    #[serde(default = "defaults::healthy_after")]
+    pub healthy_after: u32,
+    /// Consecutive failed checks that take an origin out.
+    #[serde(default = "defaults::unhealthy_after")]
+    pub unhealthy_after: u32,
+}
+
+impl SiteConfig {
+    /// A site with default options.
+    pub fn new(hosts: Vec<String>, origins: Vec<String>) -> Self {
+        Self {
+            hosts,
+            origins,
+            query: QueryMode::default(),
+            drop_params: Vec::new(),
+            health_path: None,
+            health_interval: defaults::health_interval(),
+            health_timeout: defaults::health_timeout(),
+            healthy_after: defaults::healthy_after(),
+            unhealthy_after: defaults::unhealthy_after(),
+        }
+    }
 }
 
 /// How the query string enters the cache key.
@@ -210,6 +242,18 @@ mod defaults {
     }
     pub fn body_idle_timeout() -> Dur {
         Dur(Duration::from_secs(30))
+    }
+    pub fn health_interval() -> Dur {
+        Dur(Duration::from_secs(5))
+    }
+    pub fn health_timeout() -> Dur {
+        Dur(Duration::from_secs(2))
+    }
+    pub fn healthy_after() -> u32 {
+        2
+    }
+    pub fn unhealthy_after() -> u32 {
+        3
     }
     pub fn purge_nats_stream() -> String {
         "OUTPOST_PURGE".to_string()
@@ -460,6 +504,20 @@ impl EdgeConfig {
                 if let Err(e) = crate::proxy::upstream::OriginAddr::parse(o) {
                     out.push(ConfigProblem::new(format!("{p}.origins[{j}]"), e));
                 }
+            }
+            if let Some(hp) = &s.health_path {
+                if !hp.starts_with('/') || http::uri::PathAndQuery::try_from(hp.as_str()).is_err() {
+                    out.push(ConfigProblem::new(
+                        format!("{p}.health_path"),
+                        "must be a path starting with '/'",
+                    ));
+                }
+            }
+            if s.healthy_after == 0 || s.unhealthy_after == 0 {
+                out.push(ConfigProblem::new(
+                    format!("{p}.healthy_after"),
+                    "thresholds must be at least 1",
+                ));
             }
             for (j, d) in s.drop_params.iter().enumerate() {
                 if d.is_empty() || d[..d.len() - 1].contains('*') {

@@ -177,6 +177,7 @@ impl Edge {
     /// Serves until `shutdown` becomes true, then drains connections.
     pub async fn serve(self, shutdown: watch::Receiver<bool>) {
         let mut tasks = tokio::task::JoinSet::new();
+        self.proxy.spawn_health_checks(&shutdown, &mut tasks);
         for l in self.plain {
             tasks.spawn(listener::serve(
                 l,

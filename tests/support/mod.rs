@@ -267,12 +267,10 @@ impl Drop for TestEdge {
 
 /// The config of a test edge in front of `origin_url`, answering for Host 127.0.0.1.
 pub fn edge_config(origin_url: &str) -> EdgeConfig {
-    let site = SiteConfig {
-        hosts: vec!["127.0.0.1".into(), "localhost".into()],
-        origins: vec![origin_url.to_string()],
-        query: Default::default(),
-        drop_params: vec![],
-    };
+    let site = SiteConfig::new(
+        vec!["127.0.0.1".into(), "localhost".into()],
+        vec![origin_url.to_string()],
+    );
     EdgeConfig::new(vec!["127.0.0.1:0".parse().unwrap()], vec![site])
 }
 

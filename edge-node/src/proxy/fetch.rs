@@ -30,7 +30,7 @@ struct FillJob {
     key: CacheKey,
     ck: CollapseKey,
     fill: Arc<Fill>,
-    origins: Vec<super::upstream::OriginAddr>,
+    origins: Arc<super::origins::OriginPool>,
     upstream: request::Parts,
     /// The client's request as the policy sees it (method, URI, fields).
     client: request::Parts,

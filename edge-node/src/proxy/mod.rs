@@ -9,6 +9,7 @@ pub mod conditional;
 pub mod error;
 mod fetch;
 pub mod headers;
+pub mod origins;
 pub mod range;
 pub mod respond;
 pub mod sites;
@@ -138,6 +139,23 @@ impl Proxy {
             }
             PurgeTarget::All if !ev.soft => self.store.clear(),
             _ => {}
+        }
+    }
+
+    /// Starts the active health checks of every site that has them.
+    pub fn spawn_health_checks(
+        &self,
+        shutdown: &tokio::sync::watch::Receiver<bool>,
+        tasks: &mut tokio::task::JoinSet<()>,
+    ) {
+        for site in self.sites.all() {
+            if site.origins.health.is_some() {
+                tasks.spawn(upstream::check_origins(
+                    site.origins.clone(),
+                    self.upstream.clone(),
+                    shutdown.clone(),
+                ));
+            }
         }
     }
 

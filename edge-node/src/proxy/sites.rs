@@ -11,8 +11,8 @@ use std::sync::Arc;
 pub struct Site {
     /// The host names it answers for (for logs).
     pub hosts: Vec<String>,
-    /// Origins, tried in order.
-    pub origins: Vec<OriginAddr>,
+    /// Origins, load balanced and health checked.
+    pub origins: Arc<super::origins::OriginPool>,
     /// Query handling in the key.
     pub query: QueryMode,
     /// Parameters dropped from key and upstream request.
@@ -38,7 +38,19 @@ impl Sites {
                 .collect::<Result<Vec<_>, _>>()?;
             let site = Arc::new(Site {
                 hosts: s.hosts.clone(),
-                origins,
+                origins: Arc::new(super::origins::OriginPool::new(
+                    origins,
+                    s.health_path
+                        .as_ref()
+                        .map(|path| super::origins::HealthCheck {
+                            path: path.clone(),
+                            host: s.hosts.first().cloned().unwrap_or_default(),
+                            interval: s.health_interval.0,
+                            timeout: s.health_timeout.0,
+                            healthy_after: s.healthy_after,
+                            unhealthy_after: s.unhealthy_after,
+                        }),
+                )),
                 query: s.query,
                 drop_params: s.drop_params.clone(),
             });
@@ -53,6 +65,21 @@ impl Sites {
             }
         }
         Ok(out)
+    }
+
+    /// Every site, once.
+    pub fn all(&self) -> Vec<Arc<Site>> {
+        let mut out: Vec<Arc<Site>> = Vec::new();
+        for s in self
+            .exact
+            .values()
+            .chain(self.wildcard.iter().map(|(_, s)| s))
+        {
+            if !out.iter().any(|o| Arc::ptr_eq(o, s)) {
+                out.push(s.clone());
+            }
+        }
+        out
     }
 
     /// The site for a normalised host name.

@@ -12,6 +12,7 @@
 
 use super::body::ProxyBody;
 use super::error::UpstreamError;
+use super::origins::OriginPool;
 use http::uri::{Authority, Scheme};
 use http::{request, Response, Uri};
 use hyper::body::Incoming;
@@ -85,7 +86,7 @@ pub struct ParentTier {
 /// Where one attempt goes.
 enum Target<'a> {
     Shield(&'a Shield),
-    Origin(&'a OriginAddr),
+    Origin(&'a super::origins::Origin),
 }
 
 /// An origin base URL: `http://host:port`.
@@ -166,11 +167,13 @@ impl Upstream {
     }
 
     /// Sends `parts` (path and query in its URI) to the home shield of `key`, the next shields,
-    /// then the origins, until one accepts a connection. `body` is only sent to the first
-    /// target; with a body, no failover happens. `purge_version` goes to shields.
+    /// then the site's origins in load-balancing order, until one answers. A connect error
+    /// moves on to the next target; so does a timeout when `may_retry` (idempotent, no body).
+    /// `body` is only sent to the first target. `purge_version` goes to shields. Origins that
+    /// fail or answer 5xx are reported to the pool (passive health).
     pub async fn send(
         &self,
-        origins: &[OriginAddr],
+        origins: &OriginPool,
         key: u128,
         parts: request::Parts,
         body: ProxyBody,
@@ -181,15 +184,18 @@ impl Upstream {
         let mut body = Some(body);
         let now = crate::cache::policy::unix_ms(std::time::SystemTime::now());
         let shields = rank(&self.parents.shields, key);
-        let targets = shields
+        let targets: Vec<Target> = shields
             .into_iter()
             .filter(|s| s.is_up(now))
             .map(Target::Shield)
-            .chain(origins.iter().map(Target::Origin));
-        for target in targets {
-            let origin = match &target {
+            .chain(origins.order(now).into_iter().map(Target::Origin))
+            .collect();
+        let n = targets.len();
+        for (i, target) in targets.into_iter().enumerate() {
+            let is_last = i + 1 == n;
+            let addr = match &target {
                 Target::Shield(s) => &s.addr,
-                Target::Origin(o) => *o,
+                Target::Origin(o) => &o.addr,
             };
             let Some(b) = body.take().or_else(|| may_retry.then(ProxyBody::empty)) else {
                 break;
@@ -204,43 +210,58 @@ impl Upstream {
                     http::HeaderValue::from(purge_version),
                 );
             }
-            let pq = parts.uri.path_and_query().cloned();
             let mut u = http::uri::Parts::default();
-            u.scheme = Some(origin.scheme.clone());
-            u.authority = Some(origin.authority.clone());
-            u.path_and_query = pq.or_else(|| Some(http::uri::PathAndQuery::from_static("/")));
+            u.scheme = Some(addr.scheme.clone());
+            u.authority = Some(addr.authority.clone());
+            u.path_and_query = parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .or_else(|| Some(http::uri::PathAndQuery::from_static("/")));
             p.uri = match Uri::from_parts(u) {
                 Ok(u) => u,
                 Err(e) => {
                     return Err(UpstreamError::Protocol {
-                        origin: origin.to_string(),
+                        origin: addr.to_string(),
                         detail: e.to_string(),
                     })
                 }
             };
             let req = http::Request::from_parts(p, b);
+            let failed = |t: &Target| match t {
+                Target::Shield(s) => s.mark_down(now),
+                Target::Origin(o) => origins.report_failure(o, now),
+            };
             match tokio::time::timeout(self.timeouts.first_byte, self.client.request(req)).await {
                 Err(_) => {
-                    return Err(UpstreamError::Timeout {
-                        origin: origin.to_string(),
+                    failed(&target);
+                    let e = UpstreamError::Timeout {
+                        origin: addr.to_string(),
                         phase: "response head",
-                    })
-                }
-                Ok(Ok(res)) => return Ok(res),
-                Ok(Err(e)) if e.is_connect() => {
-                    if let Target::Shield(s) = target {
-                        tracing::warn!(shield = %s.addr, "shield refused a connection; skipping it for a while");
-                        s.mark_down(now);
+                    };
+                    if !may_retry || is_last {
+                        return Err(e);
                     }
+                    tracing::warn!(upstream = %addr, "timed out; trying the next upstream");
+                    last = Some(e);
+                }
+                Ok(Ok(res)) => {
+                    if res.status().is_server_error() {
+                        failed(&target);
+                    }
+                    return Ok(res);
+                }
+                Ok(Err(e)) if e.is_connect() => {
+                    tracing::warn!(upstream = %addr, error = %error_chain(&e), "connection failed; trying the next upstream");
+                    failed(&target);
                     last = Some(UpstreamError::Connect {
-                        origin: origin.to_string(),
+                        origin: addr.to_string(),
                         detail: error_chain(&e),
                     });
-                    continue;
                 }
                 Ok(Err(e)) => {
                     return Err(UpstreamError::Protocol {
-                        origin: origin.to_string(),
+                        origin: addr.to_string(),
                         detail: error_chain(&e),
                     })
                 }
@@ -250,6 +271,60 @@ impl Upstream {
             origin: "-".into(),
             detail: "no origin configured".into(),
         }))
+    }
+
+    /// One active health check: GET `path` on `addr`; healthy when it answers 2xx or 3xx.
+    pub async fn probe(
+        &self,
+        addr: &OriginAddr,
+        path: &str,
+        host: &str,
+        timeout: Duration,
+    ) -> bool {
+        let Ok(req) = http::Request::get(format!("{addr}{path}"))
+            .header(http::header::HOST, host)
+            .header(http::header::USER_AGENT, "outpost-health-check")
+            .body(ProxyBody::empty())
+        else {
+            return false;
+        };
+        match tokio::time::timeout(timeout, self.client.request(req)).await {
+            Ok(Ok(res)) => {
+                let ok = res.status().is_success() || res.status().is_redirection();
+                let _ = tokio::time::timeout(
+                    timeout,
+                    http_body_util::BodyExt::collect(res.into_body()),
+                )
+                .await;
+                ok
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Runs the active health checks of `pool` until `shutdown` flips.
+pub async fn check_origins(
+    pool: std::sync::Arc<OriginPool>,
+    upstream: Upstream,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let Some(h) = pool.health.clone() else { return };
+    loop {
+        for o in pool.origins() {
+            let ok = upstream.probe(&o.addr, &h.path, &h.host, h.timeout).await;
+            match pool.record_check(o, ok) {
+                Some(true) => tracing::info!(origin = %o.addr, "origin is healthy again"),
+                Some(false) => {
+                    tracing::warn!(origin = %o.addr, path = %h.path, "origin failed its health checks; taken out")
+                }
+                None => {}
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(h.interval) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
     }
 }
 
