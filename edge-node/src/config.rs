@@ -87,6 +87,10 @@ pub struct EdgeConfig {
     /// Name of this cache in `Cache-Status` (RFC 9211).
     #[serde(default = "defaults::cache_name")]
     pub cache_name: String,
+    /// DNS servers (`ip:port`) for resolving origin and shield names; empty: the system's
+    /// (/etc/resolv.conf and /etc/hosts).
+    #[serde(default)]
+    pub resolvers: Vec<SocketAddr>,
     /// Shields (parent tier) to send misses to, as `http://host:port`; absent: go to the
     /// origins directly.
     #[serde(default)]
@@ -288,6 +292,7 @@ impl EdgeConfig {
             compress: Vec::new(),
             compress_types: crate::cache::compress::default_types(),
             compress_min_bytes: defaults::compress_min_bytes(),
+            resolvers: Vec::new(),
             shields: Vec::new(),
             shield_secret: None,
             secret: None,

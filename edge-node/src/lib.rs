@@ -75,11 +75,16 @@ impl Edge {
         }
         let sites = Sites::new(&cfg.sites).map_err(EdgeError::Config)?;
         let store = MemoryStore::new(cfg.memory_bytes.0, cfg.max_variants);
-        let mut upstream = Upstream::new(Timeouts {
-            connect: cfg.connect_timeout.0,
-            first_byte: cfg.first_byte_timeout.0,
-            body_idle: cfg.body_idle_timeout.0,
-        });
+        let resolver =
+            proxy::resolve::OriginResolver::new(&cfg.resolvers).map_err(EdgeError::Config)?;
+        let mut upstream = Upstream::new(
+            Timeouts {
+                connect: cfg.connect_timeout.0,
+                first_byte: cfg.first_byte_timeout.0,
+                body_idle: cfg.body_idle_timeout.0,
+            },
+            resolver,
+        );
         let shields = cfg
             .shields
             .iter()

@@ -11,6 +11,7 @@ mod fetch;
 pub mod headers;
 pub mod origins;
 pub mod range;
+pub mod resolve;
 pub mod respond;
 pub mod sites;
 pub mod upstream;

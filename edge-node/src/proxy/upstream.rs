@@ -142,7 +142,7 @@ pub struct Timeouts {
 /// The pooled upstream client.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpConnector, ProxyBody>,
+    client: Client<HttpConnector<super::resolve::OriginResolver>, ProxyBody>,
     /// Timeouts applied to every fetch.
     pub timeouts: Timeouts,
     /// Shields in front of the origins, if any.
@@ -151,8 +151,8 @@ pub struct Upstream {
 
 impl Upstream {
     /// A client with these timeouts.
-    pub fn new(timeouts: Timeouts) -> Self {
-        let mut conn = HttpConnector::new();
+    pub fn new(timeouts: Timeouts, resolver: super::resolve::OriginResolver) -> Self {
+        let mut conn = HttpConnector::new_with_resolver(resolver);
         conn.set_connect_timeout(Some(timeouts.connect));
         conn.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
