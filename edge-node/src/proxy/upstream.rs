@@ -367,7 +367,10 @@ mod tests {
             per_shield[three.iter().position(|s| s.id == a).unwrap()] += 1;
         }
         let share = moved as f64 / keys as f64;
-        eprintln!("rendezvous: adding a 4th shield moved {moved} of {keys} keys ({:.1}%)", share * 100.0);
+        eprintln!(
+            "rendezvous: adding a 4th shield moved {moved} of {keys} keys ({:.1}%)",
+            share * 100.0
+        );
         assert!((0.22..0.28).contains(&share), "moved {share}");
         for c in per_shield {
             assert!(
