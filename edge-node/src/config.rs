@@ -41,6 +41,12 @@ pub struct EdgeConfig {
     /// Memory tier size, in bytes.
     #[serde(default = "defaults::memory_bytes")]
     pub memory_bytes: ByteSize,
+    /// Directory of the persistent disk tier; absent: memory only.
+    #[serde(default)]
+    pub disk_path: Option<PathBuf>,
+    /// Size of the disk tier.
+    #[serde(default = "defaults::disk_bytes")]
+    pub disk_bytes: ByteSize,
     /// Largest single object the memory tier stores; larger responses are passed through.
     #[serde(default)]
     pub max_object_bytes: Option<ByteSize>,
@@ -220,6 +226,9 @@ mod defaults {
     pub fn memory_bytes() -> ByteSize {
         ByteSize(256 << 20)
     }
+    pub fn disk_bytes() -> ByteSize {
+        ByteSize(1 << 30)
+    }
     pub fn max_variants() -> usize {
         8
     }
@@ -279,6 +288,8 @@ impl EdgeConfig {
             certificates: Vec::new(),
             memory_bytes: defaults::memory_bytes(),
             max_object_bytes: None,
+            disk_path: None,
+            disk_bytes: defaults::disk_bytes(),
             max_variants: defaults::max_variants(),
             stale_while_revalidate: defaults::zero(),
             stale_if_error: defaults::zero(),
@@ -351,6 +362,12 @@ impl EdgeConfig {
             out.push(ConfigProblem::new(
                 format!("{prefix}.memory_bytes"),
                 "must be at least 1MiB",
+            ));
+        }
+        if self.disk_path.is_some() && self.disk_bytes.0 < 16 << 20 {
+            out.push(ConfigProblem::new(
+                format!("{prefix}.disk_bytes"),
+                "must be at least 16MiB",
             ));
         }
         if self.max_variants == 0 {

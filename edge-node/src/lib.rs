@@ -75,6 +75,10 @@ impl Edge {
         }
         let sites = Sites::new(&cfg.sites).map_err(EdgeError::Config)?;
         let store = MemoryStore::new(cfg.memory_bytes.0, cfg.max_variants);
+        let disk = cfg
+            .disk_path
+            .as_ref()
+            .map(|p| cache::disk::DiskStore::open(p, cfg.disk_bytes.0));
         let resolver =
             proxy::resolve::OriginResolver::new(&cfg.resolvers).map_err(EdgeError::Config)?;
         let mut upstream = Upstream::new(
@@ -115,7 +119,7 @@ impl Edge {
             },
             memory_capacity: cfg.memory_bytes.0,
         };
-        let proxy = Arc::new(Proxy::new(sites, store, upstream, settings, purges));
+        let proxy = Arc::new(Proxy::new(sites, store, upstream, settings, purges, disk));
         let mut plain = Vec::new();
         for addr in &cfg.listen {
             plain.push(

@@ -62,6 +62,33 @@ pub struct StoreGauges {
     pub objects: u64,
     /// Fetches in flight.
     pub inflight: u64,
+    /// The disk tier, when configured.
+    pub disk: Option<DiskGauges>,
+}
+
+/// Figures of the disk tier.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct DiskGauges {
+    /// Bytes on disk.
+    pub bytes: u64,
+    /// Configured size.
+    pub capacity_bytes: u64,
+    /// Responses stored.
+    pub objects: u64,
+    /// Whether the index rebuild after start has finished.
+    pub ready: bool,
+    /// Whether the tier is accepting writes (false for a while after an error).
+    pub on: bool,
+    /// Lookups answered from disk.
+    pub hits: u64,
+    /// Objects written.
+    pub writes: u64,
+    /// Objects evicted.
+    pub evictions: u64,
+    /// Damaged entries dropped.
+    pub corrupt: u64,
+    /// I/O errors.
+    pub errors: u64,
 }
 
 impl Stats {
@@ -237,6 +264,62 @@ impl Stats {
             "Upstream fetches in flight.",
             g.inflight,
         );
+        if let Some(d) = &g.disk {
+            gauge(
+                &mut o,
+                "outpost_edge_cache_disk_bytes",
+                "Bytes held by the disk tier.",
+                d.bytes,
+            );
+            gauge(
+                &mut o,
+                "outpost_edge_cache_disk_capacity_bytes",
+                "Capacity of the disk tier.",
+                d.capacity_bytes,
+            );
+            gauge(
+                &mut o,
+                "outpost_edge_cache_disk_objects",
+                "Responses held by the disk tier.",
+                d.objects,
+            );
+            gauge(
+                &mut o,
+                "outpost_edge_cache_disk_up",
+                "1 while the disk tier accepts writes.",
+                u64::from(d.on),
+            );
+            counter(
+                &mut o,
+                "outpost_edge_cache_disk_hits_total",
+                "Lookups answered from the disk tier.",
+                d.hits,
+            );
+            counter(
+                &mut o,
+                "outpost_edge_cache_disk_writes_total",
+                "Responses written to the disk tier.",
+                d.writes,
+            );
+            counter(
+                &mut o,
+                "outpost_edge_cache_disk_evictions_total",
+                "Responses evicted from the disk tier.",
+                d.evictions,
+            );
+            counter(
+                &mut o,
+                "outpost_edge_cache_disk_corrupt_total",
+                "Damaged disk entries dropped (never served).",
+                d.corrupt,
+            );
+            counter(
+                &mut o,
+                "outpost_edge_cache_disk_errors_total",
+                "Disk tier I/O errors.",
+                d.errors,
+            );
+        }
         o
     }
 

@@ -48,6 +48,11 @@ impl StoredHeaders {
         }
     }
 
+    /// Wraps a block read back from storage (its lines are parsed leniently on use).
+    pub fn from_block(block: Bytes) -> Self {
+        StoredHeaders { block }
+    }
+
     /// The raw block (for persistence).
     pub fn as_bytes(&self) -> &Bytes {
         &self.block

@@ -1,6 +1,7 @@
 //! The cache: keys, policy, stored objects, the memory tier and request collapsing.
 
 pub mod compress;
+pub mod disk;
 pub mod fill;
 pub mod headers;
 pub mod key;

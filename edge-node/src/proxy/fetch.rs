@@ -230,6 +230,9 @@ impl Proxy {
                         tags,
                         purge_version: job.purge_version,
                     });
+                    if let Some(d) = &self.disk {
+                        d.write(job.key, vary.clone(), values.clone(), obj.clone());
+                    }
                     self.store.insert(job.key, vary, values, obj);
                     self.stats.record_store();
                 }
@@ -285,6 +288,9 @@ impl Proxy {
                     .as_ref()
                     .map(|s| s.values(&job.client.headers))
                     .unwrap_or_default();
+                if let Some(d) = &self.disk {
+                    d.write(job.key, vary.clone(), values.clone(), obj.clone());
+                }
                 self.store.insert(job.key, vary, values, obj.clone());
                 obj
             }

@@ -70,6 +70,7 @@ pub struct ProxySettings {
 /// The caching proxy shared by every connection.
 pub struct Proxy {
     purges: Arc<crate::purge::generations::Generations>,
+    disk: Option<Arc<crate::cache::disk::DiskStore>>,
     sites: Sites,
     store: MemoryStore,
     inflight: Inflight,
@@ -98,11 +99,13 @@ impl Proxy {
         upstream: Upstream,
         settings: ProxySettings,
         purges: Arc<crate::purge::generations::Generations>,
+        disk: Option<Arc<crate::cache::disk::DiskStore>>,
     ) -> Self {
         let via = HeaderValue::from_str(&format!("1.1 {}", settings.cache_name))
             .unwrap_or_else(|_| HeaderValue::from_static("1.1 outpost"));
         Self {
             purges,
+            disk,
             sites,
             store,
             inflight: Inflight::default(),
@@ -134,11 +137,19 @@ impl Proxy {
                         self.purges.record_url(key, ev);
                         if !ev.soft {
                             self.store.remove(&key);
+                            if let Some(d) = &self.disk {
+                                d.remove(key);
+                            }
                         }
                     }
                 }
             }
-            PurgeTarget::All if !ev.soft => self.store.clear(),
+            PurgeTarget::All if !ev.soft => {
+                self.store.clear();
+                if let Some(d) = &self.disk {
+                    d.clear();
+                }
+            }
             _ => {}
         }
     }
@@ -177,6 +188,22 @@ impl Proxy {
             memory_capacity_bytes: self.settings.memory_capacity,
             objects: self.store.entry_count(),
             inflight: self.inflight.len() as u64,
+            disk: self.disk.as_ref().map(|d| {
+                use std::sync::atomic::Ordering::Relaxed;
+                let (bytes, objects) = d.usage();
+                crate::stats::DiskGauges {
+                    bytes,
+                    capacity_bytes: d.capacity(),
+                    objects,
+                    ready: d.is_ready(),
+                    on: d.is_on(),
+                    hits: d.stats.hits.load(Relaxed),
+                    writes: d.stats.writes.load(Relaxed),
+                    evictions: d.stats.evictions.load(Relaxed),
+                    corrupt: d.stats.corrupt.load(Relaxed),
+                    errors: d.stats.errors.load(Relaxed),
+                }
+            }),
         }
     }
 
@@ -312,6 +339,22 @@ impl Proxy {
     async fn cached(self: &Arc<Self>, ctx: Ctx) -> Answer {
         let now = unix_ms(SystemTime::now());
         let mut found = self.store.lookup(&ctx.key, &ctx.parts.headers);
+        if let (Lookup::Miss | Lookup::VaryMiss(_), Some(disk)) = (&found, &self.disk) {
+            if let Some((obj, vary, values)) = disk
+                .lookup(&ctx.key, &ctx.parts.headers, self.settings.max_object)
+                .await
+            {
+                // Promote: the memory tier decides whether it keeps it.
+                let obj = Arc::new(obj);
+                let variant = if vary.is_some() {
+                    values_hash(&values)
+                } else {
+                    0
+                };
+                self.store.insert(ctx.key, vary, values, obj.clone());
+                found = Lookup::Found(obj, variant);
+            }
+        }
         if let Lookup::Found(obj, variant) = &found {
             match self.purges.verdict(
                 &ctx.key,

@@ -1,0 +1,498 @@
+//! The disk tier: stored responses that survive a restart, bounded by bytes with LRU eviction.
+//!
+//! Written by hand rather than with a crate: foyer's hybrid cache and cacache were the
+//! candidates, but Outpost needs per-block checksums that let a Range read verify only what it
+//! sends, an index rebuilt in the background while requests are served, and a store that turns
+//! itself off (memory-only) on a full or read-only disk instead of failing requests; neither
+//! crate offers those together, and the format here is small (`format.rs`).
+//!
+//! Layout: `objects/<2 hex>/<url key>-<variant hash>` files, one per stored response, written
+//! under `tmp/` and renamed into place when complete (so a killed write leaves only a temporary
+//! file, removed at start). Every stored object is written through to disk after it is stored
+//! in memory; a memory miss looks here and promotes what it finds. The index (URL key ->
+//! variants, sizes, last use) lives in memory and is rebuilt from the files at start, in the
+//! background: until it is done, lookups miss.
+
+pub mod format;
+
+use crate::cache::headers::StoredHeaders;
+use crate::cache::key::CacheKey;
+use crate::cache::object::Object;
+use crate::cache::vary::{values_hash, VarySpec, VaryValues};
+use bytes::Bytes;
+use format::{FormatError, Meta};
+use http::HeaderMap;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use xxhash_rust::xxh3::xxh3_64;
+
+/// How long the tier stays off after a write error before it tries again.
+pub const RETRY_AFTER: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone)]
+struct Slot {
+    vh: u64,
+    vary: Option<VarySpec>,
+    values: VaryValues,
+    size: u64,
+    last_used: u64,
+}
+
+/// Counters of the disk tier.
+#[derive(Debug, Default)]
+pub struct DiskStats {
+    /// Lookups answered from disk.
+    pub hits: AtomicU64,
+    /// Objects written.
+    pub writes: AtomicU64,
+    /// Objects evicted to make room.
+    pub evictions: AtomicU64,
+    /// Entries found damaged (checksum, truncation) and dropped.
+    pub corrupt: AtomicU64,
+    /// Read or write errors (full disk, read-only disk, I/O errors).
+    pub errors: AtomicU64,
+}
+
+/// The disk tier.
+pub struct DiskStore {
+    root: PathBuf,
+    max_bytes: u64,
+    index: Mutex<HashMap<CacheKey, Vec<Slot>>>,
+    used: AtomicU64,
+    clock: AtomicU64,
+    ready: AtomicBool,
+    off_until: Mutex<Option<Instant>>,
+    /// Counters.
+    pub stats: DiskStats,
+}
+
+impl std::fmt::Debug for DiskStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiskStore")
+            .field("root", &self.root)
+            .field("max_bytes", &self.max_bytes)
+            .finish()
+    }
+}
+
+impl DiskStore {
+    /// Opens the tier at `root` and starts rebuilding its index in the background. A directory
+    /// that cannot be written makes a tier that is off (memory-only), with an error logged.
+    pub fn open(root: &Path, max_bytes: u64) -> Arc<Self> {
+        let store = Arc::new(Self {
+            root: root.to_path_buf(),
+            max_bytes,
+            index: Mutex::new(HashMap::new()),
+            used: AtomicU64::new(0),
+            clock: AtomicU64::new(1),
+            ready: AtomicBool::new(false),
+            off_until: Mutex::new(None),
+            stats: DiskStats::default(),
+        });
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || {
+            let t = Instant::now();
+            if let Err(e) =
+                std::fs::create_dir_all(s.root.join("objects")).and_then(|_| s.reset_tmp())
+            {
+                s.fail("cannot prepare the disk cache directory", &e);
+                return;
+            }
+            let n = s.rebuild();
+            s.ready.store(true, Relaxed);
+            tracing::info!(objects = n, bytes = s.used.load(Relaxed), took = ?t.elapsed(), path = %s.root.display(), "disk cache index rebuilt");
+        });
+        store
+    }
+
+    fn reset_tmp(&self) -> std::io::Result<()> {
+        let tmp = self.root.join("tmp");
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp)
+    }
+
+    /// Whether the index rebuild has finished.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Relaxed)
+    }
+
+    /// Whether the tier accepts writes now (false for a while after a write error).
+    pub fn is_on(&self) -> bool {
+        match self.off_until.lock() {
+            Ok(g) => g.is_none_or(|t| Instant::now() >= t),
+            Err(_) => false,
+        }
+    }
+
+    fn fail(&self, what: &str, e: &std::io::Error) {
+        self.stats.errors.fetch_add(1, Relaxed);
+        tracing::error!(error = %e, path = %self.root.display(), "{what}; disk cache off, serving from memory only for now");
+        if let Ok(mut g) = self.off_until.lock() {
+            *g = Some(Instant::now() + RETRY_AFTER);
+        }
+    }
+
+    /// Bytes on disk and entries.
+    pub fn usage(&self) -> (u64, u64) {
+        let n = self
+            .index
+            .lock()
+            .map(|i| i.values().map(|v| v.len() as u64).sum())
+            .unwrap_or(0);
+        (self.used.load(Relaxed), n)
+    }
+
+    /// Configured size.
+    pub fn capacity(&self) -> u64 {
+        self.max_bytes
+    }
+
+    fn path(&self, key: CacheKey, vh: u64) -> PathBuf {
+        let hex = format!("{:032x}", key.0);
+        self.root
+            .join("objects")
+            .join(&hex[..2])
+            .join(format!("{hex}-{vh:016x}"))
+    }
+
+    fn rebuild(&self) -> usize {
+        let mut n = 0;
+        let Ok(dirs) = std::fs::read_dir(self.root.join("objects")) else {
+            return 0;
+        };
+        for d in dirs.flatten() {
+            let Ok(files) = std::fs::read_dir(d.path()) else {
+                continue;
+            };
+            for f in files.flatten() {
+                let p = f.path();
+                match read_head(&p) {
+                    Ok((h, meta)) => {
+                        let vh = values_hash(&meta.values);
+                        if p != self.path(meta.key, vh) {
+                            let _ = std::fs::remove_file(&p);
+                            continue;
+                        }
+                        let size = h.file_len();
+                        self.insert_slot(
+                            meta.key,
+                            Slot {
+                                vh,
+                                vary: meta.vary,
+                                values: meta.values,
+                                size,
+                                last_used: meta.fresh.response_time_ms / 1000,
+                            },
+                        );
+                        n += 1;
+                    }
+                    Err(e) => {
+                        tracing::warn!(file = %p.display(), error = %e, "dropping a damaged disk cache entry");
+                        self.stats.corrupt.fetch_add(1, Relaxed);
+                        let _ = std::fs::remove_file(&p);
+                    }
+                }
+            }
+        }
+        n
+    }
+
+    fn insert_slot(&self, key: CacheKey, slot: Slot) {
+        let Ok(mut idx) = self.index.lock() else {
+            return;
+        };
+        let list = idx.entry(key).or_default();
+        if let Some(old) = list.iter_mut().find(|s| s.vh == slot.vh) {
+            self.used.fetch_sub(old.size, Relaxed);
+            *old = slot.clone();
+        } else {
+            if list.first().is_some_and(|s| s.vary != slot.vary) {
+                // The URL's Vary changed: older variants are unreachable.
+                for s in list.drain(..) {
+                    self.used.fetch_sub(s.size, Relaxed);
+                    let _ = std::fs::remove_file(self.path(key, s.vh));
+                }
+            }
+            list.push(slot.clone());
+        }
+        self.used.fetch_add(slot.size, Relaxed);
+    }
+
+    /// Finds the stored variant for `req`, if the index has one.
+    fn find(&self, key: &CacheKey, req: &HeaderMap) -> Option<PathBuf> {
+        if !self.is_ready() {
+            return None;
+        }
+        let mut idx = self.index.lock().ok()?;
+        let list = idx.get_mut(key)?;
+        let tick = self.clock.fetch_add(1, Relaxed);
+        let slot = match list.first()?.vary.clone() {
+            None => list.first_mut()?,
+            Some(spec) => {
+                let values = spec.values(req);
+                list.iter_mut().find(|s| s.values == values)?
+            }
+        };
+        slot.last_used = slot.last_used.max(tick);
+        Some(self.path(*key, slot.vh))
+    }
+
+    /// Reads the stored response for `req` under `key` whose body is at most `max_body` bytes,
+    /// verifying every checksum. A damaged entry is dropped and reported as a miss.
+    pub async fn lookup(
+        self: &Arc<Self>,
+        key: &CacheKey,
+        req: &HeaderMap,
+        max_body: u64,
+    ) -> Option<(Object, Option<VarySpec>, VaryValues)> {
+        let path = self.find(key, req)?;
+        let me = self.clone();
+        let key = *key;
+        let res =
+            tokio::task::spawn_blocking(move || read_whole(&path, max_body).map_err(|e| (e, path)))
+                .await
+                .ok()?;
+        match res {
+            Ok(Some((meta, body))) => {
+                self.stats.hits.fetch_add(1, Relaxed);
+                let obj = Object {
+                    status: meta.status,
+                    headers: meta.headers,
+                    body,
+                    fresh: meta.fresh,
+                    encoded: Box::default(),
+                    tags: meta.tags,
+                    purge_version: meta.purge_version,
+                };
+                Some((obj, meta.vary, meta.values))
+            }
+            Ok(None) => None,
+            Err((e, path)) => {
+                match e {
+                    ReadError::Io(ref io) if io.kind() == std::io::ErrorKind::NotFound => {}
+                    ReadError::Io(ref io) => {
+                        me.stats.errors.fetch_add(1, Relaxed);
+                        tracing::warn!(error = %io, "disk cache read failed");
+                    }
+                    ReadError::Format(ref f) => {
+                        me.stats.corrupt.fetch_add(1, Relaxed);
+                        tracing::warn!(file = %path.display(), error = %f, "damaged disk cache entry dropped; refetching");
+                    }
+                }
+                me.forget(key, &path);
+                None
+            }
+        }
+    }
+
+    fn forget(&self, key: CacheKey, path: &Path) {
+        if let Ok(mut idx) = self.index.lock() {
+            if let Some(list) = idx.get_mut(&key) {
+                list.retain(|s| {
+                    let gone = self.path(key, s.vh) == path;
+                    if gone {
+                        self.used.fetch_sub(s.size, Relaxed);
+                    }
+                    !gone
+                });
+                if list.is_empty() {
+                    idx.remove(&key);
+                }
+            }
+        }
+        let _ = std::fs::remove_file(path);
+    }
+
+    /// Writes `obj` (stored under `key` for `vary`/`values`) in the background.
+    pub fn write(
+        self: &Arc<Self>,
+        key: CacheKey,
+        vary: Option<VarySpec>,
+        values: VaryValues,
+        obj: Arc<Object>,
+    ) {
+        if !self.is_on() {
+            return;
+        }
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.write_now(key, vary, values, &obj));
+    }
+
+    fn write_now(&self, key: CacheKey, vary: Option<VarySpec>, values: VaryValues, obj: &Object) {
+        let meta = Meta {
+            key,
+            status: obj.status,
+            fresh: obj.fresh,
+            purge_version: obj.purge_version,
+            vary: vary.clone(),
+            values: values.clone(),
+            tags: obj.tags.clone(),
+            headers: StoredHeaders::from_block(obj.headers.as_bytes().clone()),
+        };
+        let head = format::encode_head(&meta, obj.body.len() as u64);
+        let sums: Vec<u64> = obj
+            .body
+            .chunks(format::BLOCK as usize)
+            .map(xxh3_64)
+            .collect();
+        let tail = format::encode_tail(&sums);
+        let size = (head.len() + obj.body.len() + tail.len()) as u64;
+        if size > self.max_bytes / 4 {
+            return;
+        }
+        self.make_room(size);
+        let vh = values_hash(&values);
+        let dest = self.path(key, vh);
+        let tmp = self.root.join("tmp").join(format!(
+            "{:032x}-{vh:016x}-{}",
+            key.0,
+            self.clock.fetch_add(1, Relaxed)
+        ));
+        let res = (|| -> std::io::Result<()> {
+            if let Some(dir) = dest.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&head)?;
+            f.write_all(&obj.body)?;
+            f.write_all(&tail)?;
+            drop(f);
+            std::fs::rename(&tmp, &dest)
+        })();
+        match res {
+            Ok(()) => {
+                let tick = self.clock.fetch_add(1, Relaxed);
+                self.insert_slot(
+                    key,
+                    Slot {
+                        vh,
+                        vary,
+                        values,
+                        size,
+                        last_used: tick,
+                    },
+                );
+                self.stats.writes.fetch_add(1, Relaxed);
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                self.fail("cannot write to the disk cache", &e);
+            }
+        }
+    }
+
+    fn make_room(&self, incoming: u64) {
+        if self.used.load(Relaxed) + incoming <= self.max_bytes {
+            return;
+        }
+        let Ok(mut idx) = self.index.lock() else {
+            return;
+        };
+        let mut all: Vec<(u64, CacheKey, u64, u64)> = idx
+            .iter()
+            .flat_map(|(k, l)| l.iter().map(move |s| (s.last_used, *k, s.vh, s.size)))
+            .collect();
+        all.sort_unstable_by_key(|e| e.0);
+        let target = (self.max_bytes / 10 * 9).saturating_sub(incoming);
+        for (_, k, vh, size) in all {
+            if self.used.load(Relaxed) <= target {
+                break;
+            }
+            if let Some(list) = idx.get_mut(&k) {
+                list.retain(|s| s.vh != vh);
+                if list.is_empty() {
+                    idx.remove(&k);
+                }
+            }
+            self.used.fetch_sub(size, Relaxed);
+            self.stats.evictions.fetch_add(1, Relaxed);
+            let _ = std::fs::remove_file(self.path(k, vh));
+        }
+    }
+
+    /// Removes every variant stored under `key`.
+    pub fn remove(self: &Arc<Self>, key: CacheKey) {
+        let slots = self
+            .index
+            .lock()
+            .ok()
+            .and_then(|mut i| i.remove(&key))
+            .unwrap_or_default();
+        for s in slots {
+            self.used.fetch_sub(s.size, Relaxed);
+            let _ = std::fs::remove_file(self.path(key, s.vh));
+        }
+    }
+
+    /// Removes everything (in the background).
+    pub fn clear(self: &Arc<Self>) {
+        let Ok(mut idx) = self.index.lock() else {
+            return;
+        };
+        idx.clear();
+        self.used.store(0, Relaxed);
+        let doomed = self.root.join(format!(
+            "objects.deleting-{}",
+            self.clock.fetch_add(1, Relaxed)
+        ));
+        if std::fs::rename(self.root.join("objects"), &doomed).is_ok() {
+            let _ = std::fs::create_dir_all(self.root.join("objects"));
+            std::thread::spawn(move || {
+                let _ = std::fs::remove_dir_all(doomed);
+            });
+        }
+    }
+}
+
+/// Why a read failed.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error("{0}")]
+    Io(std::io::Error),
+    #[error("{0}")]
+    Format(FormatError),
+}
+
+fn read_head(p: &Path) -> Result<(format::Header, Meta), ReadError> {
+    let mut f = std::fs::File::open(p).map_err(ReadError::Io)?;
+    let len = f.metadata().map_err(ReadError::Io)?.len();
+    let mut hb = [0u8; format::HEADER_LEN as usize];
+    f.read_exact(&mut hb)
+        .map_err(|_| ReadError::Format(FormatError::Truncated))?;
+    let h = format::decode_header(&hb).map_err(ReadError::Format)?;
+    if len != h.file_len() {
+        return Err(ReadError::Format(FormatError::Truncated));
+    }
+    let mut mb = vec![0u8; h.meta_len as usize];
+    f.read_exact(&mut mb)
+        .map_err(|_| ReadError::Format(FormatError::Truncated))?;
+    let meta = format::decode_meta(&h, &mb).map_err(ReadError::Format)?;
+    Ok((h, meta))
+}
+
+/// Reads and verifies a whole entry whose body is at most `max_body` bytes (`None` if larger).
+fn read_whole(p: &Path, max_body: u64) -> Result<Option<(Meta, Bytes)>, ReadError> {
+    let (h, meta) = read_head(p)?;
+    if h.body_len > max_body {
+        return Ok(None);
+    }
+    let mut f = std::fs::File::open(p).map_err(ReadError::Io)?;
+    let mut all = Vec::with_capacity(h.file_len() as usize);
+    f.read_to_end(&mut all).map_err(ReadError::Io)?;
+    if all.len() as u64 != h.file_len() {
+        return Err(ReadError::Format(FormatError::Truncated));
+    }
+    let body = &all[h.body_offset() as usize..h.sums_offset() as usize];
+    let sums = format::decode_tail(&all[h.sums_offset() as usize..], h.blocks())
+        .map_err(ReadError::Format)?;
+    for (block, sum) in body.chunks(h.block_size as usize).zip(&sums) {
+        if xxh3_64(block) != *sum {
+            return Err(ReadError::Format(FormatError::Checksum("body block")));
+        }
+    }
+    Ok(Some((meta, Bytes::copy_from_slice(body))))
+}
