@@ -78,6 +78,12 @@ pub struct FillState {
     pub held_bytes: u64,
     /// How the body ended, once it has.
     pub end: Option<FillEnd>,
+    /// For bodies written straight to the disk tier: the file and the offset of the body in
+    /// it. Readers then read the file instead of `chunks`, so memory stays flat and a reader
+    /// may join at any time.
+    pub spool: Option<Arc<(std::path::PathBuf, u64)>>,
+    /// Body bytes written to the spool file so far.
+    pub spooled: u64,
 }
 
 /// One in-flight fetch.
@@ -131,6 +137,17 @@ impl Fill {
             s.held_bytes += chunk.len() as u64;
             s.chunks.push_back(chunk);
         });
+    }
+
+    /// Makes this a file-backed fill: the body goes to `path` at `offset`, readers read it there.
+    pub fn set_spool(&self, path: std::path::PathBuf, offset: u64) {
+        self.state
+            .send_modify(|s| s.spool = Some(Arc::new((path, offset))));
+    }
+
+    /// Records that the spool file now holds `written` body bytes.
+    pub fn spooled(&self, written: u64) {
+        self.state.send_modify(|s| s.spooled = written);
     }
 
     /// Switches to streaming: the body will not be stored, so chunks that every reader has
@@ -215,6 +232,7 @@ impl Fill {
             fill: self.clone(),
             at,
             rx: self.state.subscribe(),
+            spool_file: None,
             next: 0,
             pos: 0,
             start,
@@ -226,6 +244,7 @@ impl Fill {
 /// Streams a fill's body (or a byte range of it) as the chunks arrive.
 pub struct FillReader {
     rx: watch::Receiver<FillState>,
+    spool_file: Option<std::fs::File>,
     fill: Arc<Fill>,
     /// This reader's next chunk index, shared with the fill for releasing chunks.
     at: Arc<AtomicUsize>,
@@ -239,6 +258,13 @@ impl FillReader {
     /// The next piece of the body; `Ok(None)` at the end, `Err` if the fill was truncated.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, std::io::Error> {
         loop {
+            let spool = {
+                let s = self.rx.borrow_and_update();
+                s.spool.clone().map(|sp| (sp, s.spooled, s.end))
+            };
+            if let Some((sp, written, ended)) = spool {
+                return self.next_from_spool(&sp, written, ended).await;
+            }
             if let Some(end) = self.end {
                 if self.pos >= end {
                     return Ok(None);
@@ -286,6 +312,79 @@ impl FillReader {
                         }
                     }
                 },
+            }
+        }
+    }
+}
+
+impl FillReader {
+    /// Reads the next piece of a file-backed fill. The reads hit the page cache the writer just
+    /// filled, so they are done in place rather than on a blocking thread.
+    async fn next_from_spool(
+        &mut self,
+        sp: &(std::path::PathBuf, u64),
+        mut written: u64,
+        mut ended: Option<FillEnd>,
+    ) -> Result<Option<Bytes>, std::io::Error> {
+        use std::os::unix::fs::FileExt;
+        if self.spool_file.is_none() {
+            let mut path = sp.0.clone();
+            loop {
+                match std::fs::File::open(&path) {
+                    Ok(f) => {
+                        self.spool_file = Some(f);
+                        break;
+                    }
+                    // Renamed into the store just now: the fill will publish the new path.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        if self.rx.changed().await.is_err() {
+                            return Err(e);
+                        }
+                        let s = self.rx.borrow_and_update();
+                        if let Some(n) = &s.spool {
+                            path = n.0.clone();
+                        }
+                        written = s.spooled;
+                        ended = s.end;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        loop {
+            let from = self.pos.max(self.start);
+            let limit = self.end.map_or(written, |e| e.min(written));
+            if from < limit {
+                let n = (limit - from).min(64 * 1024) as usize;
+                let mut buf = vec![0u8; n];
+                if let Some(f) = &self.spool_file {
+                    f.read_exact_at(&mut buf, sp.1 + from)?;
+                }
+                self.pos = from + n as u64;
+                return Ok(Some(Bytes::from(buf)));
+            }
+            if self.end.is_some_and(|e| from >= e) {
+                return Ok(None);
+            }
+            match ended {
+                Some(FillEnd::Complete) => return Ok(None),
+                Some(FillEnd::Truncated) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "upstream body ended early",
+                    ))
+                }
+                None => {
+                    if self.rx.changed().await.is_err() {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::BrokenPipe,
+                            "fill abandoned",
+                        ));
+                    }
+                    let s = self.rx.borrow_and_update();
+                    written = s.spooled;
+                    ended = s.end;
+                }
             }
         }
     }

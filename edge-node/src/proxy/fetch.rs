@@ -119,18 +119,7 @@ impl Proxy {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let fresh = match decide(&job.client, &parts, now, &self.settings.policy) {
-            Decision::Store(f) if content_length.is_none_or(|l| l <= self.settings.max_object) => f,
-            _ => {
-                // Not storable (or too large): an older copy is superseded, unless this is an
-                // error that stale-if-error may still paper over.
-                if job.stale.is_some() && !parts.status.is_server_error() {
-                    self.store.remove(&job.key);
-                }
-                job.fill.set_pass(Response::from_parts(parts, body));
-                return;
-            }
-        };
+        let decision = decide(&job.client, &parts, now, &self.settings.policy);
         let vary = VarySpec::from_response(&parts.headers);
         let values = vary
             .as_ref()
@@ -141,6 +130,45 @@ impl Proxy {
             .into_iter()
             .map(String::into_boxed_str)
             .collect();
+        // Too large for memory but of known length: written straight to the disk tier while
+        // readers stream it from there.
+        let mut spool = match (&decision, content_length, &self.disk) {
+            (Decision::Store(f), Some(len), Some(disk)) if len > self.settings.max_object => disk
+                .begin(
+                    crate::cache::disk::format::Meta {
+                        key: job.key,
+                        status: parts.status,
+                        fresh: *f,
+                        purge_version: job.purge_version,
+                        vary: vary.clone(),
+                        values: values.clone(),
+                        tags: tags.clone(),
+                        headers: stored_headers.clone(),
+                    },
+                    len,
+                ),
+            _ => None,
+        };
+        let fresh = match decision {
+            Decision::Store(f)
+                if content_length.is_none_or(|l| l <= self.settings.max_object)
+                    || spool.is_some() =>
+            {
+                f
+            }
+            _ => {
+                // Not storable (or too large): an older copy is superseded, unless this is an
+                // error that stale-if-error may still paper over.
+                if job.stale.is_some() && !parts.status.is_server_error() {
+                    self.store.remove(&job.key);
+                }
+                job.fill.set_pass(Response::from_parts(parts, body));
+                return;
+            }
+        };
+        if let Some(w) = &spool {
+            job.fill.set_spool(w.path().to_path_buf(), w.body_offset());
+        }
         let compressible = {
             let h = &parts.headers;
             let get = |n: header::HeaderName| h.get(n).and_then(|v| v.to_str().ok());
@@ -184,6 +212,16 @@ impl Proxy {
                         continue;
                     };
                     total += data.len() as u64;
+                    if let Some(w) = spool.as_mut() {
+                        match w.write(&data) {
+                            Ok(written) => job.fill.spooled(written),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "writing a large object to disk failed");
+                                break Err("disk");
+                            }
+                        }
+                        continue;
+                    }
                     if keep && total > self.settings.max_object {
                         // Too large to store after all: stream it with bounded memory, and
                         // let new requests start their own fetch.
@@ -213,6 +251,20 @@ impl Proxy {
         };
         match ended {
             Ok(()) => {
+                if let Some(w) = spool.take() {
+                    let (dest, offset) = (w.dest(), w.body_offset());
+                    match w.finish() {
+                        Ok(()) => {
+                            job.fill.set_spool(dest, offset);
+                            self.stats.record_store();
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "completing a large disk object failed")
+                        }
+                    }
+                    job.fill.finish(FillEnd::Complete);
+                    return;
+                }
                 job.fill.finish(FillEnd::Complete);
                 if keep {
                     let body = concat(&chunks, total);

@@ -353,6 +353,31 @@ impl Proxy {
                 };
                 self.store.insert(ctx.key, vary, values, obj.clone());
                 found = Lookup::Found(obj, variant);
+            } else if let Some(entry) = disk
+                .open_large(&ctx.key, &ctx.parts.headers, self.settings.max_object)
+                .await
+            {
+                // Too large for memory: served from disk while fresh and not purged.
+                let m = &entry.meta;
+                let verdict = self.purges.verdict(
+                    &ctx.key,
+                    &ctx.host,
+                    ctx.parts.uri.path(),
+                    &m.tags,
+                    m.purge_version,
+                );
+                if verdict == Verdict::Keep && m.fresh.usability(now) == Usability::Fresh {
+                    let ttl = (m.fresh.fresh_until_ms - now) / 1000;
+                    let reply = self.reply(&ctx, &format!("hit; ttl={ttl}; detail=disk"));
+                    let (res, n) = reply.serve(
+                        m.status,
+                        m.headers.to_map(),
+                        BodySrc::Disk(entry.clone(), disk.clone()),
+                        Some(entry.header.body_len),
+                        m.fresh.age_secs(now),
+                    );
+                    return (res, Outcome::Hit, n);
+                }
             }
         }
         if let Lookup::Found(obj, variant) = &found {

@@ -51,6 +51,11 @@ pub enum BodySrc {
     Bytes(Bytes),
     /// A fill in progress (or finished).
     Fill(Arc<Fill>),
+    /// A large stored response read from the disk tier, block by block.
+    Disk(
+        Arc<crate::cache::disk::LargeEntry>,
+        Arc<crate::cache::disk::DiskStore>,
+    ),
 }
 
 impl BodySrc {
@@ -60,6 +65,35 @@ impl BodySrc {
                 let len = b.len() as u64;
                 let end = end.unwrap_or(len).min(len);
                 ProxyBody::full(b.slice(start.min(end) as usize..end as usize))
+            }
+            BodySrc::Disk(entry, store) => {
+                let end = end
+                    .unwrap_or(entry.header.body_len)
+                    .min(entry.header.body_len);
+                let step = u64::from(entry.header.block_size);
+                let stream = futures_util::stream::unfold(start, move |pos| {
+                    let (entry, store) = (entry.clone(), store.clone());
+                    async move {
+                        if pos >= end {
+                            return None;
+                        }
+                        let hi = ((pos / step + 1) * step).min(end);
+                        let e2 = entry.clone();
+                        let read =
+                            tokio::task::spawn_blocking(move || e2.read_range(pos, hi)).await;
+                        match read {
+                            Ok(Ok(b)) => Some((Ok(http_body::Frame::data(b)), hi)),
+                            Ok(Err(e)) => {
+                                // Never send a damaged block: drop the entry and cut the response.
+                                store.drop_damaged(&entry);
+                                tracing::warn!(error = %e, "damaged block in a disk cache entry; response cut");
+                                Some((Err(Box::new(e) as BoxError), end))
+                            }
+                            Err(e) => Some((Err(Box::new(e) as BoxError), end)),
+                        }
+                    }
+                });
+                ProxyBody::Stream(http_body_util::StreamBody::new(stream).boxed())
             }
             BodySrc::Fill(f) => {
                 let Some(reader) = f.reader(start, end) else {

@@ -414,6 +414,110 @@ impl DiskStore {
         }
     }
 
+    /// Starts writing a response of `body_len` bytes as it arrives (objects too large for the
+    /// memory tier). `None` when the tier is off or the object would take more than a quarter
+    /// of it.
+    pub fn begin(self: &Arc<Self>, meta: Meta, body_len: u64) -> Option<DiskWriter> {
+        if !self.is_on() || !self.is_ready() {
+            return None;
+        }
+        let head = format::encode_head(&meta, body_len);
+        let header = format::decode_header(&head).ok()?;
+        let size = header.file_len();
+        if size > self.max_bytes / 4 {
+            return None;
+        }
+        self.make_room(size);
+        let vh = values_hash(&meta.values);
+        let dest = self.path(meta.key, vh);
+        let tmp = self.root.join("tmp").join(format!(
+            "{:032x}-{vh:016x}-{}",
+            meta.key.0,
+            self.clock.fetch_add(1, Relaxed)
+        ));
+        let file = (|| -> std::io::Result<std::fs::File> {
+            if let Some(dir) = dest.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&head)?;
+            Ok(f)
+        })();
+        match file {
+            Ok(file) => Some(DiskWriter {
+                store: self.clone(),
+                file,
+                tmp,
+                dest,
+                meta,
+                vh,
+                header,
+                written: 0,
+                sums: Vec::new(),
+                block: xxhash_rust::xxh3::Xxh3::new(),
+                in_block: 0,
+                done: false,
+            }),
+            Err(e) => {
+                self.fail("cannot write to the disk cache", &e);
+                None
+            }
+        }
+    }
+
+    /// Opens a stored response larger than `min_body` for streaming reads (the memory tier
+    /// does not take it). Header, meta and block table are verified here; each body block is
+    /// verified as it is read.
+    pub async fn open_large(
+        self: &Arc<Self>,
+        key: &CacheKey,
+        req: &HeaderMap,
+        min_body: u64,
+    ) -> Option<Arc<LargeEntry>> {
+        let path = self.find(key, req)?;
+        let p = path.clone();
+        let res = tokio::task::spawn_blocking(move || -> Result<LargeEntry, ReadError> {
+            let (h, meta) = read_head(&p)?;
+            let mut f = std::fs::File::open(&p).map_err(ReadError::Io)?;
+            use std::io::{Seek, SeekFrom};
+            f.seek(SeekFrom::Start(h.sums_offset()))
+                .map_err(ReadError::Io)?;
+            let mut tail = Vec::new();
+            f.read_to_end(&mut tail).map_err(ReadError::Io)?;
+            let sums = format::decode_tail(&tail, h.blocks()).map_err(ReadError::Format)?;
+            Ok(LargeEntry {
+                file: f,
+                header: h,
+                meta,
+                sums,
+            })
+        })
+        .await
+        .ok()?;
+        match res {
+            Ok(e) if e.header.body_len > min_body => {
+                self.stats.hits.fetch_add(1, Relaxed);
+                Some(Arc::new(e))
+            }
+            Ok(_) => None,
+            Err(e) => {
+                if let ReadError::Format(f) = &e {
+                    self.stats.corrupt.fetch_add(1, Relaxed);
+                    tracing::warn!(file = %path.display(), error = %f, "damaged disk cache entry dropped; refetching");
+                }
+                self.forget(*key, &path);
+                None
+            }
+        }
+    }
+
+    /// Drops a damaged large entry found while streaming it.
+    pub fn drop_damaged(&self, entry: &LargeEntry) {
+        self.stats.corrupt.fetch_add(1, Relaxed);
+        let vh = values_hash(&entry.meta.values);
+        self.forget(entry.meta.key, &self.path(entry.meta.key, vh));
+    }
+
     /// Removes every variant stored under `key`.
     pub fn remove(self: &Arc<Self>, key: CacheKey) {
         let slots = self
@@ -495,4 +599,131 @@ fn read_whole(p: &Path, max_body: u64) -> Result<Option<(Meta, Bytes)>, ReadErro
         }
     }
     Ok(Some((meta, Bytes::copy_from_slice(body))))
+}
+
+/// A stored response being written as it arrives.
+pub struct DiskWriter {
+    store: Arc<DiskStore>,
+    file: std::fs::File,
+    tmp: PathBuf,
+    dest: PathBuf,
+    meta: Meta,
+    vh: u64,
+    header: format::Header,
+    written: u64,
+    sums: Vec<u64>,
+    block: xxhash_rust::xxh3::Xxh3,
+    in_block: u64,
+    done: bool,
+}
+
+impl DiskWriter {
+    /// The file being written (readers of the fill read it while it grows).
+    pub fn path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Where the file goes when complete.
+    pub fn dest(&self) -> PathBuf {
+        self.dest.clone()
+    }
+
+    /// Offset of the body in the file.
+    pub fn body_offset(&self) -> u64 {
+        self.header.body_offset()
+    }
+
+    /// Appends body bytes. These are page-cache writes, done in place.
+    pub fn write(&mut self, mut data: &[u8]) -> std::io::Result<u64> {
+        if self.written + data.len() as u64 > self.header.body_len {
+            return Err(std::io::Error::other("body longer than announced"));
+        }
+        self.file.write_all(data)?;
+        self.written += data.len() as u64;
+        let bs = u64::from(self.header.block_size);
+        while !data.is_empty() {
+            let take = ((bs - self.in_block) as usize).min(data.len());
+            self.block.update(&data[..take]);
+            self.in_block += take as u64;
+            data = &data[take..];
+            if self.in_block == bs {
+                self.sums.push(self.block.digest());
+                self.block.reset();
+                self.in_block = 0;
+            }
+        }
+        Ok(self.written)
+    }
+
+    /// Completes the entry: writes the block table, moves it into place, indexes it.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        if self.written != self.header.body_len {
+            return Err(std::io::Error::other("body shorter than announced"));
+        }
+        if self.in_block > 0 {
+            self.sums.push(self.block.digest());
+        }
+        self.file.write_all(&format::encode_tail(&self.sums))?;
+        std::fs::rename(&self.tmp, &self.dest)?;
+        self.done = true;
+        let tick = self.store.clock.fetch_add(1, Relaxed);
+        let slot = Slot {
+            vh: self.vh,
+            vary: self.meta.vary.clone(),
+            values: self.meta.values.clone(),
+            size: self.header.file_len(),
+            last_used: tick,
+        };
+        self.store.insert_slot(self.meta.key, slot);
+        self.store.stats.writes.fetch_add(1, Relaxed);
+        Ok(())
+    }
+}
+
+impl Drop for DiskWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// An open stored response too large for memory, read block by block.
+pub struct LargeEntry {
+    file: std::fs::File,
+    /// The fixed header.
+    pub header: format::Header,
+    /// What was stored about the response.
+    pub meta: Meta,
+    sums: Vec<u64>,
+}
+
+impl LargeEntry {
+    /// Reads body bytes `[start, end)`, reading and verifying only the blocks they touch.
+    pub fn read_range(&self, start: u64, end: u64) -> Result<Bytes, FormatError> {
+        use std::os::unix::fs::FileExt;
+        let bs = u64::from(self.header.block_size);
+        let end = end.min(self.header.body_len);
+        if start >= end {
+            return Ok(Bytes::new());
+        }
+        let first = start / bs;
+        let last = (end - 1) / bs;
+        let mut out = Vec::with_capacity((end - start) as usize);
+        for b in first..=last {
+            let lo = b * bs;
+            let hi = ((b + 1) * bs).min(self.header.body_len);
+            let mut buf = vec![0u8; (hi - lo) as usize];
+            self.file
+                .read_exact_at(&mut buf, self.header.body_offset() + lo)
+                .map_err(|_| FormatError::Truncated)?;
+            if self.sums.get(b as usize) != Some(&xxh3_64(&buf)) {
+                return Err(FormatError::Checksum("body block"));
+            }
+            let from = start.max(lo) - lo;
+            let to = end.min(hi) - lo;
+            out.extend_from_slice(&buf[from as usize..to as usize]);
+        }
+        Ok(Bytes::from(out))
+    }
 }
