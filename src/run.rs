@@ -125,13 +125,23 @@ async fn open_purge(
     admin_token: Option<&str>,
 ) -> Result<Arc<PurgeService>, String> {
     let edge = cfg.edge.as_ref();
+    // Purge state must outlive a restart wherever cached objects do: with a disk tier and no
+    // state_dir, it lives beside the disk cache.
+    let state_dir = [cfg.edge.as_ref(), cfg.shield.as_ref()]
+        .into_iter()
+        .flatten()
+        .find_map(|c| {
+            c.state_dir
+                .clone()
+                .or_else(|| c.disk_path.as_ref().map(|p| p.join("state")))
+        });
     if let Some(e) = edge {
         if let Some(url) = &e.purge_nats_url {
             let node = e.node_id.as_deref().unwrap_or("node");
             let bus = NatsBus::connect(url, &e.purge_nats_stream, node)
                 .await
                 .map_err(|e| format!("purge: {e}"))?;
-            return PurgeService::open(Role::Nats(bus), e.state_dir.clone())
+            return PurgeService::open(Role::Nats(bus), state_dir)
                 .map_err(|e| format!("purge: {e}"));
         }
     }
@@ -150,7 +160,6 @@ async fn open_purge(
         }
         None => Role::Hub,
     };
-    let state_dir = edge.and_then(|e| e.state_dir.clone());
     PurgeService::open(role, state_dir).map_err(|e| format!("purge: {e}"))
 }
 

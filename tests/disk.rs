@@ -325,3 +325,45 @@ async fn every_fully_written_object_survives_sigkill() {
     child.wait().unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn a_purge_applied_before_a_restart_still_covers_what_is_on_disk() {
+    let origin = Origin::start(|seen, n| {
+        Reply::ok(
+            &format!("{} v{n}", seen.uri),
+            &[
+                ("cache-control", "max-age=600"),
+                ("surrogate-key", "catalog"),
+            ],
+        )
+    })
+    .await;
+    let dir = temp_dir("disk-purge");
+    let state = dir.join("state");
+    let node = Node::start(Some(&origin.url()), None, Some(state.clone()), |c| {
+        c.disk_path = Some(dir.join("cache"));
+        c.disk_bytes = ByteSize(64 << 20);
+    })
+    .await;
+    get(&node.url("/p/1"), &[]).await;
+    get(&node.url("/p/2"), &[]).await;
+    // Both on disk before the purge.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, _) = purge(&node.admin_url(), TOKEN, r#"{"tags":["catalog"]}"#).await;
+    assert_eq!(status, 200);
+    node.shutdown().await;
+    let node = Node::start(Some(&origin.url()), None, Some(state.clone()), |c| {
+        c.disk_path = Some(dir.join("cache"));
+        c.disk_bytes = ByteSize(64 << 20);
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = get(&node.url("/p/1"), &[]).await;
+    assert!(
+        !r.is_hit(),
+        "the purged object on disk is not served after the restart"
+    );
+    assert_eq!(r.text(), "/p/1 v3");
+    node.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
