@@ -98,6 +98,17 @@ fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
+/// Runs `f` on a runtime with `workers` threads; a failure is one line and exit code 2.
+fn block_on(
+    workers: Option<usize>,
+    f: impl std::future::Future<Output = Result<(), String>>,
+) -> ExitCode {
+    match runtime(workers).and_then(|rt| rt.block_on(f)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
 fn fail(msg: &str) -> ExitCode {
     eprintln!("outpost: {msg}");
     ExitCode::from(2)
@@ -129,39 +140,25 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let rt = match runtime(cli.workers) {
-                Ok(rt) => rt,
-                Err(e) => return fail(&e),
-            };
-            let result = rt.block_on(async {
+            block_on(cli.workers, async move {
                 let running = run::start(&cfg).await?;
                 for line in running.banner("edge") {
                     println!("{line}");
                 }
                 run::stop_signal().await;
                 running.stop().await;
-                Ok::<(), String>(())
-            });
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(&e),
-            }
+                Ok(())
+            })
         }
-        Cmd::Demo => {
-            let rt = match runtime(cli.workers) {
-                Ok(rt) => rt,
-                Err(e) => return fail(&e),
-            };
-            match rt.block_on(demo::run(
+        Cmd::Demo => block_on(
+            cli.workers,
+            demo::run(
                 "127.0.0.1:8000",
                 "127.0.0.1:8090",
                 "127.0.0.1:9900",
                 &[("eu", 8081, 9901), ("us", 8082, 9902)],
-            )) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(&e),
-            }
-        }
+            ),
+        ),
         Cmd::Purge {
             admin,
             token,
@@ -171,10 +168,6 @@ fn main() -> ExitCode {
             all,
             soft,
         } => {
-            let rt = match runtime(Some(1)) {
-                Ok(rt) => rt,
-                Err(e) => return fail(&e),
-            };
             let args = purge_cli::PurgeArgs {
                 admin,
                 token,
@@ -184,33 +177,24 @@ fn main() -> ExitCode {
                 all,
                 soft,
             };
-            match rt.block_on(purge_cli::run(args)) {
-                Ok(v) => {
-                    println!("purge accepted: version {v}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(&e),
-            }
-        }
-        Cmd::SampleOrigin { listen } => {
-            let rt = match runtime(cli.workers) {
-                Ok(rt) => rt,
-                Err(e) => return fail(&e),
-            };
-            rt.block_on(async {
-                let l = match tokio::net::TcpListener::bind(&listen).await {
-                    Ok(l) => l,
-                    Err(e) => return fail(&format!("cannot listen on {listen}: {e}")),
-                };
-                if let Ok(a) = l.local_addr() {
-                    println!("outpost: sample origin listening on http://{a}");
-                }
-                tokio::select! {
-                    _ = demo::origin::serve(l) => {}
-                    _ = run::stop_signal() => {}
-                }
-                ExitCode::SUCCESS
+            block_on(Some(1), async move {
+                let v = purge_cli::run(args).await?;
+                println!("purge accepted: version {v}");
+                Ok(())
             })
         }
+        Cmd::SampleOrigin { listen } => block_on(cli.workers, async move {
+            let l = tokio::net::TcpListener::bind(&listen)
+                .await
+                .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            if let Ok(a) = l.local_addr() {
+                println!("outpost: sample origin listening on http://{a}");
+            }
+            tokio::select! {
+                _ = demo::origin::serve(l) => {}
+                _ = run::stop_signal() => {}
+            }
+            Ok(())
+        }),
     }
 }

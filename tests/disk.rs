@@ -57,17 +57,24 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Caches `n` objects under `prefix` with a disk tier in `dir`, waits until they are on disk,
+/// and stops the edge.
+async fn populate_and_stop(origin: &Origin, dir: &Path, prefix: &str, n: u64) {
+    let e = edge(origin, disk_edge(dir)).await;
+    for i in 0..n {
+        get(&e.url(&format!("{prefix}/{i}")), &[]).await;
+    }
+    wait_disk(&e, n).await;
+    drop(e);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
 #[tokio::test]
 async fn objects_survive_a_restart_as_hits_with_age_counting() {
     let origin = origin().await;
     let dir = temp_dir("disk-restart");
-    let e = edge(&origin, disk_edge(&dir)).await;
-    for i in 0..50 {
-        get(&e.url(&format!("/o/{i}")), &[]).await;
-    }
-    wait_disk(&e, 50).await;
-    drop(e);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    populate_and_stop(&origin, &dir, "/o", 50).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     let e = edge(&origin, disk_edge(&dir)).await;
     wait_disk(&e, 50).await;
     for i in 0..50 {
@@ -88,13 +95,7 @@ async fn objects_survive_a_restart_as_hits_with_age_counting() {
 async fn damaged_entries_are_dropped_and_refetched_never_served() {
     let origin = origin().await;
     let dir = temp_dir("disk-corrupt");
-    let e = edge(&origin, disk_edge(&dir)).await;
-    for i in 0..6 {
-        get(&e.url(&format!("/c/{i}")), &[]).await;
-    }
-    wait_disk(&e, 6).await;
-    drop(e);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    populate_and_stop(&origin, &dir, "/c", 6).await;
     let fs = files(&dir);
     assert_eq!(fs.len(), 6);
     // Flip a byte in a body, in the meta block, and in the checksum table; truncate one file;
@@ -117,15 +118,7 @@ async fn damaged_entries_are_dropped_and_refetched_never_served() {
     std::fs::write(fs[4].parent().unwrap().join("junk"), b"not an entry").unwrap();
 
     let e = edge(&origin, disk_edge(&dir)).await;
-    assert!(
-        eventually(Duration::from_secs(10), || e
-            .proxy
-            .gauges()
-            .disk
-            .unwrap()
-            .ready)
-        .await
-    );
+    disk_ready(&e).await;
     let before = origin.requests();
     for i in 0..6 {
         let r = get(&e.url(&format!("/c/{i}")), &[]).await;
@@ -155,15 +148,7 @@ async fn a_failing_disk_turns_the_tier_off_without_failing_requests() {
     let origin = origin().await;
     let dir = temp_dir("disk-fail");
     let e = edge(&origin, disk_edge(&dir)).await;
-    assert!(
-        eventually(Duration::from_secs(10), || e
-            .proxy
-            .gauges()
-            .disk
-            .unwrap()
-            .ready)
-        .await
-    );
+    disk_ready(&e).await;
     // The temporary directory becomes a file: every write now fails, as on a broken disk.
     std::fs::remove_dir_all(dir.join("tmp")).unwrap();
     std::fs::write(dir.join("tmp"), b"in the way").unwrap();
@@ -204,15 +189,7 @@ async fn the_tier_stays_within_its_size() {
         c.memory_bytes = ByteSize(64 << 20);
     })
     .await;
-    assert!(
-        eventually(Duration::from_secs(10), || e
-            .proxy
-            .gauges()
-            .disk
-            .unwrap()
-            .ready)
-        .await
-    );
+    disk_ready(&e).await;
     for i in 0..40 {
         get(&e.url(&format!("/big/{i}")), &[]).await;
     }

@@ -52,15 +52,7 @@ async fn a_large_object_streams_to_disk_and_is_shared_and_ranged() {
         c.disk_bytes = ByteSize(512 << 20);
     })
     .await;
-    assert!(
-        eventually(Duration::from_secs(10), || e
-            .proxy
-            .gauges()
-            .disk
-            .unwrap()
-            .ready)
-        .await
-    );
+    disk_ready(&e).await;
     let c = client();
     let mut first = c.get(e.url("/movie.mp4")).send().await.unwrap();
     assert_eq!(first.headers()["content-length"], LEN.to_string().as_str());

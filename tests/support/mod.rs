@@ -577,3 +577,12 @@ impl Drop for NatsServer {
         let _ = std::fs::remove_dir_all(&self.store);
     }
 }
+
+/// Waits until the edge's disk tier has rebuilt its index.
+pub async fn disk_ready(e: &TestEdge) {
+    let ready = eventually(Duration::from_secs(10), || {
+        e.proxy.gauges().disk.is_some_and(|d| d.ready)
+    })
+    .await;
+    assert!(ready, "disk tier not ready: {:?}", e.proxy.gauges().disk);
+}

@@ -296,21 +296,8 @@ impl FillReader {
                     }
                 }
                 None => match ended {
-                    Some(FillEnd::Complete) => return Ok(None),
-                    Some(FillEnd::Truncated) => {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::UnexpectedEof,
-                            "upstream body ended early",
-                        ))
-                    }
-                    None => {
-                        if self.rx.changed().await.is_err() {
-                            return Err(std::io::Error::new(
-                                std::io::ErrorKind::BrokenPipe,
-                                "fill abandoned",
-                            ));
-                        }
-                    }
+                    Some(end) => return end_of_body(end),
+                    None => self.wait_change().await?,
                 },
             }
         }
@@ -367,26 +354,35 @@ impl FillReader {
                 return Ok(None);
             }
             match ended {
-                Some(FillEnd::Complete) => return Ok(None),
-                Some(FillEnd::Truncated) => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "upstream body ended early",
-                    ))
-                }
+                Some(end) => return end_of_body(end),
                 None => {
-                    if self.rx.changed().await.is_err() {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::BrokenPipe,
-                            "fill abandoned",
-                        ));
-                    }
+                    self.wait_change().await?;
                     let s = self.rx.borrow_and_update();
                     written = s.spooled;
                     ended = s.end;
                 }
             }
         }
+    }
+}
+
+/// What a reader returns once the body has ended and it has read everything.
+fn end_of_body(end: FillEnd) -> Result<Option<Bytes>, std::io::Error> {
+    match end {
+        FillEnd::Complete => Ok(None),
+        FillEnd::Truncated => Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "upstream body ended early",
+        )),
+    }
+}
+
+impl FillReader {
+    async fn wait_change(&mut self) -> Result<(), std::io::Error> {
+        self.rx
+            .changed()
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "fill abandoned"))
     }
 }
 
