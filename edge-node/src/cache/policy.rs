@@ -49,14 +49,15 @@ impl Default for PolicyOptions {
 pub struct Freshness {
     /// When the response was received.
     pub response_time_ms: u64,
-    /// Age the response already had when it was received (its `Age`), in ms.
-    pub initial_age_ms: u64,
+    /// Age the response already had when it was received (its `Age`), in ms (u32: 49 days
+    /// at most, which keeps a stored object small).
+    pub initial_age_ms: u32,
     /// Until when it is fresh.
     pub fresh_until_ms: u64,
-    /// Stale-while-revalidate window after `fresh_until_ms`.
-    pub swr_ms: u64,
-    /// Stale-if-error window after `fresh_until_ms`.
-    pub sie_ms: u64,
+    /// Stale-while-revalidate window after `fresh_until_ms` (49 days at most).
+    pub swr_ms: u32,
+    /// Stale-if-error window after `fresh_until_ms` (49 days at most).
+    pub sie_ms: u32,
     /// Whether the response has a validator (ETag or Last-Modified).
     pub has_validator: bool,
     /// Until when the entry is worth keeping at all.
@@ -80,7 +81,7 @@ pub enum Usability {
 impl Freshness {
     /// The `Age` of the response at `now_ms`, in whole seconds (RFC 9111 section 4.2.3).
     pub fn age_secs(&self, now_ms: u64) -> u64 {
-        (self.initial_age_ms + now_ms.saturating_sub(self.response_time_ms)) / 1000
+        (u64::from(self.initial_age_ms) + now_ms.saturating_sub(self.response_time_ms)) / 1000
     }
 
     /// How the response may be used at `now_ms`.
@@ -89,11 +90,11 @@ impl Freshness {
             return Usability::Fresh;
         }
         let stale_for = now_ms - self.fresh_until_ms;
-        if stale_for < self.swr_ms {
+        if stale_for < u64::from(self.swr_ms) {
             return Usability::StaleWhileRevalidate;
         }
         Usability::Stale {
-            serve_on_error: stale_for < self.sie_ms,
+            serve_on_error: stale_for < u64::from(self.sie_ms),
         }
     }
 
@@ -110,6 +111,11 @@ pub enum Decision {
     Store(Freshness),
     /// Do not store it, and why.
     Pass(&'static str),
+}
+
+/// A duration in milliseconds, capped to what a u32 holds (about 49 days).
+fn ms32(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
 }
 
 /// Milliseconds since the Unix epoch.
@@ -285,10 +291,10 @@ pub fn decide(
     let fresh_until_ms = now_ms + ttl.as_millis() as u64;
     Decision::Store(Freshness {
         response_time_ms: now_ms,
-        initial_age_ms: age.as_millis() as u64,
+        initial_age_ms: ms32(age),
         fresh_until_ms,
-        swr_ms: swr.as_millis() as u64,
-        sie_ms: sie.as_millis() as u64,
+        swr_ms: ms32(swr),
+        sie_ms: ms32(sie),
         has_validator,
         keep_until_ms: fresh_until_ms + linger.as_millis() as u64,
     })

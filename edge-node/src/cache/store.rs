@@ -6,9 +6,7 @@ use super::object::Object;
 use super::vary::{values_hash, VarySpec, VaryValues};
 use http::HeaderMap;
 use moka::sync::Cache;
-use moka::Expiry;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 /// One variant of a URL: the request values it was stored for and the response.
 #[derive(Debug, Clone)]
@@ -24,16 +22,22 @@ pub struct Variant {
 pub struct Entry {
     /// What the variants vary on; `None` means one variant for every request.
     pub vary: Option<VarySpec>,
-    /// Most recently stored first.
-    pub variants: Vec<Variant>,
+    /// The most recently stored variant (held inline: most URLs have just one).
+    pub first: Variant,
+    /// Older variants, most recent first (boxed: absent for most URLs, and 8 bytes then).
+    pub rest: Option<Box<Vec<Variant>>>,
 }
 
 impl Entry {
+    /// Every variant, most recently stored first.
+    pub fn variants(&self) -> impl Iterator<Item = &Variant> {
+        std::iter::once(&self.first).chain(self.rest.iter().flat_map(|r| r.iter()))
+    }
+
     fn weight(&self) -> u32 {
         let w: usize = 64
             + self
-                .variants
-                .iter()
+                .variants()
                 .map(|v| v.object.weight() + 16 * v.values.len())
                 .sum::<usize>();
         u32::try_from(w).unwrap_or(u32::MAX)
@@ -51,37 +55,6 @@ pub enum Lookup {
     Miss,
 }
 
-struct KeepUntil;
-
-impl Expiry<CacheKey, Arc<Entry>> for KeepUntil {
-    fn expire_after_create(
-        &self,
-        _k: &CacheKey,
-        v: &Arc<Entry>,
-        _now: Instant,
-    ) -> Option<Duration> {
-        Some(keep_for(v))
-    }
-    fn expire_after_update(
-        &self,
-        _k: &CacheKey,
-        v: &Arc<Entry>,
-        _now: Instant,
-        _d: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(keep_for(v))
-    }
-}
-
-fn keep_for(e: &Entry) -> Duration {
-    let now = super::policy::unix_ms(std::time::SystemTime::now());
-    e.variants
-        .iter()
-        .map(|v| v.object.fresh.time_to_keep(now))
-        .max()
-        .unwrap_or(Duration::ZERO)
-}
-
 /// The memory tier.
 #[derive(Clone)]
 pub struct MemoryStore {
@@ -95,7 +68,6 @@ impl MemoryStore {
         let cache = Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|_k: &CacheKey, v: &Arc<Entry>| v.weight())
-            .expire_after(KeepUntil)
             .build();
         Self {
             cache,
@@ -108,16 +80,26 @@ impl MemoryStore {
         let Some(entry) = self.cache.get(key) else {
             return Lookup::Miss;
         };
+        // Expiry is lazy (a per-entry timer would cost more memory than the object's headers):
+        // an object past its keep time is a miss, and the entry goes once none is useful.
+        let now = super::policy::unix_ms(std::time::SystemTime::now());
+        let useful = |v: &Variant| v.object.fresh.keep_until_ms > now;
         match &entry.vary {
-            None => match entry.variants.first() {
-                Some(v) => Lookup::Found(v.object.clone(), 0),
-                None => Lookup::Miss,
-            },
+            None if useful(&entry.first) => Lookup::Found(entry.first.object.clone(), 0),
+            None => {
+                self.cache.invalidate(key);
+                Lookup::Miss
+            }
             Some(spec) => {
                 let values = spec.values(req);
-                match entry.variants.iter().find(|v| v.values == values) {
-                    Some(v) => Lookup::Found(v.object.clone(), values_hash(&values)),
-                    None => Lookup::VaryMiss(values),
+                match entry.variants().find(|v| v.values == values) {
+                    Some(v) if useful(v) => Lookup::Found(v.object.clone(), values_hash(&values)),
+                    _ => {
+                        if !entry.variants().any(useful) {
+                            self.cache.invalidate(key);
+                        }
+                        Lookup::VaryMiss(values)
+                    }
                 }
             }
         }
@@ -137,16 +119,16 @@ impl MemoryStore {
         values: VaryValues,
         object: Arc<Object>,
     ) {
-        let mut variants = vec![Variant {
+        let first = Variant {
             values: values.clone(),
             object,
-        }];
+        };
+        let mut rest = Vec::new();
         if vary.is_some() {
             if let Some(old) = self.cache.get(&key) {
                 if old.vary == vary {
-                    variants.extend(
-                        old.variants
-                            .iter()
+                    rest.extend(
+                        old.variants()
                             .filter(|v| v.values != values)
                             .take(self.max_variants - 1)
                             .cloned(),
@@ -154,7 +136,9 @@ impl MemoryStore {
                 }
             }
         }
-        self.cache.insert(key, Arc::new(Entry { vary, variants }));
+        let rest = (!rest.is_empty()).then(|| Box::new(rest));
+        self.cache
+            .insert(key, Arc::new(Entry { vary, first, rest }));
     }
 
     /// Removes everything stored for `key` (all variants). Returns whether anything was there.

@@ -179,10 +179,10 @@ fn encode_meta(m: &Meta) -> Bytes {
     let f = &m.fresh;
     for v in [
         f.response_time_ms,
-        f.initial_age_ms,
+        u64::from(f.initial_age_ms),
         f.fresh_until_ms,
-        f.swr_ms,
-        f.sie_ms,
+        u64::from(f.swr_ms),
+        u64::from(f.sie_ms),
         f.keep_until_ms,
     ] {
         b.put_u64_le(v);
@@ -276,10 +276,10 @@ pub fn decode_meta(h: &Header, m: &[u8]) -> Result<Meta, FormatError> {
     }
     let fresh = Freshness {
         response_time_ms: v[0],
-        initial_age_ms: v[1],
+        initial_age_ms: u32::try_from(v[1]).map_err(|_| FormatError::Meta("age"))?,
         fresh_until_ms: v[2],
-        swr_ms: v[3],
-        sie_ms: v[4],
+        swr_ms: u32::try_from(v[3]).map_err(|_| FormatError::Meta("swr"))?,
+        sie_ms: u32::try_from(v[4]).map_err(|_| FormatError::Meta("sie"))?,
         keep_until_ms: v[5],
         has_validator: r.u8()? != 0,
     };
