@@ -267,7 +267,7 @@ impl Proxy {
                 }
                 job.fill.finish(FillEnd::Complete);
                 if keep {
-                    let (stored_headers, body) = pack(&stored_headers, &chunks, total);
+                    let body = concat(&chunks, total);
                     let encoded = if compressible {
                         self.encode(&body).await
                     } else {
@@ -391,19 +391,12 @@ impl Proxy {
 }
 
 /// The body as one exact-size buffer, so a stored object never pins a larger read buffer.
-/// The header block and the body in one exact-size allocation (one buffer and one reference
-/// count per object instead of two of each), so a stored object never pins a larger read
-/// buffer either.
-fn pack(headers: &StoredHeaders, chunks: &[Bytes], total: u64) -> (StoredHeaders, Bytes) {
-    let h = headers.as_bytes();
-    let mut b = BytesMut::with_capacity(h.len() + total as usize);
-    b.extend_from_slice(h);
+/// (Header block and body in one shared buffer was tried: it measured about 800 B more per
+/// 1 KiB object, so they stay separate.)
+fn concat(chunks: &[Bytes], total: u64) -> Bytes {
+    let mut b = BytesMut::with_capacity(total as usize);
     for c in chunks {
         b.extend_from_slice(c);
     }
-    let all = b.freeze();
-    (
-        StoredHeaders::from_block(all.slice(..h.len())),
-        all.slice(h.len()..),
-    )
+    b.freeze()
 }
