@@ -40,29 +40,7 @@ enum Cmd {
         file: PathBuf,
     },
     /// Purge cached objects on every node, through one node's admin API.
-    Purge {
-        /// Admin URL of any node (`http://127.0.0.1:9901`).
-        #[arg(long)]
-        admin: String,
-        /// Admin bearer token.
-        #[arg(long, env = "OUTPOST_ADMIN_TOKEN")]
-        token: String,
-        /// Absolute URL to purge (all its variants); repeatable.
-        #[arg(long = "url")]
-        urls: Vec<String>,
-        /// Absolute URL prefix to purge; repeatable.
-        #[arg(long = "prefix")]
-        prefixes: Vec<String>,
-        /// Surrogate-Key / Cache-Tag to purge; repeatable.
-        #[arg(long = "tag")]
-        tags: Vec<String>,
-        /// Purge everything.
-        #[arg(long)]
-        all: bool,
-        /// Mark stale instead of removing.
-        #[arg(long)]
-        soft: bool,
-    },
+    Purge(purge_cli::PurgeArgs),
     /// Serve only the demo's sample origin (for benchmarks and experiments).
     SampleOrigin {
         /// Listen address.
@@ -159,30 +137,11 @@ fn main() -> ExitCode {
                 &[("eu", 8081, 9901), ("us", 8082, 9902)],
             ),
         ),
-        Cmd::Purge {
-            admin,
-            token,
-            urls,
-            prefixes,
-            tags,
-            all,
-            soft,
-        } => {
-            let args = purge_cli::PurgeArgs {
-                admin,
-                token,
-                urls,
-                prefixes,
-                tags,
-                all,
-                soft,
-            };
-            block_on(Some(1), async move {
-                let v = purge_cli::run(args).await?;
-                println!("purge accepted: version {v}");
-                Ok(())
-            })
-        }
+        Cmd::Purge(args) => block_on(Some(1), async move {
+            let v = purge_cli::run(args).await?;
+            println!("purge accepted: version {v}");
+            Ok(())
+        }),
         Cmd::SampleOrigin { listen } => block_on(cli.workers, async move {
             let l = tokio::net::TcpListener::bind(&listen)
                 .await

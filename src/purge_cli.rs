@@ -7,13 +7,28 @@ use hyper_util::rt::TokioExecutor;
 use std::time::Duration;
 
 /// What to purge, from the command line.
+#[derive(clap::Args)]
 pub struct PurgeArgs {
+    /// Admin URL of any node (`http://127.0.0.1:9901`).
+    #[arg(long)]
     pub admin: String,
+    /// Admin bearer token.
+    #[arg(long, env = "OUTPOST_ADMIN_TOKEN")]
     pub token: String,
+    /// Absolute URL to purge (all its variants); repeatable.
+    #[arg(long = "url")]
     pub urls: Vec<String>,
+    /// Absolute URL prefix to purge; repeatable.
+    #[arg(long = "prefix")]
     pub prefixes: Vec<String>,
+    /// Surrogate-Key / Cache-Tag to purge; repeatable.
+    #[arg(long = "tag")]
     pub tags: Vec<String>,
+    /// Purge everything.
+    #[arg(long)]
     pub all: bool,
+    /// Mark stale instead of removing.
+    #[arg(long)]
     pub soft: bool,
 }
 

@@ -193,16 +193,7 @@ async fn the_tier_stays_within_its_size() {
     for i in 0..40 {
         get(&e.url(&format!("/big/{i}")), &[]).await;
     }
-    assert!(
-        eventually(Duration::from_secs(10), || e
-            .proxy
-            .gauges()
-            .disk
-            .unwrap()
-            .writes
-            >= 40)
-        .await
-    );
+    disk_writes(&e, 40).await;
     let d = e.proxy.gauges().disk.unwrap();
     assert!(d.bytes <= 16 << 20, "{d:?}");
     assert!(d.evictions >= 20, "{d:?}");

@@ -7,7 +7,6 @@ mod support;
 use bytes::Bytes;
 use edge_node::units::ByteSize;
 use std::sync::Arc;
-use std::time::Duration;
 use support::*;
 
 const LEN: usize = 48 << 20;
@@ -80,16 +79,7 @@ async fn a_large_object_streams_to_disk_and_is_shared_and_ranged() {
     );
 
     // Now stored on disk: a range from the middle is read from disk.
-    assert!(
-        eventually(Duration::from_secs(10), || e
-            .proxy
-            .gauges()
-            .disk
-            .unwrap()
-            .writes
-            >= 1)
-        .await
-    );
+    disk_writes(&e, 1).await;
     let r = get(
         &e.url("/movie.mp4"),
         &[("range", "bytes=30000000-30000099")],

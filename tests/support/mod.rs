@@ -586,3 +586,16 @@ pub async fn disk_ready(e: &TestEdge) {
     .await;
     assert!(ready, "disk tier not ready: {:?}", e.proxy.gauges().disk);
 }
+
+/// Waits until the edge's disk tier has written at least `n` objects.
+pub async fn disk_writes(e: &TestEdge, n: u64) {
+    let done = eventually(Duration::from_secs(10), || {
+        e.proxy.gauges().disk.is_some_and(|d| d.writes >= n)
+    })
+    .await;
+    assert!(
+        done,
+        "disk tier wrote fewer than {n}: {:?}",
+        e.proxy.gauges().disk
+    );
+}
