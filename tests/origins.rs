@@ -137,3 +137,40 @@ async fn all_origins_down_is_a_clear_502() {
         r.text()
     );
 }
+
+#[tokio::test]
+async fn a_body_that_takes_too_long_is_cut_and_not_stored() {
+    use bytes::Bytes;
+    let origin = Origin::start(|_, n| {
+        let chunks = (0..20)
+            .map(|_| {
+                (
+                    Bytes::from_static(b"0123456789"),
+                    Duration::from_millis(100),
+                )
+            })
+            .collect();
+        let r = Reply::ok("", &[("cache-control", "max-age=60")]);
+        if n == 1 {
+            r.body(Body::Chunks(chunks))
+        } else {
+            r.body(Body::Full(Bytes::from_static(b"quick")))
+        }
+    })
+    .await;
+    // Each chunk arrives well within the idle limit; the whole body does not fit the total one.
+    let e = edge(&origin, |c| {
+        c.body_timeout = Some(Dur(Duration::from_millis(500)))
+    })
+    .await;
+    let t = Instant::now();
+    let res = client().get(e.url("/slowbody")).send().await.unwrap();
+    assert!(res.bytes().await.is_err(), "the body is cut");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    let again = get(&e.url("/slowbody"), &[]).await;
+    assert_eq!(
+        again.text(),
+        "quick",
+        "nothing was stored from the cut body"
+    );
+}

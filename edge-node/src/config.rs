@@ -80,6 +80,9 @@ pub struct EdgeConfig {
     /// Longest pause between two body chunks from an upstream before the fetch is abandoned.
     #[serde(default = "defaults::body_idle_timeout")]
     pub body_idle_timeout: Dur,
+    /// Longest time a whole upstream body may take (absent: no limit, only the idle limit).
+    #[serde(default)]
+    pub body_timeout: Option<Dur>,
     /// Codings the edge produces for clients from uncompressed stored responses
     /// (`"gzip"`, `"br"`); empty: pass through what the origin sent.
     #[serde(default)]
@@ -300,6 +303,7 @@ impl EdgeConfig {
             connect_timeout: defaults::connect_timeout(),
             first_byte_timeout: defaults::first_byte_timeout(),
             body_idle_timeout: defaults::body_idle_timeout(),
+            body_timeout: None,
             compress: Vec::new(),
             compress_types: crate::cache::compress::default_types(),
             compress_min_bytes: defaults::compress_min_bytes(),

@@ -86,6 +86,7 @@ impl Edge {
                 connect: cfg.connect_timeout.0,
                 first_byte: cfg.first_byte_timeout.0,
                 body_idle: cfg.body_idle_timeout.0,
+                body_total: cfg.body_timeout.map(|d| d.0),
             },
             resolver,
         );

@@ -199,8 +199,21 @@ impl Proxy {
         let mut total: u64 = 0;
         let mut keep = true;
         let mut chunks: Vec<Bytes> = Vec::new();
+        let body_deadline = self
+            .upstream
+            .timeouts
+            .body_total
+            .map(|d| tokio::time::Instant::now() + d);
         let ended = loop {
-            match tokio::time::timeout(self.upstream.timeouts.body_idle, body.frame()).await {
+            let wait = match body_deadline {
+                Some(end) => self
+                    .upstream
+                    .timeouts
+                    .body_idle
+                    .min(end.saturating_duration_since(tokio::time::Instant::now())),
+                None => self.upstream.timeouts.body_idle,
+            };
+            match tokio::time::timeout(wait, body.frame()).await {
                 Err(_) => break Err("timeout"),
                 Ok(None) => break Ok(()),
                 Ok(Some(Err(e))) => {

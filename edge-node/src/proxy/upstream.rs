@@ -137,6 +137,8 @@ pub struct Timeouts {
     pub first_byte: Duration,
     /// Longest gap between body chunks.
     pub body_idle: Duration,
+    /// Longest time for a whole body, if limited.
+    pub body_total: Option<Duration>,
 }
 
 /// The pooled upstream client.
