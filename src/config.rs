@@ -36,10 +36,13 @@ pub struct NodeConfig {
     /// The shield role: an edge configured as the parent tier.
     #[serde(default)]
     pub shield: Option<EdgeConfig>,
+    /// The geo-DNS role.
+    #[serde(default)]
+    pub dns: Option<geo_dns::DnsConfig>,
 }
 
 /// Roles DESIGN.md names that this version does not run yet.
-const NOT_YET: &[&str] = &["dns", "agent"];
+const NOT_YET: &[&str] = &["agent"];
 
 impl NodeConfig {
     /// Parses and validates `src` (read from `file`); every problem, one line each.
@@ -95,11 +98,17 @@ impl NodeConfig {
         if let Some(sh) = &cfg.shield {
             problems.extend(sh.validate("shield"));
         }
-        if cfg.edge.is_none() && cfg.shield.is_none() && cfg.admin.is_none() {
+        if let Some(d) = &cfg.dns {
+            problems.extend(geo_dns::check_config(d).into_iter().map(|p| ConfigProblem {
+                path: p.path,
+                message: p.message,
+            }));
+        }
+        if cfg.edge.is_none() && cfg.shield.is_none() && cfg.admin.is_none() && cfg.dns.is_none() {
             problems.push(ConfigProblem {
                 path: "edge".into(),
                 message:
-                    "nothing to run: add an [edge] or [shield] section (or at least [admin], for a purge hub)"
+                    "nothing to run: add an [edge], [shield] or [dns] section (or at least [admin], for a purge hub)"
                         .into(),
             });
         }

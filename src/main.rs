@@ -123,7 +123,23 @@ fn main() -> ExitCode {
                 for line in running.banner("edge") {
                     println!("{line}");
                 }
-                run::stop_signal().await;
+                let mut hup =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+                let stop = run::stop_signal();
+                tokio::pin!(stop);
+                loop {
+                    tokio::select! {
+                        _ = &mut stop => break,
+                        _ = run::hangup(&mut hup) => match running.reload(&config).await {
+                            Ok(()) => tracing::info!(config = %config.display(), "reloaded"),
+                            Err(errors) => {
+                                for e in &errors {
+                                    tracing::error!("reload rejected, the old config keeps serving: {e}");
+                                }
+                            }
+                        },
+                    }
+                }
                 running.stop().await;
                 Ok(())
             })
@@ -135,6 +151,7 @@ fn main() -> ExitCode {
                 "127.0.0.1:8090",
                 "127.0.0.1:9900",
                 &[("eu", 8081, 9901), ("us", 8082, 9902)],
+                "127.0.0.1:5353",
             ),
         ),
         Cmd::Purge(args) => block_on(Some(1), async move {

@@ -20,6 +20,8 @@ pub struct Running {
     pub shield_addrs: Vec<SocketAddr>,
     /// The admin address, if configured.
     pub admin_addr: Option<SocketAddr>,
+    /// The DNS server, if configured.
+    pub dns: Option<geo_dns::DnsServer>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -40,12 +42,31 @@ impl Running {
         if let Some(a) = self.admin_addr {
             out.push(format!("outpost: admin listening on http://{a}"));
         }
+        for a in self.dns.iter().flat_map(|d| d.local_addrs()) {
+            out.push(format!("outpost: dns listening on udp+tcp {a}"));
+        }
         out
+    }
+
+    /// Re-reads the config file and applies what can change without a restart: the `[dns]`
+    /// zones and geo maps. A bad file changes nothing and returns every problem.
+    pub async fn reload(&self, path: &std::path::Path) -> Result<(), Vec<String>> {
+        let cfg = NodeConfig::load(path)?;
+        match (&self.dns, &cfg.dns) {
+            (Some(server), Some(dc)) => server.reload(dc).await.map_err(|e| vec![e]),
+            (None, Some(_)) => Err(vec![
+                "a [dns] section was added: restart outpost to start the DNS role".into(),
+            ]),
+            _ => Ok(()),
+        }
     }
 
     /// Stops every role and waits for connections to drain.
     pub async fn stop(mut self) {
         let _ = self.shutdown.send(true);
+        if let Some(d) = self.dns.take() {
+            d.stop().await;
+        }
         while self.tasks.join_next().await.is_some() {}
     }
 }
@@ -95,13 +116,20 @@ pub async fn start(cfg: &NodeConfig) -> Result<Running, String> {
     if !purge.is_hub() {
         tasks.spawn(purge.clone().follow(rx.clone()));
     }
+    let dns = match &cfg.dns {
+        Some(dc) => Some(geo_dns::DnsServer::start(dc).await?),
+        None => None,
+    };
     let mut admin_addr = None;
     if let (Some(ac), Some(token)) = (&cfg.admin, &admin_token) {
         let l = tokio::net::TcpListener::bind(ac.listen)
             .await
             .map_err(|e| format!("admin: cannot listen on {}: {e}", ac.listen))?;
         admin_addr = l.local_addr().ok();
-        let state = AdminState::new(token, edges).with_purge(purge.clone());
+        let mut state = AdminState::new(token, edges).with_purge(purge.clone());
+        if let Some(d) = &dns {
+            state = state.with_metrics(Arc::new(d.metrics_source()));
+        }
         let rx = rx.clone();
         tasks.spawn(async move {
             if let Err(e) = admin::serve(l, state, rx).await {
@@ -114,6 +142,7 @@ pub async fn start(cfg: &NodeConfig) -> Result<Running, String> {
         shield_addrs,
         edge_tls_addrs,
         admin_addr,
+        dns,
         shutdown: tx,
         tasks,
     })
@@ -161,6 +190,16 @@ async fn open_purge(
         None => Role::Hub,
     };
     PurgeService::open(role, state_dir).map_err(|e| format!("purge: {e}"))
+}
+
+/// Resolves at each SIGHUP (never on systems without it).
+pub async fn hangup(sig: &mut Option<tokio::signal::unix::Signal>) {
+    match sig {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
 }
 
 /// Resolves when the process is asked to stop (SIGINT or SIGTERM).

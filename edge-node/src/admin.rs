@@ -25,7 +25,11 @@ pub struct AdminState {
     edges: Vec<Arc<Proxy>>,
     purge: Option<Arc<PurgeService>>,
     shutdown: Option<watch::Receiver<bool>>,
+    extra_metrics: Vec<MetricsSource>,
 }
+
+/// Prometheus text from another role of the process (the DNS server, say), appended to `/metrics`.
+pub type MetricsSource = Arc<dyn Fn() -> String + Send + Sync>;
 
 impl AdminState {
     /// State for a token and the edges of this process.
@@ -35,7 +39,14 @@ impl AdminState {
             edges,
             purge: None,
             shutdown: None,
+            extra_metrics: Vec::new(),
         }
+    }
+
+    /// Adds a source of Prometheus text for `/metrics`.
+    pub fn with_metrics(mut self, source: MetricsSource) -> Self {
+        self.extra_metrics.push(source);
+        self
     }
 
     /// Adds the purge service (enables `/purge` and `/purge/log`).
@@ -76,6 +87,9 @@ async fn metrics(State(st): State<AdminState>) -> Response {
         use std::fmt::Write;
         let _ = writeln!(out, "# HELP outpost_purge_applied_version Newest purge version applied on this node.\n# TYPE outpost_purge_applied_version gauge\noutpost_purge_applied_version {}", p.applied());
         let _ = writeln!(out, "# HELP outpost_purge_log_version Newest purge version in this node's log.\n# TYPE outpost_purge_log_version gauge\noutpost_purge_log_version {}", p.latest());
+    }
+    for source in &st.extra_metrics {
+        out.push_str(&source());
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

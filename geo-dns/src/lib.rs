@@ -1,7 +1,51 @@
-//! Authoritative DNS with geo routing and health-checked failover.
+//! Authoritative DNS with geo routing and health-checked failover: the `[dns]` role.
 //!
-//! Not built yet. This crate will hold the `[dns]` role: an authoritative server (UDP and TCP)
-//! for configured zones, geo records answered with the nearest healthy region's addresses by
-//! EDNS Client Subnet or resolver address, MaxMind database lookups and SIGHUP reload.
-//! See shared/DESIGN.md, "Geo-DNS".
+//! An operator points a domain's NS records at Outpost nodes; each lookup of a geo name (say
+//! `cdn.example.com`) answers with the edge addresses of the nearest region that is up.
+//!
+//! - [`config`]: the `[dns]` section and its validation.
+//! - [`wire`]: the allocation-free query parser and response writer.
+//! - [`zone`]: zones compiled into precomputed answers (encoded with hickory-proto).
+//! - [`geo`] and [`prefix_tree`]: client location to region ranking, with the ECS scope.
+//! - [`health`]: HTTP probes of each region's `/healthz`.
+//! - [`answer`]: the catalog and the query-to-response function.
+//! - [`server`]: UDP threads, TCP tasks, atomic reload.
+//! - [`stats`]: counters and their Prometheus text.
+//! - [`sample_db`]: a small City database for the demo and tests.
+//!
+//! See shared/DESIGN.md, "Geo-DNS", and docs/dns.md.
 #![warn(missing_docs)]
+
+pub mod answer;
+pub mod config;
+pub mod geo;
+pub mod health;
+pub mod prefix_tree;
+pub mod sample_db;
+pub mod server;
+pub mod stats;
+pub mod wire;
+pub mod zone;
+
+pub use config::DnsConfig;
+pub use server::DnsServer;
+
+/// Every problem `cfg` has, as `outpost check-config` reports them: the keys, the record data
+/// (by compiling the zones) and the GeoIP database (by opening it).
+pub fn check_config(cfg: &DnsConfig) -> Vec<config::Problem> {
+    let mut problems = cfg.validate("dns");
+    if problems.is_empty() {
+        if let Err(mut p) = zone::Zones::build(&cfg.zones, "dns", 1) {
+            problems.append(&mut p);
+        }
+    }
+    if let Some(path) = &cfg.geoip_db {
+        if let Err(e) = geo::GeoDb::open(path) {
+            problems.push(config::Problem {
+                path: "dns.geoip_db".into(),
+                message: e,
+            });
+        }
+    }
+    problems
+}

@@ -1,7 +1,10 @@
 //! `outpost demo`: the whole system on one machine with no set-up, on the fixed loopback ports
 //! of DESIGN.md: the sample origin on 127.0.0.1:8000, edge "eu" on 8081 (admin 9901) and edge
 //! "us" on 8082 (admin 9902), and the shield on 8090 between them and the origin, whose admin
-//! API on 9900 is the purge hub; admin token `demo`. Roles not built yet are left out.
+//! API on 9900 is the purge hub; admin token `demo`; the geo-DNS server on 127.0.0.1:5353 (UDP
+//! and TCP) for zone `demo.test`, whose geo name `cdn.demo.test` answers with the "eu" or "us"
+//! region by client location (a small sample City database is written to a temporary
+//! directory) and drops a region whose edge's `/healthz` fails. Roles not built yet are left out.
 
 pub mod origin;
 
@@ -68,12 +71,65 @@ drop_params = ["utm_*"]
     )
 }
 
+/// The config of the demo's DNS server. Each region answers with a loopback address of its own
+/// (eu 127.0.0.1, us 127.0.0.2: an A record has no port) and is probed on its edge's admin port.
+pub fn dns_config(listen: &str, geoip_db: &std::path::Path, edges: &[(&str, u16, u16)]) -> String {
+    // Region sites: eu in Frankfurt, us in Ashburn; other names get a spot in the Atlantic.
+    let site = |name: &str| match name {
+        "eu" => (50.11, 8.68),
+        "us" => (39.04, -77.49),
+        _ => (40.0, -30.0),
+    };
+    let regions: Vec<String> = edges
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _, admin))| {
+            let (lat, lon) = site(name);
+            format!(
+                r#"  {{ name = "{name}", lat = {lat}, lon = {lon}, addresses = ["127.0.0.{n}", "::{n}"], health = "http://127.0.0.1:{admin}/healthz" }},"#,
+                n = i + 1
+            )
+        })
+        .collect();
+    format!(
+        r#"[dns]
+listen = ["{listen}"]
+geoip_db = "{db}"
+health = {{ interval = "1s", timeout = "500ms", healthy_after = 1, unhealthy_after = 2 }}
+
+[[dns.zones]]
+name = "demo.test"
+ns = ["ns1"]
+records = [
+  {{ name = "ns1", type = "A", value = "127.0.0.1" }},
+  {{ name = "www", type = "CNAME", value = "cdn" }},
+  {{ name = "@", type = "TXT", value = "outpost demo zone" }},
+  {{ name = "@", type = "MX", value = "10 mail" }},
+  {{ name = "mail", type = "A", value = "127.0.0.1" }},
+  {{ name = "@", type = "CAA", value = '0 issue "letsencrypt.org"' }},
+]
+
+[[dns.zones.geo]]
+name = "cdn"
+ttl = 10
+default = "{default}"
+regions = [
+{regions}
+]
+"#,
+        db = geoip_db.display(),
+        default = edges.first().map_or("eu", |e| e.0),
+        regions = regions.join("\n"),
+    )
+}
+
 /// Runs the demo until interrupted.
 pub async fn run(
     origin_addr: &str,
     shield_addr: &str,
     hub_admin: &str,
     edges: &[(&str, u16, u16)],
+    dns_addr: &str,
 ) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(origin_addr)
         .await
@@ -94,9 +150,16 @@ pub async fn run(
         let r = run::start(&cfg).await?;
         running.push((region.to_string(), r));
     }
+    let dir = std::env::temp_dir().join(format!("outpost-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("demo: {}: {e}", dir.display()))?;
+    let db = dir.join("sample-city.mmdb");
+    geo_dns::sample_db::write(&db, geo_dns::sample_db::WORLD)?;
+    let dns_src = dns_config(dns_addr, &db, edges);
+    let dns_cfg = NodeConfig::parse("<demo dns>", &dns_src).map_err(|e| e.join("; "))?;
+    running.push(("dns".to_string(), run::start(&dns_cfg).await?));
     println!("outpost demo: sample origin on {origin_url}");
     for (region, r) in &running {
-        let name = if region == "shield" {
+        let name = if region == "shield" || region == "dns" {
             region.clone()
         } else {
             format!("edge {region}")
@@ -122,11 +185,19 @@ Try:
   curl -s  http://127.0.0.1:{eu_admin}/stats -H 'Authorization: Bearer {TOKEN}'
   outpost purge --admin http://127.0.0.1:{eu_admin} --token {TOKEN} --tag api    # reaches every edge via the hub
   outpost purge --admin http://127.0.0.1:{eu_admin} --token {TOKEN} --prefix http://127.0.0.1/static/ --soft
-Ctrl-C stops the demo."#
+  dig @{dns_host} -p {dns_port} cdn.demo.test +subnet=81.2.3.0/24    # a Frankfurt client: eu (127.0.0.1)
+  dig @{dns_host} -p {dns_port} cdn.demo.test +subnet=24.1.2.0/24    # a New York client: us (127.0.0.2)
+  dig @{dns_host} -p {dns_port} www.demo.test AAAA +subnet=2600::/32 # CNAME to cdn, then us over IPv6
+  dig @{dns_host} -p {dns_port} nope.demo.test                       # NXDOMAIN with the SOA
+Stop the us edge's admin (or the whole edge) and cdn.demo.test sends New York to eu within ~2s.
+Ctrl-C stops the demo."#,
+        dns_host = dns_addr.rsplit_once(':').map_or("127.0.0.1", |h| h.0),
+        dns_port = dns_addr.rsplit_once(':').map_or("5353", |h| h.1),
     );
     run::stop_signal().await;
     for (_, r) in running {
         r.stop().await;
     }
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -1,0 +1,128 @@
+//! Active health checks of region endpoints: an HTTP GET of each URL every interval; an endpoint
+//! goes down after `unhealthy_after` failed probes in a row and comes back after `healthy_after`
+//! good ones. Endpoints are shared by URL and outlive reloads, so a reload neither forgets that a
+//! region is down nor probes one URL twice.
+
+use crate::config::HealthConfig;
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::task::JoinHandle;
+
+/// One probed URL.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// The URL probed.
+    pub url: String,
+    up: AtomicBool,
+    /// Probes that failed.
+    pub failures: AtomicU64,
+    /// Times the endpoint changed state.
+    pub transitions: AtomicU64,
+}
+
+impl Endpoint {
+    /// Whether the endpoint is up now. Endpoints start up, so a new server answers at once.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+}
+
+/// A probed endpoint and the task probing it.
+type Probe = (Arc<Endpoint>, JoinHandle<()>);
+
+/// The probes of a server.
+#[derive(Default)]
+pub struct HealthBoard {
+    probes: Mutex<HashMap<String, Probe>>,
+}
+
+impl HealthBoard {
+    /// The endpoint for `url`, started if new. Must be called inside a tokio runtime.
+    pub fn endpoint(&self, url: &str, cfg: &HealthConfig) -> Arc<Endpoint> {
+        let mut probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((ep, _)) = probes.get(url) {
+            return ep.clone();
+        }
+        let ep = Arc::new(Endpoint {
+            url: url.to_string(),
+            up: AtomicBool::new(true),
+            failures: AtomicU64::new(0),
+            transitions: AtomicU64::new(0),
+        });
+        let task = tokio::spawn(probe(ep.clone(), cfg.clone()));
+        probes.insert(url.to_string(), (ep.clone(), task));
+        ep
+    }
+
+    /// Stops probing every URL not in `keep`.
+    pub fn retain(&self, keep: &[String]) {
+        let mut probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
+        probes.retain(|url, (_, task)| {
+            let k = keep.contains(url);
+            if !k {
+                task.abort();
+            }
+            k
+        });
+    }
+
+    /// Every endpoint, for metrics.
+    pub fn endpoints(&self) -> Vec<Arc<Endpoint>> {
+        let probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
+        probes.values().map(|(e, _)| e.clone()).collect()
+    }
+
+    /// Stops every probe.
+    pub fn stop(&self) {
+        self.retain(&[]);
+    }
+}
+
+async fn probe(ep: Arc<Endpoint>, cfg: HealthConfig) {
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(1)
+        .build_http();
+    let uri: Option<hyper::Uri> = ep.url.parse().ok();
+    let mut tick = tokio::time::interval(cfg.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut good, mut bad) = (0u32, 0u32);
+    loop {
+        tick.tick().await;
+        let ok = match &uri {
+            Some(uri) => {
+                let req = hyper::Request::get(uri.clone()).body(Empty::new());
+                match req {
+                    Ok(req) => matches!(
+                        tokio::time::timeout(cfg.timeout, client.request(req)).await,
+                        Ok(Ok(resp)) if resp.status().is_success()
+                    ),
+                    Err(_) => false,
+                }
+            }
+            None => false,
+        };
+        if ok {
+            good += 1;
+            bad = 0;
+        } else {
+            bad += 1;
+            good = 0;
+            ep.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        let up = ep.is_up();
+        if up && bad >= cfg.unhealthy_after {
+            ep.up.store(false, Ordering::Relaxed);
+            ep.transitions.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(url = %ep.url, "health endpoint is down; its region leaves DNS answers");
+        } else if !up && good >= cfg.healthy_after {
+            ep.up.store(true, Ordering::Relaxed);
+            ep.transitions.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(url = %ep.url, "health endpoint is up again; its region is back in DNS answers");
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! The `[dns]` role: UDP and TCP listeners answering from a catalog that reloads atomically.
+//!
+//! UDP is served by blocking OS threads, several per socket (the kernel hands each datagram to
+//! one of them): for a request/response protocol with no per-client state this costs less per
+//! query than an async reactor. TCP connections are tokio tasks with an idle timeout and a cap on
+//! concurrent connections. A reload builds the new catalog beside the old one (off the query
+//! path) and swaps it in with one atomic store; queries in flight finish on the old one.
+
+use crate::answer::{Catalog, Transport};
+use crate::config::DnsConfig;
+use crate::geo::GeoDb;
+use crate::health::HealthBoard;
+use crate::stats::Stats;
+use arc_swap::ArcSwap;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+/// Most TCP connections served at once; more wait in the accept queue.
+const MAX_TCP: usize = 512;
+
+/// A running DNS server.
+pub struct DnsServer {
+    shared: Arc<Shared>,
+    addrs: Vec<SocketAddr>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop_tx: watch::Sender<bool>,
+}
+
+struct Shared {
+    catalog: ArcSwap<Catalog>,
+    stats: Stats,
+    board: HealthBoard,
+    stopping: AtomicBool,
+    /// The database last loaded, kept while its file is unchanged so reloads skip the walk.
+    db: Mutex<Option<LoadedDb>>,
+}
+
+struct LoadedDb {
+    path: PathBuf,
+    stamp: Option<(SystemTime, u64)>,
+    db: Arc<GeoDb>,
+}
+
+fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+impl Shared {
+    fn geo_db(&self, cfg: &DnsConfig) -> Result<Option<Arc<GeoDb>>, String> {
+        let Some(path) = &cfg.geoip_db else {
+            return Ok(None);
+        };
+        let mut cur = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        let st = stamp(path);
+        if let Some(l) = cur.as_ref() {
+            if &l.path == path && l.stamp == st && st.is_some() {
+                return Ok(Some(l.db.clone()));
+            }
+        }
+        let db = Arc::new(GeoDb::open(path)?);
+        *cur = Some(LoadedDb {
+            path: path.clone(),
+            stamp: st,
+            db: db.clone(),
+        });
+        Ok(Some(db))
+    }
+}
+
+async fn build(shared: &Arc<Shared>, cfg: &DnsConfig) -> Result<Catalog, String> {
+    let db = shared.geo_db(cfg)?;
+    let sh = shared.clone();
+    let cfg2 = cfg.clone();
+    // The database walk is CPU work: keep it off the async workers.
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let _guard = handle.enter();
+        Catalog::build(&cfg2, db.as_deref(), &sh.board, &sh.stats)
+    })
+    .await
+    .map_err(|e| format!("dns: catalog build failed: {e}"))?
+    .map_err(|ps| {
+        ps.iter()
+            .map(|p| format!("{}: {}", p.path, p.message))
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
+impl DnsServer {
+    /// Builds the catalog, binds every listen address (UDP and TCP on the same port) and serves.
+    pub async fn start(cfg: &DnsConfig) -> Result<DnsServer, String> {
+        let placeholder = Catalog::empty();
+        let shared = Arc::new(Shared {
+            catalog: ArcSwap::from_pointee(placeholder),
+            stats: Stats::default(),
+            board: HealthBoard::default(),
+            stopping: AtomicBool::new(false),
+            db: Mutex::new(None),
+        });
+        let catalog = build(&shared, cfg).await?;
+        shared.catalog.store(Arc::new(catalog));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let workers = cfg
+            .udp_workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let mut addrs = Vec::new();
+        let mut threads = Vec::new();
+        let mut tasks = Vec::new();
+        for listen in &cfg.listen {
+            let (udp, tcp) = bind_pair(*listen).await?;
+            let addr = udp
+                .local_addr()
+                .map_err(|e| format!("dns: {listen}: {e}"))?;
+            udp.set_read_timeout(Some(Duration::from_millis(200)))
+                .map_err(|e| format!("dns: {listen}: {e}"))?;
+            for i in 0..workers {
+                let sock = udp.try_clone().map_err(|e| format!("dns: {listen}: {e}"))?;
+                let sh = shared.clone();
+                let t = std::thread::Builder::new()
+                    .name(format!("dns-udp-{i}"))
+                    .spawn(move || udp_loop(sock, sh))
+                    .map_err(|e| format!("dns: cannot start a thread: {e}"))?;
+                threads.push(t);
+            }
+            tasks.push(tokio::spawn(tcp_loop(
+                tcp,
+                shared.clone(),
+                cfg.tcp_idle_timeout,
+                stop_rx.clone(),
+            )));
+            addrs.push(addr);
+        }
+        Ok(DnsServer {
+            shared,
+            addrs,
+            threads,
+            tasks,
+            stop_tx,
+        })
+    }
+
+    /// The bound addresses (each UDP and TCP).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Replaces zones and geo maps with those of `cfg`; on any error the old ones keep serving.
+    /// Listen addresses and worker counts are not changed by a reload.
+    pub async fn reload(&self, cfg: &DnsConfig) -> Result<(), String> {
+        let catalog = build(&self.shared, cfg).await?;
+        let keep = catalog.health_urls();
+        self.shared.catalog.store(Arc::new(catalog));
+        self.shared.board.retain(&keep);
+        Ok(())
+    }
+
+    /// Prometheus text of the server's counters.
+    pub fn metrics(&self) -> String {
+        let health: Vec<(String, bool)> = self
+            .shared
+            .board
+            .endpoints()
+            .iter()
+            .map(|e| (e.url.clone(), e.is_up()))
+            .collect();
+        self.shared.stats.prometheus(&health)
+    }
+
+    /// A handle that renders the metrics later (for the admin endpoint).
+    pub fn metrics_source(&self) -> impl Fn() -> String + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move || {
+            let health: Vec<(String, bool)> = shared
+                .board
+                .endpoints()
+                .iter()
+                .map(|e| (e.url.clone(), e.is_up()))
+                .collect();
+            shared.stats.prometheus(&health)
+        }
+    }
+
+    /// Stops the listeners and probes and waits for the UDP threads.
+    pub async fn stop(self) {
+        self.shared.stopping.store(true, Ordering::Relaxed);
+        let _ = self.stop_tx.send(true);
+        self.shared.board.stop();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let threads = self.threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+}
+
+/// Binds UDP and TCP on the same port; with port 0, retries until both get one.
+async fn bind_pair(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), String> {
+    let mut last = String::new();
+    for _ in 0..20 {
+        let udp = UdpSocket::bind(listen)
+            .map_err(|e| format!("dns: cannot listen on udp {listen}: {e}"))?;
+        let addr = udp
+            .local_addr()
+            .map_err(|e| format!("dns: {listen}: {e}"))?;
+        match TcpListener::bind(addr).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if listen.port() == 0 => last = e.to_string(),
+            Err(e) => return Err(format!("dns: cannot listen on tcp {listen}: {e}")),
+        }
+    }
+    Err(format!(
+        "dns: cannot bind udp and tcp on one port for {listen}: {last}"
+    ))
+}
+
+fn udp_loop(sock: UdpSocket, shared: Arc<Shared>) {
+    let mut buf = [0u8; 4096];
+    let mut out = Vec::with_capacity(1500);
+    while !shared.stopping.load(Ordering::Relaxed) {
+        let (n, src) = match sock.recv_from(&mut buf) {
+            Ok(x) => x,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
+            Err(e) => {
+                // ICMP errors from earlier sends surface here on some systems; keep serving.
+                tracing::debug!(error = %e, "dns: udp receive error");
+                continue;
+            }
+        };
+        shared.stats.udp_queries.fetch_add(1, Ordering::Relaxed);
+        let catalog = shared.catalog.load();
+        if catalog.respond(&buf[..n], src.ip(), Transport::Udp, &shared.stats, &mut out) {
+            if let Err(e) = sock.send_to(&out, src) {
+                tracing::debug!(error = %e, %src, "dns: udp send failed");
+            }
+        }
+    }
+}
+
+async fn tcp_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    idle: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_TCP));
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = stop.changed() => return,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::debug!(error = %e, "dns: tcp accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let sh = shared.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tcp_conn(stream, peer, sh, idle, stop).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Serves length-prefixed queries on one connection until idle, EOF, bad framing or stop.
+async fn tcp_conn(
+    mut stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    idle: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; 65535];
+    let mut out = Vec::with_capacity(4096);
+    loop {
+        let mut len = [0u8; 2];
+        let read = tokio::select! {
+            r = tokio::time::timeout(idle, stream.read_exact(&mut len)) => r,
+            _ = stop.changed() => return,
+        };
+        if !matches!(read, Ok(Ok(_))) {
+            return;
+        }
+        let n = u16::from_be_bytes(len) as usize;
+        // The whole message must follow promptly: a slow sender holds a slot for at most `idle`.
+        match tokio::time::timeout(idle, stream.read_exact(&mut buf[..n])).await {
+            Ok(Ok(_)) => {}
+            _ => return,
+        }
+        shared.stats.tcp_queries.fetch_add(1, Ordering::Relaxed);
+        let catalog = shared.catalog.load();
+        if !catalog.respond(
+            &buf[..n],
+            peer.ip(),
+            Transport::Tcp,
+            &shared.stats,
+            &mut out,
+        ) {
+            // Not a query: close, as there is no way to say so on a stream.
+            return;
+        }
+        drop(catalog);
+        let mut framed = Vec::with_capacity(out.len() + 2);
+        framed.extend_from_slice(&(out.len() as u16).to_be_bytes());
+        framed.extend_from_slice(&out);
+        if !matches!(
+            tokio::time::timeout(idle, stream.write_all(&framed)).await,
+            Ok(Ok(()))
+        ) {
+            return;
+        }
+    }
+}
