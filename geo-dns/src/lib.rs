@@ -9,7 +9,7 @@
 //! - [`geo`] and [`prefix_tree`]: client location to region ranking, with the ECS scope.
 //! - [`health`]: HTTP probes of each region's `/healthz`.
 //! - [`answer`]: the catalog and the query-to-response function.
-//! - [`server`]: UDP threads, TCP tasks, atomic reload.
+//! - [`server`]: UDP threads (batched in `udp.rs`), TCP tasks, atomic reload.
 //! - [`stats`]: counters and their Prometheus text.
 //! - [`sample_db`]: a small City database for the demo and tests.
 //!
@@ -24,6 +24,7 @@ pub mod prefix_tree;
 pub mod sample_db;
 pub mod server;
 pub mod stats;
+mod udp;
 pub mod wire;
 pub mod zone;
 

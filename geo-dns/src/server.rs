@@ -1,8 +1,8 @@
 //! The `[dns]` role: UDP and TCP listeners answering from a catalog that reloads atomically.
 //!
 //! UDP is served by blocking OS threads, several per socket (the kernel hands each datagram to
-//! one of them): for a request/response protocol with no per-client state this costs less per
-//! query than an async reactor. TCP connections are tokio tasks with an idle timeout and a cap on
+//! one of them), each reading and writing batches (`udp.rs`): for a request/response protocol
+//! with no per-client state this costs less per query than an async reactor. TCP connections are tokio tasks with an idle timeout and a cap on
 //! concurrent connections. A reload builds the new catalog beside the old one (off the query
 //! path) and swaps it in with one atomic store; queries in flight finish on the old one.
 
@@ -228,35 +228,7 @@ async fn bind_pair(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), Strin
 }
 
 fn udp_loop(sock: UdpSocket, shared: Arc<Shared>) {
-    let mut buf = [0u8; 4096];
-    let mut out = Vec::with_capacity(1500);
-    while !shared.stopping.load(Ordering::Relaxed) {
-        let (n, src) = match sock.recv_from(&mut buf) {
-            Ok(x) => x,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue
-            }
-            Err(e) => {
-                // ICMP errors from earlier sends surface here on some systems; keep serving.
-                tracing::debug!(error = %e, "dns: udp receive error");
-                continue;
-            }
-        };
-        shared.stats.udp_queries.fetch_add(1, Ordering::Relaxed);
-        let catalog = shared.catalog.load();
-        if catalog.respond(&buf[..n], src.ip(), Transport::Udp, &shared.stats, &mut out) {
-            if let Err(e) = sock.send_to(&out, src) {
-                tracing::debug!(error = %e, %src, "dns: udp send failed");
-            }
-        }
-    }
+    crate::udp::serve(sock, &shared.catalog, &shared.stats, &shared.stopping);
 }
 
 async fn tcp_loop(

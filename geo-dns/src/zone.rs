@@ -15,6 +15,7 @@ use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, HINFO, MX, NS, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
+use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
@@ -38,7 +39,7 @@ const MAX_CHAIN: usize = 8;
 #[derive(Debug, Default)]
 pub struct Zones {
     zones: Vec<Zone>,
-    by_apex: HashMap<Box<[u8]>, usize>,
+    by_apex: FxHashMap<Box<[u8]>, usize>,
 }
 
 /// One compiled zone.
@@ -46,7 +47,7 @@ pub struct Zones {
 pub struct Zone {
     /// The apex, lower-case wire format.
     pub apex: Box<[u8]>,
-    nodes: HashMap<Box<[u8]>, Node>,
+    nodes: FxHashMap<Box<[u8]>, Node>,
     /// The NXDOMAIN SOA record without its owner name (the owner is a pointer into the question).
     soa_tail: Box<[u8]>,
 }
@@ -349,7 +350,7 @@ fn build_zone(
         s.ttl = zc.ttl.min(zc.negative_ttl);
         s
     };
-    let mut nodes = HashMap::new();
+    let mut nodes = FxHashMap::default();
     for name in b.nodes.keys() {
         let node = b.compile(name, &neg_soa, &geo_cfg, &ns_names);
         nodes.insert(wire(name), node);
