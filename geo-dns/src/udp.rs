@@ -89,8 +89,6 @@ fn socket_addr_of(a: &SockaddrStorage) -> Option<SocketAddr> {
 }
 
 fn ip_of(a: &SockaddrStorage) -> Option<IpAddr> {
-    if a.family().is_none() {
-        return None;
-    }
+    a.family()?;
     socket_addr_of(a).map(|s| s.ip())
 }
