@@ -100,6 +100,12 @@ pub struct GeoDb {
 impl GeoDb {
     /// Opens and verifies the header of a MaxMind-format database.
     pub fn open(path: &Path) -> Result<Self, String> {
+        if !path.exists() {
+            return Err(format!(
+                "GeoIP database {} does not exist (a GeoLite2-City or DB-IP City Lite .mmdb)",
+                path.display()
+            ));
+        }
         let reader = Reader::open_readfile(path)
             .map_err(|e| format!("cannot open GeoIP database {}: {e}", path.display()))?;
         Ok(Self { reader })

@@ -4,7 +4,8 @@
 //! API on 9900 is the purge hub; admin token `demo`; the geo-DNS server on 127.0.0.1:5353 (UDP
 //! and TCP) for zone `demo.test`, whose geo name `cdn.demo.test` answers with the "eu" or "us"
 //! region by client location (a small sample City database is written to a temporary
-//! directory) and drops a region whose edge's `/healthz` fails. Roles not built yet are left out.
+//! directory) and drops a region whose edge's `/healthz` fails; it runs in the shield's process,
+//! so its metrics are on the hub's admin API. Roles not built yet are left out.
 
 pub mod origin;
 
@@ -140,7 +141,16 @@ pub async fn run(
     );
     tokio::spawn(origin::serve(listener));
     let mut running = Vec::new();
-    let hub_src = shield_config(shield_addr, hub_admin, &origin_url);
+    // The shield's process also runs the DNS server (its metrics are on the hub's admin API).
+    let dir = std::env::temp_dir().join(format!("outpost-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("demo: {}: {e}", dir.display()))?;
+    let db = dir.join("sample-city.mmdb");
+    geo_dns::sample_db::write(&db, geo_dns::sample_db::WORLD)?;
+    let hub_src = format!(
+        "{}\n{}",
+        shield_config(shield_addr, hub_admin, &origin_url),
+        dns_config(dns_addr, &db, edges)
+    );
     let hub_cfg = NodeConfig::parse("<demo shield>", &hub_src).map_err(|e| e.join("; "))?;
     running.push(("shield".to_string(), run::start(&hub_cfg).await?));
     for (region, port, admin) in edges {
@@ -150,16 +160,9 @@ pub async fn run(
         let r = run::start(&cfg).await?;
         running.push((region.to_string(), r));
     }
-    let dir = std::env::temp_dir().join(format!("outpost-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("demo: {}: {e}", dir.display()))?;
-    let db = dir.join("sample-city.mmdb");
-    geo_dns::sample_db::write(&db, geo_dns::sample_db::WORLD)?;
-    let dns_src = dns_config(dns_addr, &db, edges);
-    let dns_cfg = NodeConfig::parse("<demo dns>", &dns_src).map_err(|e| e.join("; "))?;
-    running.push(("dns".to_string(), run::start(&dns_cfg).await?));
     println!("outpost demo: sample origin on {origin_url}");
     for (region, r) in &running {
-        let name = if region == "shield" || region == "dns" {
+        let name = if region == "shield" {
             region.clone()
         } else {
             format!("edge {region}")
@@ -189,7 +192,7 @@ Try:
   dig @{dns_host} -p {dns_port} cdn.demo.test +subnet=24.1.2.0/24    # a New York client: us (127.0.0.2)
   dig @{dns_host} -p {dns_port} www.demo.test AAAA +subnet=2600::/32 # CNAME to cdn, then us over IPv6
   dig @{dns_host} -p {dns_port} nope.demo.test                       # NXDOMAIN with the SOA
-Stop the us edge's admin (or the whole edge) and cdn.demo.test sends New York to eu within ~2s.
+  curl -s  http://{hub_admin}/metrics -H 'Authorization: Bearer {TOKEN}' | grep outpost_dns_geo
 Ctrl-C stops the demo."#,
         dns_host = dns_addr.rsplit_once(':').map_or("127.0.0.1", |h| h.0),
         dns_port = dns_addr.rsplit_once(':').map_or("5353", |h| h.1),
