@@ -10,6 +10,9 @@
 #   plain  www.example.test A (a static answer), no EDNS
 #   geo    cdn.example.test A with an ECS option, from a dnsperf -B file of QUERIES random
 #          public /24 client subnets
+#   plain@RATE, geo@RATE  the same at a fixed offered load (dnsperf -Q RATE): the server CPU
+#          per query at equal load, free of the batching effect of an overloaded server (a
+#          server that falls behind reads bigger batches and so pays less per query)
 # Reported per run: queries/s, average latency, and the server's own CPU time (utime+stime from
 # /proc) per 1000 answered queries; per server, the median ECS scope over SCOPE_SAMPLE queries
 # and how often both servers chose the same region. Raw output: benches/results/dns-<time>/.
@@ -25,6 +28,7 @@ DURATION=${DURATION:-10}
 QUERIES=${QUERIES:-100000}
 CLIENTS=${CLIENTS:-8}
 OUTSTANDING=${OUTSTANDING:-200}
+RATE=${RATE:-40000}
 SCOPE_SAMPLE=${SCOPE_SAMPLE:-5000}
 OUTPOST_PORT=${OUTPOST_PORT:-15353}
 GDNSD_PORT=${GDNSD_PORT:-15354}
@@ -166,7 +170,11 @@ run_case() { # server case round
   local server=$1 case=$2 round=$3 pid port
   if [ "$server" = outpost ]; then pid=$OPID port=$OUTPOST_PORT; else pid=$GPID port=$GDNSD_PORT; fi
   local args=(-s 127.0.0.1 -p "$port" -c "$CLIENTS" -q "$OUTSTANDING" -l "$DURATION")
-  if [ "$case" = plain ]; then args+=(-d "$WORK/plain.txt"); else args+=(-B -d "$WORK/geo.bin"); fi
+  case $case in
+    plain*) args+=(-d "$WORK/plain.txt") ;;
+    geo*) args+=(-B -d "$WORK/geo.bin") ;;
+  esac
+  case $case in *@*) args+=(-Q "$RATE") ;; esac
   local before after
   before=$(cpu_ticks "$pid")
   taskset -c 1 dnsperf "${args[@]}" >"$OUT/$server-$case-$round.txt" 2>&1
@@ -183,7 +191,7 @@ run_case() { # server case round
 
 printf 'case\tround\tserver\tqps\tavg_latency_s\tserver_cpu_s\tcompleted\n' >"$OUT/runs.tsv"
 for round in $(seq 1 "$ROUNDS"); do
-  for case in plain geo; do
+  for case in plain geo "plain@$RATE" "geo@$RATE"; do
     for server in gdnsd outpost; do
       run_case "$server" "$case" "$round"
     done
@@ -193,12 +201,13 @@ done
 log "ECS scopes over $SCOPE_SAMPLE geo queries"
 python3 "$HERE/scope.py" "$WORK/geo.bin" "$SCOPE_SAMPLE" "127.0.0.1:$OUTPOST_PORT" "127.0.0.1:$GDNSD_PORT" | tee "$OUT/scope.txt"
 
-python3 - "$OUT/runs.tsv" <<'PY' | tee "$OUT/summary.md"
+python3 - "$OUT/runs.tsv" "$RATE" <<'PY' | tee "$OUT/summary.md"
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+rate = sys.argv[2]
 print("| case | server | queries/s (median) | avg latency ms | server CPU-s per 1000 q | queries per server CPU-s |")
 print("|---|---|---|---|---|---|")
-for case in ("plain", "geo"):
+for case in ("plain", "geo", f"plain@{rate}", f"geo@{rate}"):
     for server in ("gdnsd", "outpost"):
         rs = [r for r in rows if r["case"] == case and r["server"] == server]
         if not rs:

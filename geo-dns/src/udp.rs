@@ -20,8 +20,8 @@ const MAX_QUERY: usize = 4096;
 /// Serves `sock` until `stopping` is set (checked at least every read timeout of the socket).
 pub fn serve(sock: UdpSocket, catalog: &ArcSwap<Catalog>, stats: &Stats, stopping: &AtomicBool) {
     let fd = sock.as_raw_fd();
-    let mut bufs = vec![[0u8; MAX_QUERY]; BATCH];
-    let mut outs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(1232)).collect();
+    let mut bufs: Box<[[u8; MAX_QUERY]; BATCH]> = Box::new([[0u8; MAX_QUERY]; BATCH]);
+    let mut outs: [Vec<u8>; BATCH] = std::array::from_fn(|_| Vec::with_capacity(1232));
     let mut rx = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
     let mut tx = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
     let mut received: Vec<(usize, Option<SockaddrStorage>)> = Vec::with_capacity(BATCH);
