@@ -1,24 +1,10 @@
 //! The node config file: one TOML file whose sections start the roles of this process, parsed
 //! with every problem reported as `FILE:LINE: KEY: message`.
 
+pub use agent::config::TelemetryConfig;
 use edge_node::config::{AdminConfig, ConfigProblem, EdgeConfig};
 use serde::Deserialize;
 use std::path::Path;
-
-/// The `[telemetry]` section (export arrives with the telemetry work; the keys are accepted now).
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct TelemetryConfig {
-    /// service.name of everything this node emits.
-    #[serde(default)]
-    pub service_name: Option<String>,
-    /// Region resource attribute.
-    #[serde(default)]
-    pub region: Option<String>,
-    /// OTLP collector endpoint.
-    #[serde(default)]
-    pub otlp_endpoint: Option<String>,
-}
 
 /// A whole node config.
 #[derive(Debug, Clone, Deserialize)]
@@ -94,6 +80,12 @@ impl NodeConfig {
         }
         if let Some(sh) = &cfg.shield {
             problems.extend(sh.validate("shield"));
+        }
+        if let Some(t) = &cfg.telemetry {
+            problems.extend(t.validate("telemetry").into_iter().map(|p| ConfigProblem {
+                path: p.path,
+                message: p.message,
+            }));
         }
         if cfg.edge.is_none() && cfg.shield.is_none() && cfg.admin.is_none() {
             problems.push(ConfigProblem {
@@ -246,6 +238,15 @@ origins = ["http://127.0.0.1:1", "ftp://nope"]
             "{errs:?}"
         );
         assert!(errs.iter().any(|e| e.contains("shield.sites")), "{errs:?}");
+        let tel = format!(
+            "{SRC}\n[telemetry]\notlp_endpoint = \"http://127.0.0.1:4317\"\nsampling_ratio = 2.0\n"
+        );
+        let errs = NodeConfig::parse("n.toml", &tel.replace("\"ftp://nope\"", "")).unwrap_err();
+        assert_eq!(
+            errs,
+            ["n.toml:18: telemetry.sampling_ratio: must be between 0.0 and 1.0"],
+            "{errs:?}"
+        );
         let size = SRC.replace("[edge]\n", "[edge]\nmemory_bytes = \"lots\"\n");
         let errs = NodeConfig::parse("n.toml", &size).unwrap_err();
         assert!(

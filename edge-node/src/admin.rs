@@ -24,6 +24,7 @@ pub struct AdminState {
     token: Arc<str>,
     edges: Vec<Arc<Proxy>>,
     purge: Option<Arc<PurgeService>>,
+    telemetry: Option<Arc<agent::setup::ExportStats>>,
     shutdown: Option<watch::Receiver<bool>>,
 }
 
@@ -34,8 +35,15 @@ impl AdminState {
             token: Arc::from(token),
             edges,
             purge: None,
+            telemetry: None,
             shutdown: None,
         }
+    }
+
+    /// Adds the OTLP export counters (dropped, exported, failed) to `/metrics`.
+    pub fn with_telemetry(mut self, stats: Arc<agent::setup::ExportStats>) -> Self {
+        self.telemetry = Some(stats);
+        self
     }
 
     /// Adds the purge service (enables `/purge` and `/purge/log`).
@@ -76,6 +84,9 @@ async fn metrics(State(st): State<AdminState>) -> Response {
         use std::fmt::Write;
         let _ = writeln!(out, "# HELP outpost_purge_applied_version Newest purge version applied on this node.\n# TYPE outpost_purge_applied_version gauge\noutpost_purge_applied_version {}", p.applied());
         let _ = writeln!(out, "# HELP outpost_purge_log_version Newest purge version in this node's log.\n# TYPE outpost_purge_log_version gauge\noutpost_purge_log_version {}", p.latest());
+    }
+    if let Some(t) = &st.telemetry {
+        out.push_str(&t.render_prometheus());
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
