@@ -181,6 +181,10 @@ struct Node {
 
 impl Node {
     fn start(name: &str, toml: &str, banner_lines: usize) -> Node {
+        Self::start_env(name, toml, banner_lines, &[])
+    }
+
+    fn start_env(name: &str, toml: &str, banner_lines: usize, env: &[(&str, &str)]) -> Node {
         let dir = temp_dir(&format!("telemetry-{name}"));
         let cfg = dir.join("node.toml");
         std::fs::write(&cfg, toml).unwrap();
@@ -189,6 +193,7 @@ impl Node {
             .args(["--workers", "1", "run", "--config"])
             .arg(&cfg)
             .env("OUTPOST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
             .spawn()
@@ -538,4 +543,89 @@ async fn collector_down_serving_goes_on_and_drops_are_counted() {
         "{metrics}"
     );
     assert!(edge.log().len() < 1_000_000, "export errors flood stderr");
+}
+
+/// An OTLP/HTTP receiver: protobuf bodies on /v1/traces (decoded), /v1/metrics and /v1/logs.
+async fn http_collector() -> (std::net::SocketAddr, Arc<Mutex<Vec<(String, Span)>>>) {
+    use prost::Message;
+    let spans: Arc<Mutex<Vec<(String, Span)>>> = Arc::default();
+    let s = spans.clone();
+    let app = axum::Router::new()
+        .route(
+            "/v1/traces",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let s = s.clone();
+                async move {
+                    let req = ExportTraceServiceRequest::decode(body).unwrap();
+                    let mut s = s.lock().unwrap();
+                    for rs in req.resource_spans {
+                        let svc = service_of(rs.resource.as_ref());
+                        for ss in rs.scope_spans {
+                            for sp in ss.spans {
+                                s.push((svc.clone(), sp));
+                            }
+                        }
+                    }
+                    ""
+                }
+            }),
+        )
+        .route("/v1/metrics", axum::routing::post(|| async { "" }))
+        .route("/v1/logs", axum::routing::post(|| async { "" }));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (addr, spans)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_over_http_and_json_logs_with_trace_ids() {
+    let (addr, spans) = http_collector().await;
+    let origin =
+        Origin::start(|_, n| Reply::ok(&format!("v{n}"), &[("cache-control", "max-age=60")])).await;
+    let edge = Node::start_env(
+        "edge-http",
+        &edge_toml(
+            &format!("http://{addr}"),
+            &origin.url(),
+            None,
+            "protocol = \"http\"\n",
+        ),
+        2,
+        &[("OUTPOST_LOG_FORMAT", "json")],
+    );
+    let edge_url = edge.url("edge");
+    assert_eq!(get(&format!("{edge_url}/a"), &[]).await.status, 200);
+    let down = get(&format!("{edge_url}/gone"), &[("host", "down.test")]).await;
+    assert_eq!(down.status, 502);
+    let server = wait_for(
+        "a server span over OTLP/HTTP",
+        Duration::from_secs(20),
+        || {
+            spans
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(s, sp)| {
+                    s == "outpost-edge"
+                        && sp.kind == SpanKind::Server as i32
+                        && attr(&sp.attributes, "url.path").as_deref() == Some("/gone")
+                })
+                .map(|(_, sp)| sp.clone())
+        },
+    )
+    .await;
+    // Every stderr line is one JSON object; the failed fetch's line names the trace.
+    let log = edge.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let warn = lines
+        .iter()
+        .find(|v| v["message"] == "upstream fetch failed")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(warn["level"], "WARN");
+    assert_eq!(warn["trace_id"], hex(&server.trace_id));
+    assert_eq!(warn["span"], "fill");
 }
