@@ -2,6 +2,7 @@
 //! with every problem reported as `FILE:LINE: KEY: message`.
 
 pub use agent::config::TelemetryConfig;
+use agent::role::config::AgentConfig;
 use edge_node::config::{AdminConfig, ConfigProblem, EdgeConfig};
 use serde::Deserialize;
 use std::path::Path;
@@ -22,10 +23,13 @@ pub struct NodeConfig {
     /// The shield role: an edge configured as the parent tier.
     #[serde(default)]
     pub shield: Option<EdgeConfig>,
+    /// The agent role: host metrics and log shipping.
+    #[serde(default)]
+    pub agent: Option<AgentConfig>,
 }
 
 /// Roles DESIGN.md names that this version does not run yet.
-const NOT_YET: &[&str] = &["dns", "agent"];
+const NOT_YET: &[&str] = &["dns"];
 
 impl NodeConfig {
     /// Parses and validates `src` (read from `file`); every problem, one line each.
@@ -87,11 +91,23 @@ impl NodeConfig {
                 message: p.message,
             }));
         }
-        if cfg.edge.is_none() && cfg.shield.is_none() && cfg.admin.is_none() {
+        if let Some(a) = &cfg.agent {
+            let exporting = cfg.telemetry.as_ref().is_some_and(|t| t.exports());
+            problems.extend(
+                a.validate("agent", exporting)
+                    .into_iter()
+                    .map(|p| ConfigProblem {
+                        path: p.path,
+                        message: p.message,
+                    }),
+            );
+        }
+        if cfg.edge.is_none() && cfg.shield.is_none() && cfg.admin.is_none() && cfg.agent.is_none()
+        {
             problems.push(ConfigProblem {
                 path: "edge".into(),
                 message:
-                    "nothing to run: add an [edge] or [shield] section (or at least [admin], for a purge hub)"
+                    "nothing to run: add an [edge], [shield] or [agent] section (or at least [admin], for a purge hub)"
                         .into(),
             });
         }
@@ -227,9 +243,20 @@ origins = ["http://127.0.0.1:1", "ftp://nope"]
         );
         let syntax = "[edge\nlisten=1";
         assert!(NodeConfig::parse("n.toml", syntax).unwrap_err()[0].starts_with("n.toml:1:"));
-        let agent = format!("{SRC}\n[agent]\nenabled = true\n");
-        assert!(NodeConfig::parse("n.toml", &agent).unwrap_err()[0]
-            .contains("[agent] role is not available"));
+        let dns = format!("{SRC}\n[dns]\nenabled = true\n");
+        assert!(NodeConfig::parse("n.toml", &dns).unwrap_err()[0]
+            .contains("[dns] role is not available"));
+        let agent = format!("{SRC}\n[agent]\nlogs = [{{ path = \"/var/log/x.log\" }}]\n");
+        let errs = NodeConfig::parse("n.toml", &agent.replace("\"ftp://nope\"", "")).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("agent: the agent forwards over OTLP")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter().any(|e| e.contains("agent.buffer_dir")),
+            "{errs:?}"
+        );
         let shield = format!("{SRC}\n[shield]\nlisten = [\"127.0.0.1:0\"]\nsecret = \"x\"\n");
         let errs = NodeConfig::parse("n.toml", &shield).unwrap_err();
         assert!(

@@ -60,6 +60,7 @@ fn init_telemetry(cfg: &NodeConfig) -> Result<agent::Telemetry, String> {
     let tiers: Vec<&str> = [
         ("edge", cfg.edge.is_some()),
         ("shield", cfg.shield.is_some()),
+        ("agent", cfg.agent.is_some()),
     ]
     .into_iter()
     .filter_map(|(n, on)| on.then_some(n))
@@ -135,10 +136,21 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let telemetry = match init_telemetry(&cfg) {
+            let mut telemetry = match init_telemetry(&cfg) {
                 Ok(t) => t,
                 Err(e) => return fail(&e),
             };
+            if let (Some(a), Some(t)) = (&cfg.agent, &cfg.telemetry) {
+                if let Err(e) = telemetry.start_agent(a, t) {
+                    telemetry.shutdown();
+                    return fail(&e);
+                }
+                println!(
+                    "outpost: agent shipping {} log files, host metrics {}",
+                    a.logs.len(),
+                    if a.host_metrics { "on" } else { "off" }
+                );
+            }
             let code = block_on(cli.workers, async move {
                 let running = run::start(&cfg).await?;
                 for line in running.banner("edge") {

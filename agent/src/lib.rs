@@ -11,7 +11,8 @@
 //! [`setup::traces_enabled`]), W3C trace context through [`propagation`], metrics through the
 //! instruments in [`metrics`].
 //!
-//! The `[agent]` role (host metrics, log shipping, on-disk buffering) is not built yet.
+//! The `[agent]` role ([`role`]) adds host metrics and ships log files over OTLP through a
+//! bounded on-disk buffer that survives collector outages and restarts.
 #![warn(missing_docs)]
 
 pub mod batch;
@@ -19,6 +20,7 @@ pub mod config;
 pub mod logfmt;
 pub mod metrics;
 pub mod propagation;
+pub mod role;
 pub mod setup;
 
 pub use config::TelemetryConfig;

@@ -158,6 +158,8 @@ impl ExportStats {
 /// Installed telemetry; `shutdown` flushes what is queued.
 pub struct Telemetry {
     runtime: Option<tokio::runtime::Runtime>,
+    agent: Option<crate::role::Agent>,
+    resource: Option<Resource>,
     tracer: Option<SdkTracerProvider>,
     meter: Option<SdkMeterProvider>,
     logger: Option<SdkLoggerProvider>,
@@ -239,6 +241,8 @@ impl Telemetry {
                 .map_err(|_| TelemetryError::AlreadyInstalled)?;
             return Ok(Telemetry {
                 runtime: None,
+                agent: None,
+                resource: None,
                 tracer: None,
                 meter: None,
                 logger: None,
@@ -340,11 +344,37 @@ impl Telemetry {
         drop(_enter);
         Ok(Telemetry {
             runtime: Some(runtime),
+            agent: None,
+            resource: Some(resource),
             tracer,
             meter,
             logger,
             stats,
         })
+    }
+
+    /// Starts the `[agent]` role on the telemetry runtime; needs OTLP export (`cfg` is the
+    /// `[telemetry]` section the telemetry was started with).
+    pub fn start_agent(
+        &mut self,
+        agent: &crate::role::config::AgentConfig,
+        cfg: &TelemetryConfig,
+    ) -> Result<(), String> {
+        let (Some(rt), Some(resource)) = (&self.runtime, &self.resource) else {
+            return Err("the agent needs [telemetry] otlp_endpoint".into());
+        };
+        let _enter = rt.enter();
+        let exporter = log_exporter(cfg).map_err(|e| e.to_string())?;
+        let a = crate::role::Agent::start(
+            agent,
+            exporter,
+            rt.handle().clone(),
+            resource,
+            cfg.export_timeout.0,
+        )
+        .map_err(|e| format!("agent: {e}"))?;
+        self.agent = Some(a);
+        Ok(())
     }
 
     /// The export counters.
@@ -362,6 +392,9 @@ impl Telemetry {
     pub fn shutdown(mut self) {
         TRACES_ON.store(false, Relaxed);
         METRICS_ON.store(false, Relaxed);
+        if let Some(a) = self.agent.take() {
+            a.stop();
+        }
         if let Some(t) = self.tracer.take() {
             let _ = t.shutdown_with_timeout(Duration::from_secs(5));
         }
@@ -402,7 +435,9 @@ fn span_exporter(
     })
 }
 
-fn log_exporter(cfg: &TelemetryConfig) -> Result<opentelemetry_otlp::LogExporter, TelemetryError> {
+pub(crate) fn log_exporter(
+    cfg: &TelemetryConfig,
+) -> Result<opentelemetry_otlp::LogExporter, TelemetryError> {
     let ep = cfg.signal_endpoint("logs").unwrap_or_default();
     let timeout = cfg.export_timeout.0;
     let r = match cfg.protocol {
