@@ -248,3 +248,78 @@ async fn logs_survive_a_collector_outage_and_an_agent_crash_in_order() {
     drop(c2);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The figure: lines written steadily through a long collector outage (default 600 s;
+/// `OUTPOST_OUTAGE_SECS` to change), then counted after recovery. Ignored by default:
+/// `cargo test --test agent -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn long_outage_loses_nothing() {
+    let secs: u64 = std::env::var("OUTPOST_OUTAGE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600);
+    let (addr, c1) = collector("127.0.0.1:0").await;
+    let dir = temp_dir("agent-long");
+    let log = dir.join("app.log");
+    let cfg = dir.join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[telemetry]\nservice_name = \"outpost-agent\"\notlp_endpoint = \"http://{addr}\"\nexport_timeout = \"2s\"\ntraces = false\nlogs = false\n\n[agent]\nhost_metrics = false\nbuffer_dir = \"{}\"\nbuffer_bytes = \"64MiB\"\nlogs = [{{ path = \"{}\" }}]\n",
+            dir.join("state").display(),
+            log.display()
+        ),
+    )
+    .unwrap();
+    write_lines(&log, 0..10);
+    let mut agent = start_agent(&cfg);
+    let got1 = c1.got.clone();
+    wait_for("the first lines", Duration::from_secs(20), || {
+        got1.lines.lock().unwrap().len() >= 10
+    })
+    .await;
+    let got1 = c1.down().await;
+    // 20 lines a second through the outage.
+    let mut n = 10;
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        write_lines(&log, n..n + 2);
+        n += 2;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, c2) = collector(&addr.to_string()).await;
+    let got2 = c2.got.clone();
+    let recovered = Instant::now();
+    wait_for(
+        "every line after the outage",
+        Duration::from_secs(120),
+        || {
+            let mut all = indices(&got1.lines.lock().unwrap());
+            all.extend(indices(&got2.lines.lock().unwrap()));
+            all.sort_unstable();
+            all.dedup();
+            all.len() == n
+        },
+    )
+    .await;
+    let second = indices(&got2.lines.lock().unwrap());
+    let mut all = indices(&got1.lines.lock().unwrap());
+    all.extend(&second);
+    all.sort_unstable();
+    all.dedup();
+    let lost = n - all.len();
+    let mut sorted = second.clone();
+    sorted.dedup();
+    let in_order = sorted.windows(2).all(|w| w[0] < w[1]);
+    eprintln!(
+        "outage {secs} s: {n} lines written, {lost} lost, {} sent after recovery ({} duplicates), in order: {in_order}, caught up in {:?}",
+        second.len(),
+        second.len() - sorted.len(),
+        recovered.elapsed()
+    );
+    assert!(in_order);
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
