@@ -108,15 +108,36 @@ impl Collector {
     }
 }
 
-fn start_agent(cfg: &std::path::Path) -> Child {
-    let mut child = Command::new(BIN)
-        .args(["--workers", "1", "run", "--config"])
-        .arg(cfg)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let line = BufReader::new(child.stdout.take().unwrap())
+/// An agent process, killed when dropped (also when an assertion fails).
+struct AgentProc(Child);
+
+impl AgentProc {
+    fn kill(&mut self) -> std::io::Result<()> {
+        self.0.kill()
+    }
+    fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        self.0.wait()
+    }
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_agent(cfg: &std::path::Path) -> AgentProc {
+    let mut child = AgentProc(
+        Command::new(BIN)
+            .args(["--workers", "1", "run", "--config"])
+            .arg(cfg)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let line = BufReader::new(child.0.stdout.take().unwrap())
         .lines()
         .next()
         .unwrap()

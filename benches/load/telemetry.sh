@@ -22,7 +22,7 @@ ORIGIN_PORT=${ORIGIN_PORT:-18100}
 EDGE_PORT=${EDGE_PORT:-18182}
 SINK_PORT=${SINK_PORT:-18317}
 DEAD_PORT=${DEAD_PORT:-18318}
-MODES=(off on on-1pct down)
+read -r -a MODES <<<"${MODES:-off on on-1pct down}"
 
 command -v wrk >/dev/null || { echo "wrk is needed (apt-get install -y wrk)" >&2; exit 2; }
 if [ "${SKIP_BUILD:-}" != 1 ]; then
