@@ -1,24 +1,11 @@
 //! The node config file: one TOML file whose sections start the roles of this process, parsed
 //! with every problem reported as `FILE:LINE: KEY: message`.
 
+pub use agent::config::TelemetryConfig;
+use agent::role::config::AgentConfig;
 use edge_node::config::{AdminConfig, ConfigProblem, EdgeConfig};
 use serde::Deserialize;
 use std::path::Path;
-
-/// The `[telemetry]` section (export arrives with the telemetry work; the keys are accepted now).
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct TelemetryConfig {
-    /// service.name of everything this node emits.
-    #[serde(default)]
-    pub service_name: Option<String>,
-    /// Region resource attribute.
-    #[serde(default)]
-    pub region: Option<String>,
-    /// OTLP collector endpoint.
-    #[serde(default)]
-    pub otlp_endpoint: Option<String>,
-}
 
 /// A whole node config.
 #[derive(Debug, Clone, Deserialize)]
@@ -39,10 +26,10 @@ pub struct NodeConfig {
     /// The geo-DNS role.
     #[serde(default)]
     pub dns: Option<geo_dns::DnsConfig>,
+    /// The agent role: host metrics and log shipping.
+    #[serde(default)]
+    pub agent: Option<AgentConfig>,
 }
-
-/// Roles DESIGN.md names that this version does not run yet.
-const NOT_YET: &[&str] = &["agent"];
 
 impl NodeConfig {
     /// Parses and validates `src` (read from `file`); every problem, one line each.
@@ -51,26 +38,10 @@ impl NodeConfig {
             Some(l) => format!("{file}:{l}: {key}: {msg}"),
             None => format!("{file}: {key}: {msg}"),
         };
-        let table: toml::Table = match src.parse() {
-            Ok(t) => t,
-            Err(e) => {
-                let e: toml::de::Error = e;
-                let line = e.span().map(|s| line_of(src, s.start));
-                return Err(vec![at(line, "(syntax)", e.message())]);
-            }
-        };
-        let mut errors = Vec::new();
-        for role in NOT_YET {
-            if table.contains_key(*role) {
-                errors.push(at(
-                    locate(src, role),
-                    role,
-                    &format!("the [{role}] role is not available in this version of outpost"),
-                ));
-            }
-        }
-        if !errors.is_empty() {
-            return Err(errors);
+        // Syntax first, so a broken file gets one syntax error rather than a schema one.
+        if let Err(e) = src.parse::<toml::Table>() {
+            let line = e.span().map(|s| line_of(src, s.start));
+            return Err(vec![at(line, "(syntax)", e.message())]);
         }
         let mut cfg: NodeConfig = match toml::from_str(src) {
             Ok(c) => c,
@@ -104,11 +75,33 @@ impl NodeConfig {
                 message: p.message,
             }));
         }
-        if cfg.edge.is_none() && cfg.shield.is_none() && cfg.admin.is_none() && cfg.dns.is_none() {
+        if let Some(t) = &cfg.telemetry {
+            problems.extend(t.validate("telemetry").into_iter().map(|p| ConfigProblem {
+                path: p.path,
+                message: p.message,
+            }));
+        }
+        if let Some(a) = &cfg.agent {
+            let exporting = cfg.telemetry.as_ref().is_some_and(|t| t.exports());
+            problems.extend(
+                a.validate("agent", exporting)
+                    .into_iter()
+                    .map(|p| ConfigProblem {
+                        path: p.path,
+                        message: p.message,
+                    }),
+            );
+        }
+        if cfg.edge.is_none()
+            && cfg.shield.is_none()
+            && cfg.admin.is_none()
+            && cfg.dns.is_none()
+            && cfg.agent.is_none()
+        {
             problems.push(ConfigProblem {
                 path: "edge".into(),
                 message:
-                    "nothing to run: add an [edge], [shield] or [dns] section (or at least [admin], for a purge hub)"
+                    "nothing to run: add an [edge], [shield], [dns] or [agent] section (or at least [admin], for a purge hub)"
                         .into(),
             });
         }
@@ -244,9 +237,23 @@ origins = ["http://127.0.0.1:1", "ftp://nope"]
         );
         let syntax = "[edge\nlisten=1";
         assert!(NodeConfig::parse("n.toml", syntax).unwrap_err()[0].starts_with("n.toml:1:"));
-        let agent = format!("{SRC}\n[agent]\nenabled = true\n");
-        assert!(NodeConfig::parse("n.toml", &agent).unwrap_err()[0]
-            .contains("[agent] role is not available"));
+        let dns = format!("{SRC}\n[dns]\nlisten = [\"127.0.0.1:0\"]\nenabled = true\n");
+        let errs = NodeConfig::parse("n.toml", &dns).unwrap_err();
+        assert!(
+            errs[0].contains("n.toml:20") && errs[0].contains("enabled"),
+            "{errs:?}"
+        );
+        let agent = format!("{SRC}\n[agent]\nlogs = [{{ path = \"/var/log/x.log\" }}]\n");
+        let errs = NodeConfig::parse("n.toml", &agent.replace("\"ftp://nope\"", "")).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("agent: the agent forwards over OTLP")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter().any(|e| e.contains("agent.buffer_dir")),
+            "{errs:?}"
+        );
         let shield = format!("{SRC}\n[shield]\nlisten = [\"127.0.0.1:0\"]\nsecret = \"x\"\n");
         let errs = NodeConfig::parse("n.toml", &shield).unwrap_err();
         assert!(
@@ -255,6 +262,15 @@ origins = ["http://127.0.0.1:1", "ftp://nope"]
             "{errs:?}"
         );
         assert!(errs.iter().any(|e| e.contains("shield.sites")), "{errs:?}");
+        let tel = format!(
+            "{SRC}\n[telemetry]\notlp_endpoint = \"http://127.0.0.1:4317\"\nsampling_ratio = 2.0\n"
+        );
+        let errs = NodeConfig::parse("n.toml", &tel.replace("\"ftp://nope\"", "")).unwrap_err();
+        assert_eq!(
+            errs,
+            ["n.toml:18: telemetry.sampling_ratio: must be between 0.0 and 1.0"],
+            "{errs:?}"
+        );
         let size = SRC.replace("[edge]\n", "[edge]\nmemory_bytes = \"lots\"\n");
         let errs = NodeConfig::parse("n.toml", &size).unwrap_err();
         assert!(

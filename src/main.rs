@@ -49,18 +49,33 @@ enum Cmd {
     },
 }
 
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("OUTPOST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("OUTPOST_LOG_FORMAT").is_ok_and(|v| v == "json");
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        b.json().init();
+/// Installs stderr logging only (commands that export nothing).
+fn init_logging() -> Option<agent::Telemetry> {
+    agent::Telemetry::init(None, &[], &agent::LogOptions::from_env()).ok()
+}
+
+/// Installs logging and, when the config asks for it, OTLP export; `cdn.tier` names the
+/// roles of this process.
+fn init_telemetry(cfg: &NodeConfig) -> Result<agent::Telemetry, String> {
+    let tiers: Vec<&str> = [
+        ("edge", cfg.edge.is_some()),
+        ("shield", cfg.shield.is_some()),
+        ("agent", cfg.agent.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(n, on)| on.then_some(n))
+    .collect();
+    let tier = if tiers.is_empty() {
+        "admin".to_string()
     } else {
-        b.init();
-    }
+        tiers.join("+")
+    };
+    agent::Telemetry::init(
+        cfg.telemetry.as_ref(),
+        &[("cdn.tier", tier)],
+        &agent::LogOptions::from_env(),
+    )
+    .map_err(|e| e.to_string())
 }
 
 fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, String> {
@@ -94,8 +109,11 @@ fn fail(msg: &str) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
-    match cli.cmd {
+    let logging = match &cli.cmd {
+        Cmd::Run { .. } => None,
+        _ => init_logging(),
+    };
+    let code = match cli.cmd {
         Cmd::CheckConfig { file } => match NodeConfig::load(&file) {
             Ok(_) => {
                 println!("{}: ok", file.display());
@@ -118,7 +136,22 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            block_on(cli.workers, async move {
+            let mut telemetry = match init_telemetry(&cfg) {
+                Ok(t) => t,
+                Err(e) => return fail(&e),
+            };
+            if let (Some(a), Some(t)) = (&cfg.agent, &cfg.telemetry) {
+                if let Err(e) = telemetry.start_agent(a, t) {
+                    telemetry.shutdown();
+                    return fail(&e);
+                }
+                println!(
+                    "outpost: agent shipping {} log files, host metrics {}",
+                    a.logs.len(),
+                    if a.host_metrics { "on" } else { "off" }
+                );
+            }
+            let code = block_on(cli.workers, async move {
                 let running = run::start(&cfg).await?;
                 for line in running.banner("edge") {
                     println!("{line}");
@@ -142,7 +175,10 @@ fn main() -> ExitCode {
                 }
                 running.stop().await;
                 Ok(())
-            })
+            });
+            // Outside the serving runtime: sends what is queued, bounded by the export timeout.
+            telemetry.shutdown();
+            code
         }
         Cmd::Demo => block_on(
             cli.workers,
@@ -172,5 +208,9 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
+    };
+    if let Some(t) = logging {
+        t.shutdown();
     }
+    code
 }

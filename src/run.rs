@@ -80,13 +80,11 @@ pub async fn start(cfg: &NodeConfig) -> Result<Running, String> {
     let mut edge_tls_addrs = Vec::new();
     if let Some(t) = &cfg.telemetry {
         tracing::info!(
-            service = t.service_name.as_deref().unwrap_or("outpost"),
+            service = %t.service_name,
             region = t.region.as_deref().unwrap_or("-"),
+            otlp = t.otlp_endpoint.as_deref().unwrap_or("off"),
             "starting node"
         );
-        if t.otlp_endpoint.is_some() {
-            tracing::warn!("telemetry.otlp_endpoint is set, but OTLP export is not available in this version; metrics are on the admin /metrics endpoint");
-        }
     }
     let admin_token = match &cfg.admin {
         Some(ac) => Some(ac.resolve_token().map_err(|e| format!("admin: {e}"))?),
@@ -126,7 +124,10 @@ pub async fn start(cfg: &NodeConfig) -> Result<Running, String> {
             .await
             .map_err(|e| format!("admin: cannot listen on {}: {e}", ac.listen))?;
         admin_addr = l.local_addr().ok();
-        let mut state = AdminState::new(token, edges).with_purge(purge.clone());
+        let mut state = AdminState::new(token, edges.clone()).with_purge(purge.clone());
+        if let Some(t) = agent::setup::export_stats() {
+            state = state.with_telemetry(t);
+        }
         if let Some(d) = &dns {
             state = state.with_metrics(Arc::new(d.metrics_source()));
         }
@@ -137,6 +138,9 @@ pub async fn start(cfg: &NodeConfig) -> Result<Running, String> {
             }
         });
     }
+    if agent::metrics_enabled() {
+        register_gauges(edges, purge.clone());
+    }
     Ok(Running {
         edge_addrs,
         shield_addrs,
@@ -146,6 +150,49 @@ pub async fn start(cfg: &NodeConfig) -> Result<Running, String> {
         shutdown: tx,
         tasks,
     })
+}
+
+/// Gauges read at each metric export: store sizes per tier and purge versions.
+fn register_gauges(proxies: Vec<Arc<edge_node::proxy::Proxy>>, purge: Arc<PurgeService>) {
+    use opentelemetry::KeyValue;
+    let meter = agent::metrics::meter();
+    let tiers: Vec<(KeyValue, Arc<edge_node::proxy::Proxy>)> = proxies
+        .into_iter()
+        .map(|p| (KeyValue::new("cdn.tier", p.tier()), p))
+        .collect();
+    let tiers = Arc::new(tiers);
+    type Read = fn(&edge_node::stats::StoreGauges) -> u64;
+    let gauges: [(&'static str, &'static str, Read); 4] = [
+        ("outpost.cache.memory.bytes", "By", |g| g.memory_bytes),
+        ("outpost.cache.objects", "{object}", |g| g.objects),
+        ("outpost.cache.inflight", "{fetch}", |g| g.inflight),
+        ("outpost.cache.disk.bytes", "By", |g| {
+            g.disk.map_or(0, |d| d.bytes)
+        }),
+    ];
+    for (name, unit, read) in gauges {
+        let t = tiers.clone();
+        let _ = meter
+            .u64_observable_gauge(name)
+            .with_unit(unit)
+            .with_callback(move |o| {
+                for (kv, p) in t.iter() {
+                    o.observe(read(&p.gauges()), std::slice::from_ref(kv));
+                }
+            })
+            .build();
+    }
+    let p = purge.clone();
+    let _ = meter
+        .u64_observable_gauge("outpost.purge.applied_version")
+        .with_description("Newest purge version applied on this node.")
+        .with_callback(move |o| o.observe(p.applied(), &[]))
+        .build();
+    let _ = meter
+        .u64_observable_gauge("outpost.purge.lag")
+        .with_description("Purge versions in this node's log not applied yet.")
+        .with_callback(move |o| o.observe(purge.latest().saturating_sub(purge.applied()), &[]))
+        .build();
 }
 
 /// The purge service of this process: a follower of `edge.purge_hub` when set, else a hub.

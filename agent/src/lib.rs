@@ -1,6 +1,27 @@
-//! Telemetry for every tier, and the agent role.
+//! Telemetry for every tier.
 //!
-//! Not built yet. This crate will own telemetry set-up for every role (traces, metrics and logs
-//! over OTLP, Prometheus text), and the `[agent]` role: host metrics, log shipping and a bounded
-//! on-disk buffer for collector outages. See shared/DESIGN.md, "Telemetry and the agent".
+//! [`setup::Telemetry::init`] installs everything a process emits with: a tracing subscriber
+//! that writes logs to stderr (text or JSON, with trace and span ids), turns spans of the
+//! Outpost crates into OTLP traces and events into OTLP logs, and an OpenTelemetry meter
+//! provider exporting OTLP metrics. Exports run on a one-thread runtime of their own behind
+//! bounded queues ([`batch`]); a full queue or a dead collector drops items and counts them,
+//! it never slows a request. The `[telemetry]` config section is [`config::TelemetryConfig`].
+//!
+//! Other crates only emit: spans through `tracing` (created only when
+//! [`setup::traces_enabled`]), W3C trace context through [`propagation`], metrics through the
+//! instruments in [`metrics`].
+//!
+//! The `[agent]` role ([`role`]) adds host metrics and ships log files over OTLP through a
+//! bounded on-disk buffer that survives collector outages and restarts.
 #![warn(missing_docs)]
+
+pub mod batch;
+pub mod config;
+pub mod logfmt;
+pub mod metrics;
+pub mod propagation;
+pub mod role;
+pub mod setup;
+
+pub use config::TelemetryConfig;
+pub use setup::{metrics_enabled, traces_enabled, LogOptions, Telemetry};

@@ -28,6 +28,19 @@ pub enum Outcome {
     Error,
 }
 
+impl Outcome {
+    /// The `cdn.cache.status` value: `hit`, `stale`, `miss`, `pass` or `error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Hit => "hit",
+            Outcome::Stale => "stale",
+            Outcome::Miss => "miss",
+            Outcome::Pass => "pass",
+            Outcome::Error => "error",
+        }
+    }
+}
+
 /// The edge's counters.
 #[derive(Debug, Default)]
 pub struct Stats {

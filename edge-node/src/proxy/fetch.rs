@@ -18,6 +18,7 @@ use http::{request, Response, StatusCode};
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::time::SystemTime;
+use tracing::Instrument;
 
 /// Fields of a 304 that never replace the stored ones (RFC 9111 section 3.2).
 const NOT_UPDATED_BY_304: &[header::HeaderName] = &[
@@ -75,11 +76,27 @@ impl Proxy {
             purge_version: self.purges.applied(),
         };
         let me = self.clone();
-        tokio::spawn(async move {
-            let (ck, fill) = (job.ck, job.fill.clone());
-            me.run_fill(job).await;
-            me.inflight.remove(&ck, &fill);
-        });
+        // The fill outlives any one client; its span is a child of the request that led it.
+        let span = if self.traced {
+            tracing::info_span!(
+                target: "edge_node::fill",
+                "fill",
+                otel.name = "cache fill",
+                cdn.tier = self.tier,
+                cdn.cache.key = %format_args!("{:032x}", ctx.key.0),
+                cdn.revalidate = job.stale.is_some(),
+            )
+        } else {
+            tracing::Span::none()
+        };
+        tokio::spawn(
+            async move {
+                let (ck, fill) = (job.ck, job.fill.clone());
+                me.run_fill(job).await;
+                me.inflight.remove(&ck, &fill);
+            }
+            .instrument(span),
+        );
     }
 
     async fn run_fill(&self, job: FillJob) {

@@ -32,6 +32,7 @@ use sites::{Site, Sites};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+use tracing::Instrument;
 use upstream::Upstream;
 
 /// A response, how it was answered, and its body size when known.
@@ -78,6 +79,12 @@ pub struct Proxy {
     stats: Arc<Stats>,
     settings: ProxySettings,
     via: HeaderValue,
+    /// `edge` or `shield`, for telemetry.
+    tier: &'static str,
+    /// Whether request spans are made (traces exported).
+    traced: bool,
+    /// OTLP instruments, when metrics are exported.
+    metrics: Option<Arc<agent::metrics::HttpServerMetrics>>,
 }
 
 /// One cacheable request, after routing.
@@ -103,7 +110,19 @@ impl Proxy {
     ) -> Self {
         let via = HeaderValue::from_str(&format!("1.1 {}", settings.cache_name))
             .unwrap_or_else(|_| HeaderValue::from_static("1.1 outpost"));
+        let tier = if settings.require_secret.is_some() {
+            "shield"
+        } else {
+            "edge"
+        };
+        let metrics = agent::metrics_enabled()
+            .then(|| Arc::new(agent::metrics::HttpServerMetrics::new(tier)));
+        let mut upstream = upstream;
+        upstream.metrics = metrics.clone();
         Self {
+            tier,
+            traced: agent::traces_enabled(),
+            metrics,
             purges,
             disk,
             sites,
@@ -171,6 +190,11 @@ impl Proxy {
         }
     }
 
+    /// `edge` or `shield`: the `cdn.tier` of this proxy's telemetry.
+    pub fn tier(&self) -> &'static str {
+        self.tier
+    }
+
     /// The purge marks this proxy checks.
     pub fn purges(&self) -> &Arc<crate::purge::generations::Generations> {
         &self.purges
@@ -223,9 +247,84 @@ impl Proxy {
         B::Error: Into<body::BoxError>,
     {
         let start = Instant::now();
-        let (res, outcome, bytes) = self.route(req, client).await;
-        self.stats.record(outcome, start.elapsed(), bytes);
+        if !self.traced && self.metrics.is_none() {
+            let (res, outcome, bytes) = self.route(req, client).await;
+            self.stats.record(outcome, start.elapsed(), bytes);
+            return res;
+        }
+        let method = agent::metrics::method_value(req.method());
+        let span = if self.traced {
+            self.server_span(&req, client, method)
+        } else {
+            tracing::Span::none()
+        };
+        let (res, outcome, bytes) = self.route(req, client).instrument(span.clone()).await;
+        let elapsed = start.elapsed();
+        self.stats.record(outcome, elapsed, bytes);
+        let status = res.status().as_u16();
+        let cache_status = outcome.as_str();
+        if !span.is_none() {
+            span.record("http.response.status_code", status);
+            span.record("cdn.cache.status", cache_status);
+            if let Some(v) = res
+                .headers()
+                .get_all(&respond::CACHE_STATUS)
+                .iter()
+                .next_back()
+                .and_then(|v| v.to_str().ok())
+            {
+                span.record("cdn.cache.detail", v);
+            }
+            if status >= 500 {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        if let Some(m) = &self.metrics {
+            m.record(elapsed.as_secs_f64(), method, status, cache_status, bytes);
+        }
         res
+    }
+
+    /// The server span of one request (HTTP semantic conventions plus `cdn.*`), a child of the
+    /// caller's span when the request carries a W3C `traceparent`.
+    fn server_span<B>(
+        &self,
+        req: &Request<B>,
+        client: ClientInfo,
+        method: &'static str,
+    ) -> tracing::Span {
+        let host = req.uri().host().or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(|h| h.rsplit_once(':').map_or(h, |(h, _)| h))
+        });
+        let version = match req.version() {
+            http::Version::HTTP_2 => "2",
+            http::Version::HTTP_10 => "1.0",
+            _ => "1.1",
+        };
+        let span = tracing::info_span!(
+            target: "edge_node::request",
+            "request",
+            otel.name = method,
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = method,
+            url.path = req.uri().path(),
+            url.scheme = client.scheme,
+            server.address = host.unwrap_or(""),
+            client.address = %client.addr.ip(),
+            network.protocol.version = version,
+            http.response.status_code = tracing::field::Empty,
+            cdn.tier = self.tier,
+            cdn.cache.status = tracing::field::Empty,
+            cdn.cache.detail = tracing::field::Empty,
+            cdn.cache.key = tracing::field::Empty,
+            cdn.purge.version = self.purges.applied(),
+        );
+        agent::propagation::set_remote_parent(&span, req.headers());
+        span
     }
 
     async fn route<B>(self: &Arc<Self>, req: Request<B>, client: ClientInfo) -> Answer
@@ -297,6 +396,9 @@ impl Proxy {
             Some(q) => format!("{}?{q}", parts.uri.path()),
             None => parts.uri.path().to_string(),
         };
+        if self.traced {
+            tracing::Span::current().record("cdn.cache.key", format!("{:032x}", key.0));
+        }
         let ctx = Ctx {
             parts,
             site,

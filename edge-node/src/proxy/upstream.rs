@@ -21,6 +21,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Request field carrying the edge-to-shield shared secret.
 pub static SHIELD_SECRET: http::HeaderName = http::HeaderName::from_static("outpost-shield-secret");
@@ -149,6 +150,8 @@ pub struct Upstream {
     pub timeouts: Timeouts,
     /// Shields in front of the origins, if any.
     pub parents: std::sync::Arc<ParentTier>,
+    /// OTLP instruments, when metrics are exported.
+    pub metrics: Option<std::sync::Arc<agent::metrics::HttpServerMetrics>>,
 }
 
 impl Upstream {
@@ -165,6 +168,7 @@ impl Upstream {
             client,
             timeouts,
             parents: Default::default(),
+            metrics: None,
         }
     }
 
@@ -229,12 +233,24 @@ impl Upstream {
                     })
                 }
             };
+            let kind = match target {
+                Target::Shield(_) => "shield",
+                Target::Origin(_) => "origin",
+            };
+            let span = client_span(&p, addr, kind);
+            // The next tier's server span becomes a child of this attempt.
+            agent::propagation::inject(&span, &mut p.headers);
             let req = http::Request::from_parts(p, b);
             let failed = |t: &Target| match t {
                 Target::Shield(s) => s.mark_down(now),
                 Target::Origin(o) => origins.report_failure(o, now),
             };
-            match tokio::time::timeout(self.timeouts.first_byte, self.client.request(req)).await {
+            let started = std::time::Instant::now();
+            let attempt = tokio::time::timeout(self.timeouts.first_byte, self.client.request(req))
+                .instrument(span.clone())
+                .await;
+            self.observe_attempt(&span, kind, started, &attempt);
+            match attempt {
                 Err(_) => {
                     failed(&target);
                     let e = UpstreamError::Timeout {
@@ -275,6 +291,39 @@ impl Upstream {
         }))
     }
 
+    /// Closes the books on one attempt: its span's status and the client duration metric.
+    fn observe_attempt(
+        &self,
+        span: &tracing::Span,
+        kind: &'static str,
+        started: std::time::Instant,
+        attempt: &Result<
+            Result<Response<Incoming>, hyper_util::client::legacy::Error>,
+            tokio::time::error::Elapsed,
+        >,
+    ) {
+        let (status, error) = match attempt {
+            Ok(Ok(res)) => (res.status().as_u16(), None),
+            Ok(Err(e)) if e.is_connect() => (0, Some("connect")),
+            Ok(Err(_)) => (0, Some("protocol")),
+            Err(_) => (0, Some("timeout")),
+        };
+        if !span.is_none() {
+            if status > 0 {
+                span.record("http.response.status_code", status);
+            }
+            if let Some(e) = error {
+                span.record("error.type", e);
+            }
+            if status >= 500 || error.is_some() {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        if let Some(m) = &self.metrics {
+            m.record_upstream(started.elapsed().as_secs_f64(), kind, status, error);
+        }
+    }
+
     /// One active health check: GET `path` on `addr`; healthy when it answers 2xx or 3xx.
     pub async fn probe(
         &self,
@@ -303,6 +352,29 @@ impl Upstream {
             _ => false,
         }
     }
+}
+
+/// The client span of one upstream attempt (HTTP semantic conventions), or a disabled span
+/// when traces are not exported.
+fn client_span(p: &request::Parts, addr: &OriginAddr, kind: &'static str) -> tracing::Span {
+    if !agent::traces_enabled() {
+        return tracing::Span::none();
+    }
+    let method = agent::metrics::method_value(&p.method);
+    tracing::info_span!(
+        target: "edge_node::upstream",
+        "upstream",
+        otel.name = method,
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = method,
+        server.address = addr.authority.host(),
+        server.port = addr.authority.port_u16().unwrap_or(80),
+        url.full = %p.uri,
+        cdn.upstream = kind,
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    )
 }
 
 /// Runs the active health checks of `pool` until `shutdown` flips.

@@ -1,0 +1,555 @@
+//! Installing telemetry for a process: the tracing subscriber (stderr logs with trace ids,
+//! spans to OTLP traces, events to OTLP logs) and the OpenTelemetry meter provider (OTLP
+//! metrics), all exporting from a small runtime of their own so that no export ever runs on,
+//! or waits for, a serving thread.
+
+use crate::batch::{BatchOptions, QueueLogProcessor, QueueSpanProcessor, SignalStats};
+use crate::config::{Protocol, TelemetryConfig};
+use crate::logfmt::{StderrFormat, TraceIdFormat};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::KeyValue;
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_sdk::logs::SdkLoggerProvider;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use opentelemetry_sdk::Resource;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
+
+/// Crates whose own events must never reach the OTLP log exporter: exporting their logs makes
+/// every export produce more logs (the exporter's transport is built from them).
+pub const EXPORTER_TARGETS: &[&str] = &[
+    "h2",
+    "hyper",
+    "hyper_util",
+    "tonic",
+    "tower",
+    "reqwest",
+    "opentelemetry",
+    "opentelemetry_sdk",
+    "opentelemetry_otlp",
+    "opentelemetry_http",
+];
+
+/// Crates whose spans become OTLP traces.
+const SPAN_TARGETS: &[&str] = &["edge_node", "origin_shield", "geo_dns", "agent", "outpost"];
+
+static TRACES_ON: AtomicBool = AtomicBool::new(false);
+static EXPORT_STATS: std::sync::OnceLock<Arc<ExportStats>> = std::sync::OnceLock::new();
+
+/// The export counters of this process's telemetry, once OTLP export is running.
+pub fn export_stats() -> Option<Arc<ExportStats>> {
+    EXPORT_STATS.get().cloned()
+}
+static METRICS_ON: AtomicBool = AtomicBool::new(false);
+
+/// Whether request spans are exported: the request path creates its spans only then, so
+/// a node without OTLP pays nothing for them.
+#[inline]
+pub fn traces_enabled() -> bool {
+    TRACES_ON.load(Relaxed)
+}
+
+/// Whether OTLP metrics are exported (instruments are only built then).
+#[inline]
+pub fn metrics_enabled() -> bool {
+    METRICS_ON.load(Relaxed)
+}
+
+/// How stderr logs look; from `OUTPOST_LOG` and `OUTPOST_LOG_FORMAT`, not the config file.
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    /// An env filter (`info`, `edge_node=debug`).
+    pub filter: String,
+    /// JSON lines instead of text.
+    pub json: bool,
+}
+
+impl LogOptions {
+    /// From `OUTPOST_LOG` (default `info`) and `OUTPOST_LOG_FORMAT=json`.
+    pub fn from_env() -> Self {
+        Self {
+            filter: std::env::var("OUTPOST_LOG").unwrap_or_else(|_| "info".into()),
+            json: std::env::var("OUTPOST_LOG_FORMAT").is_ok_and(|v| v == "json"),
+        }
+    }
+}
+
+/// Why telemetry could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// An exporter could not be built (bad endpoint and the like).
+    #[error("telemetry: cannot build the OTLP {signal} exporter: {detail}")]
+    Exporter {
+        /// traces, metrics or logs.
+        signal: &'static str,
+        /// The exporter's message.
+        detail: String,
+    },
+    /// The telemetry runtime could not start.
+    #[error("telemetry: cannot start the export thread: {0}")]
+    Runtime(std::io::Error),
+    /// A global subscriber was already installed.
+    #[error("telemetry: a tracing subscriber is already installed")]
+    AlreadyInstalled,
+}
+
+/// Counters of the export pipelines, for `/metrics` and the `outpost.telemetry.*` metrics.
+#[derive(Debug, Default)]
+pub struct ExportStats {
+    /// Spans.
+    pub spans: Arc<SignalStats>,
+    /// Log records.
+    pub logs: Arc<SignalStats>,
+    /// Metric exports that failed (each carries every metric of one interval).
+    pub metric_failures: std::sync::atomic::AtomicU64,
+}
+
+impl ExportStats {
+    /// Prometheus text of the export counters.
+    pub fn render_prometheus(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP outpost_telemetry_dropped_total Spans and log records dropped: export queue full or export failed.\n# TYPE outpost_telemetry_dropped_total counter"
+        );
+        for (sig, s) in [("spans", &self.spans), ("logs", &self.logs)] {
+            let _ = writeln!(
+                out,
+                "outpost_telemetry_dropped_total{{signal=\"{sig}\"}} {}",
+                s.dropped.load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP outpost_telemetry_exported_total Spans and log records the collector accepted.\n# TYPE outpost_telemetry_exported_total counter"
+        );
+        for (sig, s) in [("spans", &self.spans), ("logs", &self.logs)] {
+            let _ = writeln!(
+                out,
+                "outpost_telemetry_exported_total{{signal=\"{sig}\"}} {}",
+                s.exported.load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP outpost_telemetry_failed_exports_total Export requests that failed or timed out.\n# TYPE outpost_telemetry_failed_exports_total counter"
+        );
+        for (sig, n) in [
+            ("spans", self.spans.failed_exports.load(Relaxed)),
+            ("logs", self.logs.failed_exports.load(Relaxed)),
+            ("metrics", self.metric_failures.load(Relaxed)),
+        ] {
+            let _ = writeln!(
+                out,
+                "outpost_telemetry_failed_exports_total{{signal=\"{sig}\"}} {n}"
+            );
+        }
+        out
+    }
+}
+
+/// Installed telemetry; `shutdown` flushes what is queued.
+pub struct Telemetry {
+    runtime: Option<tokio::runtime::Runtime>,
+    agent: Option<crate::role::Agent>,
+    resource: Option<Resource>,
+    tracer: Option<SdkTracerProvider>,
+    meter: Option<SdkMeterProvider>,
+    logger: Option<SdkLoggerProvider>,
+    stats: Arc<ExportStats>,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry")
+            .field("traces", &self.tracer.is_some())
+            .field("metrics", &self.meter.is_some())
+            .field("logs", &self.logger.is_some())
+            .finish()
+    }
+}
+
+/// The resource of every signal this process emits.
+pub fn resource(cfg: &TelemetryConfig, extra: &[(&'static str, String)]) -> Resource {
+    let mut attrs = vec![KeyValue::new(
+        "service.version",
+        env!("CARGO_PKG_VERSION").to_string(),
+    )];
+    if let Some(r) = &cfg.region {
+        attrs.push(KeyValue::new("cdn.region", r.clone()));
+        attrs.push(KeyValue::new("cloud.region", r.clone()));
+    }
+    let node = cfg.node_id.clone().or_else(host_name);
+    if let Some(n) = node {
+        attrs.push(KeyValue::new("service.instance.id", n.clone()));
+        attrs.push(KeyValue::new("host.name", n));
+    }
+    for (k, v) in extra {
+        attrs.push(KeyValue::new(*k, v.clone()));
+    }
+    for (k, v) in &cfg.resource {
+        attrs.push(KeyValue::new(k.clone(), v.clone()));
+    }
+    Resource::builder()
+        .with_service_name(cfg.service_name.clone())
+        .with_attributes(attrs)
+        .build()
+}
+
+fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+fn env_filter(directives: &str) -> EnvFilter {
+    EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+impl Telemetry {
+    /// Installs the global subscriber and, when `cfg` names an OTLP endpoint, the exporters.
+    /// `extra` adds resource attributes the caller knows (such as `cdn.tier`).
+    pub fn init(
+        cfg: Option<&TelemetryConfig>,
+        extra: &[(&'static str, String)],
+        log: &LogOptions,
+    ) -> Result<Telemetry, TelemetryError> {
+        let stats = Arc::new(ExportStats::default());
+        let exporting = cfg.filter(|c| c.exports());
+        let stderr_layer = {
+            let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+            let layer: Box<dyn Layer<_> + Send + Sync> = if log.json {
+                fmt.event_format(StderrFormat).boxed()
+            } else {
+                fmt.event_format(TraceIdFormat::new(exporting.is_some()))
+                    .boxed()
+            };
+            layer.with_filter(env_filter(&log.filter))
+        };
+        let Some(cfg) = exporting else {
+            tracing_subscriber::registry()
+                .with(stderr_layer)
+                .try_init()
+                .map_err(|_| TelemetryError::AlreadyInstalled)?;
+            return Ok(Telemetry {
+                runtime: None,
+                agent: None,
+                resource: None,
+                tracer: None,
+                meter: None,
+                logger: None,
+                stats,
+            });
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("outpost-telemetry")
+            .enable_all()
+            .build()
+            .map_err(TelemetryError::Runtime)?;
+        let rt = runtime.handle().clone();
+        // The gRPC exporters start their connection task on the runtime that builds them.
+        let _enter = rt.enter();
+        let resource = resource(cfg, extra);
+        let opts = BatchOptions {
+            queue_size: cfg.queue_size,
+            batch_size: cfg.batch_size,
+            interval: cfg.batch_interval.0,
+            timeout: cfg.export_timeout.0,
+        };
+        let tracer = if cfg.traces {
+            let exporter = span_exporter(cfg)?;
+            let p = QueueSpanProcessor::new(&rt, exporter, opts, stats.spans.clone(), &resource);
+            Some(
+                SdkTracerProvider::builder()
+                    .with_span_processor(p)
+                    .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+                        cfg.sampling_ratio,
+                    ))))
+                    .with_resource(resource.clone())
+                    .build(),
+            )
+        } else {
+            None
+        };
+        let logger = if cfg.logs {
+            let exporter = log_exporter(cfg)?;
+            let p = QueueLogProcessor::new(&rt, exporter, opts, stats.logs.clone(), &resource);
+            Some(
+                SdkLoggerProvider::builder()
+                    .with_log_processor(p)
+                    .with_resource(resource.clone())
+                    .build(),
+            )
+        } else {
+            None
+        };
+        let meter = if cfg.metrics {
+            let exporter = OnRuntime {
+                inner: metric_exporter(cfg)?,
+                rt: rt.clone(),
+                stats: stats.clone(),
+            };
+            let reader = PeriodicReader::builder(exporter)
+                .with_interval(cfg.metrics_interval.0)
+                .build();
+            let provider = SdkMeterProvider::builder()
+                .with_reader(reader)
+                .with_resource(resource.clone())
+                .build();
+            opentelemetry::global::set_meter_provider(provider.clone());
+            Some(provider)
+        } else {
+            None
+        };
+
+        let span_filter = SPAN_TARGETS
+            .iter()
+            .fold(Targets::new(), |t, c| t.with_target(*c, LevelFilter::INFO));
+        let trace_layer = tracer.as_ref().map(|p| {
+            tracing_opentelemetry::layer()
+                .with_tracer(p.tracer("outpost"))
+                .with_threads(false)
+                .with_location(false)
+                .with_filter(span_filter)
+        });
+        let log_layer = logger.as_ref().map(|p| {
+            let off: String = EXPORTER_TARGETS
+                .iter()
+                .map(|t| format!(",{t}=off"))
+                .collect();
+            opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(p)
+                .with_filter(env_filter(&format!("{}{off}", log.filter)))
+        });
+        tracing_subscriber::registry()
+            .with(stderr_layer)
+            .with(trace_layer)
+            .with(log_layer)
+            .try_init()
+            .map_err(|_| TelemetryError::AlreadyInstalled)?;
+        TRACES_ON.store(tracer.is_some(), Relaxed);
+        METRICS_ON.store(meter.is_some(), Relaxed);
+        let _ = EXPORT_STATS.set(stats.clone());
+        if meter.is_some() {
+            crate::metrics::register_export_metrics(stats.clone());
+        }
+        drop(_enter);
+        Ok(Telemetry {
+            runtime: Some(runtime),
+            agent: None,
+            resource: Some(resource),
+            tracer,
+            meter,
+            logger,
+            stats,
+        })
+    }
+
+    /// Starts the `[agent]` role on the telemetry runtime; needs OTLP export (`cfg` is the
+    /// `[telemetry]` section the telemetry was started with).
+    pub fn start_agent(
+        &mut self,
+        agent: &crate::role::config::AgentConfig,
+        cfg: &TelemetryConfig,
+    ) -> Result<(), String> {
+        let (Some(rt), Some(resource)) = (&self.runtime, &self.resource) else {
+            return Err("the agent needs [telemetry] otlp_endpoint".into());
+        };
+        let _enter = rt.enter();
+        let exporter = log_exporter(cfg).map_err(|e| e.to_string())?;
+        let a = crate::role::Agent::start(
+            agent,
+            exporter,
+            rt.handle().clone(),
+            resource,
+            cfg.export_timeout.0,
+        )
+        .map_err(|e| format!("agent: {e}"))?;
+        self.agent = Some(a);
+        Ok(())
+    }
+
+    /// The export counters.
+    pub fn stats(&self) -> Arc<ExportStats> {
+        self.stats.clone()
+    }
+
+    /// Whether anything is exported.
+    pub fn exporting(&self) -> bool {
+        self.runtime.is_some()
+    }
+
+    /// Sends what is queued (bounded by each export's timeout) and stops the exporters.
+    /// Call it outside any async runtime.
+    pub fn shutdown(mut self) {
+        TRACES_ON.store(false, Relaxed);
+        METRICS_ON.store(false, Relaxed);
+        if let Some(a) = self.agent.take() {
+            a.stop();
+        }
+        if let Some(t) = self.tracer.take() {
+            let _ = t.shutdown_with_timeout(Duration::from_secs(5));
+        }
+        if let Some(l) = self.logger.take() {
+            let _ = l.shutdown_with_timeout(Duration::from_secs(5));
+        }
+        if let Some(m) = self.meter.take() {
+            let _ = m.shutdown_with_timeout(Duration::from_secs(5));
+        }
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+fn span_exporter(
+    cfg: &TelemetryConfig,
+) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
+    let ep = cfg.signal_endpoint("traces").unwrap_or_default();
+    let timeout = cfg.export_timeout.0;
+    let r = match cfg.protocol {
+        Protocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(ep)
+            .with_timeout(timeout)
+            .with_metadata(metadata(cfg))
+            .build(),
+        Protocol::Http => opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(ep)
+            .with_timeout(timeout)
+            .with_headers(cfg.headers.clone().into_iter().collect())
+            .build(),
+    };
+    r.map_err(|e| TelemetryError::Exporter {
+        signal: "traces",
+        detail: e.to_string(),
+    })
+}
+
+pub(crate) fn log_exporter(
+    cfg: &TelemetryConfig,
+) -> Result<opentelemetry_otlp::LogExporter, TelemetryError> {
+    let ep = cfg.signal_endpoint("logs").unwrap_or_default();
+    let timeout = cfg.export_timeout.0;
+    let r = match cfg.protocol {
+        Protocol::Grpc => opentelemetry_otlp::LogExporter::builder()
+            .with_tonic()
+            .with_endpoint(ep)
+            .with_timeout(timeout)
+            .with_metadata(metadata(cfg))
+            .build(),
+        Protocol::Http => opentelemetry_otlp::LogExporter::builder()
+            .with_http()
+            .with_endpoint(ep)
+            .with_timeout(timeout)
+            .with_headers(cfg.headers.clone().into_iter().collect())
+            .build(),
+    };
+    r.map_err(|e| TelemetryError::Exporter {
+        signal: "logs",
+        detail: e.to_string(),
+    })
+}
+
+fn metric_exporter(
+    cfg: &TelemetryConfig,
+) -> Result<opentelemetry_otlp::MetricExporter, TelemetryError> {
+    let ep = cfg.signal_endpoint("metrics").unwrap_or_default();
+    let timeout = cfg.export_timeout.0;
+    let r = match cfg.protocol {
+        Protocol::Grpc => opentelemetry_otlp::MetricExporter::builder()
+            .with_tonic()
+            .with_endpoint(ep)
+            .with_timeout(timeout)
+            .with_metadata(metadata(cfg))
+            .build(),
+        Protocol::Http => opentelemetry_otlp::MetricExporter::builder()
+            .with_http()
+            .with_endpoint(ep)
+            .with_timeout(timeout)
+            .with_headers(cfg.headers.clone().into_iter().collect())
+            .build(),
+    };
+    r.map_err(|e| TelemetryError::Exporter {
+        signal: "metrics",
+        detail: e.to_string(),
+    })
+}
+
+fn metadata(cfg: &TelemetryConfig) -> tonic::metadata::MetadataMap {
+    let mut h = http::HeaderMap::new();
+    for (k, v) in &cfg.headers {
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::from_str(v),
+        ) {
+            h.insert(k, v);
+        }
+    }
+    tonic::metadata::MetadataMap::from_headers(h)
+}
+
+/// The metric exporter, polled by the SDK's reader thread, with the telemetry runtime entered
+/// on every poll: the async HTTP client and the gRPC channel need a Tokio reactor, and the
+/// reader thread has none. Failed exports are counted.
+struct OnRuntime<E> {
+    inner: E,
+    rt: tokio::runtime::Handle,
+    stats: Arc<ExportStats>,
+}
+
+struct Entered<F> {
+    fut: std::pin::Pin<Box<F>>,
+    rt: tokio::runtime::Handle,
+}
+
+impl<F: std::future::Future> std::future::Future for Entered<F> {
+    type Output = F::Output;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let _g = self.rt.enter();
+        self.fut.as_mut().poll(cx)
+    }
+}
+
+impl<E: opentelemetry_sdk::metrics::exporter::PushMetricExporter>
+    opentelemetry_sdk::metrics::exporter::PushMetricExporter for OnRuntime<E>
+{
+    #[allow(clippy::manual_async_fn)]
+    fn export(
+        &self,
+        metrics: &opentelemetry_sdk::metrics::data::ResourceMetrics,
+    ) -> impl std::future::Future<Output = opentelemetry_sdk::error::OTelSdkResult> + Send {
+        async move {
+            let r = Entered {
+                fut: Box::pin(self.inner.export(metrics)),
+                rt: self.rt.clone(),
+            }
+            .await;
+            if r.is_err() {
+                self.stats.metric_failures.fetch_add(1, Relaxed);
+            }
+            r
+        }
+    }
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.inner.force_flush()
+    }
+    fn shutdown_with_timeout(&self, timeout: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+    fn temporality(&self) -> opentelemetry_sdk::metrics::Temporality {
+        self.inner.temporality()
+    }
+}

@@ -1,0 +1,631 @@
+//! Telemetry end to end: a real OTLP/gRPC receiver (tonic, with the opentelemetry-proto types)
+//! inside the test, and a shield and an edge run as `outpost run` processes exporting to it.
+//! One trace crosses client -> edge -> shield -> origin with correct parent links; the
+//! metrics arrive by name with seconds buckets; logs carry trace ids and none come from the
+//! exporter's own crates; with the collector down, serving goes on and drops are counted.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+mod support;
+
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::metrics::v1::{metric, Metric};
+use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, Span};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_outpost");
+const SECRET: &str = "sh1eld-secret";
+
+// ---------------------------------------------------------------- the receiver
+
+/// What the receiver got, each item with the `service.name` of its resource.
+#[derive(Default)]
+struct Received {
+    spans: Mutex<Vec<(String, Span)>>,
+    metrics: Mutex<Vec<(String, Metric)>>,
+    logs: Mutex<Vec<(String, String, LogRecord)>>,
+}
+
+#[derive(Clone)]
+struct Receiver(Arc<Received>);
+
+fn service_of(r: Option<&opentelemetry_proto::tonic::resource::v1::Resource>) -> String {
+    r.and_then(|r| attr(&r.attributes, "service.name"))
+        .unwrap_or_default()
+}
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = self.0.spans.lock().unwrap();
+        for rs in req.into_inner().resource_spans {
+            let svc = service_of(rs.resource.as_ref());
+            for ss in rs.scope_spans {
+                for s in ss.spans {
+                    spans.push((svc.clone(), s));
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for Receiver {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        let mut metrics = self.0.metrics.lock().unwrap();
+        for rm in req.into_inner().resource_metrics {
+            let svc = service_of(rm.resource.as_ref());
+            for sm in rm.scope_metrics {
+                for m in sm.metrics {
+                    metrics.push((svc.clone(), m));
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for Receiver {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        let mut logs = self.0.logs.lock().unwrap();
+        for rl in req.into_inner().resource_logs {
+            let svc = service_of(rl.resource.as_ref());
+            for sl in rl.scope_logs {
+                let scope = sl.scope.map(|s| s.name).unwrap_or_default();
+                for l in sl.log_records {
+                    logs.push((svc.clone(), scope.clone(), l));
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+    }
+}
+
+struct Collector {
+    addr: std::net::SocketAddr,
+    got: Arc<Received>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn collector() -> Collector {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let got = Arc::new(Received::default());
+    let r = Receiver(got.clone());
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(r.clone()))
+            .add_service(MetricsServiceServer::new(r.clone()))
+            .add_service(LogsServiceServer::new(r))
+            .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(l), async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+    });
+    Collector {
+        addr,
+        got,
+        _stop: stop,
+    }
+}
+
+fn attr(attrs: &[KeyValue], key: &str) -> Option<String> {
+    let v = attrs.iter().find(|kv| kv.key == key)?.value.as_ref()?;
+    match v.value.as_ref()? {
+        any_value::Value::StringValue(s) => Some(s.clone()),
+        any_value::Value::IntValue(i) => Some(i.to_string()),
+        any_value::Value::BoolValue(b) => Some(b.to_string()),
+        any_value::Value::DoubleValue(d) => Some(d.to_string()),
+        _ => None,
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+async fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(t) = f() {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// ---------------------------------------------------------------- nodes as processes
+
+/// An `outpost run` process, killed on drop; its stderr goes to a file shown on failure.
+struct Node {
+    child: Child,
+    banner: Vec<String>,
+    stderr: std::path::PathBuf,
+}
+
+impl Node {
+    fn start(name: &str, toml: &str, banner_lines: usize) -> Node {
+        Self::start_env(name, toml, banner_lines, &[])
+    }
+
+    fn start_env(name: &str, toml: &str, banner_lines: usize, env: &[(&str, &str)]) -> Node {
+        let dir = temp_dir(&format!("telemetry-{name}"));
+        let cfg = dir.join("node.toml");
+        std::fs::write(&cfg, toml).unwrap();
+        let stderr = dir.join("stderr.log");
+        let mut child = Command::new(BIN)
+            .args(["--workers", "1", "run", "--config"])
+            .arg(&cfg)
+            .env("OUTPOST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut banner = Vec::new();
+        while banner.len() < banner_lines {
+            match lines.next() {
+                Some(Ok(l)) => banner.push(l),
+                _ => panic!(
+                    "{name} did not start: {}",
+                    std::fs::read_to_string(&stderr).unwrap_or_default()
+                ),
+            }
+        }
+        Node {
+            child,
+            banner,
+            stderr,
+        }
+    }
+
+    /// The URL after "outpost: {what} listening on ".
+    fn url(&self, what: &str) -> String {
+        let prefix = format!("outpost: {what} listening on ");
+        self.banner
+            .iter()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {what} in {:?}", self.banner))
+            .to_string()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn telemetry_section(service: &str, endpoint: &str, extra: &str) -> String {
+    format!(
+        "[telemetry]\nservice_name = \"{service}\"\nregion = \"test-1\"\nnode_id = \"{service}-1\"\notlp_endpoint = \"{endpoint}\"\nmetrics_interval = \"500ms\"\nbatch_interval = \"200ms\"\nexport_timeout = \"2s\"\n{extra}\n"
+    )
+}
+
+fn shield_toml(endpoint: &str, origin: &str) -> String {
+    format!(
+        "{}[shield]\nlisten = [\"127.0.0.1:0\"]\nsecret = \"{SECRET}\"\n\n[[shield.sites]]\nhosts = [\"127.0.0.1\", \"localhost\"]\norigins = [\"{origin}\"]\n\n[[shield.sites]]\nhosts = [\"down.test\"]\norigins = [\"http://127.0.0.1:1\"]\n",
+        telemetry_section("outpost-shield", endpoint, "")
+    )
+}
+
+fn edge_toml(endpoint: &str, origin: &str, shield: Option<&str>, extra: &str) -> String {
+    let shields = shield
+        .map(|s| format!("shields = [\"{s}\"]\nshield_secret = \"{SECRET}\"\n"))
+        .unwrap_or_default();
+    format!(
+        "{}[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n\n[edge]\nlisten = [\"127.0.0.1:0\"]\n{shields}\n[[edge.sites]]\nhosts = [\"127.0.0.1\", \"localhost\"]\norigins = [\"{origin}\"]\n\n[[edge.sites]]\nhosts = [\"down.test\"]\norigins = [\"http://127.0.0.1:1\"]\n",
+        telemetry_section("outpost-edge", endpoint, extra)
+    )
+}
+
+fn find_span<'a>(
+    spans: &'a [(String, Span)],
+    service: &str,
+    kind: SpanKind,
+    trace: &[u8],
+) -> Option<&'a Span> {
+    spans
+        .iter()
+        .find(|(s, sp)| s == service && sp.kind == kind as i32 && sp.trace_id == trace)
+        .map(|(_, sp)| sp)
+}
+
+// ---------------------------------------------------------------- tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_across_edge_shield_and_origin_with_metrics_and_logs() {
+    let col = collector().await;
+    let endpoint = format!("http://{}", col.addr);
+    let origin =
+        Origin::start(|_, n| Reply::ok(&format!("v{n}"), &[("cache-control", "max-age=60")])).await;
+    let shield = Node::start("shield", &shield_toml(&endpoint, &origin.url()), 1);
+    let shield_url = shield.url("shield");
+    let edge = Node::start(
+        "edge",
+        &edge_toml(&endpoint, &origin.url(), Some(&shield_url), ""),
+        2,
+    );
+    let edge_url = edge.url("edge");
+
+    // A client that is itself traced: its traceparent is the root of the whole trace.
+    let client_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let client_span = "00f067aa0ba902b7";
+    let tp = format!("00-{client_trace}-{client_span}-01");
+    let a = get(&format!("{edge_url}/x"), &[("traceparent", &tp)]).await;
+    assert_eq!(a.status, 200);
+    assert!(
+        a.cache_status().contains("outpost-edge; fwd=miss"),
+        "{}",
+        a.cache_status()
+    );
+    let b = get(&format!("{edge_url}/x"), &[]).await;
+    assert!(b.is_hit(), "{}", b.cache_status());
+
+    let trace = (0..16)
+        .map(|i| u8::from_str_radix(&client_trace[2 * i..2 * i + 2], 16).unwrap())
+        .collect::<Vec<u8>>();
+    let got = col.got.clone();
+    let (edge_server, edge_client, fill, shield_server, shield_client) =
+        wait_for("edge and shield spans", Duration::from_secs(20), || {
+            let spans = got.spans.lock().unwrap();
+            let es = find_span(&spans, "outpost-edge", SpanKind::Server, &trace)?.clone();
+            let ec = find_span(&spans, "outpost-edge", SpanKind::Client, &trace)?.clone();
+            let fill = spans
+                .iter()
+                .find(|(s, sp)| {
+                    s == "outpost-edge" && sp.name == "cache fill" && sp.trace_id == trace
+                })?
+                .1
+                .clone();
+            let ss = find_span(&spans, "outpost-shield", SpanKind::Server, &trace)?.clone();
+            let sc = find_span(&spans, "outpost-shield", SpanKind::Client, &trace)?.clone();
+            Some((es, ec, fill, ss, sc))
+        })
+        .await;
+    // Parent links: client -> edge server -> fill -> edge client -> shield server -> ... -> origin.
+    assert_eq!(hex(&edge_server.parent_span_id), client_span);
+    assert_eq!(fill.parent_span_id, edge_server.span_id);
+    assert_eq!(edge_client.parent_span_id, fill.span_id);
+    assert_eq!(
+        shield_server.parent_span_id, edge_client.span_id,
+        "the shield's server span is a child of the edge's upstream span"
+    );
+    let seen = origin.last();
+    let origin_tp = seen.headers["traceparent"].to_str().unwrap().to_string();
+    assert_eq!(
+        origin_tp,
+        format!("00-{client_trace}-{}-01", hex(&shield_client.span_id)),
+        "the origin gets the shield's client span as parent"
+    );
+    // HTTP semantic conventions and the cdn.* attributes.
+    let ea = &edge_server.attributes;
+    assert_eq!(edge_server.name, "GET");
+    assert_eq!(attr(ea, "http.request.method").as_deref(), Some("GET"));
+    assert_eq!(attr(ea, "url.path").as_deref(), Some("/x"));
+    assert_eq!(
+        attr(ea, "http.response.status_code").as_deref(),
+        Some("200")
+    );
+    assert_eq!(attr(ea, "server.address").as_deref(), Some("127.0.0.1"));
+    assert_eq!(attr(ea, "cdn.cache.status").as_deref(), Some("miss"));
+    assert_eq!(attr(ea, "cdn.tier").as_deref(), Some("edge"));
+    assert_eq!(attr(ea, "cdn.cache.key").map(|k| k.len()), Some(32));
+    assert_eq!(
+        attr(&shield_server.attributes, "cdn.tier").as_deref(),
+        Some("shield")
+    );
+    assert_eq!(
+        attr(&edge_client.attributes, "cdn.upstream").as_deref(),
+        Some("shield")
+    );
+    assert_eq!(
+        attr(&shield_client.attributes, "cdn.upstream").as_deref(),
+        Some("origin")
+    );
+    // The second request was a hit at the edge, in a trace of its own.
+    wait_for("the hit's span", Duration::from_secs(10), || {
+        let spans = got.spans.lock().unwrap();
+        spans
+            .iter()
+            .any(|(s, sp)| {
+                s == "outpost-edge"
+                    && sp.kind == SpanKind::Server as i32
+                    && sp.trace_id != trace
+                    && sp.parent_span_id.is_empty()
+                    && attr(&sp.attributes, "cdn.cache.status").as_deref() == Some("hit")
+            })
+            .then_some(())
+    })
+    .await;
+
+    // Metrics by name, from both tiers, durations in seconds with explicit buckets.
+    let want = [
+        "http.server.request.duration",
+        "http.client.request.duration",
+        "outpost.http.response.body.bytes",
+        "outpost.cache.objects",
+        "outpost.cache.memory.bytes",
+        "outpost.purge.applied_version",
+        "outpost.telemetry.dropped",
+    ];
+    wait_for("metrics", Duration::from_secs(20), || {
+        let m = got.metrics.lock().unwrap();
+        let all = want
+            .iter()
+            .all(|w| m.iter().any(|(s, x)| s == "outpost-edge" && x.name == *w))
+            && m.iter()
+                .any(|(s, x)| s == "outpost-shield" && x.name == "http.server.request.duration");
+        all.then_some(())
+    })
+    .await;
+    {
+        let m = got.metrics.lock().unwrap();
+        let (_, d) = m
+            .iter()
+            .find(|(s, x)| s == "outpost-edge" && x.name == "http.server.request.duration")
+            .unwrap();
+        assert_eq!(d.unit, "s");
+        let Some(metric::Data::Histogram(h)) = &d.data else {
+            panic!("not a histogram: {d:?}")
+        };
+        let p = &h.data_points[0];
+        assert_eq!(
+            p.explicit_bounds,
+            [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0]
+        );
+        let statuses: Vec<String> = h
+            .data_points
+            .iter()
+            .filter_map(|p| attr(&p.attributes, "cdn.cache.status"))
+            .collect();
+        assert!(
+            statuses.iter().any(|s| s == "hit") && statuses.iter().any(|s| s == "miss"),
+            "{statuses:?}"
+        );
+    }
+
+    // Logs carry the trace id of the request they belong to: a shield whose origin is down
+    // logs the failed fetch inside the request's trace.
+    let down = get(&format!("{edge_url}/gone"), &[("host", "down.test")]).await;
+    assert_eq!(down.status, 502, "{}", down.cache_status());
+    let (log, scope) = wait_for(
+        "a shield log with a trace id",
+        Duration::from_secs(20),
+        || {
+            let logs = got.logs.lock().unwrap();
+            logs.iter()
+                .find(|(s, _, l)| {
+                    s == "outpost-shield"
+                        && l.trace_id.len() == 16
+                        && l.severity_text == "WARN"
+                        && format!("{:?}", l.body).contains("upstream fetch failed")
+                })
+                .map(|(_, scope, l)| (l.clone(), scope.clone()))
+        },
+    )
+    .await;
+    assert!(scope.starts_with("edge_node"), "{scope}");
+    let spans = got.spans.lock().unwrap().clone();
+    let traced = spans
+        .iter()
+        .find(|(s, sp)| s == "outpost-shield" && sp.span_id == log.span_id)
+        .map(|(_, sp)| sp.clone())
+        .expect("the log's span was exported");
+    assert_eq!(traced.trace_id, log.trace_id);
+    wait_for(
+        "the edge's span of the shield's log (same trace)",
+        Duration::from_secs(10),
+        || {
+            got.spans
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(s, sp)| {
+                    s == "outpost-edge"
+                        && sp.kind == SpanKind::Server as i32
+                        && sp.trace_id == log.trace_id
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    // The exporter's own crates never feed the log exporter.
+    let logs = got.logs.lock().unwrap();
+    for (_, scope, _) in logs.iter() {
+        for bad in ["h2", "tonic", "hyper", "tower", "opentelemetry"] {
+            assert!(!scope.starts_with(bad), "exported a log of {scope}");
+        }
+    }
+    // stderr lines inside a request carry the trace id too.
+    assert!(
+        shield
+            .log()
+            .contains(&format!("trace_id={}", hex(&log.trace_id))),
+        "{}",
+        shield.log()
+    );
+    drop(edge);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_down_serving_goes_on_and_drops_are_counted() {
+    // A port with nothing behind it.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let origin =
+        Origin::start(|_, n| Reply::ok(&format!("v{n}"), &[("cache-control", "max-age=60")])).await;
+    let edge = Node::start(
+        "edge-dead-collector",
+        &edge_toml(
+            &endpoint,
+            &origin.url(),
+            None,
+            "queue_size = 16\nbatch_size = 8\n",
+        ),
+        2,
+    );
+    let edge_url = edge.url("edge");
+    let admin = edge.url("admin");
+    let c = client();
+    let start = Instant::now();
+    for i in 0..200 {
+        let r = send(&c, "GET", &format!("{edge_url}/obj{}", i % 4), &[]).await;
+        assert_eq!(r.status, 200);
+    }
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "200 requests took {took:?} with the collector down"
+    );
+    assert_eq!(origin.requests(), 4);
+    let metrics = wait_for("a drop count", Duration::from_secs(20), || {
+        let m = std::process::Command::new("curl")
+            .args(["-s", "-H", &format!("Authorization: Bearer {TOKEN}")])
+            .arg(format!("{admin}/metrics"))
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&m.stdout).to_string();
+        let dropped: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("outpost_telemetry_dropped_total{signal=\"spans\"} "))?
+            .trim()
+            .parse()
+            .ok()?;
+        (dropped > 0).then_some(text)
+    })
+    .await;
+    assert!(
+        metrics.contains("outpost_telemetry_failed_exports_total{signal=\"spans\"}"),
+        "{metrics}"
+    );
+    assert!(edge.log().len() < 1_000_000, "export errors flood stderr");
+}
+
+/// An OTLP/HTTP receiver: protobuf bodies on /v1/traces (decoded), /v1/metrics and /v1/logs.
+async fn http_collector() -> (std::net::SocketAddr, Arc<Mutex<Vec<(String, Span)>>>) {
+    use prost::Message;
+    let spans: Arc<Mutex<Vec<(String, Span)>>> = Arc::default();
+    let s = spans.clone();
+    let app = axum::Router::new()
+        .route(
+            "/v1/traces",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let s = s.clone();
+                async move {
+                    let req = ExportTraceServiceRequest::decode(body).unwrap();
+                    let mut s = s.lock().unwrap();
+                    for rs in req.resource_spans {
+                        let svc = service_of(rs.resource.as_ref());
+                        for ss in rs.scope_spans {
+                            for sp in ss.spans {
+                                s.push((svc.clone(), sp));
+                            }
+                        }
+                    }
+                    ""
+                }
+            }),
+        )
+        .route("/v1/metrics", axum::routing::post(|| async { "" }))
+        .route("/v1/logs", axum::routing::post(|| async { "" }));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (addr, spans)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_over_http_and_json_logs_with_trace_ids() {
+    let (addr, spans) = http_collector().await;
+    let origin =
+        Origin::start(|_, n| Reply::ok(&format!("v{n}"), &[("cache-control", "max-age=60")])).await;
+    let edge = Node::start_env(
+        "edge-http",
+        &edge_toml(
+            &format!("http://{addr}"),
+            &origin.url(),
+            None,
+            "protocol = \"http\"\n",
+        ),
+        2,
+        &[("OUTPOST_LOG_FORMAT", "json")],
+    );
+    let edge_url = edge.url("edge");
+    assert_eq!(get(&format!("{edge_url}/a"), &[]).await.status, 200);
+    let down = get(&format!("{edge_url}/gone"), &[("host", "down.test")]).await;
+    assert_eq!(down.status, 502);
+    let server = wait_for(
+        "a server span over OTLP/HTTP",
+        Duration::from_secs(20),
+        || {
+            spans
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(s, sp)| {
+                    s == "outpost-edge"
+                        && sp.kind == SpanKind::Server as i32
+                        && attr(&sp.attributes, "url.path").as_deref() == Some("/gone")
+                })
+                .map(|(_, sp)| sp.clone())
+        },
+    )
+    .await;
+    // Every stderr line is one JSON object; the failed fetch's line names the trace.
+    let log = edge.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let warn = lines
+        .iter()
+        .find(|v| v["message"] == "upstream fetch failed")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(warn["level"], "WARN");
+    assert_eq!(warn["trace_id"], hex(&server.trace_id));
+    assert_eq!(warn["span"], "fill");
+}
