@@ -326,6 +326,22 @@ async fn one_trace_across_edge_shield_and_origin_with_metrics_and_logs() {
         })
         .await;
     // Parent links: client -> edge server -> fill -> edge client -> shield server -> ... -> origin.
+    for (svc, sp) in [
+        ("outpost-edge", &edge_server),
+        ("outpost-edge", &fill),
+        ("outpost-edge", &edge_client),
+        ("outpost-shield", &shield_server),
+        ("outpost-shield", &shield_client),
+    ] {
+        eprintln!(
+            "trace {} span {} parent {:16} {svc:15} {:?} {}",
+            hex(&sp.trace_id),
+            hex(&sp.span_id),
+            hex(&sp.parent_span_id),
+            SpanKind::try_from(sp.kind).unwrap_or(SpanKind::Unspecified),
+            sp.name
+        );
+    }
     assert_eq!(hex(&edge_server.parent_span_id), client_span);
     assert_eq!(fill.parent_span_id, edge_server.span_id);
     assert_eq!(edge_client.parent_span_id, fill.span_id);
@@ -403,6 +419,9 @@ async fn one_trace_across_edge_shield_and_origin_with_metrics_and_logs() {
     .await;
     {
         let m = got.metrics.lock().unwrap();
+        let names: std::collections::BTreeSet<String> =
+            m.iter().map(|(s, x)| format!("{s}: {}", x.name)).collect();
+        eprintln!("metrics received: {names:#?}");
         let (_, d) = m
             .iter()
             .find(|(s, x)| s == "outpost-edge" && x.name == "http.server.request.duration")
