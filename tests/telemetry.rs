@@ -235,6 +235,9 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(dir) = self.stderr.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
