@@ -235,6 +235,9 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(dir) = self.stderr.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -326,6 +329,22 @@ async fn one_trace_across_edge_shield_and_origin_with_metrics_and_logs() {
         })
         .await;
     // Parent links: client -> edge server -> fill -> edge client -> shield server -> ... -> origin.
+    for (svc, sp) in [
+        ("outpost-edge", &edge_server),
+        ("outpost-edge", &fill),
+        ("outpost-edge", &edge_client),
+        ("outpost-shield", &shield_server),
+        ("outpost-shield", &shield_client),
+    ] {
+        eprintln!(
+            "trace {} span {} parent {:16} {svc:15} {:?} {}",
+            hex(&sp.trace_id),
+            hex(&sp.span_id),
+            hex(&sp.parent_span_id),
+            SpanKind::try_from(sp.kind).unwrap_or(SpanKind::Unspecified),
+            sp.name
+        );
+    }
     assert_eq!(hex(&edge_server.parent_span_id), client_span);
     assert_eq!(fill.parent_span_id, edge_server.span_id);
     assert_eq!(edge_client.parent_span_id, fill.span_id);
@@ -403,6 +422,9 @@ async fn one_trace_across_edge_shield_and_origin_with_metrics_and_logs() {
     .await;
     {
         let m = got.metrics.lock().unwrap();
+        let names: std::collections::BTreeSet<String> =
+            m.iter().map(|(s, x)| format!("{s}: {}", x.name)).collect();
+        eprintln!("metrics received: {names:#?}");
         let (_, d) = m
             .iter()
             .find(|(s, x)| s == "outpost-edge" && x.name == "http.server.request.duration")
@@ -628,4 +650,61 @@ async fn otlp_over_http_and_json_logs_with_trace_ids() {
     assert_eq!(warn["level"], "WARN");
     assert_eq!(warn["trace_id"], hex(&server.trace_id));
     assert_eq!(warn["span"], "fill");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsampled_requests_make_no_spans_on_any_tier() {
+    let col = collector().await;
+    let endpoint = format!("http://{}", col.addr);
+    let origin =
+        Origin::start(|_, n| Reply::ok(&format!("v{n}"), &[("cache-control", "max-age=60")])).await;
+    let shield = Node::start("shield-sampling", &shield_toml(&endpoint, &origin.url()), 1);
+    let edge = Node::start(
+        "edge-sampling",
+        &edge_toml(
+            &endpoint,
+            &origin.url(),
+            Some(&shield.url("shield")),
+            "sampling_ratio = 0.0\n",
+        ),
+        2,
+    );
+    let edge_url = edge.url("edge");
+    // Sampled out at the edge: the next tiers get an unsampled traceparent and record nothing.
+    assert_eq!(get(&format!("{edge_url}/a"), &[]).await.status, 200);
+    let tp = origin.last().headers["traceparent"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(tp.starts_with("00-") && tp.ends_with("-00"), "{tp}");
+    // A caller that samples wins over the ratio: recorded on both tiers.
+    let sampled = "00-5bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    assert_eq!(
+        get(&format!("{edge_url}/b"), &[("traceparent", sampled)])
+            .await
+            .status,
+        200
+    );
+    let got = col.got.clone();
+    wait_for(
+        "the sampled request's spans",
+        Duration::from_secs(20),
+        || {
+            let spans = got.spans.lock().unwrap();
+            let trace: Vec<u8> = (0..16)
+                .map(|i| u8::from_str_radix(&sampled[3 + 2 * i..5 + 2 * i], 16).unwrap())
+                .collect();
+            (find_span(&spans, "outpost-edge", SpanKind::Server, &trace).is_some()
+                && find_span(&spans, "outpost-shield", SpanKind::Server, &trace).is_some())
+            .then_some(())
+        },
+    )
+    .await;
+    let spans = got.spans.lock().unwrap();
+    assert!(
+        spans
+            .iter()
+            .all(|(_, sp)| attr(&sp.attributes, "url.path").as_deref() != Some("/a")),
+        "the unsampled request made spans"
+    );
 }

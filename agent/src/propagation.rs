@@ -37,6 +37,53 @@ pub fn extract(headers: &http::HeaderMap) -> opentelemetry::Context {
     TraceContextPropagator::new().extract(&Get(headers))
 }
 
+/// What a request's trace context says about recording it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Record: make a span (child of the caller's, if any).
+    Record,
+    /// The caller, or this node's `sampling_ratio`, says no: make no span at all. With
+    /// `inject`, the request carries no context yet and the given unsampled `traceparent`
+    /// must be added, so the next tiers do not record either.
+    Skip {
+        /// An unsampled `traceparent` to add, when the request has none.
+        inject: Option<http::HeaderValue>,
+    },
+}
+
+/// Head sampling, decided once where a request enters: a valid `traceparent` decides by its
+/// sampled flag; otherwise `sampling_ratio` does. Unsampled requests then cost no span at all.
+pub fn decide(headers: &http::HeaderMap) -> Decision {
+    if let Some(tp) = headers.get(FIELDS[0]).and_then(|v| v.to_str().ok()) {
+        // version-traceid-spanid-flags
+        let parts: Vec<&str> = tp.trim().split('-').collect();
+        if let [_, trace, span, flags] = parts[..] {
+            if trace.len() == 32 && span.len() == 16 {
+                return match u8::from_str_radix(flags, 16) {
+                    Ok(f) if f & 1 == 1 => Decision::Record,
+                    Ok(_) => Decision::Skip { inject: None },
+                    Err(_) => root_decision(),
+                };
+            }
+        }
+    }
+    root_decision()
+}
+
+fn root_decision() -> Decision {
+    if crate::setup::sample_root() {
+        return Decision::Record;
+    }
+    let (hi, lo) = (crate::setup::random_u64(), crate::setup::random_u64());
+    let tp = format!(
+        "00-{hi:016x}{lo:016x}-{:016x}-00",
+        crate::setup::random_u64() | 1
+    );
+    Decision::Skip {
+        inject: http::HeaderValue::from_str(&tp).ok(),
+    }
+}
+
 /// Makes `span` a child of the trace context in `headers`, if they carry one.
 pub fn set_remote_parent(span: &tracing::Span, headers: &http::HeaderMap) {
     if headers.contains_key(FIELDS[0]) {
@@ -84,6 +131,27 @@ mod tests {
         assert_eq!(sc.span_id().to_string(), "b7ad6b7169203331");
         h.insert("traceparent", "garbage".parse().unwrap());
         assert!(!extract(&h).span().span_context().is_valid());
+    }
+
+    #[test]
+    fn head_sampling_follows_the_flag_else_the_ratio() {
+        let mut h = http::HeaderMap::new();
+        // Default ratio 1.0: a request without context is recorded.
+        assert_eq!(decide(&h), Decision::Record);
+        h.insert(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(decide(&h), Decision::Skip { inject: None });
+        h.insert(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(decide(&h), Decision::Record);
     }
 
     #[test]

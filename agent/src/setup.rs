@@ -41,6 +41,45 @@ pub const EXPORTER_TARGETS: &[&str] = &[
 const SPAN_TARGETS: &[&str] = &["edge_node", "origin_shield", "geo_dns", "agent", "outpost"];
 
 static TRACES_ON: AtomicBool = AtomicBool::new(false);
+/// `sampling_ratio` as f64 bits.
+static RATIO_BITS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0x3FF0_0000_0000_0000);
+
+/// Whether a request that arrives without a trace context is recorded (`sampling_ratio`).
+pub fn sample_root() -> bool {
+    let ratio = f64::from_bits(RATIO_BITS.load(Relaxed));
+    if ratio >= 1.0 {
+        return true;
+    }
+    if ratio <= 0.0 {
+        return false;
+    }
+    ((random_u64() >> 11) as f64 / (1u64 << 53) as f64) < ratio
+}
+
+/// A fast per-thread pseudo-random number (xorshift64*), for sampling and ids of unsampled
+/// traces; not for anything secret.
+pub fn random_u64() -> u64 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            let thread = std::thread::current().id();
+            let h = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), thread);
+            (t ^ h) | 1
+        });
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        s.set(x);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    })
+}
 static EXPORT_STATS: std::sync::OnceLock<Arc<ExportStats>> = std::sync::OnceLock::new();
 
 /// The export counters of this process's telemetry, once OTLP export is running.
@@ -271,9 +310,9 @@ impl Telemetry {
             Some(
                 SdkTracerProvider::builder()
                     .with_span_processor(p)
-                    .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-                        cfg.sampling_ratio,
-                    ))))
+                    // Requests are head-sampled where they enter (`propagation::decide`):
+                    // unsampled ones make no span, so whatever reaches the SDK is recorded.
+                    .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
                     .with_resource(resource.clone())
                     .build(),
             )
@@ -317,8 +356,13 @@ impl Telemetry {
         let trace_layer = tracer.as_ref().map(|p| {
             tracing_opentelemetry::layer()
                 .with_tracer(p.tracer("outpost"))
+                // Per-span extras the request path does not need: each costs clock reads or
+                // attributes on every span.
                 .with_threads(false)
                 .with_location(false)
+                .with_tracked_inactivity(false)
+                .with_target(false)
+                .with_level(false)
                 .with_filter(span_filter)
         });
         let log_layer = logger.as_ref().map(|p| {
@@ -335,6 +379,7 @@ impl Telemetry {
             .with(log_layer)
             .try_init()
             .map_err(|_| TelemetryError::AlreadyInstalled)?;
+        RATIO_BITS.store(cfg.sampling_ratio.clamp(0.0, 1.0).to_bits(), Relaxed);
         TRACES_ON.store(tracer.is_some(), Relaxed);
         METRICS_ON.store(meter.is_some(), Relaxed);
         let _ = EXPORT_STATS.set(stats.clone());

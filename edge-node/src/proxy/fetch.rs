@@ -77,7 +77,7 @@ impl Proxy {
         };
         let me = self.clone();
         // The fill outlives any one client; its span is a child of the request that led it.
-        let span = if self.traced {
+        let span = if self.traced && !tracing::Span::current().is_none() {
             tracing::info_span!(
                 target: "edge_node::fill",
                 "fill",

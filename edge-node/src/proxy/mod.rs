@@ -253,10 +253,21 @@ impl Proxy {
             return res;
         }
         let method = agent::metrics::method_value(req.method());
-        let span = if self.traced {
-            self.server_span(&req, client, method)
-        } else {
-            tracing::Span::none()
+        let mut req = req;
+        let span = match self
+            .traced
+            .then(|| agent::propagation::decide(req.headers()))
+        {
+            Some(agent::propagation::Decision::Record) => self.server_span(&req, client, method),
+            Some(agent::propagation::Decision::Skip { inject }) => {
+                // Not sampled: no spans here, and the next tiers learn it from the
+                // (unsampled) traceparent the request carries onward.
+                if let Some(tp) = inject {
+                    req.headers_mut().insert("traceparent", tp);
+                }
+                tracing::Span::none()
+            }
+            None => tracing::Span::none(),
         };
         let (res, outcome, bytes) = self.route(req, client).instrument(span.clone()).await;
         let elapsed = start.elapsed();

@@ -357,7 +357,8 @@ impl Upstream {
 /// The client span of one upstream attempt (HTTP semantic conventions), or a disabled span
 /// when traces are not exported.
 fn client_span(p: &request::Parts, addr: &OriginAddr, kind: &'static str) -> tracing::Span {
-    if !agent::traces_enabled() {
+    // Only inside a recorded request: an unsampled one forwards its traceparent as it is.
+    if !agent::traces_enabled() || tracing::Span::current().is_none() {
         return tracing::Span::none();
     }
     let method = agent::metrics::method_value(&p.method);
