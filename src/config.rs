@@ -240,7 +240,7 @@ origins = ["http://127.0.0.1:1", "ftp://nope"]
         let dns = format!("{SRC}\n[dns]\nlisten = [\"127.0.0.1:0\"]\nenabled = true\n");
         let errs = NodeConfig::parse("n.toml", &dns).unwrap_err();
         assert!(
-            errs[0].contains("n.toml:20") && errs[0].contains("enabled"),
+            errs[0].contains("n.toml:18: enabled: unknown field"),
             "{errs:?}"
         );
         let agent = format!("{SRC}\n[agent]\nlogs = [{{ path = \"/var/log/x.log\" }}]\n");
