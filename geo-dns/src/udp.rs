@@ -17,7 +17,8 @@ const BATCH: usize = 32;
 /// Largest query read; longer datagrams are truncated and then fail to parse (FORMERR).
 const MAX_QUERY: usize = 4096;
 
-/// Serves `sock` until `stopping` is set (checked at least every read timeout of the socket).
+/// Serves `sock` until `stopping` is set (checked after every batch; `DnsServer::stop` sends
+/// datagrams to wake blocked threads).
 pub fn serve(sock: UdpSocket, catalog: &ArcSwap<Catalog>, stats: &Stats, stopping: &AtomicBool) {
     let fd = sock.as_raw_fd();
     let mut bufs: Box<[[u8; MAX_QUERY]; BATCH]> = Box::new([[0u8; MAX_QUERY]; BATCH]);
