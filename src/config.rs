@@ -70,27 +70,14 @@ impl NodeConfig {
             problems.extend(sh.validate("shield"));
         }
         if let Some(d) = &cfg.dns {
-            problems.extend(geo_dns::check_config(d).into_iter().map(|p| ConfigProblem {
-                path: p.path,
-                message: p.message,
-            }));
+            problems.extend(geo_dns::check_config(d));
         }
         if let Some(t) = &cfg.telemetry {
-            problems.extend(t.validate("telemetry").into_iter().map(|p| ConfigProblem {
-                path: p.path,
-                message: p.message,
-            }));
+            problems.extend(t.validate("telemetry"));
         }
         if let Some(a) = &cfg.agent {
             let exporting = cfg.telemetry.as_ref().is_some_and(|t| t.exports());
-            problems.extend(
-                a.validate("agent", exporting)
-                    .into_iter()
-                    .map(|p| ConfigProblem {
-                        path: p.path,
-                        message: p.message,
-                    }),
-            );
+            problems.extend(a.validate("agent", exporting));
         }
         if cfg.edge.is_none()
             && cfg.shield.is_none()

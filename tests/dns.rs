@@ -125,6 +125,11 @@ fn rand_id() -> u16 {
         & 0xFFFF) as u16
 }
 
+/// The addresses `cdn.example.test` answers for a client subnet.
+async fn cdn(server: SocketAddr, rtype: RecordType, subnet: &str, source: u8) -> Vec<String> {
+    addresses(&ask(server, "cdn.example.test.", rtype, Some((subnet, source))).await)
+}
+
 fn addresses(m: &Message) -> Vec<String> {
     m.answers
         .iter()
@@ -267,14 +272,10 @@ async fn ipv6_listener_and_ipv6_clients() {
         assert!(scope(&m).unwrap() <= 32);
     }
     // An IPv4 client subnet asked over IPv6 transport works the same.
-    let m = ask(
-        addr,
-        "cdn.example.test.",
-        RecordType::A,
-        Some(("1.2.3.0", 24)),
-    )
-    .await;
-    assert_eq!(addresses(&m), vec!["192.0.2.30".to_string()]);
+    assert_eq!(
+        cdn(addr, RecordType::A, "1.2.3.0", 24).await,
+        ["192.0.2.30"]
+    );
     // dig over IPv6, TCP too.
     let out = dig(
         addr,
@@ -316,23 +317,15 @@ async fn country_overrides_and_weights_change_the_ranking() {
         );
     let (server, addr) = start(&src).await;
     // Brazil is sent to eu by the override, not to the nearer us.
-    let m = ask(
-        addr,
-        "cdn.example.test.",
-        RecordType::A,
-        Some(("200.1.1.0", 24)),
-    )
-    .await;
-    assert_eq!(addresses(&m), vec!["192.0.2.10".to_string()]);
+    assert_eq!(
+        cdn(addr, RecordType::A, "200.1.1.0", 24).await,
+        ["192.0.2.10"]
+    );
     // With weight 3 Tokyo pulls San Francisco (8,300 km vs 3,900 km to Ashburn: 2,770 weighted).
-    let m = ask(
-        addr,
-        "cdn.example.test.",
-        RecordType::A,
-        Some(("50.99.0.0", 24)),
-    )
-    .await;
-    assert_eq!(addresses(&m), vec!["192.0.2.30".to_string()]);
+    assert_eq!(
+        cdn(addr, RecordType::A, "50.99.0.0", 24).await,
+        ["192.0.2.30"]
+    );
     server.stop().await;
 }
 
@@ -617,14 +610,10 @@ async fn malformed_packets_get_formerr_notimp_or_silence_and_never_stop_the_serv
         s.write_all(&[0x00, 0x40, 1, 2, 3]).await.unwrap();
         drop(s);
     }
-    let m = ask(
-        addr,
-        "cdn.example.test.",
-        RecordType::A,
-        Some(("24.1.2.0", 24)),
-    )
-    .await;
-    assert_eq!(addresses(&m), vec!["192.0.2.20".to_string()]);
+    assert_eq!(
+        cdn(addr, RecordType::A, "24.1.2.0", 24).await,
+        ["192.0.2.20"]
+    );
     let metrics = server.metrics();
     assert!(
         metrics.contains("outpost_dns_responses_total{rcode=\"FORMERR\"}"),
@@ -706,14 +695,10 @@ async fn unreachable_health_endpoints_do_not_stop_answers_before_they_are_judged
         "{}",
         server.metrics()
     );
-    let m = ask(
-        addr,
-        "cdn.example.test.",
-        RecordType::A,
-        Some(("81.2.3.0", 24)),
-    )
-    .await;
-    assert_eq!(addresses(&m), vec!["192.0.2.20".to_string()]);
+    assert_eq!(
+        cdn(addr, RecordType::A, "81.2.3.0", 24).await,
+        ["192.0.2.20"]
+    );
     server.stop().await;
 }
 

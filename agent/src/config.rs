@@ -6,17 +6,19 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// One problem found in the section: the dotted key path and what is wrong.
+/// One problem found in a config section: the dotted key path and what is wrong. Every role's
+/// section reports its problems with this type (the binary turns the path into `FILE:LINE`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigProblem {
-    /// Dotted path of the offending key (`telemetry.sampling_ratio`).
+    /// Dotted path of the offending key, with array indices (`edge.sites[0].origins[1]`).
     pub path: String,
     /// What is wrong, in words an operator can act on.
     pub message: String,
 }
 
 impl ConfigProblem {
-    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+    /// A problem at `path`.
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             path: path.into(),
             message: message.into(),

@@ -7,23 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// One problem found in a config: the dotted key path (`edge.sites[0].origins[1]`) and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigProblem {
-    /// Dotted path of the offending key, with array indices.
-    pub path: String,
-    /// What is wrong, in words an operator can act on.
-    pub message: String,
-}
-
-impl ConfigProblem {
-    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            path: path.into(),
-            message: message.into(),
-        }
-    }
-}
+pub use agent::config::ConfigProblem;
 
 /// The `[edge]` section: an HTTP caching reverse proxy.
 #[derive(Debug, Clone, Deserialize)]

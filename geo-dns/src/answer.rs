@@ -85,12 +85,9 @@ impl Catalog {
             .collect();
         let configs: Vec<&crate::config::GeoConfig> = geos.iter().map(|(_, g)| *g).collect();
         let indexes = match db {
-            Some(db) => db.build(&configs).map_err(|e| {
-                vec![Problem {
-                    path: "dns.geoip_db".into(),
-                    message: e,
-                }]
-            })?,
+            Some(db) => db
+                .build(&configs)
+                .map_err(|e| vec![Problem::new("dns.geoip_db", e)])?,
             None => build_without_db(&configs),
         };
         let geo = geos

@@ -6,20 +6,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// One problem found in a `[dns]` config: the dotted key path and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Dotted path of the offending key, with array indices.
-    pub path: String,
-    /// What is wrong, in words an operator can act on.
-    pub message: String,
-}
+pub use agent::config::ConfigProblem as Problem;
 
 fn problem(path: impl Into<String>, message: impl Into<String>) -> Problem {
-    Problem {
-        path: path.into(),
-        message: message.into(),
-    }
+    Problem::new(path, message)
 }
 
 /// The `[dns]` section: an authoritative server with geo records.

@@ -42,10 +42,7 @@ pub fn check_config(cfg: &DnsConfig) -> Vec<config::Problem> {
     }
     if let Some(path) = &cfg.geoip_db {
         if let Err(e) = geo::GeoDb::open(path) {
-            problems.push(config::Problem {
-                path: "dns.geoip_db".into(),
-                message: e,
-            });
+            problems.push(config::Problem::new("dns.geoip_db", e));
         }
     }
     problems

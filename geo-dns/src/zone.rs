@@ -160,10 +160,7 @@ impl Zone {
 }
 
 fn problem(path: impl Into<String>, message: impl Into<String>) -> Problem {
-    Problem {
-        path: path.into(),
-        message: message.into(),
-    }
+    Problem::new(path, message)
 }
 
 fn wire(name: &Name) -> Box<[u8]> {
