@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Cost of telemetry on cache hits: requests/s and p99 of one edge with telemetry off, on
 # (OTLP/gRPC to a local sink, every trace sampled, and 1 % sampled), and on with the collector
-# down (every trace sampled, exports failing). MODES="metrics-only traces-1pct" split the cost.
+# down (every trace sampled, exports failing). MODES="metrics-only traces-1pct" split the cost;
+# "down-1pct" is the collector down at 1 % sampling.
 #
 #   bash benches/load/telemetry.sh
 #
@@ -45,6 +46,7 @@ config() { # mode -> config file
     metrics-only) tel="[telemetry]\nservice_name = \"bench\"\notlp_endpoint = \"http://127.0.0.1:$SINK_PORT\"\ntraces = false\nlogs = false\n" ;;
     traces-1pct) tel="[telemetry]\nservice_name = \"bench\"\notlp_endpoint = \"http://127.0.0.1:$SINK_PORT\"\nsampling_ratio = 0.01\nmetrics = false\nlogs = false\n" ;;
     down) tel="[telemetry]\nservice_name = \"bench\"\notlp_endpoint = \"http://127.0.0.1:$DEAD_PORT\"\nexport_timeout = \"2s\"\n" ;;
+    down-1pct) tel="[telemetry]\nservice_name = \"bench\"\notlp_endpoint = \"http://127.0.0.1:$DEAD_PORT\"\nexport_timeout = \"2s\"\nsampling_ratio = 0.01\n" ;;
   esac
   printf "%b[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"bench\"\n[edge]\nlisten = [\"127.0.0.1:$EDGE_PORT\"]\nmemory_bytes = \"256MiB\"\n[[edge.sites]]\nhosts = [\"127.0.0.1\"]\norigins = [\"http://127.0.0.1:$ORIGIN_PORT\"]\n" "$tel" >"$f"
   echo "$f"
