@@ -521,6 +521,12 @@ async fn malformed_packets_get_formerr_notimp_or_silence_and_never_stop_the_serv
     // Too short to answer: dropped.
     assert_eq!(raw(addr, &[1, 2, 3]).await, None);
     assert_eq!(raw(addr, &[]).await, None);
+    // A datagram longer than the server reads (4 KiB) is dropped, not answered from its start.
+    let mut huge = good.clone();
+    huge[11] = 1;
+    huge.extend_from_slice(&[0, 0, 41, 0x04, 0xD0, 0, 0, 0, 0, 0x13, 0x88]);
+    huge.extend(std::iter::repeat_n(0u8, 5000));
+    assert_eq!(raw(addr, &huge).await, None);
     // A response (QR set): dropped, never answered.
     let mut resp = good.clone();
     resp[2] |= 0x80;

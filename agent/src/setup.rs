@@ -455,79 +455,50 @@ impl Telemetry {
     }
 }
 
+/// Builds one signal's OTLP exporter: the three exporter builders share no trait, so one macro
+/// keeps the transport choice (gRPC with metadata, HTTP with headers) in one place.
+macro_rules! otlp_exporter {
+    ($exporter:ty, $cfg:expr, $signal:literal) => {{
+        let cfg: &TelemetryConfig = $cfg;
+        let ep = cfg.signal_endpoint($signal).unwrap_or_default();
+        let timeout = cfg.export_timeout.0;
+        let r = match cfg.protocol {
+            Protocol::Grpc => <$exporter>::builder()
+                .with_tonic()
+                .with_endpoint(ep)
+                .with_timeout(timeout)
+                .with_metadata(metadata(cfg))
+                .build(),
+            Protocol::Http => <$exporter>::builder()
+                .with_http()
+                .with_endpoint(ep)
+                .with_timeout(timeout)
+                .with_headers(cfg.headers.clone().into_iter().collect())
+                .build(),
+        };
+        r.map_err(|e| TelemetryError::Exporter {
+            signal: $signal,
+            detail: e.to_string(),
+        })
+    }};
+}
+
 fn span_exporter(
     cfg: &TelemetryConfig,
 ) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
-    let ep = cfg.signal_endpoint("traces").unwrap_or_default();
-    let timeout = cfg.export_timeout.0;
-    let r = match cfg.protocol {
-        Protocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(ep)
-            .with_timeout(timeout)
-            .with_metadata(metadata(cfg))
-            .build(),
-        Protocol::Http => opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_endpoint(ep)
-            .with_timeout(timeout)
-            .with_headers(cfg.headers.clone().into_iter().collect())
-            .build(),
-    };
-    r.map_err(|e| TelemetryError::Exporter {
-        signal: "traces",
-        detail: e.to_string(),
-    })
+    otlp_exporter!(opentelemetry_otlp::SpanExporter, cfg, "traces")
 }
 
 pub(crate) fn log_exporter(
     cfg: &TelemetryConfig,
 ) -> Result<opentelemetry_otlp::LogExporter, TelemetryError> {
-    let ep = cfg.signal_endpoint("logs").unwrap_or_default();
-    let timeout = cfg.export_timeout.0;
-    let r = match cfg.protocol {
-        Protocol::Grpc => opentelemetry_otlp::LogExporter::builder()
-            .with_tonic()
-            .with_endpoint(ep)
-            .with_timeout(timeout)
-            .with_metadata(metadata(cfg))
-            .build(),
-        Protocol::Http => opentelemetry_otlp::LogExporter::builder()
-            .with_http()
-            .with_endpoint(ep)
-            .with_timeout(timeout)
-            .with_headers(cfg.headers.clone().into_iter().collect())
-            .build(),
-    };
-    r.map_err(|e| TelemetryError::Exporter {
-        signal: "logs",
-        detail: e.to_string(),
-    })
+    otlp_exporter!(opentelemetry_otlp::LogExporter, cfg, "logs")
 }
 
 fn metric_exporter(
     cfg: &TelemetryConfig,
 ) -> Result<opentelemetry_otlp::MetricExporter, TelemetryError> {
-    let ep = cfg.signal_endpoint("metrics").unwrap_or_default();
-    let timeout = cfg.export_timeout.0;
-    let r = match cfg.protocol {
-        Protocol::Grpc => opentelemetry_otlp::MetricExporter::builder()
-            .with_tonic()
-            .with_endpoint(ep)
-            .with_timeout(timeout)
-            .with_metadata(metadata(cfg))
-            .build(),
-        Protocol::Http => opentelemetry_otlp::MetricExporter::builder()
-            .with_http()
-            .with_endpoint(ep)
-            .with_timeout(timeout)
-            .with_headers(cfg.headers.clone().into_iter().collect())
-            .build(),
-    };
-    r.map_err(|e| TelemetryError::Exporter {
-        signal: "metrics",
-        detail: e.to_string(),
-    })
+    otlp_exporter!(opentelemetry_otlp::MetricExporter, cfg, "metrics")
 }
 
 fn metadata(cfg: &TelemetryConfig) -> tonic::metadata::MetadataMap {

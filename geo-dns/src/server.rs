@@ -273,7 +273,9 @@ async fn tcp_conn(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut buf = vec![0u8; 65535];
+    // The response goes after a two-byte length: both buffers live as long as the connection.
     let mut out = Vec::with_capacity(4096);
+    let mut framed = Vec::with_capacity(4096);
     loop {
         let mut len = [0u8; 2];
         let read = tokio::select! {
@@ -302,7 +304,7 @@ async fn tcp_conn(
             return;
         }
         drop(catalog);
-        let mut framed = Vec::with_capacity(out.len() + 2);
+        framed.clear();
         framed.extend_from_slice(&(out.len() as u16).to_be_bytes());
         framed.extend_from_slice(&out);
         if !matches!(

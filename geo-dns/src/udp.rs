@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Datagrams handled per system call at most.
 const BATCH: usize = 32;
-/// Largest query read; longer datagrams are truncated and then fail to parse (FORMERR).
+/// Largest query read; longer datagrams are dropped unanswered.
 const MAX_QUERY: usize = 4096;
 
 /// Serves `sock` until `stopping` is set (checked after every batch; `DnsServer::stop` sends
@@ -26,6 +26,7 @@ pub fn serve(sock: UdpSocket, catalog: &ArcSwap<Catalog>, stats: &Stats, stoppin
     let mut rx = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
     let mut tx = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
     let mut received: Vec<(usize, Option<SockaddrStorage>)> = Vec::with_capacity(BATCH);
+    let truncated = MsgFlags::MSG_TRUNC;
     let mut dests: Vec<Option<SockaddrStorage>> = Vec::with_capacity(BATCH);
     while !stopping.load(Ordering::Relaxed) {
         received.clear();
@@ -35,7 +36,16 @@ pub fn serve(sock: UdpSocket, catalog: &ArcSwap<Catalog>, stats: &Stats, stoppin
                 .map(|b| [IoSliceMut::new(&mut b[..])])
                 .collect();
             match recvmmsg(fd, &mut rx, iovs.iter_mut(), MsgFlags::MSG_WAITFORONE, None) {
-                Ok(msgs) => received.extend(msgs.map(|m| (m.bytes, m.address))),
+                // A datagram longer than the buffer arrives cut (MSG_TRUNC): never answer what
+                // was not read whole; its slot gets no source address and is dropped below.
+                Ok(msgs) => received.extend(msgs.map(|m| {
+                    let addr = if m.flags.contains(truncated) {
+                        None
+                    } else {
+                        m.address
+                    };
+                    (m.bytes, addr)
+                })),
                 Err(Errno::EAGAIN | Errno::EINTR) => continue,
                 Err(e) => {
                     // ICMP errors from earlier sends can surface here; keep serving.
@@ -49,6 +59,7 @@ pub fn serve(sock: UdpSocket, catalog: &ArcSwap<Catalog>, stats: &Stats, stoppin
         for (i, (len, addr)) in received.iter().enumerate() {
             stats.udp_queries.fetch_add(1, Ordering::Relaxed);
             let Some(src) = addr.as_ref().and_then(ip_of) else {
+                stats.dropped.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
             let n = dests.len();
