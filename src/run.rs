@@ -131,6 +131,13 @@ pub async fn start(cfg: &NodeConfig) -> Result<Running, String> {
         if let Some(d) = &dns {
             state = state.with_metrics(Arc::new(d.metrics_source()));
         }
+        if agent::metrics_enabled() {
+            // The OpenTelemetry instruments, as the collector receives them; last, so a family
+            // rendered natively above keeps its native form.
+            state = state.with_metrics(Arc::new(|| {
+                agent::setup::prometheus_text().unwrap_or_default()
+            }));
+        }
         let rx = rx.clone();
         tasks.spawn(async move {
             if let Err(e) = admin::serve(l, state, rx).await {

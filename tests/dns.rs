@@ -241,7 +241,7 @@ async fn geo_answers_follow_the_client_subnet_across_continents() {
     let metrics = server.metrics();
     assert!(
         metrics
-            .contains("outpost_dns_geo_answers_total{name=\"cdn.example.test\",region=\"ap\"} 5"),
+            .contains("outpost_dns_geo_answers_total{dns_question_name=\"cdn.example.test\",cdn_region=\"ap\"} 5"),
         "{metrics}"
     );
     server.stop().await;
@@ -622,7 +622,7 @@ async fn malformed_packets_get_formerr_notimp_or_silence_and_never_stop_the_serv
     );
     let metrics = server.metrics();
     assert!(
-        metrics.contains("outpost_dns_responses_total{rcode=\"FORMERR\"}"),
+        metrics.contains("outpost_dns_responses_total{dns_response_code=\"FORMERR\"}"),
         "{metrics}"
     );
     assert!(
@@ -695,7 +695,7 @@ async fn unreachable_health_endpoints_do_not_stop_answers_before_they_are_judged
     let (server, addr) = start(&geo_config("127.0.0.1:0", &db, [dead, "", ""], "")).await;
     assert!(
         eventually(Duration::from_secs(5), || server.metrics().contains(
-            "outpost_dns_region_endpoint_up{url=\"http://127.0.0.1:9/healthz\"} 0"
+            "outpost_dns_region_endpoint_up{url_full=\"http://127.0.0.1:9/healthz\"} 0"
         ))
         .await,
         "{}",

@@ -288,7 +288,12 @@ async fn one_trace_across_edge_shield_and_origin_with_metrics_and_logs() {
     let shield_url = shield.url("shield");
     let edge = Node::start(
         "edge",
-        &edge_toml(&endpoint, &origin.url(), Some(&shield_url), ""),
+        &edge_toml(
+            &endpoint,
+            &origin.url(),
+            Some(&shield_url),
+            "sampling_ratio = 1.0\n",
+        ),
         2,
     );
     let edge_url = edge.url("edge");
@@ -526,7 +531,7 @@ async fn collector_down_serving_goes_on_and_drops_are_counted() {
             &endpoint,
             &origin.url(),
             None,
-            "queue_size = 16\nbatch_size = 8\n",
+            "queue_size = 16\nbatch_size = 8\nsampling_ratio = 1.0\n",
         ),
         2,
     );
@@ -611,7 +616,7 @@ async fn otlp_over_http_and_json_logs_with_trace_ids() {
             &format!("http://{addr}"),
             &origin.url(),
             None,
-            "protocol = \"http\"\n",
+            "protocol = \"http\"\nsampling_ratio = 1.0\n",
         ),
         2,
         &[("OUTPOST_LOG_FORMAT", "json")],
@@ -707,4 +712,166 @@ async fn unsampled_requests_make_no_spans_on_any_tier() {
             .all(|(_, sp)| attr(&sp.attributes, "url.path").as_deref() != Some("/a")),
         "the unsampled request made spans"
     );
+}
+
+/// A `[dns]` section: zone example.test with the geo name `cdn` in eu and us.
+fn dns_section(db: &std::path::Path) -> String {
+    format!(
+        r#"
+[dns]
+listen = ["127.0.0.1:0"]
+geoip_db = "{db}"
+
+[[dns.zones]]
+name = "example.test"
+ns = ["ns1.example.test."]
+records = [{{ name = "ns1", type = "A", value = "192.0.2.53" }}]
+
+[[dns.zones.geo]]
+name = "cdn"
+default = "us"
+regions = [
+  {{ name = "eu", lat = 50.1, lon = 8.7, addresses = ["192.0.2.10"] }},
+  {{ name = "us", lat = 39.0, lon = -77.5, addresses = ["192.0.2.20"] }},
+]
+"#,
+        db = db.display()
+    )
+}
+
+fn admin_metrics(admin: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-s", "-H", &format!("Authorization: Bearer {TOKEN}")])
+        .arg(format!("{admin}/metrics"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_metrics_over_otlp_and_the_instruments_on_the_admin_metrics() {
+    let col = collector().await;
+    let endpoint = format!("http://{}", col.addr);
+    let origin =
+        Origin::start(|_, n| Reply::ok(&format!("v{n}"), &[("cache-control", "max-age=60")])).await;
+    let dir = temp_dir("telemetry-dns-db");
+    let db = dir.join("city.mmdb");
+    geo_dns::sample_db::write(&db, geo_dns::sample_db::WORLD).unwrap();
+    let toml = format!(
+        "{}{}",
+        edge_toml(&endpoint, &origin.url(), None, ""),
+        dns_section(&db)
+    );
+    let node = Node::start("edge-dns", &toml, 3);
+    let dns = node.url("dns");
+    let dns: std::net::SocketAddr = dns.trim_start_matches("udp+tcp ").parse().unwrap();
+    let edge_url = node.url("edge");
+    for _ in 0..2 {
+        assert_eq!(get(&format!("{edge_url}/a"), &[]).await.status, 200);
+    }
+    // Three geo answers for a Frankfurt client (ECS), one NXDOMAIN.
+    for name in [
+        "cdn.example.test",
+        "cdn.example.test",
+        "cdn.example.test",
+        "nope.example.test",
+    ] {
+        let out = tokio::process::Command::new("dig")
+            .arg(format!("@{}", dns.ip()))
+            .args(["-p", &dns.port().to_string(), "+time=2", "+tries=1"])
+            .args([name, "A", "+subnet=81.2.3.0/24", "+short"])
+            .output()
+            .await
+            .expect("dig (bind9-dnsutils) is installed by scripts/check");
+        let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if name.starts_with("cdn") {
+            assert_eq!(answer, "192.0.2.10");
+        }
+    }
+    // Over OTLP: the DNS instruments with their attributes and values.
+    let got = col.got.clone();
+    let point = |name: &str, attrs: &[(&str, &str)]| -> Option<u64> {
+        let m = got.metrics.lock().unwrap();
+        m.iter()
+            .rev()
+            .filter(|(s, x)| s == "outpost-edge" && x.name == name)
+            .find_map(|(_, x)| {
+                let Some(metric::Data::Sum(sum)) = &x.data else {
+                    return None;
+                };
+                use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value;
+                let p = sum.data_points.iter().find(|p| {
+                    attrs
+                        .iter()
+                        .all(|(k, v)| attr(&p.attributes, k).as_deref() == Some(*v))
+                })?;
+                Some(match p.value {
+                    Some(Value::AsInt(i)) => i as u64,
+                    Some(Value::AsDouble(d)) => d as u64,
+                    None => 0,
+                })
+            })
+    };
+    wait_for("the DNS metrics over OTLP", Duration::from_secs(20), || {
+        let answers = point(
+            "outpost.dns.geo.answers",
+            &[
+                ("dns.question.name", "cdn.example.test"),
+                ("cdn.region", "eu"),
+            ],
+        )?;
+        let nx = point(
+            "outpost.dns.responses",
+            &[("dns.response_code", "NXDOMAIN")],
+        )?;
+        let udp = point("outpost.dns.queries", &[("network.transport", "udp")])?;
+        (answers == 3 && nx == 1 && udp == 4).then_some(())
+    })
+    .await;
+    // The admin /metrics: the OpenTelemetry instruments as Prometheus text (HTTP histogram in
+    // seconds with the cache status), the DNS series under the same names and labels, and no
+    // family twice.
+    let text = admin_metrics(&node.url("admin"));
+    for want in [
+        "# TYPE http_server_request_duration_seconds histogram",
+        "le=\"0.005\"",
+        "cdn_cache_status=\"hit\"",
+        "# TYPE outpost_http_response_body_bytes_total counter",
+        "# TYPE outpost_cache_objects gauge",
+        "outpost_purge_lag ",
+        "outpost_dns_geo_answers_total{dns_question_name=\"cdn.example.test\",cdn_region=\"eu\"} 3",
+        "outpost_dns_responses_total{dns_response_code=\"NXDOMAIN\"} 1",
+        "target_info{",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    let mut seen = std::collections::HashSet::new();
+    for l in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        assert!(seen.insert(l.to_string()), "family twice: {l}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_collector_the_instruments_are_still_on_the_admin_metrics() {
+    let origin =
+        Origin::start(|_, n| Reply::ok(&format!("v{n}"), &[("cache-control", "max-age=60")])).await;
+    let toml = format!(
+        "[telemetry]\nservice_name = \"solo\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n\n[edge]\nlisten = [\"127.0.0.1:0\"]\n\n[[edge.sites]]\nhosts = [\"127.0.0.1\"]\norigins = [\"{}\"]\n",
+        origin.url()
+    );
+    let node = Node::start("edge-solo", &toml, 2);
+    let edge_url = node.url("edge");
+    for _ in 0..3 {
+        assert_eq!(get(&format!("{edge_url}/a"), &[]).await.status, 200);
+    }
+    let text = admin_metrics(&node.url("admin"));
+    let hits = text
+        .lines()
+        .find(|l| {
+            l.starts_with("http_server_request_duration_seconds_count{")
+                && l.contains("cdn_cache_status=\"hit\"")
+        })
+        .unwrap_or_else(|| panic!("no hit count in\n{text}"));
+    assert!(hits.ends_with(" 2"), "{hits}");
+    assert!(text.contains("service_name=\"solo\""), "{text}");
 }

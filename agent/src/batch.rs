@@ -2,8 +2,9 @@
 //!
 //! The SDK's batch processors count the items they drop but keep the count private; Outpost
 //! must expose it as a metric, so this is a small processor of its own: `on_end`/`emit` only
-//! `try_send` into a bounded channel (never blocking, never allocating beyond the item), and a
-//! task on the telemetry runtime sends batches of up to `batch_size` every `batch_interval`.
+//! `try_send` into a bounded lock-free channel (never blocking, never allocating beyond the
+//! item, never waking a thread per item), and a task on the telemetry runtime sends batches of
+//! up to `batch_size` every `batch_interval`, or as soon as a full batch is waiting.
 //! A full queue drops the newest item; a failed or timed-out export drops its batch. Both are
 //! counted in [`SignalStats`].
 
@@ -41,11 +42,6 @@ pub struct BatchOptions {
     pub timeout: Duration,
 }
 
-enum Msg<T> {
-    Item(T),
-    Flush(oneshot::Sender<()>),
-}
-
 /// Sends batches of `T` with an async export function.
 trait Export<T>: Send + 'static {
     fn export(&mut self, batch: Vec<T>) -> impl std::future::Future<Output = OTelSdkResult> + Send;
@@ -53,11 +49,18 @@ trait Export<T>: Send + 'static {
 }
 
 /// The producer side shared by the span and log processors.
+///
+/// Items go into a lock-free bounded channel that wakes nobody: the export task drains it on
+/// its interval, or early when a producer sees a full batch waiting (one wake-up per batch,
+/// not per item, so a traced request costs no cross-thread wake-up).
 #[derive(Debug)]
 struct Queue<T> {
-    tx: mpsc::Sender<Msg<T>>,
-    /// Control messages (flush) travel apart from items, so a full queue cannot block them.
-    ctl: mpsc::UnboundedSender<Msg<T>>,
+    tx: crossbeam_channel::Sender<T>,
+    /// Rung when a full batch is waiting.
+    ready: Arc<tokio::sync::Notify>,
+    batch_size: usize,
+    /// Flush requests, apart from items so that a full queue cannot block them.
+    ctl: mpsc::UnboundedSender<oneshot::Sender<()>>,
     stats: Arc<SignalStats>,
 }
 
@@ -70,43 +73,31 @@ impl<T: Send + 'static> Queue<T> {
         resource: &Resource,
     ) -> Self {
         exporter.set_resource(resource);
-        let (tx, mut rx) = mpsc::channel::<Msg<T>>(opts.queue_size.max(1));
-        let (ctl, mut ctl_rx) = mpsc::unbounded_channel::<Msg<T>>();
+        let batch_size = opts.batch_size.max(1);
+        let (tx, rx) = crossbeam_channel::bounded::<T>(opts.queue_size.max(1));
+        let ready = Arc::new(tokio::sync::Notify::new());
+        let (ctl, mut ctl_rx) = mpsc::unbounded_channel::<oneshot::Sender<()>>();
         let st = stats.clone();
+        let woken = ready.clone();
         rt.spawn(async move {
-            let mut batch: Vec<T> = Vec::with_capacity(opts.batch_size);
             let mut tick = tokio::time::interval(opts.interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                let mut flushed = None;
-                tokio::select! {
-                    m = rx.recv() => match m {
-                        Some(Msg::Item(t)) => {
-                            batch.push(t);
-                            if batch.len() < opts.batch_size {
-                                continue;
-                            }
-                        }
-                        Some(Msg::Flush(done)) => flushed = Some(done),
-                        None => break,
-                    },
+                let flushed = tokio::select! {
+                    () = woken.notified() => None,
                     m = ctl_rx.recv() => match m {
-                        Some(Msg::Flush(done)) => {
-                            // Take what is queued now, then send it all.
-                            while let Ok(Msg::Item(t)) = rx.try_recv() {
-                                batch.push(t);
-                            }
-                            flushed = Some(done);
-                        }
-                        Some(Msg::Item(t)) => batch.push(t),
+                        Some(done) => Some(done),
                         None => break,
                     },
-                    _ = tick.tick() => {}
-                }
-                while !batch.is_empty() {
-                    let n = batch.len().min(opts.batch_size);
-                    let rest = batch.split_off(n);
-                    let send = std::mem::replace(&mut batch, rest);
+                    _ = tick.tick() => None,
+                };
+                // On a flush send everything queued now; otherwise full batches plus one
+                // partial batch per tick.
+                loop {
+                    let send: Vec<T> = rx.try_iter().take(batch_size).collect();
+                    if send.is_empty() {
+                        break;
+                    }
                     let len = send.len() as u64;
                     match tokio::time::timeout(opts.timeout, exporter.export(send)).await {
                         Ok(Ok(())) => {
@@ -117,7 +108,7 @@ impl<T: Send + 'static> Queue<T> {
                             st.failed_exports.fetch_add(1, Relaxed);
                         }
                     }
-                    if flushed.is_none() {
+                    if flushed.is_none() && rx.len() < batch_size {
                         break;
                     }
                 }
@@ -126,19 +117,32 @@ impl<T: Send + 'static> Queue<T> {
                 }
             }
         });
-        Self { tx, ctl, stats }
+        Self {
+            tx,
+            ready,
+            batch_size,
+            ctl,
+            stats,
+        }
     }
 
     fn push(&self, item: T) {
-        if self.tx.try_send(Msg::Item(item)).is_err() {
-            self.stats.dropped.fetch_add(1, Relaxed);
+        match self.tx.try_send(item) {
+            Ok(()) => {
+                if self.tx.len() == self.batch_size {
+                    self.ready.notify_one();
+                }
+            }
+            Err(_) => {
+                self.stats.dropped.fetch_add(1, Relaxed);
+            }
         }
     }
 
     fn flush(&self, timeout: Duration) -> OTelSdkResult {
         let (done, wait) = oneshot::channel();
         self.ctl
-            .send(Msg::Flush(done))
+            .send(done)
             .map_err(|_| OTelSdkError::AlreadyShutdown)?;
         // Called from shutdown paths, never from a request: a short blocking wait is fine,
         // but never on a runtime thread (that would stall the runtime).

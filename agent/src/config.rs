@@ -132,7 +132,7 @@ mod defaults {
         "outpost".into()
     }
     pub fn sampling_ratio() -> f64 {
-        1.0
+        0.01
     }
     pub fn yes() -> bool {
         true

@@ -11,6 +11,9 @@
 //! [`setup::traces_enabled`]), W3C trace context through [`propagation`], metrics through the
 //! instruments in [`metrics`].
 //!
+//! The same instruments are rendered as Prometheus text for the admin `/metrics`
+//! ([`prometheus`]), with or without a collector.
+//!
 //! The `[agent]` role ([`role`]) adds host metrics and ships log files over OTLP through a
 //! bounded on-disk buffer that survives collector outages and restarts.
 #![warn(missing_docs)]
@@ -19,6 +22,7 @@ pub mod batch;
 pub mod config;
 pub mod logfmt;
 pub mod metrics;
+pub mod prometheus;
 pub mod propagation;
 pub mod role;
 pub mod setup;

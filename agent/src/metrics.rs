@@ -1,10 +1,12 @@
 //! Metric instruments shared by the roles, named after the OpenTelemetry semantic conventions
 //! where one exists (`http.server.request.duration`, `http.client.request.duration`) and
 //! `outpost.*` otherwise. Built once at start-up; recording takes only static attribute values,
-//! so the request path never allocates for them.
+//! so the request path never allocates for them. The per-request instruments are bound to
+//! their attribute set on first use (one slot per method, cache status and common status
+//! code), so a request costs an atomic update instead of hashing its attributes.
 
 use crate::setup::ExportStats;
-use opentelemetry::metrics::{Counter, Histogram, Meter};
+use opentelemetry::metrics::{BoundCounter, BoundHistogram, Counter, Histogram, Meter};
 use opentelemetry::KeyValue;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -34,29 +36,56 @@ pub fn meter() -> Meter {
     opentelemetry::global::meter("outpost")
 }
 
+/// The values of `http.request.method` (the semantic conventions' `_OTHER` for the rest).
+const METHODS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "_OTHER",
+];
+
 /// A request method as a bounded attribute value (`_OTHER` for anything unusual).
 pub fn method_value(m: &http::Method) -> &'static str {
+    METHODS[method_index(m)]
+}
+
+fn method_index(m: &http::Method) -> usize {
     match *m {
-        http::Method::GET => "GET",
-        http::Method::HEAD => "HEAD",
-        http::Method::POST => "POST",
-        http::Method::PUT => "PUT",
-        http::Method::DELETE => "DELETE",
-        http::Method::PATCH => "PATCH",
-        http::Method::OPTIONS => "OPTIONS",
-        http::Method::CONNECT => "CONNECT",
-        http::Method::TRACE => "TRACE",
-        _ => "_OTHER",
+        http::Method::GET => 0,
+        http::Method::HEAD => 1,
+        http::Method::POST => 2,
+        http::Method::PUT => 3,
+        http::Method::DELETE => 4,
+        http::Method::PATCH => 5,
+        http::Method::OPTIONS => 6,
+        http::Method::CONNECT => 7,
+        http::Method::TRACE => 8,
+        _ => 9,
     }
 }
 
+/// The `cdn.cache.status` values the tiers report.
+const CACHE_STATUSES: [&str; 5] = ["hit", "stale", "miss", "pass", "error"];
+
+/// Status codes common enough to get a bound slot; the rest are recorded unbound.
+const STATUSES: [u16; 24] = [
+    200, 201, 204, 206, 301, 302, 304, 307, 308, 400, 401, 403, 404, 405, 410, 413, 416, 429, 431,
+    500, 501, 502, 503, 504,
+];
+
+/// The duration histogram and body-bytes counter bound to one attribute set.
+#[derive(Debug)]
+struct Bound {
+    duration: BoundHistogram<f64>,
+    bytes: BoundCounter<u64>,
+}
+
 /// Instruments of an HTTP server tier (edge or shield).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct HttpServerMetrics {
     duration: Histogram<f64>,
     bytes: Counter<u64>,
     client_duration: Histogram<f64>,
     tier: &'static str,
+    /// Bound instruments by (method, cache status, status code), filled on first use.
+    bound: Box<[std::sync::OnceLock<Bound>]>,
 }
 
 impl HttpServerMetrics {
@@ -82,10 +111,27 @@ impl HttpServerMetrics {
                 .with_boundaries(DURATION_BUCKETS.to_vec())
                 .build(),
             tier,
+            bound: (0..METHODS.len() * CACHE_STATUSES.len() * STATUSES.len())
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
         }
     }
 
-    /// Records one answered request.
+    fn attrs(
+        &self,
+        method: &'static str,
+        status: u16,
+        cache_status: &'static str,
+    ) -> [KeyValue; 4] {
+        [
+            KeyValue::new("http.request.method", method),
+            KeyValue::new("http.response.status_code", i64::from(status)),
+            KeyValue::new("cdn.cache.status", cache_status),
+            KeyValue::new("cdn.tier", self.tier),
+        ]
+    }
+
+    /// Records one answered request; `method` is a [`method_value`].
     pub fn record(
         &self,
         secs: f64,
@@ -94,12 +140,26 @@ impl HttpServerMetrics {
         cache_status: &'static str,
         body_bytes: Option<u64>,
     ) {
-        let attrs = [
-            KeyValue::new("http.request.method", method),
-            KeyValue::new("http.response.status_code", i64::from(status)),
-            KeyValue::new("cdn.cache.status", cache_status),
-            KeyValue::new("cdn.tier", self.tier),
-        ];
+        let slot = METHODS.iter().position(|m| *m == method).and_then(|m| {
+            let c = CACHE_STATUSES.iter().position(|c| *c == cache_status)?;
+            let s = STATUSES.iter().position(|s| *s == status)?;
+            Some((m * CACHE_STATUSES.len() + c) * STATUSES.len() + s)
+        });
+        if let Some(b) = slot.and_then(|i| self.bound.get(i)) {
+            let b = b.get_or_init(|| {
+                let attrs = self.attrs(method, status, cache_status);
+                Bound {
+                    duration: self.duration.bind(&attrs),
+                    bytes: self.bytes.bind(&attrs[2..]),
+                }
+            });
+            b.duration.record(secs);
+            if let Some(n) = body_bytes {
+                b.bytes.add(n);
+            }
+            return;
+        }
+        let attrs = self.attrs(method, status, cache_status);
         self.duration.record(secs, &attrs);
         if let Some(b) = body_bytes {
             self.bytes.add(b, &attrs[2..]);

@@ -38,50 +38,57 @@ pub fn extract(headers: &http::HeaderMap) -> opentelemetry::Context {
 }
 
 /// What a request's trace context says about recording it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// Record: make a span (child of the caller's, if any).
     Record,
-    /// The caller, or this node's `sampling_ratio`, says no: make no span at all. With
-    /// `inject`, the request carries no context yet and the given unsampled `traceparent`
-    /// must be added, so the next tiers do not record either.
-    Skip {
-        /// An unsampled `traceparent` to add, when the request has none.
-        inject: Option<http::HeaderValue>,
-    },
+    /// The caller, or this node's `sampling_ratio`, says no: make no span at all. Should the
+    /// request go upstream, [`inject`] gives it an unsampled `traceparent` (if it has none),
+    /// so the next tiers do not record it either.
+    Skip,
 }
 
 /// Head sampling, decided once where a request enters: a valid `traceparent` decides by its
-/// sampled flag; otherwise `sampling_ratio` does. Unsampled requests then cost no span at all.
+/// sampled flag; otherwise `sampling_ratio` does. Unsampled requests then cost no span at all,
+/// and nothing is allocated here.
 pub fn decide(headers: &http::HeaderMap) -> Decision {
     if let Some(tp) = headers.get(FIELDS[0]).and_then(|v| v.to_str().ok()) {
         // version-traceid-spanid-flags
-        let parts: Vec<&str> = tp.trim().split('-').collect();
-        if let [_, trace, span, flags] = parts[..] {
+        let mut parts = tp.trim().split('-');
+        if let (Some(_), Some(trace), Some(span), Some(flags), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) {
             if trace.len() == 32 && span.len() == 16 {
-                return match u8::from_str_radix(flags, 16) {
-                    Ok(f) if f & 1 == 1 => Decision::Record,
-                    Ok(_) => Decision::Skip { inject: None },
-                    Err(_) => root_decision(),
-                };
+                if let Ok(f) = u8::from_str_radix(flags, 16) {
+                    return if f & 1 == 1 {
+                        Decision::Record
+                    } else {
+                        Decision::Skip
+                    };
+                }
             }
         }
     }
-    root_decision()
+    if crate::setup::sample_root() {
+        Decision::Record
+    } else {
+        Decision::Skip
+    }
 }
 
-fn root_decision() -> Decision {
-    if crate::setup::sample_root() {
-        return Decision::Record;
-    }
+/// A fresh unsampled `traceparent`: the trace context of a request this node chose not to
+/// record, so that the next tiers follow the decision.
+fn unsampled_traceparent() -> Option<http::HeaderValue> {
     let (hi, lo) = (crate::setup::random_u64(), crate::setup::random_u64());
     let tp = format!(
         "00-{hi:016x}{lo:016x}-{:016x}-00",
         crate::setup::random_u64() | 1
     );
-    Decision::Skip {
-        inject: http::HeaderValue::from_str(&tp).ok(),
-    }
+    http::HeaderValue::from_str(&tp).ok()
 }
 
 /// Makes `span` a child of the trace context in `headers`, if they carry one.
@@ -92,10 +99,20 @@ pub fn set_remote_parent(span: &tracing::Span, headers: &http::HeaderMap) {
 }
 
 /// Replaces `traceparent`/`tracestate` in `headers` with the context of `span`, so the next
-/// tier's span becomes its child. When `span` has no OpenTelemetry context (telemetry off),
-/// the fields are left as the client sent them: the node is then invisible to the trace.
+/// tier's span becomes its child. When `span` records nothing: with traces on, the request was
+/// not sampled here, and one without a `traceparent` gets an unsampled one (the next tiers
+/// then skip it too); with traces off the fields are left as the client sent them, and the
+/// node is invisible to the trace.
 pub fn inject(span: &tracing::Span, headers: &mut http::HeaderMap) {
     use opentelemetry::trace::TraceContextExt;
+    if span.is_none() {
+        if crate::setup::traces_enabled() && !headers.contains_key(FIELDS[0]) {
+            if let Some(tp) = unsampled_traceparent() {
+                headers.insert(FIELDS[0], tp);
+            }
+        }
+        return;
+    }
     let cx = span.context();
     if !cx.span().span_context().is_valid() {
         return;
@@ -144,7 +161,7 @@ mod tests {
                 .parse()
                 .unwrap(),
         );
-        assert_eq!(decide(&h), Decision::Skip { inject: None });
+        assert_eq!(decide(&h), Decision::Skip);
         h.insert(
             "traceparent",
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

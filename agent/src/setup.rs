@@ -253,6 +253,30 @@ fn env_filter(directives: &str) -> EnvFilter {
     EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
+static PROMETHEUS: std::sync::OnceLock<crate::prometheus::PrometheusReader> =
+    std::sync::OnceLock::new();
+
+/// The OpenTelemetry instruments of this process as Prometheus text, when metrics are on.
+pub fn prometheus_text() -> Option<String> {
+    PROMETHEUS.get().map(|r| r.render())
+}
+
+/// Builds the meter provider from `b` (resource, and the OTLP reader when a collector is
+/// configured) plus the Prometheus reader, makes it the global one and registers the export
+/// counters.
+fn install_meter(
+    b: opentelemetry_sdk::metrics::MeterProviderBuilder,
+    stats: Arc<ExportStats>,
+) -> SdkMeterProvider {
+    let prom = crate::prometheus::PrometheusReader::default();
+    let provider = b.with_reader(prom.clone()).build();
+    opentelemetry::global::set_meter_provider(provider.clone());
+    let _ = PROMETHEUS.set(prom);
+    METRICS_ON.store(true, Relaxed);
+    crate::metrics::register_export_metrics(stats);
+    provider
+}
+
 impl Telemetry {
     /// Installs the global subscriber and, when `cfg` names an OTLP endpoint, the exporters.
     /// `extra` adds resource attributes the caller knows (such as `cdn.tier`).
@@ -278,12 +302,17 @@ impl Telemetry {
                 .with(stderr_layer)
                 .try_init()
                 .map_err(|_| TelemetryError::AlreadyInstalled)?;
+            // No collector: the instruments still exist, for the admin /metrics alone.
+            let meter = cfg.filter(|c| c.metrics).map(|c| {
+                let b = SdkMeterProvider::builder().with_resource(resource(c, extra));
+                install_meter(b, stats.clone())
+            });
             return Ok(Telemetry {
                 runtime: None,
                 agent: None,
                 resource: None,
                 tracer: None,
-                meter: None,
+                meter,
                 logger: None,
                 stats,
             });
@@ -340,12 +369,10 @@ impl Telemetry {
             let reader = PeriodicReader::builder(exporter)
                 .with_interval(cfg.metrics_interval.0)
                 .build();
-            let provider = SdkMeterProvider::builder()
+            let b = SdkMeterProvider::builder()
                 .with_reader(reader)
-                .with_resource(resource.clone())
-                .build();
-            opentelemetry::global::set_meter_provider(provider.clone());
-            Some(provider)
+                .with_resource(resource.clone());
+            Some(install_meter(b, stats.clone()))
         } else {
             None
         };
@@ -381,11 +408,7 @@ impl Telemetry {
             .map_err(|_| TelemetryError::AlreadyInstalled)?;
         RATIO_BITS.store(cfg.sampling_ratio.clamp(0.0, 1.0).to_bits(), Relaxed);
         TRACES_ON.store(tracer.is_some(), Relaxed);
-        METRICS_ON.store(meter.is_some(), Relaxed);
         let _ = EXPORT_STATS.set(stats.clone());
-        if meter.is_some() {
-            crate::metrics::register_export_metrics(stats.clone());
-        }
         drop(_enter);
         Ok(Telemetry {
             runtime: Some(runtime),

@@ -100,9 +100,32 @@ async fn metrics(State(st): State<AdminState>) -> Response {
         out.push_str(&t.render_prometheus());
     }
     for source in &st.extra_metrics {
-        out.push_str(&source());
+        append_families(&mut out, &source());
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// Appends the metric families of `text` whose names `out` does not have yet: a family may
+/// be rendered natively and again from the OpenTelemetry instruments
+/// (`outpost_purge_applied_version`), and Prometheus rejects a name seen twice.
+fn append_families(out: &mut String, text: &str) {
+    let family = |line: &str| {
+        line.strip_prefix("# TYPE ")
+            .or_else(|| line.strip_prefix("# HELP "))
+            .and_then(|r| r.split_whitespace().next())
+            .map(str::to_string)
+    };
+    let have: std::collections::HashSet<String> = out.lines().filter_map(family).collect();
+    let mut skip = false;
+    for line in text.lines() {
+        if let Some(name) = family(line) {
+            skip = have.contains(&name);
+        }
+        if !skip {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
 }
 
 async fn stats(State(st): State<AdminState>) -> Response {
@@ -200,4 +223,22 @@ pub async fn serve(
             let _ = shutdown.wait_for(|s| *s).await;
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::append_families;
+
+    #[test]
+    fn a_family_already_rendered_is_not_appended_twice() {
+        let mut out = "# HELP a_total A.\n# TYPE a_total counter\na_total 1\n".to_string();
+        append_families(
+            &mut out,
+            "# HELP a_total A again.\n# TYPE a_total counter\na_total{x=\"y\"} 2\n# TYPE b gauge\nb 3\n",
+        );
+        assert_eq!(
+            out,
+            "# HELP a_total A.\n# TYPE a_total counter\na_total 1\n# TYPE b gauge\nb 3\n"
+        );
+    }
 }

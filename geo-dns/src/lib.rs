@@ -24,6 +24,7 @@ pub mod prefix_tree;
 pub mod sample_db;
 pub mod server;
 pub mod stats;
+mod telemetry;
 mod udp;
 pub mod wire;
 pub mod zone;

@@ -32,10 +32,10 @@ pub struct DnsServer {
     stop_tx: watch::Sender<bool>,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     catalog: ArcSwap<Catalog>,
-    stats: Stats,
-    board: HealthBoard,
+    pub(crate) stats: Stats,
+    pub(crate) board: HealthBoard,
     stopping: AtomicBool,
 }
 
@@ -77,6 +77,9 @@ impl DnsServer {
         });
         let catalog = build(&shared, cfg).await?;
         shared.catalog.store(Arc::new(catalog));
+        if agent::metrics_enabled() {
+            crate::telemetry::register(&shared);
+        }
         let (stop_tx, stop_rx) = watch::channel(false);
         let workers = cfg
             .udp_workers

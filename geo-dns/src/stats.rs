@@ -44,6 +44,14 @@ impl Stats {
             .clone()
     }
 
+    /// The geo answers given so far, by (name, region).
+    pub fn region_counts(&self) -> Vec<((String, String), u64)> {
+        let m = self.regions.lock().unwrap_or_else(|p| p.into_inner());
+        m.iter()
+            .map(|(k, c)| (k.clone(), c.load(Ordering::Relaxed)))
+            .collect()
+    }
+
     /// Prometheus text exposition of every counter; `health` lists (url, up) pairs.
     pub fn prometheus(&self, health: &[(String, bool)]) -> String {
         let mut s = String::new();
@@ -55,12 +63,12 @@ impl Stats {
         let _ = writeln!(s, "# TYPE outpost_dns_queries_total counter");
         let _ = writeln!(
             s,
-            "outpost_dns_queries_total{{proto=\"udp\"}} {}",
+            "outpost_dns_queries_total{{network_transport=\"udp\"}} {}",
             get(&self.udp_queries)
         );
         let _ = writeln!(
             s,
-            "outpost_dns_queries_total{{proto=\"tcp\"}} {}",
+            "outpost_dns_queries_total{{network_transport=\"tcp\"}} {}",
             get(&self.tcp_queries)
         );
         let _ = writeln!(
@@ -76,7 +84,7 @@ impl Stats {
         {
             let _ = writeln!(
                 s,
-                "outpost_dns_responses_total{{rcode=\"{name}\"}} {}",
+                "outpost_dns_responses_total{{dns_response_code=\"{name}\"}} {}",
                 get(&self.rcodes[i])
             );
         }
@@ -115,7 +123,7 @@ impl Stats {
         for ((name, region), c) in regions.iter() {
             let _ = writeln!(
                 s,
-                "outpost_dns_geo_answers_total{{name=\"{name}\",region=\"{region}\"}} {}",
+                "outpost_dns_geo_answers_total{{dns_question_name=\"{name}\",cdn_region=\"{region}\"}} {}",
                 get(c)
             );
         }
@@ -127,7 +135,7 @@ impl Stats {
         for (url, up) in health {
             let _ = writeln!(
                 s,
-                "outpost_dns_region_endpoint_up{{url=\"{url}\"}} {}",
+                "outpost_dns_region_endpoint_up{{url_full=\"{url}\"}} {}",
                 u8::from(*up)
             );
         }

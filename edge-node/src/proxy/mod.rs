@@ -24,6 +24,7 @@ use crate::cache::store::{Lookup, MemoryStore};
 use crate::cache::vary::values_hash;
 use crate::purge::generations::Verdict;
 use crate::stats::{Outcome, Stats};
+use agent::propagation::Decision;
 use body::ProxyBody;
 use http::header::{self, HeaderValue};
 use http::{request, Method, Request, Response, StatusCode};
@@ -247,48 +248,60 @@ impl Proxy {
         B::Error: Into<body::BoxError>,
     {
         let start = Instant::now();
-        if !self.traced && self.metrics.is_none() {
-            let (res, outcome, bytes) = self.route(req, client).await;
-            self.stats.record(outcome, start.elapsed(), bytes);
-            return res;
+        if self.traced && agent::propagation::decide(req.headers()) == Decision::Record {
+            // Boxed: only sampled requests pay for the span's future, and the common path's
+            // future stays as small as with telemetry off.
+            return Box::pin(self.handle_traced(req, client, start)).await;
         }
+        // Not sampled (or traces off): no span here. Should the request go upstream, it
+        // carries an unsampled traceparent (`propagation::inject`) so the next tiers skip it.
         let method = agent::metrics::method_value(req.method());
-        let mut req = req;
-        let span = match self
-            .traced
-            .then(|| agent::propagation::decide(req.headers()))
-        {
-            Some(agent::propagation::Decision::Record) => self.server_span(&req, client, method),
-            Some(agent::propagation::Decision::Skip { inject }) => {
-                // Not sampled: no spans here, and the next tiers learn it from the
-                // (unsampled) traceparent the request carries onward.
-                if let Some(tp) = inject {
-                    req.headers_mut().insert("traceparent", tp);
-                }
-                tracing::Span::none()
-            }
-            None => tracing::Span::none(),
-        };
+        let (res, outcome, bytes) = self.route(req, client).await;
+        let elapsed = start.elapsed();
+        self.stats.record(outcome, elapsed, bytes);
+        if let Some(m) = &self.metrics {
+            m.record(
+                elapsed.as_secs_f64(),
+                method,
+                res.status().as_u16(),
+                outcome.as_str(),
+                bytes,
+            );
+        }
+        res
+    }
+
+    /// [`Proxy::handle`] for a request this node records: the same, inside a server span.
+    async fn handle_traced<B>(
+        self: Arc<Self>,
+        req: Request<B>,
+        client: ClientInfo,
+        start: Instant,
+    ) -> Response<ProxyBody>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+        B::Error: Into<body::BoxError>,
+    {
+        let method = agent::metrics::method_value(req.method());
+        let span = self.server_span(&req, client, method);
         let (res, outcome, bytes) = self.route(req, client).instrument(span.clone()).await;
         let elapsed = start.elapsed();
         self.stats.record(outcome, elapsed, bytes);
         let status = res.status().as_u16();
         let cache_status = outcome.as_str();
-        if !span.is_none() {
-            span.record("http.response.status_code", status);
-            span.record("cdn.cache.status", cache_status);
-            if let Some(v) = res
-                .headers()
-                .get_all(&respond::CACHE_STATUS)
-                .iter()
-                .next_back()
-                .and_then(|v| v.to_str().ok())
-            {
-                span.record("cdn.cache.detail", v);
-            }
-            if status >= 500 {
-                span.record("otel.status_code", "ERROR");
-            }
+        span.record("http.response.status_code", status);
+        span.record("cdn.cache.status", cache_status);
+        if let Some(v) = res
+            .headers()
+            .get_all(&respond::CACHE_STATUS)
+            .iter()
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+        {
+            span.record("cdn.cache.detail", v);
+        }
+        if status >= 500 {
+            span.record("otel.status_code", "ERROR");
         }
         if let Some(m) = &self.metrics {
             m.record(elapsed.as_secs_f64(), method, status, cache_status, bytes);
@@ -408,7 +421,10 @@ impl Proxy {
             None => parts.uri.path().to_string(),
         };
         if self.traced {
-            tracing::Span::current().record("cdn.cache.key", format!("{:032x}", key.0));
+            let span = tracing::Span::current();
+            if !span.is_none() {
+                span.record("cdn.cache.key", format!("{:032x}", key.0));
+            }
         }
         let ctx = Ctx {
             parts,
