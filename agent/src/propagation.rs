@@ -52,7 +52,9 @@ pub enum Decision {
 /// sampled flag; otherwise `sampling_ratio` does. Unsampled requests then cost no span at all,
 /// and nothing is allocated here.
 pub fn decide(headers: &http::HeaderMap) -> Decision {
-    if let Some(tp) = headers.get(FIELDS[0]).and_then(|v| v.to_str().ok()) {
+    // A ready-made name: looking a header up by `&str` parses the name on every call.
+    static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+    if let Some(tp) = headers.get(&TRACEPARENT).and_then(|v| v.to_str().ok()) {
         // version-traceid-spanid-flags
         let mut parts = tp.trim().split('-');
         if let (Some(_), Some(trace), Some(span), Some(flags), None) = (

@@ -256,7 +256,7 @@ impl Proxy {
         // Not sampled (or traces off): no span here. Should the request go upstream, it
         // carries an unsampled traceparent (`propagation::inject`) so the next tiers skip it.
         let method = agent::metrics::method_value(req.method());
-        let (res, outcome, bytes) = self.route(req, client).await;
+        let (res, outcome, bytes) = self.route(req, client, false).await;
         let elapsed = start.elapsed();
         self.stats.record(outcome, elapsed, bytes);
         if let Some(m) = &self.metrics {
@@ -284,7 +284,7 @@ impl Proxy {
     {
         let method = agent::metrics::method_value(req.method());
         let span = self.server_span(&req, client, method);
-        let (res, outcome, bytes) = self.route(req, client).instrument(span.clone()).await;
+        let (res, outcome, bytes) = self.route(req, client, true).instrument(span.clone()).await;
         let elapsed = start.elapsed();
         self.stats.record(outcome, elapsed, bytes);
         let status = res.status().as_u16();
@@ -351,7 +351,13 @@ impl Proxy {
         span
     }
 
-    async fn route<B>(self: &Arc<Self>, req: Request<B>, client: ClientInfo) -> Answer
+    /// Answers one request; `recorded` when it runs inside a server span.
+    async fn route<B>(
+        self: &Arc<Self>,
+        req: Request<B>,
+        client: ClientInfo,
+        recorded: bool,
+    ) -> Answer
     where
         B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
         B::Error: Into<body::BoxError>,
@@ -420,11 +426,8 @@ impl Proxy {
             Some(q) => format!("{}?{q}", parts.uri.path()),
             None => parts.uri.path().to_string(),
         };
-        if self.traced {
-            let span = tracing::Span::current();
-            if !span.is_none() {
-                span.record("cdn.cache.key", format!("{:032x}", key.0));
-            }
+        if recorded {
+            tracing::Span::current().record("cdn.cache.key", format!("{:032x}", key.0));
         }
         let ctx = Ctx {
             parts,
