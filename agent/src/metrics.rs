@@ -64,11 +64,20 @@ fn method_index(m: &http::Method) -> usize {
 /// The `cdn.cache.status` values the tiers report.
 const CACHE_STATUSES: [&str; 5] = ["hit", "stale", "miss", "pass", "error"];
 
+fn cache_index(c: &str) -> Option<usize> {
+    CACHE_STATUSES.iter().position(|s| *s == c)
+}
+
 /// Status codes common enough to get a bound slot; the rest are recorded unbound.
 const STATUSES: [u16; 24] = [
     200, 201, 204, 206, 301, 302, 304, 307, 308, 400, 401, 403, 404, 405, 410, 413, 416, 429, 431,
     500, 501, 502, 503, 504,
 ];
+
+fn status_index(status: u16) -> Option<usize> {
+    // Sorted: a binary search is a handful of compares.
+    STATUSES.binary_search(&status).ok()
+}
 
 /// The duration histogram and body-bytes counter bound to one attribute set.
 #[derive(Debug)]
@@ -131,18 +140,19 @@ impl HttpServerMetrics {
         ]
     }
 
-    /// Records one answered request; `method` is a [`method_value`].
+    /// Records one answered request.
     pub fn record(
         &self,
         secs: f64,
-        method: &'static str,
+        method: &http::Method,
         status: u16,
         cache_status: &'static str,
         body_bytes: Option<u64>,
     ) {
-        let slot = METHODS.iter().position(|m| *m == method).and_then(|m| {
-            let c = CACHE_STATUSES.iter().position(|c| *c == cache_status)?;
-            let s = STATUSES.iter().position(|s| *s == status)?;
+        let m = method_index(method);
+        let method = METHODS[m];
+        let slot = cache_index(cache_status).and_then(|c| {
+            let s = status_index(status)?;
             Some((m * CACHE_STATUSES.len() + c) * STATUSES.len() + s)
         });
         if let Some(b) = slot.and_then(|i| self.bound.get(i)) {

@@ -255,14 +255,14 @@ impl Proxy {
         }
         // Not sampled (or traces off): no span here. Should the request go upstream, it
         // carries an unsampled traceparent (`propagation::inject`) so the next tiers skip it.
-        let method = agent::metrics::method_value(req.method());
+        let method = req.method().clone();
         let (res, outcome, bytes) = self.route(req, client, false).await;
         let elapsed = start.elapsed();
         self.stats.record(outcome, elapsed, bytes);
         if let Some(m) = &self.metrics {
             m.record(
                 elapsed.as_secs_f64(),
-                method,
+                &method,
                 res.status().as_u16(),
                 outcome.as_str(),
                 bytes,
@@ -282,8 +282,8 @@ impl Proxy {
         B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
         B::Error: Into<body::BoxError>,
     {
-        let method = agent::metrics::method_value(req.method());
-        let span = self.server_span(&req, client, method);
+        let method = req.method().clone();
+        let span = self.server_span(&req, client, agent::metrics::method_value(&method));
         let (res, outcome, bytes) = self.route(req, client, true).instrument(span.clone()).await;
         let elapsed = start.elapsed();
         self.stats.record(outcome, elapsed, bytes);
@@ -304,7 +304,7 @@ impl Proxy {
             span.record("otel.status_code", "ERROR");
         }
         if let Some(m) = &self.metrics {
-            m.record(elapsed.as_secs_f64(), method, status, cache_status, bytes);
+            m.record(elapsed.as_secs_f64(), &method, status, cache_status, bytes);
         }
         res
     }
