@@ -50,7 +50,15 @@ fn metrics(c: &mut Criterion) {
     opentelemetry::global::set_meter_provider(provider.clone());
     let m = HttpServerMetrics::new("edge");
     c.bench_function("metrics: record one request", |b| {
-        b.iter(|| m.record(black_box(0.0004), &http::Method::GET, 200, "hit", Some(1024)))
+        b.iter(|| {
+            m.record(
+                black_box(0.0004),
+                &http::Method::GET,
+                200,
+                "hit",
+                Some(1024),
+            )
+        })
     });
     let _ = provider.shutdown();
 }
