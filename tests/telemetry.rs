@@ -682,6 +682,23 @@ async fn unsampled_requests_make_no_spans_on_any_tier() {
         .unwrap()
         .to_string();
     assert!(tp.starts_with("00-") && tp.ends_with("-00"), "{tp}");
+    // A malformed traceparent is not passed on: it is replaced by a well-formed unsampled one.
+    assert_eq!(
+        get(
+            &format!("{edge_url}/c"),
+            &[("traceparent", "00-garbage-01"), ("tracestate", "k=v")]
+        )
+        .await
+        .status,
+        200
+    );
+    let seen = origin.last();
+    let tp = seen.headers["traceparent"].to_str().unwrap();
+    assert!(
+        tp.len() == 55 && tp.starts_with("00-") && tp.ends_with("-00"),
+        "{tp}"
+    );
+    assert!(!seen.headers.contains_key("tracestate"));
     // A caller that samples wins over the ratio: recorded on both tiers.
     let sampled = "00-5bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     assert_eq!(

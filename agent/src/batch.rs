@@ -129,7 +129,9 @@ impl<T: Send + 'static> Queue<T> {
     fn push(&self, item: T) {
         match self.tx.try_send(item) {
             Ok(()) => {
-                if self.tx.len() == self.batch_size {
+                // At most one wake-up per drain: once woken, the task empties the queue below a
+                // batch; until then a further notify only stores a permit.
+                if self.tx.len() >= self.batch_size {
                     self.ready.notify_one();
                 }
             }

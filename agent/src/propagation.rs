@@ -52,34 +52,31 @@ pub enum Decision {
 /// sampled flag; otherwise `sampling_ratio` does. Unsampled requests then cost no span at all,
 /// and nothing is allocated here.
 pub fn decide(headers: &http::HeaderMap) -> Decision {
-    // A ready-made name: looking a header up by `&str` parses the name on every call.
-    static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
-    if let Some(tp) = headers.get(&TRACEPARENT).and_then(|v| v.to_str().ok()) {
-        // version-traceid-spanid-flags
-        let mut parts = tp.trim().split('-');
-        if let (Some(_), Some(trace), Some(span), Some(flags), None) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) {
-            if trace.len() == 32 && span.len() == 16 {
-                if let Ok(f) = u8::from_str_radix(flags, 16) {
-                    return if f & 1 == 1 {
-                        Decision::Record
-                    } else {
-                        Decision::Skip
-                    };
-                }
-            }
-        }
+    if let Some(flags) = traceparent_flags(headers) {
+        return if flags & 1 == 1 {
+            Decision::Record
+        } else {
+            Decision::Skip
+        };
     }
     if crate::setup::sample_root() {
         Decision::Record
     } else {
         Decision::Skip
     }
+}
+
+/// The flags of a well-formed `traceparent` (version-traceid-spanid-flags), if there is one.
+fn traceparent_flags(headers: &http::HeaderMap) -> Option<u8> {
+    // A ready-made name: looking a header up by `&str` parses the name on every call.
+    static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+    let tp = headers.get(&TRACEPARENT)?.to_str().ok()?;
+    let mut parts = tp.trim().split('-');
+    let (_, trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || trace.len() != 32 || span.len() != 16 {
+        return None;
+    }
+    u8::from_str_radix(flags, 16).ok()
 }
 
 /// A fresh unsampled `traceparent`: the trace context of a request this node chose not to
@@ -108,8 +105,11 @@ pub fn set_remote_parent(span: &tracing::Span, headers: &http::HeaderMap) {
 pub fn inject(span: &tracing::Span, headers: &mut http::HeaderMap) {
     use opentelemetry::trace::TraceContextExt;
     if span.is_none() {
-        if crate::setup::traces_enabled() && !headers.contains_key(FIELDS[0]) {
+        // Not recorded here: a request without a usable traceparent (none, or malformed)
+        // gets an unsampled one, so the next tiers do not start a partial trace of it.
+        if crate::setup::traces_enabled() && traceparent_flags(headers).is_none() {
             if let Some(tp) = unsampled_traceparent() {
+                headers.remove(FIELDS[1]);
                 headers.insert(FIELDS[0], tp);
             }
         }
@@ -171,6 +171,18 @@ mod tests {
                 .unwrap(),
         );
         assert_eq!(decide(&h), Decision::Record);
+        // Malformed: the ratio decides, as for no traceparent at all.
+        for bad in [
+            "garbage",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-zz",
+            "00-0af7651916cd43dd-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",
+        ] {
+            h.insert("traceparent", bad.parse().unwrap());
+            assert_eq!(traceparent_flags(&h), None, "{bad}");
+            assert_eq!(decide(&h), Decision::Record, "{bad}");
+        }
     }
 
     #[test]
