@@ -189,6 +189,28 @@ fn register_gauges(proxies: Vec<Arc<edge_node::proxy::Proxy>>, purge: Arc<PurgeS
             })
             .build();
     }
+    let t = tiers.clone();
+    let _ = meter
+        .u64_observable_gauge("outpost.upstream.up")
+        .with_description(
+            "Whether each upstream (origin or shield) takes requests now (1 up, 0 down).",
+        )
+        .with_callback(move |o| {
+            for (kv, p) in t.iter() {
+                for (kind, addr, up) in p.upstream_health() {
+                    o.observe(
+                        u64::from(up),
+                        &[
+                            kv.clone(),
+                            KeyValue::new("cdn.upstream", kind),
+                            KeyValue::new("server.address", addr.host().to_string()),
+                            KeyValue::new("server.port", i64::from(addr.port_u16().unwrap_or(80))),
+                        ],
+                    );
+                }
+            }
+        })
+        .build();
     let p = purge.clone();
     let _ = meter
         .u64_observable_gauge("outpost.purge.applied_version")

@@ -249,7 +249,7 @@ fn telemetry_section(service: &str, endpoint: &str, extra: &str) -> String {
 
 fn shield_toml(endpoint: &str, origin: &str) -> String {
     format!(
-        "{}[shield]\nlisten = [\"127.0.0.1:0\"]\nsecret = \"{SECRET}\"\n\n[[shield.sites]]\nhosts = [\"127.0.0.1\", \"localhost\"]\norigins = [\"{origin}\"]\n\n[[shield.sites]]\nhosts = [\"down.test\"]\norigins = [\"http://127.0.0.1:1\"]\n",
+        "{}[shield]\nlisten = [\"127.0.0.1:0\"]\nsecret = \"{SECRET}\"\n\n[[shield.sites]]\nhosts = [\"127.0.0.1\", \"localhost\"]\norigins = [\"{origin}\"]\n\n[[shield.sites]]\nhosts = [\"down.test\"]\norigins = [\"http://127.0.0.1:1\"]\nhealth_path = \"/healthz\"\nhealth_interval = \"100ms\"\nunhealthy_after = 1\n",
         telemetry_section("outpost-shield", endpoint, "")
     )
 }
@@ -259,7 +259,7 @@ fn edge_toml(endpoint: &str, origin: &str, shield: Option<&str>, extra: &str) ->
         .map(|s| format!("shields = [\"{s}\"]\nshield_secret = \"{SECRET}\"\n"))
         .unwrap_or_default();
     format!(
-        "{}[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n\n[edge]\nlisten = [\"127.0.0.1:0\"]\n{shields}\n[[edge.sites]]\nhosts = [\"127.0.0.1\", \"localhost\"]\norigins = [\"{origin}\"]\n\n[[edge.sites]]\nhosts = [\"down.test\"]\norigins = [\"http://127.0.0.1:1\"]\n",
+        "{}[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n\n[edge]\nlisten = [\"127.0.0.1:0\"]\n{shields}\n[[edge.sites]]\nhosts = [\"127.0.0.1\", \"localhost\"]\norigins = [\"{origin}\"]\n\n[[edge.sites]]\nhosts = [\"down.test\"]\norigins = [\"http://127.0.0.1:1\"]\nhealth_path = \"/healthz\"\nhealth_interval = \"100ms\"\nunhealthy_after = 1\n",
         telemetry_section("outpost-edge", endpoint, extra)
     )
 }
@@ -413,6 +413,7 @@ async fn one_trace_across_edge_shield_and_origin_with_metrics_and_logs() {
         "outpost.cache.objects",
         "outpost.cache.memory.bytes",
         "outpost.purge.applied_version",
+        "outpost.upstream.up",
         "outpost.telemetry.dropped",
     ];
     wait_for("metrics", Duration::from_secs(20), || {
@@ -873,7 +874,7 @@ async fn without_a_collector_the_instruments_are_still_on_the_admin_metrics() {
     let origin =
         Origin::start(|_, n| Reply::ok(&format!("v{n}"), &[("cache-control", "max-age=60")])).await;
     let toml = format!(
-        "[telemetry]\nservice_name = \"solo\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n\n[edge]\nlisten = [\"127.0.0.1:0\"]\n\n[[edge.sites]]\nhosts = [\"127.0.0.1\"]\norigins = [\"{}\"]\n",
+        "[telemetry]\nservice_name = \"solo\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n\n[edge]\nlisten = [\"127.0.0.1:0\"]\n\n[[edge.sites]]\nhosts = [\"127.0.0.1\"]\norigins = [\"{}\"]\n\n[[edge.sites]]\nhosts = [\"down.test\"]\norigins = [\"http://127.0.0.1:1\"]\nhealth_path = \"/healthz\"\nhealth_interval = \"100ms\"\nunhealthy_after = 1\n",
         origin.url()
     );
     let node = Node::start("edge-solo", &toml, 2);
@@ -891,4 +892,26 @@ async fn without_a_collector_the_instruments_are_still_on_the_admin_metrics() {
         .unwrap_or_else(|| panic!("no hit count in\n{text}"));
     assert!(hits.ends_with(" 2"), "{hits}");
     assert!(text.contains("service_name=\"solo\""), "{text}");
+    // Upstream health: the live origin up; the dead one down once its health check fails.
+    let live = origin.url().rsplit(':').next().unwrap().to_string();
+    assert!(
+        text.contains(&format!(
+            "outpost_upstream_up{{cdn_tier=\"edge\",cdn_upstream=\"origin\",server_address=\"127.0.0.1\",server_port=\"{live}\"}} 1"
+        )),
+        "{text}"
+    );
+    let admin = node.url("admin");
+    let text = wait_for(
+        "the dead origin reported down",
+        Duration::from_secs(10),
+        || {
+            let t = admin_metrics(&admin);
+            t.contains("server_port=\"1\"} 0").then_some(t)
+        },
+    )
+    .await;
+    assert!(
+        text.contains("outpost_upstream_up{cdn_tier=\"edge\",cdn_upstream=\"origin\",server_address=\"127.0.0.1\",server_port=\"1\"} 0"),
+        "{text}"
+    );
 }

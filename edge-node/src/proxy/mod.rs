@@ -206,6 +206,26 @@ impl Proxy {
         &self.stats
     }
 
+    /// Whether each upstream of this tier takes requests now: (`origin` or `shield`, its
+    /// host:port, up). An origin counts as down while active checks fail or after a passive
+    /// failure; a shield while it is skipped after refusing a connection.
+    pub fn upstream_health(&self) -> Vec<(&'static str, http::uri::Authority, bool)> {
+        let now = unix_ms(SystemTime::now());
+        let mut out: Vec<(&'static str, http::uri::Authority, bool)> = Vec::new();
+        for site in self.sites.all() {
+            for o in site.origins.origins() {
+                out.push(("origin", o.addr.authority.clone(), o.usable(now)));
+            }
+        }
+        for s in &self.upstream.parents.shields {
+            out.push(("shield", s.addr.authority.clone(), s.is_up(now)));
+        }
+        // An origin shared by several sites is one upstream.
+        out.sort_by(|a, b| (a.0, a.1.as_str()).cmp(&(b.0, b.1.as_str())));
+        out.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+        out
+    }
+
     /// Gauges of the store.
     pub fn gauges(&self) -> crate::stats::StoreGauges {
         crate::stats::StoreGauges {

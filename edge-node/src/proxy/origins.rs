@@ -55,7 +55,8 @@ impl Origin {
         self.healthy.load(Ordering::Relaxed)
     }
 
-    fn usable(&self, now_ms: u64) -> bool {
+    /// Whether requests go to it now: healthy, and not avoided after a recent failure.
+    pub fn usable(&self, now_ms: u64) -> bool {
         self.is_healthy() && self.avoid_until_ms.load(Ordering::Relaxed) <= now_ms
     }
 }

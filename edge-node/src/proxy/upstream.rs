@@ -50,7 +50,8 @@ impl Shield {
         }
     }
 
-    fn is_up(&self, now_ms: u64) -> bool {
+    /// Whether requests go to it now (it has not refused a connection lately).
+    pub fn is_up(&self, now_ms: u64) -> bool {
         self.down_until_ms.load(Ordering::Relaxed) <= now_ms
     }
 
