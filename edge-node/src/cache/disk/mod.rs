@@ -63,6 +63,9 @@ pub struct DiskStore {
     max_bytes: u64,
     index: Mutex<HashMap<CacheKey, Vec<Slot>>>,
     used: AtomicU64,
+    /// Bytes of writes under way: counted against the bound from the moment room is made for
+    /// them, so concurrent writes cannot overshoot it together.
+    reserved: AtomicU64,
     clock: AtomicU64,
     ready: AtomicBool,
     off_until: Mutex<Option<Instant>>,
@@ -80,28 +83,33 @@ impl std::fmt::Debug for DiskStore {
 }
 
 impl DiskStore {
-    /// Opens the tier at `root` and starts rebuilding its index in the background. A directory
-    /// that cannot be written makes a tier that is off (memory-only), with an error logged.
+    /// Opens the tier at `root` (preparing its directories now) and starts rebuilding its
+    /// index in the background. A directory that cannot be written makes a tier that is off
+    /// (memory-only), with an error logged.
     pub fn open(root: &Path, max_bytes: u64) -> Arc<Self> {
         let store = Arc::new(Self {
             root: root.to_path_buf(),
             max_bytes,
             index: Mutex::new(HashMap::new()),
             used: AtomicU64::new(0),
+            reserved: AtomicU64::new(0),
             clock: AtomicU64::new(1),
             ready: AtomicBool::new(false),
             off_until: Mutex::new(None),
             stats: DiskStats::default(),
         });
+        // Prepared before open returns (two directory operations): a write of the first
+        // requests must not race with the clean-up of `tmp/`, which would fail it and turn
+        // the tier off. Only the index rebuild runs in the background.
+        if let Err(e) =
+            std::fs::create_dir_all(store.root.join("objects")).and_then(|_| store.reset_tmp())
+        {
+            store.fail("cannot prepare the disk cache directory", &e);
+            return store;
+        }
         let s = store.clone();
         tokio::task::spawn_blocking(move || {
             let t = Instant::now();
-            if let Err(e) =
-                std::fs::create_dir_all(s.root.join("objects")).and_then(|_| s.reset_tmp())
-            {
-                s.fail("cannot prepare the disk cache directory", &e);
-                return;
-            }
             let n = s.rebuild();
             s.ready.store(true, Relaxed);
             tracing::info!(objects = n, bytes = s.used.load(Relaxed), took = ?t.elapsed(), path = %s.root.display(), "disk cache index rebuilt");
@@ -383,21 +391,32 @@ impl DiskStore {
                 self.fail("cannot write to the disk cache", &e);
             }
         }
+        self.release(size);
     }
 
+    /// Ends the reservation `make_room` made for a write (indexed or abandoned).
+    fn release(&self, size: u64) {
+        self.reserved.fetch_sub(size, Relaxed);
+    }
+
+    /// Evicts least recently used entries until `incoming` more bytes fit, and reserves them
+    /// (every call is paired with one [`DiskStore::release`]).
     fn make_room(&self, incoming: u64) {
-        if self.used.load(Relaxed) + incoming <= self.max_bytes {
-            return;
-        }
         let Ok(mut idx) = self.index.lock() else {
+            self.reserved.fetch_add(incoming, Relaxed);
             return;
         };
+        // Under the index lock, so two writers cannot both take the last room.
+        let pending = self.reserved.fetch_add(incoming, Relaxed) + incoming;
+        if self.used.load(Relaxed) + pending <= self.max_bytes {
+            return;
+        }
         let mut all: Vec<(u64, CacheKey, u64, u64)> = idx
             .iter()
             .flat_map(|(k, l)| l.iter().map(move |s| (s.last_used, *k, s.vh, s.size)))
             .collect();
         all.sort_unstable_by_key(|e| e.0);
-        let target = (self.max_bytes / 10 * 9).saturating_sub(incoming);
+        let target = (self.max_bytes / 10 * 9).saturating_sub(pending);
         for (_, k, vh, size) in all {
             if self.used.load(Relaxed) <= target {
                 break;
@@ -459,6 +478,7 @@ impl DiskStore {
                 done: false,
             }),
             Err(e) => {
+                self.release(size);
                 self.fail("cannot write to the disk cache", &e);
                 None
             }
@@ -685,6 +705,8 @@ impl Drop for DiskWriter {
         if !self.done {
             let _ = std::fs::remove_file(&self.tmp);
         }
+        // Finished (now indexed) or abandoned: the room `begin` reserved is released.
+        self.store.release(self.header.file_len());
     }
 }
 
@@ -725,5 +747,86 @@ impl LargeEntry {
             out.extend_from_slice(&buf[from as usize..to as usize]);
         }
         Ok(Bytes::from(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::cache::policy::{unix_ms, Freshness};
+
+    fn object(len: usize) -> Object {
+        let now = unix_ms(std::time::SystemTime::now());
+        Object {
+            status: http::StatusCode::OK,
+            headers: StoredHeaders::from_map(&HeaderMap::new(), |_| true),
+            body: Bytes::from(vec![b'x'; len]),
+            fresh: Freshness {
+                response_time_ms: now,
+                initial_age_ms: 0,
+                fresh_until_ms: now + 600_000,
+                swr_ms: 0,
+                sie_ms: 0,
+                has_validator: false,
+                keep_until_ms: now + 600_000,
+            },
+            encoded: Box::default(),
+            tags: Box::default(),
+            purge_version: 0,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_never_overshoot_the_bound() {
+        let dir = std::env::temp_dir().join(format!(
+            "outpost-disk-bound-{}-{}",
+            std::process::id(),
+            unix_ms(std::time::SystemTime::now())
+        ));
+        let max = 8 << 20;
+        let store = DiskStore::open(&dir, max);
+        for _ in 0..200 {
+            if store.is_ready() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(store.is_ready());
+        // 48 writers of 1 MiB at once into 8 MiB, in rounds of 16 threads.
+        for round in 0..3u128 {
+            let writers: Vec<_> = (0..16u128)
+                .map(|i| {
+                    let s = store.clone();
+                    std::thread::spawn(move || {
+                        s.write_now(
+                            CacheKey(round * 100 + i),
+                            None,
+                            VaryValues::default(),
+                            &object(1 << 20),
+                        );
+                        s.usage().0
+                    })
+                })
+                .collect();
+            for w in writers {
+                let used = w.join().unwrap();
+                assert!(used <= max, "{used} bytes indexed, bound {max}");
+            }
+        }
+        assert_eq!(
+            store.reserved.load(Relaxed),
+            0,
+            "every reservation released"
+        );
+        let on_disk: u64 = std::fs::read_dir(dir.join("objects"))
+            .unwrap()
+            .flatten()
+            .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+            .map(|f| f.metadata().map(|m| m.len()).unwrap_or(0))
+            .sum();
+        assert!(on_disk <= max, "{on_disk} bytes of files, bound {max}");
+        assert_eq!(store.stats.writes.load(Relaxed), 48);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
