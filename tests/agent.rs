@@ -3,110 +3,17 @@
 //! arrives, in order, with duplicates only within at-least-once bounds (one batch).
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+#[path = "support/otlp.rs"]
+mod otlp;
 mod support;
 
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::common::v1::any_value;
+use otlp::{wait_for, Collector};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::temp_dir;
 
 const BIN: &str = env!("CARGO_BIN_EXE_outpost");
-
-#[derive(Default)]
-struct Got {
-    lines: Mutex<Vec<String>>,
-    metrics: Mutex<Vec<String>>,
-}
-
-#[derive(Clone)]
-struct Receiver(Arc<Got>);
-
-#[tonic::async_trait]
-impl LogsService for Receiver {
-    async fn export(
-        &self,
-        req: tonic::Request<ExportLogsServiceRequest>,
-    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
-        let mut lines = self.0.lines.lock().unwrap();
-        for rl in req.into_inner().resource_logs {
-            for sl in rl.scope_logs {
-                for l in sl.log_records {
-                    if let Some(any_value::Value::StringValue(s)) = l.body.and_then(|b| b.value) {
-                        lines.push(s);
-                    }
-                }
-            }
-        }
-        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
-    }
-}
-
-#[tonic::async_trait]
-impl MetricsService for Receiver {
-    async fn export(
-        &self,
-        req: tonic::Request<ExportMetricsServiceRequest>,
-    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        let mut m = self.0.metrics.lock().unwrap();
-        for rm in req.into_inner().resource_metrics {
-            for sm in rm.scope_metrics {
-                m.extend(sm.metrics.into_iter().map(|x| x.name));
-            }
-        }
-        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
-    }
-}
-
-struct Collector {
-    got: Arc<Got>,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-async fn collector(addr: &str) -> (std::net::SocketAddr, Collector) {
-    let l = tokio::net::TcpListener::bind(addr).await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let got = Arc::new(Got::default());
-    let r = Receiver(got.clone());
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(LogsServiceServer::new(r.clone()))
-            .add_service(MetricsServiceServer::new(r))
-            .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(l), async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-    });
-    (addr, Collector { got, stop, task })
-}
-
-impl Collector {
-    /// Stops serving and closes every connection: the collector is down.
-    async fn down(self) -> Arc<Got> {
-        let _ = self.stop.send(());
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .expect("collector stops")
-            .unwrap();
-        self.got
-    }
-}
 
 /// An agent process, killed when dropped (also when an assertion fails).
 struct AgentProc(Child);
@@ -160,14 +67,6 @@ fn write_lines(path: &std::path::Path, range: std::ops::Range<usize>) {
     }
 }
 
-async fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn indices(lines: &[String]) -> Vec<usize> {
     lines
         .iter()
@@ -177,7 +76,8 @@ fn indices(lines: &[String]) -> Vec<usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_survive_a_collector_outage_and_an_agent_crash_in_order() {
-    let (addr, c1) = collector("127.0.0.1:0").await;
+    let c1 = Collector::start("127.0.0.1:0").await;
+    let addr = c1.addr;
     let dir = temp_dir("agent");
     let log = dir.join("app.log");
     write_lines(&log, 0..100);
@@ -194,11 +94,11 @@ async fn logs_survive_a_collector_outage_and_an_agent_crash_in_order() {
     let mut agent = start_agent(&cfg);
     let got1 = c1.got.clone();
     wait_for("the first 100 lines", Duration::from_secs(20), || {
-        got1.lines.lock().unwrap().len() >= 100
+        (got1.log_lines().len() >= 100).then_some(())
     })
     .await;
     wait_for("host metrics", Duration::from_secs(20), || {
-        let m = got1.metrics.lock().unwrap();
+        let m = got1.metric_names();
         [
             "system.cpu.utilization",
             "system.memory.usage",
@@ -208,6 +108,7 @@ async fn logs_survive_a_collector_outage_and_an_agent_crash_in_order() {
         ]
         .iter()
         .all(|n| m.iter().any(|x| x == n))
+        .then_some(())
     })
     .await;
 
@@ -221,22 +122,22 @@ async fn logs_survive_a_collector_outage_and_an_agent_crash_in_order() {
     write_lines(&log, 200..300);
     let mut agent = start_agent(&cfg);
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let (_, c2) = collector(&addr.to_string()).await;
+    let c2 = Collector::start(&addr.to_string()).await;
     let got2 = c2.got.clone();
     wait_for(
         "every line after the outage",
         Duration::from_secs(30),
         || {
-            let mut all = indices(&got1.lines.lock().unwrap());
-            all.extend(indices(&got2.lines.lock().unwrap()));
+            let mut all = indices(&got1.log_lines());
+            all.extend(indices(&got2.log_lines()));
             all.sort_unstable();
             all.dedup();
-            all.len() == 300
+            (all.len() == 300).then_some(())
         },
     )
     .await;
-    let first = indices(&got1.lines.lock().unwrap());
-    let second = indices(&got2.lines.lock().unwrap());
+    let first = indices(&got1.log_lines());
+    let second = indices(&got2.log_lines());
     assert_eq!(
         first,
         (0..100).collect::<Vec<_>>(),
@@ -280,7 +181,8 @@ async fn long_outage_loses_nothing() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(600);
-    let (addr, c1) = collector("127.0.0.1:0").await;
+    let c1 = Collector::start("127.0.0.1:0").await;
+    let addr = c1.addr;
     let dir = temp_dir("agent-long");
     let log = dir.join("app.log");
     let cfg = dir.join("agent.toml");
@@ -297,7 +199,7 @@ async fn long_outage_loses_nothing() {
     let mut agent = start_agent(&cfg);
     let got1 = c1.got.clone();
     wait_for("the first lines", Duration::from_secs(20), || {
-        got1.lines.lock().unwrap().len() >= 10
+        (got1.log_lines().len() >= 10).then_some(())
     })
     .await;
     let got1 = c1.down().await;
@@ -309,23 +211,23 @@ async fn long_outage_loses_nothing() {
         n += 2;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (_, c2) = collector(&addr.to_string()).await;
+    let c2 = Collector::start(&addr.to_string()).await;
     let got2 = c2.got.clone();
     let recovered = Instant::now();
     wait_for(
         "every line after the outage",
         Duration::from_secs(120),
         || {
-            let mut all = indices(&got1.lines.lock().unwrap());
-            all.extend(indices(&got2.lines.lock().unwrap()));
+            let mut all = indices(&got1.log_lines());
+            all.extend(indices(&got2.log_lines()));
             all.sort_unstable();
             all.dedup();
-            all.len() == n
+            (all.len() == n).then_some(())
         },
     )
     .await;
-    let second = indices(&got2.lines.lock().unwrap());
-    let mut all = indices(&got1.lines.lock().unwrap());
+    let second = indices(&got2.log_lines());
+    let mut all = indices(&got1.log_lines());
     all.extend(&second);
     all.sort_unstable();
     all.dedup();

@@ -5,30 +5,14 @@
 //! exporter's own crates; with the collector down, serving goes on and drops are counted.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+#[path = "support/otlp.rs"]
+mod otlp;
 mod support;
 
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
-use opentelemetry_proto::tonic::metrics::v1::{metric, Metric};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::metrics::v1::metric;
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, Span};
+use otlp::{attr, service_of, wait_for, Collector};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -38,136 +22,10 @@ use support::*;
 const BIN: &str = env!("CARGO_BIN_EXE_outpost");
 const SECRET: &str = "sh1eld-secret";
 
-// ---------------------------------------------------------------- the receiver
-
-/// What the receiver got, each item with the `service.name` of its resource.
-#[derive(Default)]
-struct Received {
-    spans: Mutex<Vec<(String, Span)>>,
-    metrics: Mutex<Vec<(String, Metric)>>,
-    logs: Mutex<Vec<(String, String, LogRecord)>>,
-}
-
-#[derive(Clone)]
-struct Receiver(Arc<Received>);
-
-fn service_of(r: Option<&opentelemetry_proto::tonic::resource::v1::Resource>) -> String {
-    r.and_then(|r| attr(&r.attributes, "service.name"))
-        .unwrap_or_default()
-}
-
-#[tonic::async_trait]
-impl TraceService for Receiver {
-    async fn export(
-        &self,
-        req: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let mut spans = self.0.spans.lock().unwrap();
-        for rs in req.into_inner().resource_spans {
-            let svc = service_of(rs.resource.as_ref());
-            for ss in rs.scope_spans {
-                for s in ss.spans {
-                    spans.push((svc.clone(), s));
-                }
-            }
-        }
-        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
-    }
-}
-
-#[tonic::async_trait]
-impl MetricsService for Receiver {
-    async fn export(
-        &self,
-        req: tonic::Request<ExportMetricsServiceRequest>,
-    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        let mut metrics = self.0.metrics.lock().unwrap();
-        for rm in req.into_inner().resource_metrics {
-            let svc = service_of(rm.resource.as_ref());
-            for sm in rm.scope_metrics {
-                for m in sm.metrics {
-                    metrics.push((svc.clone(), m));
-                }
-            }
-        }
-        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
-    }
-}
-
-#[tonic::async_trait]
-impl LogsService for Receiver {
-    async fn export(
-        &self,
-        req: tonic::Request<ExportLogsServiceRequest>,
-    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
-        let mut logs = self.0.logs.lock().unwrap();
-        for rl in req.into_inner().resource_logs {
-            let svc = service_of(rl.resource.as_ref());
-            for sl in rl.scope_logs {
-                let scope = sl.scope.map(|s| s.name).unwrap_or_default();
-                for l in sl.log_records {
-                    logs.push((svc.clone(), scope.clone(), l));
-                }
-            }
-        }
-        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
-    }
-}
-
-struct Collector {
-    addr: std::net::SocketAddr,
-    got: Arc<Received>,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-async fn collector() -> Collector {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let got = Arc::new(Received::default());
-    let r = Receiver(got.clone());
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(r.clone()))
-            .add_service(MetricsServiceServer::new(r.clone()))
-            .add_service(LogsServiceServer::new(r))
-            .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(l), async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-    });
-    Collector {
-        addr,
-        got,
-        _stop: stop,
-    }
-}
-
-fn attr(attrs: &[KeyValue], key: &str) -> Option<String> {
-    let v = attrs.iter().find(|kv| kv.key == key)?.value.as_ref()?;
-    match v.value.as_ref()? {
-        any_value::Value::StringValue(s) => Some(s.clone()),
-        any_value::Value::IntValue(i) => Some(i.to_string()),
-        any_value::Value::BoolValue(b) => Some(b.to_string()),
-        any_value::Value::DoubleValue(d) => Some(d.to_string()),
-        _ => None,
-    }
-}
+// ---------------------------------------------------------------- the receiver: support/otlp.rs
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-async fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(t) = f() {
-            return t;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 // ---------------------------------------------------------------- nodes as processes
@@ -280,7 +138,7 @@ fn find_span<'a>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_across_edge_shield_and_origin_with_metrics_and_logs() {
-    let col = collector().await;
+    let col = Collector::start("127.0.0.1:0").await;
     let endpoint = format!("http://{}", col.addr);
     let origin =
         Origin::start(|_, n| Reply::ok(&format!("v{n}"), &[("cache-control", "max-age=60")])).await;
@@ -551,12 +409,7 @@ async fn collector_down_serving_goes_on_and_drops_are_counted() {
     );
     assert_eq!(origin.requests(), 4);
     let metrics = wait_for("a drop count", Duration::from_secs(20), || {
-        let m = std::process::Command::new("curl")
-            .args(["-s", "-H", &format!("Authorization: Bearer {TOKEN}")])
-            .arg(format!("{admin}/metrics"))
-            .output()
-            .ok()?;
-        let text = String::from_utf8_lossy(&m.stdout).to_string();
+        let text = admin_metrics(&admin);
         let dropped: u64 = text
             .lines()
             .find_map(|l| l.strip_prefix("outpost_telemetry_dropped_total{signal=\"spans\"} "))?
@@ -660,7 +513,7 @@ async fn otlp_over_http_and_json_logs_with_trace_ids() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsampled_requests_make_no_spans_on_any_tier() {
-    let col = collector().await;
+    let col = Collector::start("127.0.0.1:0").await;
     let endpoint = format!("http://{}", col.addr);
     let origin =
         Origin::start(|_, n| Reply::ok(&format!("v{n}"), &[("cache-control", "max-age=60")])).await;
@@ -757,6 +610,7 @@ regions = [
     )
 }
 
+/// The admin `/metrics` text of a node (curl, with the token).
 fn admin_metrics(admin: &str) -> String {
     let out = Command::new("curl")
         .args(["-s", "-H", &format!("Authorization: Bearer {TOKEN}")])
@@ -768,7 +622,7 @@ fn admin_metrics(admin: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns_metrics_over_otlp_and_the_instruments_on_the_admin_metrics() {
-    let col = collector().await;
+    let col = Collector::start("127.0.0.1:0").await;
     let endpoint = format!("http://{}", col.addr);
     let origin =
         Origin::start(|_, n| Reply::ok(&format!("v{n}"), &[("cache-control", "max-age=60")])).await;

@@ -119,12 +119,10 @@ impl Stats {
             "# HELP outpost_dns_geo_answers_total Geo answers, by name and region chosen."
         );
         let _ = writeln!(s, "# TYPE outpost_dns_geo_answers_total counter");
-        let regions = self.regions.lock().unwrap_or_else(|p| p.into_inner());
-        for ((name, region), c) in regions.iter() {
+        for ((name, region), n) in self.region_counts() {
             let _ = writeln!(
                 s,
-                "outpost_dns_geo_answers_total{{dns_question_name=\"{name}\",cdn_region=\"{region}\"}} {}",
-                get(c)
+                "outpost_dns_geo_answers_total{{dns_question_name=\"{name}\",cdn_region=\"{region}\"}} {n}"
             );
         }
         let _ = writeln!(
