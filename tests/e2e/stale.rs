@@ -1,10 +1,8 @@
 //! stale-while-revalidate and stale-if-error (RFC 5861), and the configured grace.
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-mod support;
+use crate::support::*;
 use edge_node::units::Dur;
 use std::time::Duration;
-use support::*;
 
 #[tokio::test]
 async fn stale_while_revalidate_serves_stale_and_refreshes_once() {

@@ -1,11 +1,9 @@
 //! Compression for clients: stored uncompressed responses are served gzip or br by the
 //! client's Accept-Encoding, with Vary and a weak ETag; what must not be transformed is not.
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-mod support;
+use crate::support::*;
 use edge_node::cache::compress::Coding;
 use std::io::Read;
-use support::*;
 
 fn css() -> String {
     ".rule { color: red; margin: 0 auto; }\n".repeat(300)
@@ -62,7 +60,7 @@ async fn hits_are_compressed_by_accept_encoding() {
     );
     assert_eq!(miss.header("vary"), Some("Accept-Encoding"));
     assert!(
-        support::eventually(std::time::Duration::from_secs(5), || edge
+        crate::support::eventually(std::time::Duration::from_secs(5), || edge
             .proxy
             .gauges()
             .objects

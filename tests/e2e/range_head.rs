@@ -1,12 +1,10 @@
 //! Range requests answered from cached full objects (RFC 9110 section 14), HEAD, and bodies
 //! streamed to the client while the cache fills.
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-mod support;
+use crate::support::*;
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
-use support::*;
 
 const BODY: &str = "0123456789abcdefghijklmnopqrstuvwxyz";
 

@@ -1,9 +1,7 @@
 //! The admin API: health, Prometheus metrics and JSON stats, behind a bearer token.
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-mod support;
+use crate::support::*;
 use edge_node::admin::{router, AdminState};
-use support::*;
 
 #[tokio::test]
 async fn metrics_and_stats_need_the_token_and_count_requests() {

@@ -2,16 +2,13 @@
 //! records; through a collector outage and an agent crash (SIGKILL) and restart, every line
 //! arrives, in order, with duplicates only within at-least-once bounds (one batch).
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-#[path = "support/otlp.rs"]
-mod otlp;
-mod support;
+use crate::support::otlp;
 
+use crate::support::temp_dir;
 use otlp::{wait_for, Collector};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::temp_dir;
 
 const BIN: &str = env!("CARGO_BIN_EXE_outpost");
 

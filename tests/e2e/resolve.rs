@@ -1,8 +1,7 @@
 //! Origin names resolved with hickory-resolver against a DNS server on loopback: the answer's
 //! TTL is honoured, and a name that does not resolve is a clear 502 naming it.
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-mod support;
+use crate::support::*;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, Record, RecordType};
@@ -10,7 +9,6 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use support::*;
 
 /// A tiny authoritative stub: `origin.test` is 127.0.0.1 with a 1 s TTL; every other name is
 /// NXDOMAIN. Counts the A queries it answers.

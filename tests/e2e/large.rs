@@ -2,12 +2,10 @@
 //! written to disk, a second client during the fill is served from the same fill, and Range
 //! requests are answered from disk reading only the blocks they need.
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-mod support;
+use crate::support::*;
 use bytes::Bytes;
 use edge_node::units::ByteSize;
 use std::sync::Arc;
-use support::*;
 
 const LEN: usize = 48 << 20;
 

@@ -2,9 +2,7 @@
 //! client and by `dig`, with a GeoLite2-format database written by the test (geo_dns::sample_db)
 //! and region health endpoints served by real HTTP servers.
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-mod support;
-
+use crate::support::{eventually, Origin, Reply};
 use futures_util::StreamExt;
 use geo_dns::{DnsConfig, DnsServer};
 use hickory_net::runtime::TokioRuntimeProvider;
@@ -17,11 +15,10 @@ use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, RData, RecordType};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
-use support::{eventually, Origin, Reply};
 use tokio::process::Command;
 
 fn sample_db(tag: &str) -> std::path::PathBuf {
-    let dir = support::temp_dir(&format!("dns-{tag}"));
+    let dir = crate::support::temp_dir(&format!("dns-{tag}"));
     let p = dir.join("city.mmdb");
     geo_dns::sample_db::write(&p, geo_dns::sample_db::WORLD).unwrap();
     p
@@ -715,7 +712,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_outpost");
 #[tokio::test]
 async fn sighup_reloads_the_zones_of_a_running_process() {
     use tokio::io::{AsyncBufReadExt, BufReader};
-    let dir = support::temp_dir("dns-sighup");
+    let dir = crate::support::temp_dir("dns-sighup");
     let cfg = dir.join("node.toml");
     let write = |value: &str| {
         std::fs::write(

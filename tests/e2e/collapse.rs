@@ -1,11 +1,9 @@
 //! Request collapsing: N concurrent misses make one upstream request; waiters are bounded by a
 //! timeout; a client that goes away does not strand the others (pingora #931).
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-mod support;
+use crate::support::*;
 use edge_node::units::Dur;
 use std::time::{Duration, Instant};
-use support::*;
 
 #[tokio::test]
 async fn two_hundred_concurrent_misses_make_one_origin_request() {

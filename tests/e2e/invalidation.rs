@@ -1,9 +1,7 @@
 //! Invalidation on unsafe methods (RFC 9111 section 4.4): the target URI, and Location and
 //! Content-Location on the same host, after a non-error response.
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-mod support;
-use support::*;
+use crate::support::*;
 
 async fn setup() -> (Origin, TestEdge) {
     let origin = Origin::start(|seen, n| match seen.method.as_str() {

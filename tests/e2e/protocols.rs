@@ -1,9 +1,7 @@
 //! HTTP/2 (h2c prior knowledge and over TLS with ALPN) and TLS certificates chosen by SNI.
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-mod support;
+use crate::support::*;
 use edge_node::config::CertConfig;
-use support::*;
 
 #[tokio::test]
 async fn http2_prior_knowledge_on_the_plain_listener() {

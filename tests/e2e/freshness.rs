@@ -1,10 +1,8 @@
 //! Freshness and storability, one test per directive and rule (RFC 9111 sections 3, 4.2, 5.2,
 //! RFC 9213), against a real origin and a real edge on loopback.
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-mod support;
+use crate::support::*;
 use std::time::Duration;
-use support::*;
 
 async fn twice(
     origin_headers: &'static [(&'static str, &'static str)],

@@ -1,12 +1,10 @@
 //! Purge propagation over a real NATS JetStream server: versions are stream sequences, every
 //! edge applies every purge in order, and a server restart in the middle loses nothing.
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-mod support;
+use crate::support::*;
 use edge_node::purge::nats::NatsBus;
 use edge_node::purge::service::Role;
 use std::time::Duration;
-use support::*;
 
 async fn nats_edge(
     origin: &Origin,

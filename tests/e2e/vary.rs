@@ -1,8 +1,6 @@
 //! Vary: variants per request header values, normalisation, the variant cap, Vary: *.
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-mod support;
-use support::*;
+use crate::support::*;
 
 fn by_encoding() -> impl Fn(&Seen, usize) -> Reply {
     |seen, n| {

@@ -1,10 +1,8 @@
 //! Versioned purge across nodes: a hub and three edges in one test, each purge kind, soft vs
 //! hard, a partitioned node catching up, a restarted node resuming, and bad requests.
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-mod support;
+use crate::support::*;
 use std::time::Duration;
-use support::*;
 
 /// An origin whose responses carry tags by path, cacheable for a minute, stale-if-error 60 s.
 async fn tagged_origin() -> Origin {

@@ -2,6 +2,8 @@
 //! built from the real library in front of it, and small HTTP client helpers.
 #![allow(dead_code)]
 
+pub mod otlp;
+
 use bytes::Bytes;
 use edge_node::config::{EdgeConfig, SiteConfig};
 use edge_node::Edge;

@@ -1,13 +1,11 @@
 //! Several origins per site: load balancing, failover on connect errors and hangs, passive and
 //! active health checks.
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-mod support;
+use crate::support::*;
 use edge_node::units::Dur;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::*;
 
 fn uncacheable(name: &'static str) -> impl Fn(&Seen, usize) -> Reply {
     move |_, _| Reply::ok(name, &[("cache-control", "no-store")])

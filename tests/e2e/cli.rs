@@ -1,6 +1,5 @@
 //! The `outpost` binary as a process: check-config, run with port 0, clean stop, clear errors.
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;

@@ -1,7 +1,6 @@
 //! A real OTLP/gRPC receiver for the tests (tonic with the opentelemetry-proto types, decoding
 //! the real protobufs): it keeps every span, metric and log record it is sent, each with the
 //! `service.name` of its resource, and can go down and come back on the same address.
-//! Included with `#[path = "support/otlp.rs"] mod otlp;` by the tests that need it.
 #![allow(dead_code)]
 
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{

@@ -2,11 +2,9 @@
 //! shield alone talks to the origin, only edges are served, dead shields are routed around, and
 //! a shield never answers with something older than a purge the edge has applied.
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-mod support;
+use crate::support::*;
 use edge_node::config::EdgeConfig;
 use std::time::{Duration, Instant};
-use support::*;
 
 const SECRET: &str = "sh1eld-secret";
 

@@ -1,10 +1,8 @@
 //! Conditional revalidation with ETag and Last-Modified, 304s updating stored headers, and
 //! client conditional requests answered from cache (RFC 9111 section 4.3, RFC 9110 section 13).
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-mod support;
+use crate::support::*;
 use std::time::Duration;
-use support::*;
 
 #[tokio::test]
 async fn stale_object_is_revalidated_with_etag_and_304_updates_headers() {

@@ -1,12 +1,10 @@
 //! Bad input from clients and origins: a clear error or a clean drop, never a crash, a hang
 //! or a poisoned cache entry.
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-mod support;
+use crate::support::*;
 use bytes::Bytes;
 use edge_node::units::Dur;
 use std::time::{Duration, Instant};
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -2,14 +2,12 @@
 //! age still counting; damaged entries are dropped and refetched, never served; a failing disk
 //! turns the tier off without failing requests; the tier stays within its size.
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-mod support;
+use crate::support::*;
 use edge_node::units::ByteSize;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::*;
 
 fn body_for(uri: &str) -> String {
     format!("{uri} ").repeat(40)

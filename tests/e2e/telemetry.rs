@@ -4,11 +4,9 @@
 //! metrics arrive by name with seconds buckets; logs carry trace ids and none come from the
 //! exporter's own crates; with the collector down, serving goes on and drops are counted.
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-#[path = "support/otlp.rs"]
-mod otlp;
-mod support;
+use crate::support::otlp;
 
+use crate::support::*;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::metric;
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, Span};
@@ -17,7 +15,6 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_outpost");
 const SECRET: &str = "sh1eld-secret";

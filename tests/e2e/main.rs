@@ -1,0 +1,29 @@
+//! The end-to-end tests: one binary, a module per area, real servers and processes on
+//! 127.0.0.1 ephemeral ports. Shared harness in `support/`.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod support;
+
+mod admin;
+mod agent;
+mod bad_input;
+mod cli;
+mod collapse;
+mod compression;
+mod disk;
+mod dns;
+mod freshness;
+mod invalidation;
+mod large;
+mod origins;
+mod protocols;
+mod purge;
+mod purge_nats;
+mod range_head;
+mod resolve;
+mod revalidation;
+mod shield;
+mod stale;
+mod telemetry;
+mod vary;
