@@ -6,6 +6,8 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+pub use crate::units::{ByteSize, Dur};
+
 /// One problem found in a config section: the dotted key path and what is wrong. Every role's
 /// section reports its problems with this type (the binary turns the path into `FILE:LINE`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,38 +38,6 @@ pub enum Protocol {
     /// OTLP/HTTP with protobuf bodies (port 4318 by convention); `/v1/traces`, `/v1/metrics`
     /// and `/v1/logs` are appended to the endpoint.
     Http,
-}
-
-/// A duration written as `"250ms"`, `"10s"`, `"5m"` or `"1h"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Dur(pub Duration);
-
-impl<'de> Deserialize<'de> for Dur {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        parse_duration(&s)
-            .map(Dur)
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-/// Parses `"250ms"`, `"10s"`, `"5m"`, `"1h"`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{s:?} needs a unit (ms, s, m, h)"))?;
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like \"10s\""))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
-    }
 }
 
 /// The `[telemetry]` section, shared by every role of a process.
@@ -268,16 +238,6 @@ impl TelemetryConfig {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert!(parse_duration("10").is_err());
-        assert!(parse_duration("s").is_err());
-        assert!(parse_duration("3d").is_err());
-    }
 
     #[test]
     fn validates_every_key() {

@@ -26,6 +26,7 @@ pub mod prometheus;
 pub mod propagation;
 pub mod role;
 pub mod setup;
+pub mod units;
 
 pub use config::TelemetryConfig;
 pub use setup::{metrics_enabled, traces_enabled, LogOptions, Telemetry};

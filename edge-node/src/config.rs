@@ -1,7 +1,7 @@
 //! The `[edge]` and `[admin]` config sections: serde structs, defaults in one place, and a
 //! `validate()` that returns every problem at once, each naming its key path.
 
-use crate::units::{ByteSize, Dur};
+pub use agent::units::{ByteSize, Dur};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -14,7 +14,6 @@ pub mod proxy;
 pub mod purge;
 pub mod stats;
 pub mod tls;
-pub mod units;
 
 use cache::policy::PolicyOptions;
 use cache::store::MemoryStore;

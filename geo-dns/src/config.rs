@@ -1,10 +1,10 @@
 //! The `[dns]` config section: serde structs with defaults, and a `validate()` that reports every
 //! problem at once, each naming its dotted key path (`dns.zones[0].geo[1].regions[0].lat`).
 
+use agent::units::Dur;
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::time::Duration;
 
 pub use agent::config::ConfigProblem as Problem;
 
@@ -29,8 +29,8 @@ pub struct DnsConfig {
     #[serde(default)]
     pub udp_workers: Option<usize>,
     /// Idle time after which a TCP connection is closed.
-    #[serde(default = "defaults::tcp_idle", with = "humantime_serde")]
-    pub tcp_idle_timeout: Duration,
+    #[serde(default = "defaults::tcp_idle")]
+    pub tcp_idle_timeout: Dur,
     /// Health probe settings shared by every region.
     #[serde(default)]
     pub health: HealthConfig,
@@ -44,11 +44,11 @@ pub struct DnsConfig {
 #[serde(deny_unknown_fields)]
 pub struct HealthConfig {
     /// Time between probes of one endpoint.
-    #[serde(default = "defaults::interval", with = "humantime_serde")]
-    pub interval: Duration,
+    #[serde(default = "defaults::interval")]
+    pub interval: Dur,
     /// Time a probe may take before it counts as failed.
-    #[serde(default = "defaults::timeout", with = "humantime_serde")]
-    pub timeout: Duration,
+    #[serde(default = "defaults::timeout")]
+    pub timeout: Dur,
     /// Consecutive successes that bring a down endpoint back.
     #[serde(default = "defaults::healthy_after")]
     pub healthy_after: u32,
@@ -170,18 +170,19 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
 }
 
 mod defaults {
+    use super::Dur;
     use std::time::Duration;
     pub fn udp_payload() -> u16 {
         1232
     }
-    pub fn tcp_idle() -> Duration {
-        Duration::from_secs(10)
+    pub fn tcp_idle() -> Dur {
+        Dur(Duration::from_secs(10))
     }
-    pub fn interval() -> Duration {
-        Duration::from_secs(5)
+    pub fn interval() -> Dur {
+        Dur(Duration::from_secs(5))
     }
-    pub fn timeout() -> Duration {
-        Duration::from_secs(2)
+    pub fn timeout() -> Dur {
+        Dur(Duration::from_secs(2))
     }
     pub fn healthy_after() -> u32 {
         2
@@ -230,13 +231,13 @@ impl DnsConfig {
             ));
         }
         let h = &self.health;
-        if h.interval.is_zero() {
+        if h.interval.0.is_zero() {
             out.push(problem(
                 format!("{prefix}.health.interval"),
                 "must be above zero",
             ));
         }
-        if h.timeout.is_zero() {
+        if h.timeout.0.is_zero() {
             out.push(problem(
                 format!("{prefix}.health.timeout"),
                 "must be above zero",

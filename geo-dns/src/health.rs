@@ -88,7 +88,7 @@ async fn probe(ep: Arc<Endpoint>, cfg: HealthConfig) {
         .pool_max_idle_per_host(1)
         .build_http();
     let uri: Option<hyper::Uri> = ep.url.parse().ok();
-    let mut tick = tokio::time::interval(cfg.interval);
+    let mut tick = tokio::time::interval(cfg.interval.0);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut good, mut bad) = (0u32, 0u32);
     loop {
@@ -98,7 +98,7 @@ async fn probe(ep: Arc<Endpoint>, cfg: HealthConfig) {
                 let req = hyper::Request::get(uri.clone()).body(Empty::new());
                 match req {
                     Ok(req) => matches!(
-                        tokio::time::timeout(cfg.timeout, client.request(req)).await,
+                        tokio::time::timeout(cfg.timeout.0, client.request(req)).await,
                         Ok(Ok(resp)) if resp.status().is_success()
                     ),
                     Err(_) => false,

@@ -107,7 +107,7 @@ impl DnsServer {
             tasks.push(tokio::spawn(tcp_loop(
                 tcp,
                 shared.clone(),
-                cfg.tcp_idle_timeout,
+                cfg.tcp_idle_timeout.0,
                 stop_rx.clone(),
             )));
             addrs.push(addr);

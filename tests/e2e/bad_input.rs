@@ -3,7 +3,7 @@
 
 use crate::support::*;
 use bytes::Bytes;
-use edge_node::units::Dur;
+use edge_node::config::Dur;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -2,7 +2,7 @@
 //! timeout; a client that goes away does not strand the others (pingora #931).
 
 use crate::support::*;
-use edge_node::units::Dur;
+use edge_node::config::Dur;
 use std::time::{Duration, Instant};
 
 #[tokio::test]

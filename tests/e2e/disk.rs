@@ -3,7 +3,7 @@
 //! turns the tier off without failing requests; the tier stays within its size.
 
 use crate::support::*;
-use edge_node::units::ByteSize;
+use edge_node::config::ByteSize;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -205,7 +205,7 @@ async fn must_revalidate_forbids_stale_on_error() {
     })
     .await;
     let edge = edge(&origin, |c| {
-        c.stale_if_error = edge_node::units::Dur(Duration::from_secs(600))
+        c.stale_if_error = edge_node::config::Dur(Duration::from_secs(600))
     })
     .await;
     get(&edge.url("/m"), &[]).await;
@@ -221,7 +221,7 @@ async fn proxy_revalidate_forbids_stale_but_keeps_freshness() {
         Origin::start(|_, _| Reply::ok("pr", &[("cache-control", "max-age=1, proxy-revalidate")]))
             .await;
     let edge = edge(&origin, |c| {
-        c.stale_if_error = edge_node::units::Dur(Duration::from_secs(600))
+        c.stale_if_error = edge_node::config::Dur(Duration::from_secs(600))
     })
     .await;
     get(&edge.url("/p"), &[]).await;

@@ -4,7 +4,7 @@
 
 use crate::support::*;
 use bytes::Bytes;
-use edge_node::units::ByteSize;
+use edge_node::config::ByteSize;
 use std::sync::Arc;
 
 const LEN: usize = 48 << 20;

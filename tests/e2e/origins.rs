@@ -2,7 +2,7 @@
 //! active health checks.
 
 use crate::support::*;
-use edge_node::units::Dur;
+use edge_node::config::Dur;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -153,7 +153,7 @@ async fn a_broken_tls_handshake_does_not_hurt_the_listener() {
         cert: certs.dir.join("a.pem"),
         key: certs.dir.join("a.key"),
     }];
-    cfg.header_read_timeout = edge_node::units::Dur(std::time::Duration::from_millis(500));
+    cfg.header_read_timeout = edge_node::config::Dur(std::time::Duration::from_millis(500));
     let e = edge_node::Edge::bind(&cfg).await.unwrap();
     let addr = e.tls_local_addrs()[0];
     let (stop, rx) = tokio::sync::watch::channel(false);

@@ -132,7 +132,7 @@ async fn objects_over_the_size_limit_pass_through() {
     let origin =
         Origin::start(move |_, _| Reply::ok(&big, &[("cache-control", "max-age=60")])).await;
     let edge = edge(&origin, |c| {
-        c.max_object_bytes = Some(edge_node::units::ByteSize(10_000))
+        c.max_object_bytes = Some(edge_node::config::ByteSize(10_000))
     })
     .await;
     assert_eq!(get(&edge.url("/big"), &[]).await.body.len(), 100_000);
@@ -149,7 +149,7 @@ async fn unknown_length_bodies_over_the_limit_stream_through_unstored() {
     })
     .await;
     let edge = edge(&origin, |c| {
-        c.max_object_bytes = Some(edge_node::units::ByteSize(1 << 20))
+        c.max_object_bytes = Some(edge_node::config::ByteSize(1 << 20))
     })
     .await;
     let c = client();

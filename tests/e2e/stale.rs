@@ -1,7 +1,7 @@
 //! stale-while-revalidate and stale-if-error (RFC 5861), and the configured grace.
 
 use crate::support::*;
-use edge_node::units::Dur;
+use edge_node::config::Dur;
 use std::time::Duration;
 
 #[tokio::test]

@@ -1,50 +1,10 @@
 //! The `[agent]` config section: host metrics, log files to ship, and the on-disk buffer.
 
-use crate::config::{ConfigProblem, Dur};
+use crate::config::ConfigProblem;
+use crate::units::{ByteSize, Dur};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// A size written as an integer of bytes or a string like `"256MiB"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Size(pub u64);
-
-impl<'de> Deserialize<'de> for Size {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(u64),
-            S(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(Size(n)),
-            Raw::S(s) => parse_size(&s).map(Size).map_err(serde::de::Error::custom),
-        }
-    }
-}
-
-/// Parses `"512"`, `"64KiB"`, `"256MiB"`, `"1GiB"`, `"1GB"`.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size like \"256MiB\""))?;
-    let mul: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "KB" | "kB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        u => return Err(format!("{s:?}: unknown unit {u:?}")),
-    };
-    n.checked_mul(mul)
-        .ok_or_else(|| format!("{s:?} is too large"))
-}
 
 /// One log file to ship.
 #[derive(Debug, Clone, Deserialize)]
@@ -69,7 +29,7 @@ pub struct AgentConfig {
     pub buffer_dir: Option<PathBuf>,
     /// Largest size of the on-disk buffer; when full, tailing pauses (files keep the lines).
     #[serde(default = "default_buffer")]
-    pub buffer_bytes: Size,
+    pub buffer_bytes: ByteSize,
     /// How often log files are read.
     #[serde(default = "default_poll")]
     pub poll_interval: Dur,
@@ -78,8 +38,8 @@ pub struct AgentConfig {
 fn yes() -> bool {
     true
 }
-fn default_buffer() -> Size {
-    Size(256 << 20)
+fn default_buffer() -> ByteSize {
+    ByteSize(256 << 20)
 }
 fn default_poll() -> Dur {
     Dur(Duration::from_millis(250))
@@ -114,19 +74,5 @@ impl AgentConfig {
             }
         }
         out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
-        assert_eq!(parse_size("10"), Ok(10));
-        assert_eq!(parse_size("1GB"), Ok(1_000_000_000));
-        assert!(parse_size("lots").is_err());
     }
 }

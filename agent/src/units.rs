@@ -1,0 +1,169 @@
+//! The one grammar for sizes and durations in every config section of every role.
+//!
+//! - [`ByteSize`]: an integer of bytes (`1048576`) or a string of a whole number and a unit:
+//!   `B`, `KB`/`MB`/`GB`/`TB` (powers of 1000) or `KiB`/`MiB`/`GiB`/`TiB` (powers of 1024),
+//!   case-insensitive, with optional space (`"256MiB"`, `"1 GB"`). A value that does not fit
+//!   in 64 bits is an error.
+//! - [`Dur`]: a string parsed by the humantime crate: a number and a unit, several of them
+//!   added up (`"250ms"`, `"30s"`, `"5m"`, `"1h 30m"`, `"2d"`). A bare number is an error: it
+//!   has no unit.
+//!
+//! Durations use humantime as it is. Sizes are parsed here: the bytesize crate was the
+//! candidate, but it silently saturates an overflowing size (`"99999999999TiB"` becomes
+//! 16 EiB) and reports a bad one as "expected parsable string" without naming the grammar.
+
+use serde::de::{self, Deserializer, Visitor};
+use std::fmt;
+use std::time::Duration;
+
+/// A size in bytes, written in config as an integer or a string such as `"512MiB"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct ByteSize(pub u64);
+
+/// A duration, written in config as a string such as `"30s"`, `"250ms"`, `"5m"`, `"1h 30m"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Dur(pub Duration);
+
+/// Parses `"512MiB"`, `"1 GB"`, `"100"` into bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| {
+        format!("invalid size {s:?}: expected a number with an optional unit such as \"256MiB\"")
+    })?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "kib" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
+        other => {
+            return Err(format!(
+                "invalid size unit {other:?} in {s:?} (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+/// Parses `"30s"`, `"250ms"`, `"5m"`, `"1h 30m"`, `"2d"` into a duration.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| {
+        format!("invalid duration {s:?}: {e} (write a number and a unit: ms, s, m, h, d)")
+    })
+}
+
+impl<'de> serde::Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a size in bytes, as an integer or a string like \"256MiB\"")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
+                u64::try_from(v)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom("size must not be negative"))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
+                parse_size(v).map(ByteSize).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Dur;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration string like \"30s\" or \"250ms\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Dur, E> {
+                parse_duration(v).map(Dur).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl From<Duration> for Dur {
+    fn from(d: Duration) -> Self {
+        Dur(d)
+    }
+}
+
+impl From<u64> for ByteSize {
+    fn from(n: u64) -> Self {
+        ByteSize(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        for (text, want) in [
+            ("256MiB", 256 << 20),
+            ("1 GB", 1_000_000_000),
+            ("100", 100),
+            ("64kib", 64 << 10),
+            ("2TiB", 2 << 40),
+            ("5 B", 5),
+        ] {
+            assert_eq!(parse_size(text), Ok(want), "{text}");
+        }
+        for bad in ["lots", "5 parsecs", "99999999999TiB", "1.5GiB", "-1", ""] {
+            assert!(parse_size(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        for (text, want) in [
+            ("30s", Duration::from_secs(30)),
+            ("250ms", Duration::from_millis(250)),
+            ("5m", Duration::from_secs(300)),
+            ("2h", Duration::from_secs(7200)),
+            ("1h 30m", Duration::from_secs(5400)),
+            ("2d", Duration::from_secs(172_800)),
+        ] {
+            assert_eq!(parse_duration(text), Ok(want), "{text}");
+        }
+        for bad in ["30", "soon", "", "5 parsecs", "-1s"] {
+            assert!(parse_duration(bad).is_err(), "{bad} accepted");
+        }
+        assert!(parse_duration("30").unwrap_err().contains("unit"));
+    }
+
+    #[test]
+    fn both_deserialize_from_toml() {
+        #[derive(serde::Deserialize)]
+        struct C {
+            a: ByteSize,
+            b: ByteSize,
+            c: Dur,
+        }
+        let c: C = toml::from_str("a = 1024\nb = \"1MiB\"\nc = \"1m\"").unwrap();
+        assert_eq!(
+            (c.a.0, c.b.0, c.c.0),
+            (1024, 1 << 20, Duration::from_secs(60))
+        );
+        assert!(toml::from_str::<C>("a = -1\nb = 1\nc = \"1s\"").is_err());
+        assert!(toml::from_str::<C>("a = 1\nb = 1\nc = 5").is_err());
+    }
+}
