@@ -76,7 +76,7 @@ async fn node(
     if with_edge {
         let site = SiteConfig::new(vec!["127.0.0.1".into()], vec![format!("http://{origin}")]);
         let cfg = EdgeConfig::new(vec!["127.0.0.1:0".parse().expect("addr")], vec![site]);
-        let e = Edge::bind_with(&cfg, purge.generations())
+        let e = Edge::bind_with(&cfg, purge.generations(), None)
             .await
             .expect("edge");
         edge = Some(e.local_addrs()[0]);

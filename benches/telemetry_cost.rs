@@ -8,6 +8,7 @@ use agent::batch::{BatchOptions, QueueSpanProcessor, SignalStats};
 use agent::metrics::HttpServerMetrics;
 use agent::propagation::{decide, Decision};
 use criterion::{criterion_group, criterion_main, Criterion};
+use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::{ManualReader, SdkMeterProvider};
@@ -47,8 +48,7 @@ fn metrics(c: &mut Criterion) {
     let provider = SdkMeterProvider::builder()
         .with_reader(ManualReader::builder().build())
         .build();
-    opentelemetry::global::set_meter_provider(provider.clone());
-    let m = HttpServerMetrics::new("edge");
+    let m = HttpServerMetrics::new(&provider.meter("outpost"), "edge");
     c.bench_function("metrics: record one request", |b| {
         b.iter(|| {
             m.record(

@@ -136,14 +136,18 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let mut telemetry = match init_telemetry(&cfg) {
+            let telemetry = match init_telemetry(&cfg) {
                 Ok(t) => t,
                 Err(e) => return fail(&e),
             };
+            let mut agent_role = None;
             if let (Some(a), Some(t)) = (&cfg.agent, &cfg.telemetry) {
-                if let Err(e) = telemetry.start_agent(a, t) {
-                    telemetry.shutdown();
-                    return fail(&e);
+                match agent::role::Agent::start(a, &telemetry, t) {
+                    Ok(role) => agent_role = Some(role),
+                    Err(e) => {
+                        telemetry.shutdown();
+                        return fail(&e);
+                    }
                 }
                 println!(
                     "outpost: agent shipping {} log files, host metrics {}",
@@ -151,8 +155,9 @@ fn main() -> ExitCode {
                     if a.host_metrics { "on" } else { "off" }
                 );
             }
+            let metrics = telemetry.metrics();
             let code = block_on(cli.workers, async move {
-                let running = run::start(&cfg).await?;
+                let running = run::start(&cfg, &metrics).await?;
                 for line in running.banner("edge") {
                     println!("{line}");
                 }
@@ -176,6 +181,9 @@ fn main() -> ExitCode {
                 running.stop().await;
                 Ok(())
             });
+            if let Some(role) = agent_role {
+                role.stop();
+            }
             // Outside the serving runtime: sends what is queued, bounded by the export timeout.
             telemetry.shutdown();
             code

@@ -71,8 +71,11 @@ impl Running {
     }
 }
 
-/// Binds every listener of `cfg` and starts serving.
-pub async fn start(cfg: &NodeConfig) -> Result<Running, String> {
+/// Binds every listener of `cfg` and starts serving; every role's instruments go to `metrics`.
+pub async fn start(
+    cfg: &NodeConfig,
+    metrics: &agent::metrics::Registry,
+) -> Result<Running, String> {
     let (tx, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let mut edges = Vec::new();
@@ -93,7 +96,7 @@ pub async fn start(cfg: &NodeConfig) -> Result<Running, String> {
     let purge = open_purge(cfg, admin_token.as_deref()).await?;
     let mut shield_addrs = Vec::new();
     if let Some(sc) = &cfg.shield {
-        let shield = Edge::bind_with(sc, purge.generations())
+        let shield = Edge::bind_with(sc, purge.generations(), Some(metrics.meter()))
             .await
             .map_err(|e| format!("shield: {e}"))?;
         shield_addrs = shield.local_addrs();
@@ -102,7 +105,7 @@ pub async fn start(cfg: &NodeConfig) -> Result<Running, String> {
         tasks.spawn(shield.serve(rx.clone()));
     }
     if let Some(ec) = &cfg.edge {
-        let edge = Edge::bind_with(ec, purge.generations())
+        let edge = Edge::bind_with(ec, purge.generations(), Some(metrics.meter()))
             .await
             .map_err(|e| format!("edge: {e}"))?;
         edge_addrs = edge.local_addrs();
@@ -115,7 +118,7 @@ pub async fn start(cfg: &NodeConfig) -> Result<Running, String> {
         tasks.spawn(purge.clone().follow(rx.clone()));
     }
     let dns = match &cfg.dns {
-        Some(dc) => Some(geo_dns::DnsServer::start(dc).await?),
+        Some(dc) => Some(geo_dns::DnsServer::start(dc, &metrics.meter()).await?),
         None => None,
     };
     let mut admin_addr = None;
@@ -125,19 +128,8 @@ pub async fn start(cfg: &NodeConfig) -> Result<Running, String> {
             .map_err(|e| format!("admin: cannot listen on {}: {e}", ac.listen))?;
         admin_addr = l.local_addr().ok();
         let mut state = AdminState::new(token, edges.clone()).with_purge(purge.clone());
-        if let Some(t) = agent::setup::export_stats() {
-            state = state.with_telemetry(t);
-        }
-        if let Some(d) = &dns {
-            state = state.with_metrics(Arc::new(d.metrics_source()));
-        }
-        if agent::metrics_enabled() {
-            // The OpenTelemetry instruments, as the collector receives them; last, so a family
-            // rendered natively above keeps its native form.
-            state = state.with_metrics(Arc::new(|| {
-                agent::setup::prometheus_text().unwrap_or_default()
-            }));
-        }
+        let reg = metrics.clone();
+        state = state.with_metrics(Arc::new(move || reg.render()));
         let rx = rx.clone();
         tasks.spawn(async move {
             if let Err(e) = admin::serve(l, state, rx).await {
@@ -145,9 +137,7 @@ pub async fn start(cfg: &NodeConfig) -> Result<Running, String> {
             }
         });
     }
-    if agent::metrics_enabled() {
-        register_gauges(edges, purge.clone());
-    }
+    register_gauges(&metrics.meter(), edges, purge.clone());
     Ok(Running {
         edge_addrs,
         shield_addrs,
@@ -160,9 +150,12 @@ pub async fn start(cfg: &NodeConfig) -> Result<Running, String> {
 }
 
 /// Gauges read at each metric export: store sizes per tier and purge versions.
-fn register_gauges(proxies: Vec<Arc<edge_node::proxy::Proxy>>, purge: Arc<PurgeService>) {
+fn register_gauges(
+    meter: &opentelemetry::metrics::Meter,
+    proxies: Vec<Arc<edge_node::proxy::Proxy>>,
+    purge: Arc<PurgeService>,
+) {
     use opentelemetry::KeyValue;
-    let meter = agent::metrics::meter();
     let tiers: Vec<(KeyValue, Arc<edge_node::proxy::Proxy>)> = proxies
         .into_iter()
         .map(|p| (KeyValue::new("cdn.tier", p.tier()), p))

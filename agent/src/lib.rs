@@ -29,4 +29,4 @@ pub mod setup;
 pub mod units;
 
 pub use config::TelemetryConfig;
-pub use setup::{metrics_enabled, traces_enabled, LogOptions, Telemetry};
+pub use setup::{traces_enabled, LogOptions, Telemetry};

@@ -1,15 +1,18 @@
-//! Metric instruments shared by the roles, named after the OpenTelemetry semantic conventions
-//! where one exists (`http.server.request.duration`, `http.client.request.duration`) and
-//! `outpost.*` otherwise. Built once at start-up; recording takes only static attribute values,
-//! so the request path never allocates for them. The per-request instruments are bound to
-//! their attribute set on first use (one slot per method, cache status and common status
-//! code), so a request costs an atomic update instead of hashing its attributes.
+//! The metrics pipeline of a node: one OpenTelemetry meter provider per node ([`Registry`]),
+//! read by a Prometheus reader for the admin `/metrics` (always) and by the OTLP exporter
+//! (when a collector is configured). Instruments are registered on the registry's meter at
+//! start-up, never on the request path; roles only emit. Also the shared vocabulary of the
+//! HTTP instruments: bucket bounds, bounded attribute values.
 
-use crate::setup::ExportStats;
-use opentelemetry::metrics::{BoundCounter, BoundHistogram, Counter, Histogram, Meter};
+use crate::prometheus::PrometheusReader;
+use opentelemetry::metrics::{
+    BoundCounter, BoundHistogram, Counter, Histogram, Meter, MeterProvider as _,
+};
 use opentelemetry::KeyValue;
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::reader::MetricReader;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::Resource;
 
 /// Bucket bounds, in seconds, of the duration histograms (the SDK defaults are for
 /// milliseconds). The boundaries the HTTP semantic conventions recommend.
@@ -29,11 +32,67 @@ pub mod names {
     pub const TELEMETRY_DROPPED: &str = "outpost.telemetry.dropped";
     /// Counter of spans and log records accepted by the collector.
     pub const TELEMETRY_EXPORTED: &str = "outpost.telemetry.exported";
+    /// Counter of export requests that failed or timed out.
+    pub const TELEMETRY_FAILED: &str = "outpost.telemetry.failed_exports";
 }
 
-/// The meter every Outpost instrument belongs to.
-pub fn meter() -> Meter {
-    opentelemetry::global::meter("outpost")
+/// The instruments of one node: a meter provider with a Prometheus reader (for the admin
+/// `/metrics`) and, when the node exports, the OTLP reader. Cloning shares it.
+#[derive(Clone, Debug)]
+pub struct Registry {
+    provider: SdkMeterProvider,
+    prometheus: PrometheusReader,
+}
+
+impl Default for Registry {
+    /// A registry with the SDK's default resource, read only by `/metrics` (tests, embedding).
+    fn default() -> Self {
+        Self::new(Resource::builder().build())
+    }
+}
+
+impl Registry {
+    /// A registry describing `resource`, read only by `/metrics`.
+    pub fn new(resource: Resource) -> Self {
+        Self::build(resource, None::<PrometheusReader>)
+    }
+
+    /// A registry with a second reader (the OTLP exporter's periodic reader).
+    pub(crate) fn build(resource: Resource, reader: Option<impl MetricReader>) -> Self {
+        let prometheus = PrometheusReader::default();
+        let mut b = SdkMeterProvider::builder()
+            .with_resource(resource)
+            .with_reader(prometheus.clone());
+        if let Some(r) = reader {
+            b = b.with_reader(r);
+        }
+        Self {
+            provider: b.build(),
+            prometheus,
+        }
+    }
+
+    /// The meter every Outpost instrument of this node is registered on.
+    pub fn meter(&self) -> Meter {
+        self.provider.meter("outpost")
+    }
+
+    /// Every instrument now, as Prometheus text (empty once shut down).
+    pub fn render(&self) -> String {
+        self.prometheus.render()
+    }
+
+    /// Every instrument now, as collected data (for JSON views such as `/stats`).
+    pub fn collect(&self) -> Option<ResourceMetrics> {
+        self.prometheus.collect_now()
+    }
+
+    /// Exports what is pending and stops the readers.
+    pub fn shutdown(&self) {
+        let _ = self
+            .provider
+            .shutdown_with_timeout(std::time::Duration::from_secs(5));
+    }
 }
 
 /// The values of `http.request.method` (the semantic conventions' `_OTHER` for the rest).
@@ -98,9 +157,8 @@ pub struct HttpServerMetrics {
 }
 
 impl HttpServerMetrics {
-    /// Instruments for `tier` (`edge`, `shield`), from the global meter.
-    pub fn new(tier: &'static str) -> Self {
-        let m = meter();
+    /// Instruments for `tier` (`edge`, `shield`), registered on `m`.
+    pub fn new(m: &Meter, tier: &'static str) -> Self {
         Self {
             duration: m
                 .f64_histogram(names::HTTP_SERVER_DURATION)
@@ -200,39 +258,4 @@ impl HttpServerMetrics {
         }
         self.client_duration.record(secs, &attrs);
     }
-}
-
-/// Registers the export counters as observable metrics (`outpost.telemetry.*`).
-pub(crate) fn register_export_metrics(stats: Arc<ExportStats>) {
-    let m = meter();
-    let s = stats.clone();
-    let _ = m
-        .u64_observable_counter(names::TELEMETRY_DROPPED)
-        .with_description("Spans and log records dropped: export queue full or export failed.")
-        .with_callback(move |o| {
-            o.observe(
-                s.spans.dropped.load(Relaxed),
-                &[KeyValue::new("signal", "spans")],
-            );
-            o.observe(
-                s.logs.dropped.load(Relaxed),
-                &[KeyValue::new("signal", "logs")],
-            );
-        })
-        .build();
-    let s = stats;
-    let _ = m
-        .u64_observable_counter(names::TELEMETRY_EXPORTED)
-        .with_description("Spans and log records the collector accepted.")
-        .with_callback(move |o| {
-            o.observe(
-                s.spans.exported.load(Relaxed),
-                &[KeyValue::new("signal", "spans")],
-            );
-            o.observe(
-                s.logs.exported.load(Relaxed),
-                &[KeyValue::new("signal", "logs")],
-            );
-        })
-        .build();
 }

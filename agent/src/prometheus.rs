@@ -50,11 +50,14 @@ impl PrometheusReader {
     /// Collects every instrument now and renders Prometheus text (empty if the provider is
     /// gone).
     pub fn render(&self) -> String {
+        self.collect_now().map(|rm| render(&rm)).unwrap_or_default()
+    }
+
+    /// Collects every instrument now (`None` if the provider is gone).
+    pub fn collect_now(&self) -> Option<ResourceMetrics> {
         let mut rm = ResourceMetrics::default();
-        if self.0.collect(&mut rm).is_err() {
-            return String::new();
-        }
-        render(&rm)
+        self.0.collect(&mut rm).ok()?;
+        Some(rm)
     }
 }
 
@@ -200,6 +203,10 @@ fn labels<'a>(
     attrs: impl Iterator<Item = &'a KeyValue>,
     extra: Option<(&str, &str)>,
 ) {
+    // Sorted by name: the SDK keeps attributes in the order first seen, and a scrape should
+    // not depend on which request came first.
+    let mut attrs: Vec<&KeyValue> = attrs.collect();
+    attrs.sort_by(|a, b| a.key.as_str().cmp(b.key.as_str()));
     let mut first = true;
     let mut open = |out: &mut String| {
         out.push(if first { '{' } else { ',' });

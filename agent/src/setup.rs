@@ -6,14 +6,14 @@
 use crate::batch::{BatchOptions, QueueLogProcessor, QueueSpanProcessor, SignalStats};
 use crate::config::{Protocol, TelemetryConfig};
 use crate::logfmt::{StderrFormat, TraceIdFormat};
+use crate::metrics::Registry;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::logs::SdkLoggerProvider;
-use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::metrics::PeriodicReader;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,25 +80,11 @@ pub fn random_u64() -> u64 {
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     })
 }
-static EXPORT_STATS: std::sync::OnceLock<Arc<ExportStats>> = std::sync::OnceLock::new();
-
-/// The export counters of this process's telemetry, once OTLP export is running.
-pub fn export_stats() -> Option<Arc<ExportStats>> {
-    EXPORT_STATS.get().cloned()
-}
-static METRICS_ON: AtomicBool = AtomicBool::new(false);
-
 /// Whether request spans are exported: the request path creates its spans only then, so
 /// a node without OTLP pays nothing for them.
 #[inline]
 pub fn traces_enabled() -> bool {
     TRACES_ON.load(Relaxed)
-}
-
-/// Whether OTLP metrics are exported (instruments are only built then).
-#[inline]
-pub fn metrics_enabled() -> bool {
-    METRICS_ON.load(Relaxed)
 }
 
 /// How stderr logs look; from `OUTPOST_LOG` and `OUTPOST_LOG_FORMAT`, not the config file.
@@ -151,56 +137,61 @@ pub struct ExportStats {
 }
 
 impl ExportStats {
-    /// Prometheus text of the export counters.
-    pub fn render_prometheus(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP outpost_telemetry_dropped_total Spans and log records dropped: export queue full or export failed.\n# TYPE outpost_telemetry_dropped_total counter"
-        );
-        for (sig, s) in [("spans", &self.spans), ("logs", &self.logs)] {
-            let _ = writeln!(
-                out,
-                "outpost_telemetry_dropped_total{{signal=\"{sig}\"}} {}",
-                s.dropped.load(Relaxed)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP outpost_telemetry_exported_total Spans and log records the collector accepted.\n# TYPE outpost_telemetry_exported_total counter"
-        );
-        for (sig, s) in [("spans", &self.spans), ("logs", &self.logs)] {
-            let _ = writeln!(
-                out,
-                "outpost_telemetry_exported_total{{signal=\"{sig}\"}} {}",
-                s.exported.load(Relaxed)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP outpost_telemetry_failed_exports_total Export requests that failed or timed out.\n# TYPE outpost_telemetry_failed_exports_total counter"
-        );
-        for (sig, n) in [
-            ("spans", self.spans.failed_exports.load(Relaxed)),
-            ("logs", self.logs.failed_exports.load(Relaxed)),
-            ("metrics", self.metric_failures.load(Relaxed)),
-        ] {
-            let _ = writeln!(
-                out,
-                "outpost_telemetry_failed_exports_total{{signal=\"{sig}\"}} {n}"
-            );
-        }
-        out
+    /// Registers the export counters as observable instruments (`outpost.telemetry.*`).
+    fn register(self: &Arc<Self>, meter: &opentelemetry::metrics::Meter) {
+        let s = self.clone();
+        let _ = meter
+            .u64_observable_counter(crate::metrics::names::TELEMETRY_DROPPED)
+            .with_description("Spans and log records dropped: export queue full or export failed.")
+            .with_callback(move |o| {
+                o.observe(
+                    s.spans.dropped.load(Relaxed),
+                    &[KeyValue::new("signal", "spans")],
+                );
+                o.observe(
+                    s.logs.dropped.load(Relaxed),
+                    &[KeyValue::new("signal", "logs")],
+                );
+            })
+            .build();
+        let s = self.clone();
+        let _ = meter
+            .u64_observable_counter(crate::metrics::names::TELEMETRY_EXPORTED)
+            .with_description("Spans and log records the collector accepted.")
+            .with_callback(move |o| {
+                o.observe(
+                    s.spans.exported.load(Relaxed),
+                    &[KeyValue::new("signal", "spans")],
+                );
+                o.observe(
+                    s.logs.exported.load(Relaxed),
+                    &[KeyValue::new("signal", "logs")],
+                );
+            })
+            .build();
+        let s = self.clone();
+        let _ = meter
+            .u64_observable_counter(crate::metrics::names::TELEMETRY_FAILED)
+            .with_description("Export requests that failed or timed out.")
+            .with_callback(move |o| {
+                for (sig, n) in [
+                    ("spans", s.spans.failed_exports.load(Relaxed)),
+                    ("logs", s.logs.failed_exports.load(Relaxed)),
+                    ("metrics", s.metric_failures.load(Relaxed)),
+                ] {
+                    o.observe(n, &[KeyValue::new("signal", sig)]);
+                }
+            })
+            .build();
     }
 }
 
 /// Installed telemetry; `shutdown` flushes what is queued.
 pub struct Telemetry {
     runtime: Option<tokio::runtime::Runtime>,
-    agent: Option<crate::role::Agent>,
-    resource: Option<Resource>,
+    resource: Resource,
     tracer: Option<SdkTracerProvider>,
-    meter: Option<SdkMeterProvider>,
+    metrics: Registry,
     logger: Option<SdkLoggerProvider>,
     stats: Arc<ExportStats>,
 }
@@ -209,7 +200,7 @@ impl std::fmt::Debug for Telemetry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Telemetry")
             .field("traces", &self.tracer.is_some())
-            .field("metrics", &self.meter.is_some())
+            .field("metrics", &self.metrics)
             .field("logs", &self.logger.is_some())
             .finish()
     }
@@ -253,30 +244,6 @@ fn env_filter(directives: &str) -> EnvFilter {
     EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
-static PROMETHEUS: std::sync::OnceLock<crate::prometheus::PrometheusReader> =
-    std::sync::OnceLock::new();
-
-/// The OpenTelemetry instruments of this process as Prometheus text, when metrics are on.
-pub fn prometheus_text() -> Option<String> {
-    PROMETHEUS.get().map(|r| r.render())
-}
-
-/// Builds the meter provider from `b` (resource, and the OTLP reader when a collector is
-/// configured) plus the Prometheus reader, makes it the global one and registers the export
-/// counters.
-fn install_meter(
-    b: opentelemetry_sdk::metrics::MeterProviderBuilder,
-    stats: Arc<ExportStats>,
-) -> SdkMeterProvider {
-    let prom = crate::prometheus::PrometheusReader::default();
-    let provider = b.with_reader(prom.clone()).build();
-    opentelemetry::global::set_meter_provider(provider.clone());
-    let _ = PROMETHEUS.set(prom);
-    METRICS_ON.store(true, Relaxed);
-    crate::metrics::register_export_metrics(stats);
-    provider
-}
-
 impl Telemetry {
     /// Installs the global subscriber and, when `cfg` names an OTLP endpoint, the exporters.
     /// `extra` adds resource attributes the caller knows (such as `cdn.tier`).
@@ -303,16 +270,13 @@ impl Telemetry {
                 .try_init()
                 .map_err(|_| TelemetryError::AlreadyInstalled)?;
             // No collector: the instruments still exist, for the admin /metrics alone.
-            let meter = cfg.filter(|c| c.metrics).map(|c| {
-                let b = SdkMeterProvider::builder().with_resource(resource(c, extra));
-                install_meter(b, stats.clone())
-            });
+            let defaults = TelemetryConfig::default();
+            let resource = resource(cfg.unwrap_or(&defaults), extra);
             return Ok(Telemetry {
                 runtime: None,
-                agent: None,
-                resource: None,
+                metrics: Registry::new(resource.clone()),
+                resource,
                 tracer: None,
-                meter,
                 logger: None,
                 stats,
             });
@@ -360,22 +324,22 @@ impl Telemetry {
         } else {
             None
         };
-        let meter = if cfg.metrics {
+        let reader = if cfg.metrics {
             let exporter = OnRuntime {
                 inner: metric_exporter(cfg)?,
                 rt: rt.clone(),
                 stats: stats.clone(),
             };
-            let reader = PeriodicReader::builder(exporter)
-                .with_interval(cfg.metrics_interval.0)
-                .build();
-            let b = SdkMeterProvider::builder()
-                .with_reader(reader)
-                .with_resource(resource.clone());
-            Some(install_meter(b, stats.clone()))
+            Some(
+                PeriodicReader::builder(exporter)
+                    .with_interval(cfg.metrics_interval.0)
+                    .build(),
+            )
         } else {
             None
         };
+        let metrics = Registry::build(resource.clone(), reader);
+        stats.register(&metrics.meter());
 
         let span_filter = SPAN_TARGETS
             .iter()
@@ -408,41 +372,28 @@ impl Telemetry {
             .map_err(|_| TelemetryError::AlreadyInstalled)?;
         RATIO_BITS.store(cfg.sampling_ratio.clamp(0.0, 1.0).to_bits(), Relaxed);
         TRACES_ON.store(tracer.is_some(), Relaxed);
-        let _ = EXPORT_STATS.set(stats.clone());
         drop(_enter);
         Ok(Telemetry {
             runtime: Some(runtime),
-            agent: None,
-            resource: Some(resource),
+            resource,
             tracer,
-            meter,
+            metrics,
             logger,
             stats,
         })
     }
 
-    /// Starts the `[agent]` role on the telemetry runtime; needs OTLP export (`cfg` is the
-    /// `[telemetry]` section the telemetry was started with).
-    pub fn start_agent(
-        &mut self,
-        agent: &crate::role::config::AgentConfig,
-        cfg: &TelemetryConfig,
-    ) -> Result<(), String> {
-        let (Some(rt), Some(resource)) = (&self.runtime, &self.resource) else {
-            return Err("the agent needs [telemetry] otlp_endpoint".into());
-        };
-        let _enter = rt.enter();
-        let exporter = log_exporter(cfg).map_err(|e| e.to_string())?;
-        let a = crate::role::Agent::start(
-            agent,
-            exporter,
-            rt.handle().clone(),
-            resource,
-            cfg.export_timeout.0,
-        )
-        .map_err(|e| format!("agent: {e}"))?;
-        self.agent = Some(a);
-        Ok(())
+    /// The instruments of this node: register on its meter, render it on `/metrics`.
+    pub fn metrics(&self) -> Registry {
+        self.metrics.clone()
+    }
+
+    /// The export runtime and the resource, when OTLP export is on (the `[agent]` role
+    /// ships through them).
+    pub fn export_runtime(&self) -> Option<(tokio::runtime::Handle, &Resource)> {
+        self.runtime
+            .as_ref()
+            .map(|rt| (rt.handle().clone(), &self.resource))
     }
 
     /// The export counters.
@@ -459,19 +410,13 @@ impl Telemetry {
     /// Call it outside any async runtime.
     pub fn shutdown(mut self) {
         TRACES_ON.store(false, Relaxed);
-        METRICS_ON.store(false, Relaxed);
-        if let Some(a) = self.agent.take() {
-            a.stop();
-        }
         if let Some(t) = self.tracer.take() {
             let _ = t.shutdown_with_timeout(Duration::from_secs(5));
         }
         if let Some(l) = self.logger.take() {
             let _ = l.shutdown_with_timeout(Duration::from_secs(5));
         }
-        if let Some(m) = self.meter.take() {
-            let _ = m.shutdown_with_timeout(Duration::from_secs(5));
-        }
+        self.metrics.shutdown();
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_timeout(Duration::from_secs(1));
         }

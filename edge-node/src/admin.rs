@@ -24,7 +24,6 @@ pub struct AdminState {
     token: Arc<str>,
     edges: Vec<Arc<Proxy>>,
     purge: Option<Arc<PurgeService>>,
-    telemetry: Option<Arc<agent::setup::ExportStats>>,
     shutdown: Option<watch::Receiver<bool>>,
     extra_metrics: Vec<MetricsSource>,
 }
@@ -39,7 +38,6 @@ impl AdminState {
             token: Arc::from(token),
             edges,
             purge: None,
-            telemetry: None,
             shutdown: None,
             extra_metrics: Vec::new(),
         }
@@ -48,12 +46,6 @@ impl AdminState {
     /// Adds a source of Prometheus text for `/metrics`.
     pub fn with_metrics(mut self, source: MetricsSource) -> Self {
         self.extra_metrics.push(source);
-        self
-    }
-
-    /// Adds the OTLP export counters (dropped, exported, failed) to `/metrics`.
-    pub fn with_telemetry(mut self, stats: Arc<agent::setup::ExportStats>) -> Self {
-        self.telemetry = Some(stats);
         self
     }
 
@@ -95,9 +87,6 @@ async fn metrics(State(st): State<AdminState>) -> Response {
         use std::fmt::Write;
         let _ = writeln!(out, "# HELP outpost_purge_applied_version Newest purge version applied on this node.\n# TYPE outpost_purge_applied_version gauge\noutpost_purge_applied_version {}", p.applied());
         let _ = writeln!(out, "# HELP outpost_purge_log_version Newest purge version in this node's log.\n# TYPE outpost_purge_log_version gauge\noutpost_purge_log_version {}", p.latest());
-    }
-    if let Some(t) = &st.telemetry {
-        out.push_str(&t.render_prometheus());
     }
     for source in &st.extra_metrics {
         append_families(&mut out, &source());

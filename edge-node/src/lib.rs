@@ -55,13 +55,14 @@ pub struct Edge {
 impl Edge {
     /// Builds the cache and binds every listener of `cfg`, with purge marks of its own.
     pub async fn bind(cfg: &EdgeConfig) -> Result<Self, EdgeError> {
-        Self::bind_with(cfg, Arc::default()).await
+        Self::bind_with(cfg, Arc::default(), None).await
     }
 
     /// Like `bind`, checking the purge marks `purges` (shared by the roles of a process).
     pub async fn bind_with(
         cfg: &EdgeConfig,
         purges: Arc<purge::generations::Generations>,
+        meter: Option<opentelemetry::metrics::Meter>,
     ) -> Result<Self, EdgeError> {
         let prefix = if cfg.secret.is_some() {
             "shield"
@@ -119,7 +120,9 @@ impl Edge {
             },
             memory_capacity: cfg.memory_bytes.0,
         };
-        let proxy = Arc::new(Proxy::new(sites, store, upstream, settings, purges, disk));
+        let proxy = Arc::new(Proxy::new(
+            sites, store, upstream, settings, purges, disk, meter,
+        ));
         let mut plain = Vec::new();
         for addr in &cfg.listen {
             plain.push(

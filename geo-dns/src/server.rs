@@ -32,10 +32,10 @@ pub struct DnsServer {
     stop_tx: watch::Sender<bool>,
 }
 
-pub(crate) struct Shared {
+struct Shared {
     catalog: ArcSwap<Catalog>,
-    pub(crate) stats: Stats,
-    pub(crate) board: HealthBoard,
+    stats: Arc<Stats>,
+    board: Arc<HealthBoard>,
     stopping: AtomicBool,
 }
 
@@ -67,19 +67,21 @@ async fn build(shared: &Arc<Shared>, cfg: &DnsConfig) -> Result<Catalog, String>
 
 impl DnsServer {
     /// Builds the catalog, binds every listen address (UDP and TCP on the same port) and serves.
-    pub async fn start(cfg: &DnsConfig) -> Result<DnsServer, String> {
+    /// The server's instruments (`outpost.dns.*`) are registered on `meter`.
+    pub async fn start(
+        cfg: &DnsConfig,
+        meter: &opentelemetry::metrics::Meter,
+    ) -> Result<DnsServer, String> {
         let placeholder = Catalog::empty();
         let shared = Arc::new(Shared {
             catalog: ArcSwap::from_pointee(placeholder),
-            stats: Stats::default(),
-            board: HealthBoard::default(),
+            stats: Arc::default(),
+            board: Arc::default(),
             stopping: AtomicBool::new(false),
         });
         let catalog = build(&shared, cfg).await?;
         shared.catalog.store(Arc::new(catalog));
-        if agent::metrics_enabled() {
-            crate::telemetry::register(&shared);
-        }
+        crate::telemetry::register(meter, shared.stats.clone(), shared.board.clone());
         let (stop_tx, stop_rx) = watch::channel(false);
         let workers = cfg
             .udp_workers
@@ -134,32 +136,6 @@ impl DnsServer {
         self.shared.catalog.store(Arc::new(catalog));
         self.shared.board.retain(&keep);
         Ok(())
-    }
-
-    /// Prometheus text of the server's counters.
-    pub fn metrics(&self) -> String {
-        let health: Vec<(String, bool)> = self
-            .shared
-            .board
-            .endpoints()
-            .iter()
-            .map(|e| (e.url.clone(), e.is_up()))
-            .collect();
-        self.shared.stats.prometheus(&health)
-    }
-
-    /// A handle that renders the metrics later (for the admin endpoint).
-    pub fn metrics_source(&self) -> impl Fn() -> String + Send + Sync + 'static {
-        let shared = self.shared.clone();
-        move || {
-            let health: Vec<(String, bool)> = shared
-                .board
-                .endpoints()
-                .iter()
-                .map(|e| (e.url.clone(), e.is_up()))
-                .collect();
-            shared.stats.prometheus(&health)
-        }
     }
 
     /// Stops the listeners and probes and waits for the UDP threads.

@@ -1,8 +1,10 @@
-//! The DNS counters as OpenTelemetry instruments (`outpost.dns.*`), exported over OTLP with
-//! the other roles' metrics. They are observable: each export reads the same atomics the
-//! admin `/metrics` renders, so answering a query costs nothing more.
+//! The DNS counters as OpenTelemetry instruments (`outpost.dns.*`), on the admin `/metrics`
+//! and exported over OTLP with the other roles' metrics. They are observable: a scrape or an
+//! export reads the atomics the query path increments, so answering a query costs nothing
+//! more.
 
-use crate::server::Shared;
+use crate::health::HealthBoard;
+use crate::stats::Stats;
 use opentelemetry::KeyValue;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -12,27 +14,30 @@ const RCODES: [&str; 7] = [
     "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS",
 ];
 
-/// Registers the instruments on the global meter (once per server; they outlive reloads,
-/// as the counters do).
-pub(crate) fn register(shared: &Arc<Shared>) {
-    let meter = agent::metrics::meter();
-    let s = shared.clone();
+/// Registers the instruments on `meter` (once per server; they outlive reloads, as the
+/// counters do).
+pub(crate) fn register(
+    meter: &opentelemetry::metrics::Meter,
+    stats: Arc<Stats>,
+    board: Arc<HealthBoard>,
+) {
+    let s = stats.clone();
     let _ = meter
         .u64_observable_counter("outpost.dns.queries")
         .with_unit("{query}")
         .with_description("DNS queries received, by transport.")
         .with_callback(move |o| {
             o.observe(
-                s.stats.udp_queries.load(Relaxed),
+                s.udp_queries.load(Relaxed),
                 &[KeyValue::new("network.transport", "udp")],
             );
             o.observe(
-                s.stats.tcp_queries.load(Relaxed),
+                s.tcp_queries.load(Relaxed),
                 &[KeyValue::new("network.transport", "tcp")],
             );
         })
         .build();
-    let s = shared.clone();
+    let s = stats.clone();
     let _ = meter
         .u64_observable_counter("outpost.dns.responses")
         .with_unit("{response}")
@@ -40,7 +45,7 @@ pub(crate) fn register(shared: &Arc<Shared>) {
         .with_callback(move |o| {
             for (i, name) in RCODES.iter().enumerate() {
                 o.observe(
-                    s.stats.rcodes[i].load(Relaxed),
+                    s.rcodes[i].load(Relaxed),
                     &[KeyValue::new("dns.response_code", *name)],
                 );
             }
@@ -70,20 +75,20 @@ pub(crate) fn register(shared: &Arc<Shared>) {
         ),
     ];
     for (name, help, field) in plain {
-        let s = shared.clone();
+        let s = stats.clone();
         let _ = meter
             .u64_observable_counter(name)
             .with_description(help)
-            .with_callback(move |o| o.observe(field(&s.stats).load(Relaxed), &[]))
+            .with_callback(move |o| o.observe(field(&s).load(Relaxed), &[]))
             .build();
     }
-    let s = shared.clone();
+    let s = stats.clone();
     let _ = meter
         .u64_observable_counter("outpost.dns.geo.answers")
         .with_unit("{answer}")
         .with_description("Geo answers, by name and the region chosen.")
         .with_callback(move |o| {
-            for ((name, region), n) in s.stats.region_counts() {
+            for ((name, region), n) in s.region_counts() {
                 o.observe(
                     n,
                     &[
@@ -94,12 +99,11 @@ pub(crate) fn register(shared: &Arc<Shared>) {
             }
         })
         .build();
-    let s = shared.clone();
     let _ = meter
         .u64_observable_gauge("outpost.dns.region.endpoint.up")
         .with_description("Health of each region endpoint (1 up, 0 down).")
         .with_callback(move |o| {
-            for e in s.board.endpoints() {
+            for e in board.endpoints() {
                 o.observe(
                     u64::from(e.is_up()),
                     &[KeyValue::new("url.full", e.url.clone())],

@@ -12,6 +12,13 @@ pub mod origin;
 use crate::config::NodeConfig;
 use crate::run;
 
+/// The instruments of one demo node: each node of the demo has its own admin `/metrics`.
+fn node_metrics(cfg: &NodeConfig) -> agent::metrics::Registry {
+    let defaults = agent::TelemetryConfig::default();
+    let t = cfg.telemetry.as_ref().unwrap_or(&defaults);
+    agent::metrics::Registry::new(agent::setup::resource(t, &[]))
+}
+
 /// The admin token of the demo.
 pub const TOKEN: &str = "demo";
 
@@ -152,12 +159,15 @@ pub async fn run(
         dns_config(dns_addr, &db, edges)
     );
     let hub_cfg = NodeConfig::parse("<demo shield>", &hub_src).map_err(|e| e.join("; "))?;
-    running.push(("shield".to_string(), run::start(&hub_cfg).await?));
+    running.push((
+        "shield".to_string(),
+        run::start(&hub_cfg, &node_metrics(&hub_cfg)).await?,
+    ));
     for (region, port, admin) in edges {
         let src = edge_config(region, *port, *admin, &origin_url);
         let cfg =
             NodeConfig::parse(&format!("<demo edge {region}>"), &src).map_err(|e| e.join("; "))?;
-        let r = run::start(&cfg).await?;
+        let r = run::start(&cfg, &node_metrics(&cfg)).await?;
         running.push((region.to_string(), r));
     }
     println!("outpost demo: sample origin on {origin_url}");

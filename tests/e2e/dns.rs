@@ -79,10 +79,32 @@ regions = [
     )
 }
 
-async fn start(src: &str) -> (DnsServer, SocketAddr) {
-    let server = DnsServer::start(&parse(src)).await.unwrap();
+/// A DNS server under test with the registry its instruments are on.
+struct TestDns {
+    server: DnsServer,
+    registry: agent::metrics::Registry,
+}
+
+impl TestDns {
+    /// The server's metrics as the admin `/metrics` renders them.
+    fn metrics(&self) -> String {
+        self.registry.render()
+    }
+    async fn reload(&self, cfg: &DnsConfig) -> Result<(), String> {
+        self.server.reload(cfg).await
+    }
+    async fn stop(self) {
+        self.server.stop().await
+    }
+}
+
+async fn start(src: &str) -> (TestDns, SocketAddr) {
+    let registry = agent::metrics::Registry::default();
+    let server = DnsServer::start(&parse(src), &registry.meter())
+        .await
+        .unwrap();
     let addr = server.local_addrs()[0];
-    (server, addr)
+    (TestDns { server, registry }, addr)
 }
 
 /// One query through the hickory client (UDP), optionally with an ECS option.
@@ -238,7 +260,7 @@ async fn geo_answers_follow_the_client_subnet_across_continents() {
     let metrics = server.metrics();
     assert!(
         metrics
-            .contains("outpost_dns_geo_answers_total{dns_question_name=\"cdn.example.test\",cdn_region=\"ap\"} 5"),
+            .contains("outpost_dns_geo_answers_total{cdn_region=\"ap\",dns_question_name=\"cdn.example.test\"} 5"),
         "{metrics}"
     );
     server.stop().await;

@@ -61,6 +61,54 @@ async fn unsafe_methods_invalidate_target_location_and_content_location() {
     );
 }
 
+/// With a disk tier, an invalidation reaches every tier: the copy written to disk must not
+/// come back (promoted into memory) on the next GET.
+#[tokio::test]
+async fn unsafe_methods_invalidate_the_disk_tier_too() {
+    let origin = Origin::start(|seen, n| match seen.method.as_str() {
+        "GET" => Reply::ok(
+            &format!("{} v{n}", seen.uri),
+            &[("cache-control", "max-age=600")],
+        ),
+        _ => Reply::ok(
+            "done",
+            &[("location", "/other"), ("cache-control", "no-store")],
+        )
+        .status(201),
+    })
+    .await;
+    let dir = temp_dir("invalidate-disk");
+    let d = dir.clone();
+    let edge = edge(&origin, move |c| {
+        c.disk_path = Some(d);
+        c.disk_bytes = edge_node::config::ByteSize(64 << 20);
+    })
+    .await;
+    disk_ready(&edge).await;
+    for p in ["/item", "/other"] {
+        get(&edge.url(p), &[]).await;
+        assert!(get(&edge.url(p), &[]).await.is_hit());
+    }
+    disk_writes(&edge, 2).await;
+    let r = send(&client(), "POST", &edge.url("/item"), &[]).await;
+    assert_eq!(r.status, 201);
+    for (p, fresh) in [("/item", "/item v4"), ("/other", "/other v5")] {
+        let again = get(&edge.url(p), &[]).await;
+        assert!(
+            !again.is_hit(),
+            "{p} answered from a tier the POST did not invalidate: {}",
+            again.cache_status()
+        );
+        assert_eq!(again.text(), fresh);
+    }
+    assert_eq!(
+        origin.requests(),
+        5,
+        "both URLs fetched again after the POST"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test]
 async fn failed_unsafe_requests_do_not_invalidate() {
     let (_origin, edge) = setup().await;

@@ -708,7 +708,7 @@ async fn dns_metrics_over_otlp_and_the_instruments_on_the_admin_metrics() {
         "# TYPE outpost_http_response_body_bytes_total counter",
         "# TYPE outpost_cache_objects gauge",
         "outpost_purge_lag ",
-        "outpost_dns_geo_answers_total{dns_question_name=\"cdn.example.test\",cdn_region=\"eu\"} 3",
+        "outpost_dns_geo_answers_total{cdn_region=\"eu\",dns_question_name=\"cdn.example.test\"} 3",
         "outpost_dns_responses_total{dns_response_code=\"NXDOMAIN\"} 1",
         "target_info{",
     ] {

@@ -12,14 +12,13 @@ struct Host {
     nets: Networks,
 }
 
-/// Registers the host instruments on the global meter.
-pub fn register() {
+/// Registers the host instruments on `m`.
+pub fn register(m: &opentelemetry::metrics::Meter) {
     let host = Arc::new(Mutex::new(Host {
         sys: System::new(),
         disks: Disks::new_with_refreshed_list(),
         nets: Networks::new_with_refreshed_list(),
     }));
-    let m = crate::metrics::meter();
     let h = host.clone();
     let _ = m
         .f64_observable_gauge("system.cpu.utilization")

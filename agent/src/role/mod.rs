@@ -58,9 +58,29 @@ struct Checkpoint {
 }
 
 impl Agent {
-    /// Starts the role. `exporter` sends log records; `rt` is the telemetry runtime the
-    /// exporter's futures run on; `resource` describes this host.
-    pub(crate) fn start(
+    /// Starts the role on the process's telemetry: host instruments on its registry, and the
+    /// log pipeline shipping through its export runtime to the collector `tcfg` names. Needs
+    /// OTLP export (`[telemetry] otlp_endpoint`).
+    pub fn start(
+        cfg: &AgentConfig,
+        telemetry: &crate::Telemetry,
+        tcfg: &crate::TelemetryConfig,
+    ) -> Result<Agent, String> {
+        let Some((rt, resource)) = telemetry.export_runtime() else {
+            return Err("the agent needs [telemetry] otlp_endpoint".into());
+        };
+        let _enter = rt.enter();
+        let exporter = crate::setup::log_exporter(tcfg).map_err(|e| e.to_string())?;
+        if cfg.host_metrics {
+            host::register(&telemetry.metrics().meter());
+        }
+        Self::start_pipeline(cfg, exporter, rt.clone(), resource, tcfg.export_timeout.0)
+            .map_err(|e| format!("agent: {e}"))
+    }
+
+    /// The tail and ship threads. `exporter` sends log records; `rt` is the telemetry runtime
+    /// the exporter's futures run on; `resource` describes this host.
+    fn start_pipeline(
         cfg: &AgentConfig,
         exporter: opentelemetry_otlp::LogExporter,
         rt: tokio::runtime::Handle,
@@ -70,9 +90,6 @@ impl Agent {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(AgentStats::default());
         let mut threads = Vec::new();
-        if cfg.host_metrics {
-            host::register();
-        }
         if let (Some(dir), false) = (&cfg.buffer_dir, cfg.logs.is_empty()) {
             let buf = Arc::new(Mutex::new(DiskBuffer::open(
                 &dir.join("buffer"),

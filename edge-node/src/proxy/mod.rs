@@ -108,6 +108,7 @@ impl Proxy {
         settings: ProxySettings,
         purges: Arc<crate::purge::generations::Generations>,
         disk: Option<Arc<crate::cache::disk::DiskStore>>,
+        meter: Option<opentelemetry::metrics::Meter>,
     ) -> Self {
         let via = HeaderValue::from_str(&format!("1.1 {}", settings.cache_name))
             .unwrap_or_else(|_| HeaderValue::from_static("1.1 outpost"));
@@ -116,8 +117,7 @@ impl Proxy {
         } else {
             "edge"
         };
-        let metrics = agent::metrics_enabled()
-            .then(|| Arc::new(agent::metrics::HttpServerMetrics::new(tier)));
+        let metrics = meter.map(|m| Arc::new(agent::metrics::HttpServerMetrics::new(&m, tier)));
         let mut upstream = upstream;
         upstream.metrics = metrics.clone();
         Self {

@@ -425,7 +425,7 @@ impl Node {
         if let Some(o) = origin {
             let mut cfg = edge_config(o);
             tweak(&mut cfg);
-            let e = Edge::bind_with(&cfg, purge.generations())
+            let e = Edge::bind_with(&cfg, purge.generations(), None)
                 .await
                 .expect("edge binds");
             edge_addr = Some(e.local_addrs()[0]);
