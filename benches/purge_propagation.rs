@@ -10,7 +10,7 @@ use bytes::Bytes;
 use edge_node::admin::{self, AdminState};
 use edge_node::config::{EdgeConfig, SiteConfig};
 use edge_node::purge::nats::NatsBus;
-use edge_node::purge::service::{PurgeService, Role};
+use edge_node::purge::service::{PurgeService, PurgeSink, Role};
 use edge_node::Edge;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
@@ -70,20 +70,21 @@ async fn node(
     with_edge: bool,
     stop: &watch::Receiver<bool>,
 ) -> Node {
-    let purge = PurgeService::open(role, None).expect("purge service");
     let mut edges = Vec::new();
     let mut edge = None;
     if with_edge {
         let site = SiteConfig::new(vec!["127.0.0.1".into()], vec![format!("http://{origin}")]);
         let cfg = EdgeConfig::new(vec!["127.0.0.1:0".parse().expect("addr")], vec![site]);
-        let e = Edge::bind_with(&cfg, purge.generations(), None)
-            .await
-            .expect("edge");
+        let e = Edge::bind(&cfg).await.expect("edge");
         edge = Some(e.local_addrs()[0]);
-        purge.add_proxy(e.proxy());
         edges.push(e.proxy());
         tokio::spawn(e.serve(stop.clone()));
     }
+    let sinks = edges
+        .iter()
+        .map(|e| e.clone() as Arc<dyn PurgeSink>)
+        .collect();
+    let purge = PurgeService::open(role, None, Arc::default(), sinks).expect("purge service");
     if !purge.is_hub() {
         tokio::spawn(purge.clone().follow(stop.clone()));
     }

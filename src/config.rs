@@ -20,9 +20,9 @@ pub struct NodeConfig {
     /// The edge role.
     #[serde(default)]
     pub edge: Option<EdgeConfig>,
-    /// The shield role: an edge configured as the parent tier.
+    /// The shield role: the parent tier in front of the origin.
     #[serde(default)]
-    pub shield: Option<EdgeConfig>,
+    pub shield: Option<origin_shield::ShieldConfig>,
     /// The geo-DNS role.
     #[serde(default)]
     pub dns: Option<geo_dns::DnsConfig>,
@@ -43,7 +43,7 @@ impl NodeConfig {
             let line = e.span().map(|s| line_of(src, s.start));
             return Err(vec![at(line, "(syntax)", e.message())]);
         }
-        let mut cfg: NodeConfig = match toml::from_str(src) {
+        let cfg: NodeConfig = match toml::from_str(src) {
             Ok(c) => c,
             Err(e) => {
                 let line = e.span().map(|s| line_of(src, s.start));
@@ -54,11 +54,6 @@ impl NodeConfig {
                 return Err(vec![at(line, &key, e.message())]);
             }
         };
-        if let Some(sh) = &mut cfg.shield {
-            if sh.cache_name == "outpost-edge" {
-                sh.cache_name = "outpost-shield".to_string();
-            }
-        }
         let mut problems: Vec<ConfigProblem> = Vec::new();
         if let Some(a) = &cfg.admin {
             problems.extend(a.validate("admin"));

@@ -2,8 +2,9 @@
 
 use crate::config::NodeConfig;
 use edge_node::admin::{self, AdminState};
+use edge_node::cache::marks::PurgeMarks;
 use edge_node::purge::nats::NatsBus;
-use edge_node::purge::service::{PurgeService, Role};
+use edge_node::purge::service::{PurgeService, PurgeSink, Role};
 use edge_node::Edge;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -78,9 +79,6 @@ pub async fn start(
 ) -> Result<Running, String> {
     let (tx, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    let mut edges = Vec::new();
-    let mut edge_addrs = Vec::new();
-    let mut edge_tls_addrs = Vec::new();
     if let Some(t) = &cfg.telemetry {
         tracing::info!(
             service = %t.service_name,
@@ -93,27 +91,40 @@ pub async fn start(
         Some(ac) => Some(ac.resolve_token().map_err(|e| format!("admin: {e}"))?),
         None => None,
     };
-    let purge = open_purge(cfg, admin_token.as_deref()).await?;
+    // The caches of the process share the purge marks saved with the purge state.
+    let state_dir = state_dir(cfg);
+    let marks =
+        PurgeService::restore_marks(state_dir.as_deref()).map_err(|e| format!("purge: {e}"))?;
+    let mut nodes = Vec::new();
     let mut shield_addrs = Vec::new();
     if let Some(sc) = &cfg.shield {
-        let shield = Edge::bind_with(sc, purge.generations(), Some(metrics.meter()))
+        let shield = origin_shield::bind(sc, marks.clone(), metrics)
             .await
             .map_err(|e| format!("shield: {e}"))?;
         shield_addrs = shield.local_addrs();
-        purge.add_proxy(shield.proxy());
-        edges.push(shield.proxy());
+        nodes.push(shield.proxy());
         tasks.spawn(shield.serve(rx.clone()));
     }
+    let mut edge_addrs = Vec::new();
+    let mut edge_tls_addrs = Vec::new();
     if let Some(ec) = &cfg.edge {
-        let edge = Edge::bind_with(ec, purge.generations(), Some(metrics.meter()))
+        let edge = Edge::builder(ec)
+            .purge_marks(marks.clone())
+            .metrics(metrics)
+            .bind()
             .await
             .map_err(|e| format!("edge: {e}"))?;
         edge_addrs = edge.local_addrs();
         edge_tls_addrs = edge.tls_local_addrs();
-        purge.add_proxy(edge.proxy());
-        edges.push(edge.proxy());
+        nodes.push(edge.proxy());
         tasks.spawn(edge.serve(rx.clone()));
     }
+    let sinks = nodes
+        .iter()
+        .map(|n| n.clone() as Arc<dyn PurgeSink>)
+        .collect();
+    let purge = open_purge(cfg, admin_token.as_deref(), state_dir, marks, sinks).await?;
+    purge.register_metrics(&metrics.meter());
     if !purge.is_hub() {
         tasks.spawn(purge.clone().follow(rx.clone()));
     }
@@ -127,9 +138,9 @@ pub async fn start(
             .await
             .map_err(|e| format!("admin: cannot listen on {}: {e}", ac.listen))?;
         admin_addr = l.local_addr().ok();
-        let mut state = AdminState::new(token, edges.clone()).with_purge(purge.clone());
-        let reg = metrics.clone();
-        state = state.with_metrics(Arc::new(move || reg.render()));
+        let state = AdminState::new(token, nodes)
+            .with_purge(purge.clone())
+            .with_metrics(metrics.clone());
         let rx = rx.clone();
         tasks.spawn(async move {
             if let Err(e) = admin::serve(l, state, rx).await {
@@ -137,7 +148,6 @@ pub async fn start(
             }
         });
     }
-    register_gauges(&metrics.meter(), edges, purge.clone());
     Ok(Running {
         edge_addrs,
         shield_addrs,
@@ -149,116 +159,57 @@ pub async fn start(
     })
 }
 
-/// Gauges read at each metric export: store sizes per tier and purge versions.
-fn register_gauges(
-    meter: &opentelemetry::metrics::Meter,
-    proxies: Vec<Arc<edge_node::proxy::Proxy>>,
-    purge: Arc<PurgeService>,
-) {
-    use opentelemetry::KeyValue;
-    let tiers: Vec<(KeyValue, Arc<edge_node::proxy::Proxy>)> = proxies
-        .into_iter()
-        .map(|p| (KeyValue::new("cdn.tier", p.tier()), p))
-        .collect();
-    let tiers = Arc::new(tiers);
-    type Read = fn(&edge_node::stats::StoreGauges) -> u64;
-    let gauges: [(&'static str, &'static str, Read); 4] = [
-        ("outpost.cache.memory.bytes", "By", |g| g.memory_bytes),
-        ("outpost.cache.objects", "{object}", |g| g.objects),
-        ("outpost.cache.inflight", "{fetch}", |g| g.inflight),
-        ("outpost.cache.disk.bytes", "By", |g| {
-            g.disk.map_or(0, |d| d.bytes)
-        }),
-    ];
-    for (name, unit, read) in gauges {
-        let t = tiers.clone();
-        let _ = meter
-            .u64_observable_gauge(name)
-            .with_unit(unit)
-            .with_callback(move |o| {
-                for (kv, p) in t.iter() {
-                    o.observe(read(&p.gauges()), std::slice::from_ref(kv));
-                }
-            })
-            .build();
-    }
-    let t = tiers.clone();
-    let _ = meter
-        .u64_observable_gauge("outpost.upstream.up")
-        .with_description(
-            "Whether each upstream (origin or shield) takes requests now (1 up, 0 down).",
-        )
-        .with_callback(move |o| {
-            for (kv, p) in t.iter() {
-                for (kind, addr, up) in p.upstream_health() {
-                    o.observe(
-                        u64::from(up),
-                        &[
-                            kv.clone(),
-                            KeyValue::new("cdn.upstream", kind),
-                            KeyValue::new("server.address", addr.host().to_string()),
-                            KeyValue::new("server.port", i64::from(addr.port_u16().unwrap_or(80))),
-                        ],
-                    );
-                }
-            }
-        })
-        .build();
-    let p = purge.clone();
-    let _ = meter
-        .u64_observable_gauge("outpost.purge.applied_version")
-        .with_description("Newest purge version applied on this node.")
-        .with_callback(move |o| o.observe(p.applied(), &[]))
-        .build();
-    let _ = meter
-        .u64_observable_gauge("outpost.purge.lag")
-        .with_description("Purge versions in this node's log not applied yet.")
-        .with_callback(move |o| o.observe(purge.latest().saturating_sub(purge.applied()), &[]))
-        .build();
+/// Where purge state lives: `state_dir` of the edge or shield, else beside a disk cache
+/// (purge state must outlive a restart wherever cached objects do).
+fn state_dir(cfg: &NodeConfig) -> Option<std::path::PathBuf> {
+    let edge = cfg.edge.as_ref().and_then(|c| {
+        c.state_dir
+            .clone()
+            .or_else(|| c.disk_path.as_ref().map(|p| p.join("state")))
+    });
+    let shield = cfg.shield.as_ref().and_then(|c| {
+        c.state_dir
+            .clone()
+            .or_else(|| c.disk_path.as_ref().map(|p| p.join("state")))
+    });
+    edge.or(shield)
 }
 
-/// The purge service of this process: a follower of `edge.purge_hub` when set, else a hub.
+/// The purge service of this process: a follower of `edge.purge_hub` when set, a NATS
+/// participant with `edge.purge_nats_url`, else a hub.
 async fn open_purge(
     cfg: &NodeConfig,
     admin_token: Option<&str>,
+    state_dir: Option<std::path::PathBuf>,
+    marks: Arc<PurgeMarks>,
+    sinks: Vec<Arc<dyn PurgeSink>>,
 ) -> Result<Arc<PurgeService>, String> {
     let edge = cfg.edge.as_ref();
-    // Purge state must outlive a restart wherever cached objects do: with a disk tier and no
-    // state_dir, it lives beside the disk cache.
-    let state_dir = [cfg.edge.as_ref(), cfg.shield.as_ref()]
-        .into_iter()
-        .flatten()
-        .find_map(|c| {
-            c.state_dir
-                .clone()
-                .or_else(|| c.disk_path.as_ref().map(|p| p.join("state")))
-        });
-    if let Some(e) = edge {
-        if let Some(url) = &e.purge_nats_url {
-            let node = e.node_id.as_deref().unwrap_or("node");
-            let bus = NatsBus::connect(url, &e.purge_nats_stream, node)
-                .await
-                .map_err(|e| format!("purge: {e}"))?;
-            return PurgeService::open(Role::Nats(bus), state_dir)
-                .map_err(|e| format!("purge: {e}"));
-        }
-    }
-    let role = match edge.and_then(|e| e.purge_hub.clone()) {
-        Some(hub) => {
-            let token = edge
-                .and_then(|e| e.purge_hub_token.clone())
-                .or_else(|| admin_token.map(str::to_string))
-                .ok_or(
-                    "edge.purge_hub needs a token: set edge.purge_hub_token or an [admin] token",
-                )?;
-            Role::Follower {
-                hub: hub.trim_end_matches('/').to_string(),
-                token,
+    let role = if let Some((url, e)) = edge.and_then(|e| e.purge_nats_url.as_ref().map(|u| (u, e)))
+    {
+        let node = e.node_id.as_deref().unwrap_or("node");
+        let bus = NatsBus::connect(url, &e.purge_nats_stream, node)
+            .await
+            .map_err(|e| format!("purge: {e}"))?;
+        Role::Nats(bus)
+    } else {
+        match edge.and_then(|e| e.purge_hub.clone()) {
+            Some(hub) => {
+                let token = edge
+                    .and_then(|e| e.purge_hub_token.clone())
+                    .or_else(|| admin_token.map(str::to_string))
+                    .ok_or(
+                        "edge.purge_hub needs a token: set edge.purge_hub_token or an [admin] token",
+                    )?;
+                Role::Follower {
+                    hub: hub.trim_end_matches('/').to_string(),
+                    token,
+                }
             }
+            None => Role::Hub,
         }
-        None => Role::Hub,
     };
-    PurgeService::open(role, state_dir).map_err(|e| format!("purge: {e}"))
+    PurgeService::open(role, state_dir, marks, sinks).map_err(|e| format!("purge: {e}"))
 }
 
 /// Resolves at each SIGHUP (never on systems without it).

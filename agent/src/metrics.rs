@@ -1,15 +1,14 @@
 //! The metrics pipeline of a node: one OpenTelemetry meter provider per node ([`Registry`]),
 //! read by a Prometheus reader for the admin `/metrics` (always) and by the OTLP exporter
 //! (when a collector is configured). Instruments are registered on the registry's meter at
-//! start-up, never on the request path; roles only emit. Also the shared vocabulary of the
-//! HTTP instruments: bucket bounds, bounded attribute values.
+//! start-up, never on the request path; roles only emit. Every number is published once, as
+//! an instrument; `/metrics` text and the `/stats` JSON ([`Snapshot`]) are views of it. Also
+//! the shared vocabulary of the HTTP instruments: bucket bounds, bounded attribute values.
 
 use crate::prometheus::PrometheusReader;
-use opentelemetry::metrics::{
-    BoundCounter, BoundHistogram, Counter, Histogram, Meter, MeterProvider as _,
-};
+use opentelemetry::metrics::{Meter, MeterProvider as _};
 use opentelemetry::KeyValue;
-use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
 use opentelemetry_sdk::metrics::reader::MetricReader;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::Resource;
@@ -82,9 +81,9 @@ impl Registry {
         self.prometheus.render()
     }
 
-    /// Every instrument now, as collected data (for JSON views such as `/stats`).
-    pub fn collect(&self) -> Option<ResourceMetrics> {
-        self.prometheus.collect_now()
+    /// Every instrument now, for views that add series up (`/stats`); `None` once shut down.
+    pub fn snapshot(&self) -> Option<Snapshot> {
+        self.prometheus.collect_now().map(Snapshot)
     }
 
     /// Exports what is pending and stops the readers.
@@ -96,7 +95,7 @@ impl Registry {
 }
 
 /// The values of `http.request.method` (the semantic conventions' `_OTHER` for the rest).
-const METHODS: [&str; 10] = [
+pub const METHODS: [&str; 10] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "_OTHER",
 ];
 
@@ -105,7 +104,8 @@ pub fn method_value(m: &http::Method) -> &'static str {
     METHODS[method_index(m)]
 }
 
-fn method_index(m: &http::Method) -> usize {
+/// The index of a method in [`METHODS`].
+pub fn method_index(m: &http::Method) -> usize {
     match *m {
         http::Method::GET => 0,
         http::Method::HEAD => 1,
@@ -120,142 +120,131 @@ fn method_index(m: &http::Method) -> usize {
     }
 }
 
-/// The `cdn.cache.status` values the tiers report.
-const CACHE_STATUSES: [&str; 5] = ["hit", "stale", "miss", "pass", "error"];
+/// One collection of a registry's instruments, for views that add series up (`/stats`).
+pub struct Snapshot(ResourceMetrics);
 
-fn cache_index(c: &str) -> Option<usize> {
-    CACHE_STATUSES.iter().position(|s| *s == c)
-}
-
-/// Status codes common enough to get a bound slot; the rest are recorded unbound.
-const STATUSES: [u16; 24] = [
-    200, 201, 204, 206, 301, 302, 304, 307, 308, 400, 401, 403, 404, 405, 410, 413, 416, 429, 431,
-    500, 501, 502, 503, 504,
-];
-
-fn status_index(status: u16) -> Option<usize> {
-    // Sorted: a binary search is a handful of compares.
-    STATUSES.binary_search(&status).ok()
-}
-
-/// The duration histogram and body-bytes counter bound to one attribute set.
-#[derive(Debug)]
-struct Bound {
-    duration: BoundHistogram<f64>,
-    bytes: BoundCounter<u64>,
-}
-
-/// Instruments of an HTTP server tier (edge or shield).
-#[derive(Debug)]
-pub struct HttpServerMetrics {
-    duration: Histogram<f64>,
-    bytes: Counter<u64>,
-    client_duration: Histogram<f64>,
-    tier: &'static str,
-    /// Bound instruments by (method, cache status, status code), filled on first use.
-    bound: Box<[std::sync::OnceLock<Bound>]>,
-}
-
-impl HttpServerMetrics {
-    /// Instruments for `tier` (`edge`, `shield`), registered on `m`.
-    pub fn new(m: &Meter, tier: &'static str) -> Self {
-        Self {
-            duration: m
-                .f64_histogram(names::HTTP_SERVER_DURATION)
-                .with_unit("s")
-                .with_description("Time from request to response head.")
-                .with_boundaries(DURATION_BUCKETS.to_vec())
-                .build(),
-            bytes: m
-                .u64_counter(names::RESPONSE_BYTES)
-                .with_unit("By")
-                .with_description("Response body bytes sent to clients.")
-                .build(),
-            client_duration: m
-                .f64_histogram(names::HTTP_CLIENT_DURATION)
-                .with_unit("s")
-                .with_description("Time from upstream request to its response head.")
-                .with_boundaries(DURATION_BUCKETS.to_vec())
-                .build(),
-            tier,
-            bound: (0..METHODS.len() * CACHE_STATUSES.len() * STATUSES.len())
-                .map(|_| std::sync::OnceLock::new())
-                .collect(),
-        }
+impl Snapshot {
+    /// The sum over the points of instrument `name` whose attributes include every pair of
+    /// `filter`: the values of a counter or gauge, the counts of a histogram.
+    pub fn total(&self, name: &str, filter: &[(&str, &str)]) -> u64 {
+        self.totals_by(name, filter, None).values().sum()
     }
 
-    fn attrs(
+    /// Like [`Snapshot::total`], grouped by the value of attribute `by` (points without it
+    /// are left out); `by = None` puts everything under `""`.
+    pub fn totals_by(
         &self,
-        method: &'static str,
-        status: u16,
-        cache_status: &'static str,
-    ) -> [KeyValue; 4] {
-        [
-            KeyValue::new("http.request.method", method),
-            KeyValue::new("http.response.status_code", i64::from(status)),
-            KeyValue::new("cdn.cache.status", cache_status),
-            KeyValue::new("cdn.tier", self.tier),
-        ]
-    }
-
-    /// Records one answered request.
-    pub fn record(
-        &self,
-        secs: f64,
-        method: &http::Method,
-        status: u16,
-        cache_status: &'static str,
-        body_bytes: Option<u64>,
-    ) {
-        let m = method_index(method);
-        let method = METHODS[m];
-        let slot = cache_index(cache_status).and_then(|c| {
-            let s = status_index(status)?;
-            Some((m * CACHE_STATUSES.len() + c) * STATUSES.len() + s)
-        });
-        if let Some(b) = slot.and_then(|i| self.bound.get(i)) {
-            let b = b.get_or_init(|| {
-                let attrs = self.attrs(method, status, cache_status);
-                Bound {
-                    duration: self.duration.bind(&attrs),
-                    bytes: self.bytes.bind(&attrs[2..]),
-                }
-            });
-            b.duration.record(secs);
-            if let Some(n) = body_bytes {
-                b.bytes.add(n);
+        name: &str,
+        filter: &[(&str, &str)],
+        by: Option<&str>,
+    ) -> std::collections::BTreeMap<String, u64> {
+        let mut out = std::collections::BTreeMap::new();
+        let mut add = |attrs: &mut dyn Iterator<Item = &KeyValue>, v: u64| {
+            let attrs: Vec<&KeyValue> = attrs.collect();
+            let has = |k: &str, want: &str| {
+                attrs
+                    .iter()
+                    .any(|kv| kv.key.as_str() == k && kv.value.as_str() == want)
+            };
+            if !filter.iter().all(|(k, v)| has(k, v)) {
+                return;
             }
-            return;
+            let group = match by {
+                None => String::new(),
+                Some(b) => match attrs.iter().find(|kv| kv.key.as_str() == b) {
+                    Some(kv) => kv.value.as_str().into_owned(),
+                    None => return,
+                },
+            };
+            *out.entry(group).or_insert(0) += v;
+        };
+        for scope in self.0.scope_metrics() {
+            for m in scope.metrics().filter(|m| m.name() == name) {
+                match m.data() {
+                    AggregatedMetrics::U64(d) => visit(d, &mut add, |v| v),
+                    AggregatedMetrics::I64(d) => {
+                        visit(d, &mut add, |v| u64::try_from(v).unwrap_or(0))
+                    }
+                    AggregatedMetrics::F64(d) => visit(d, &mut add, |v| v as u64),
+                }
+            }
         }
-        let attrs = self.attrs(method, status, cache_status);
-        self.duration.record(secs, &attrs);
-        if let Some(b) = body_bytes {
-            self.bytes.add(b, &attrs[2..]);
-        }
+        out
     }
+}
 
-    /// Records one upstream attempt; `target` is `shield` or `origin`, `status` 0 when no
-    /// response came (then `error` names why).
-    pub fn record_upstream(
-        &self,
-        secs: f64,
-        target: &'static str,
-        status: u16,
-        error: Option<&'static str>,
-    ) {
-        let mut attrs = vec![
-            KeyValue::new("cdn.upstream", target),
-            KeyValue::new("cdn.tier", self.tier),
-        ];
-        if status > 0 {
-            attrs.push(KeyValue::new(
-                "http.response.status_code",
-                i64::from(status),
-            ));
+fn visit<T: Copy>(
+    d: &MetricData<T>,
+    add: &mut dyn FnMut(&mut dyn Iterator<Item = &KeyValue>, u64),
+    to_u64: impl Fn(T) -> u64,
+) {
+    match d {
+        MetricData::Sum(s) => {
+            for p in s.data_points() {
+                add(&mut p.attributes(), to_u64(p.value()));
+            }
         }
-        if let Some(e) = error {
-            attrs.push(KeyValue::new("error.type", e));
+        MetricData::Gauge(g) => {
+            for p in g.data_points() {
+                add(&mut p.attributes(), to_u64(p.value()));
+            }
         }
-        self.client_duration.record(secs, &attrs);
+        MetricData::Histogram(h) => {
+            for p in h.data_points() {
+                add(&mut p.attributes(), p.count());
+            }
+        }
+        MetricData::ExponentialHistogram(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn one_family_per_name_whoever_registers_it() {
+        // Two roles of one process register the same instruments on one registry: one family,
+        // a series per tier, and callbacks of both observed.
+        let r = Registry::default();
+        for tier in ["edge", "shield"] {
+            let m = r.meter();
+            let h = m
+                .f64_histogram("http.server.request.duration")
+                .with_unit("s")
+                .with_boundaries(DURATION_BUCKETS.to_vec())
+                .build();
+            h.record(0.001, &[KeyValue::new("cdn.tier", tier)]);
+            let _ = m
+                .u64_observable_gauge("outpost.cache.objects")
+                .with_callback(move |o| o.observe(7, &[KeyValue::new("cdn.tier", tier)]))
+                .build();
+        }
+        let text = r.render();
+        let families: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE")).collect();
+        let mut unique = families.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(families.len(), unique.len(), "{text}");
+        for want in [
+            "outpost_cache_objects{cdn_tier=\"edge\"} 7",
+            "outpost_cache_objects{cdn_tier=\"shield\"} 7",
+            "http_server_request_duration_seconds_count{cdn_tier=\"shield\"} 1",
+        ] {
+            assert!(text.contains(want), "missing {want} in\n{text}");
+        }
+        let snap = r.snapshot().unwrap();
+        assert_eq!(snap.total("http.server.request.duration", &[]), 2);
+        assert_eq!(
+            snap.total("outpost.cache.objects", &[("cdn.tier", "edge")]),
+            7
+        );
+        assert_eq!(
+            snap.totals_by("http.server.request.duration", &[], Some("cdn.tier"))
+                .into_iter()
+                .collect::<Vec<_>>(),
+            vec![("edge".to_string(), 1), ("shield".to_string(), 1)]
+        );
     }
 }

@@ -1,10 +1,12 @@
 //! The admin API (axum, its own listener): `GET /healthz` (open, for probes), and behind a
-//! bearer token compared in constant time: `GET /metrics` (Prometheus text), `GET /stats`
-//! (JSON), `POST /purge` and `GET /purge/log?since=N&wait=MS`.
+//! bearer token compared in constant time: `GET /metrics` (the process's instruments as
+//! Prometheus text), `GET /stats` (the same added up per node, as JSON, with the caches'
+//! gauges), `POST /purge` and `GET /purge/log?since=N&wait=MS`.
 
 use crate::proxy::Proxy;
 use crate::purge::event::PurgeRequest;
 use crate::purge::service::{PurgeError, PurgeService};
+use agent::metrics::Registry;
 use axum::extract::Query;
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -22,30 +24,27 @@ use tokio::sync::watch;
 #[derive(Clone)]
 pub struct AdminState {
     token: Arc<str>,
-    edges: Vec<Arc<Proxy>>,
+    nodes: Vec<Arc<Proxy>>,
     purge: Option<Arc<PurgeService>>,
+    metrics: Option<Registry>,
     shutdown: Option<watch::Receiver<bool>>,
-    extra_metrics: Vec<MetricsSource>,
 }
 
-/// Prometheus text from another role of the process (the DNS server, say), appended to `/metrics`.
-pub type MetricsSource = Arc<dyn Fn() -> String + Send + Sync>;
-
 impl AdminState {
-    /// State for a token and the edges of this process.
-    pub fn new(token: &str, edges: Vec<Arc<Proxy>>) -> Self {
+    /// State for a token and the caching nodes (edge, shield) of this process.
+    pub fn new(token: &str, nodes: Vec<Arc<Proxy>>) -> Self {
         Self {
             token: Arc::from(token),
-            edges,
+            nodes,
             purge: None,
+            metrics: None,
             shutdown: None,
-            extra_metrics: Vec::new(),
         }
     }
 
-    /// Adds a source of Prometheus text for `/metrics`.
-    pub fn with_metrics(mut self, source: MetricsSource) -> Self {
-        self.extra_metrics.push(source);
+    /// The registry `/metrics` renders: every instrument of every role of the process.
+    pub fn with_metrics(mut self, registry: Registry) -> Self {
+        self.metrics = Some(registry);
         self
     }
 
@@ -79,54 +78,30 @@ async fn healthz() -> Response {
 }
 
 async fn metrics(State(st): State<AdminState>) -> Response {
-    let mut out = String::new();
-    for e in &st.edges {
-        out.push_str(&e.stats().render_prometheus(&e.gauges()));
-    }
-    if let Some(p) = &st.purge {
-        use std::fmt::Write;
-        let _ = writeln!(out, "# HELP outpost_purge_applied_version Newest purge version applied on this node.\n# TYPE outpost_purge_applied_version gauge\noutpost_purge_applied_version {}", p.applied());
-        let _ = writeln!(out, "# HELP outpost_purge_log_version Newest purge version in this node's log.\n# TYPE outpost_purge_log_version gauge\noutpost_purge_log_version {}", p.latest());
-    }
-    for source in &st.extra_metrics {
-        append_families(&mut out, &source());
-    }
+    let out = st
+        .metrics
+        .as_ref()
+        .map(Registry::render)
+        .unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
-/// Appends the metric families of `text` whose names `out` does not have yet: a family may
-/// be rendered natively and again from the OpenTelemetry instruments
-/// (`outpost_purge_applied_version`), and Prometheus rejects a name seen twice.
-fn append_families(out: &mut String, text: &str) {
-    let family = |line: &str| {
-        line.strip_prefix("# TYPE ")
-            .or_else(|| line.strip_prefix("# HELP "))
-            .and_then(|r| r.split_whitespace().next())
-            .map(str::to_string)
-    };
-    let have: std::collections::HashSet<String> = out.lines().filter_map(family).collect();
-    let mut skip = false;
-    for line in text.lines() {
-        if let Some(name) = family(line) {
-            skip = have.contains(&name);
-        }
-        if !skip {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-}
-
 async fn stats(State(st): State<AdminState>) -> Response {
-    let edges: Vec<_> = st
-        .edges
-        .iter()
-        .map(|e| e.stats().to_json(&e.gauges()))
-        .collect();
-    let purge = st.purge.as_ref().map(
-        |p| serde_json::json!({ "applied": p.applied(), "log": p.latest(), "hub": p.is_hub() }),
-    );
-    Json(serde_json::json!({ "edge": edges, "purge": purge })).into_response()
+    let mut json = serde_json::json!({});
+    for n in &st.nodes {
+        let entry = json[n.tier()].as_array().cloned().unwrap_or_default();
+        let mut entry = entry;
+        entry.push(n.stats_json());
+        json[n.tier()] = serde_json::Value::Array(entry);
+    }
+    json["purge"] = st
+        .purge
+        .as_ref()
+        .map(
+            |p| serde_json::json!({ "applied": p.applied(), "log": p.latest(), "hub": p.is_hub() }),
+        )
+        .unwrap_or_default();
+    Json(json).into_response()
 }
 
 async fn purge(State(st): State<AdminState>, body: axum::body::Bytes) -> Response {
@@ -212,22 +187,4 @@ pub async fn serve(
             let _ = shutdown.wait_for(|s| *s).await;
         })
         .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::append_families;
-
-    #[test]
-    fn a_family_already_rendered_is_not_appended_twice() {
-        let mut out = "# HELP a_total A.\n# TYPE a_total counter\na_total 1\n".to_string();
-        append_families(
-            &mut out,
-            "# HELP a_total A again.\n# TYPE a_total counter\na_total{x=\"y\"} 2\n# TYPE b gauge\nb 3\n",
-        );
-        assert_eq!(
-            out,
-            "# HELP a_total A.\n# TYPE a_total counter\na_total 1\n# TYPE b gauge\nb 3\n"
-        );
-    }
 }

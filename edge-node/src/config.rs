@@ -1,6 +1,7 @@
 //! The `[edge]` and `[admin]` config sections: serde structs, defaults in one place, and a
 //! `validate()` that returns every problem at once, each naming its key path.
 
+pub use crate::cache::key::QueryMode;
 pub use agent::units::{ByteSize, Dur};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -91,9 +92,6 @@ pub struct EdgeConfig {
     /// The secret the shields expect from edges.
     #[serde(default)]
     pub shield_secret: Option<String>,
-    /// In a `[shield]` section: the secret every request must carry; others get 403.
-    #[serde(default)]
-    pub secret: Option<String>,
     /// Admin URL of the purge hub this node follows (`http://127.0.0.1:9900`); absent: this
     /// node is its own hub.
     #[serde(default)]
@@ -136,6 +134,9 @@ pub struct CertConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SiteConfig {
+    /// The site's name in metrics (`cdn.site`) and logs; default: its first host.
+    #[serde(default)]
+    pub name: Option<String>,
     /// Host names; `*.example.com` matches any single label in front of `example.com`.
     pub hosts: Vec<String>,
     /// Origin base URLs (`http://host:port`); requests go to the first that answers.
@@ -165,9 +166,18 @@ pub struct SiteConfig {
 }
 
 impl SiteConfig {
+    /// The name metrics and logs use: `name`, else the first host.
+    pub fn display_name(&self) -> &str {
+        self.name
+            .as_deref()
+            .or(self.hosts.first().map(String::as_str))
+            .unwrap_or("-")
+    }
+
     /// A site with default options.
     pub fn new(hosts: Vec<String>, origins: Vec<String>) -> Self {
         Self {
+            name: None,
             hosts,
             origins,
             query: QueryMode::default(),
@@ -179,19 +189,6 @@ impl SiteConfig {
             unhealthy_after: defaults::unhealthy_after(),
         }
     }
-}
-
-/// How the query string enters the cache key.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum QueryMode {
-    /// Keep the query exactly as sent (minus dropped parameters).
-    #[default]
-    Keep,
-    /// Sort parameters so `?a=1&b=2` and `?b=2&a=1` share one entry.
-    Sort,
-    /// Leave the query out of the key and the upstream request entirely.
-    Ignore,
 }
 
 /// The `[admin]` section: one admin listener per process.
@@ -208,7 +205,10 @@ pub struct AdminConfig {
     pub token_file: Option<PathBuf>,
 }
 
-mod defaults {
+/// The default of each key, in one place (also used by the roles built on this config:
+/// the shield's `[shield]` section).
+#[allow(missing_docs)]
+pub mod defaults {
     use super::*;
     pub fn memory_bytes() -> ByteSize {
         ByteSize(256 << 20)
@@ -294,7 +294,6 @@ impl EdgeConfig {
             resolvers: Vec::new(),
             shields: Vec::new(),
             shield_secret: None,
-            secret: None,
             purge_hub: None,
             purge_hub_token: None,
             purge_nats_url: None,
@@ -376,42 +375,8 @@ impl EdgeConfig {
                 "must be a non-empty token of visible ASCII characters",
             ));
         }
-        let is_shield = prefix == "shield";
-        if is_shield {
-            match &self.secret {
-                None => out.push(ConfigProblem::new(
-                    format!("{prefix}.secret"),
-                    "a shield needs a secret that edges send",
-                )),
-                Some(s) if s.len() < 8 => out.push(ConfigProblem::new(
-                    format!("{prefix}.secret"),
-                    "use at least 8 characters",
-                )),
-                Some(s) if http::HeaderValue::from_str(s).is_err() => out.push(ConfigProblem::new(
-                    format!("{prefix}.secret"),
-                    "must be visible ASCII",
-                )),
-                _ => {}
-            }
-            for k in [
-                ("shields", !self.shields.is_empty()),
-                ("shield_secret", self.shield_secret.is_some()),
-            ] {
-                if k.1 {
-                    out.push(ConfigProblem::new(
-                        format!("{prefix}.{}", k.0),
-                        "belongs in [edge], not [shield]",
-                    ));
-                }
-            }
-        } else if self.secret.is_some() {
-            out.push(ConfigProblem::new(
-                format!("{prefix}.secret"),
-                "belongs in [shield]; an edge sends shield_secret",
-            ));
-        }
         for (i, s) in self.shields.iter().enumerate() {
-            if let Err(e) = crate::proxy::upstream::OriginAddr::parse(s) {
+            if let Err(e) = crate::upstream::addr::OriginAddr::parse(s) {
                 out.push(ConfigProblem::new(
                     format!("{prefix}.shields[{i}]"),
                     e.replace("origin", "shield"),
@@ -468,7 +433,7 @@ impl EdgeConfig {
             }
         }
         if let Some(hub) = &self.purge_hub {
-            if let Err(e) = crate::proxy::upstream::OriginAddr::parse(hub) {
+            if let Err(e) = crate::upstream::addr::OriginAddr::parse(hub) {
                 out.push(ConfigProblem::new(
                     format!("{prefix}.purge_hub"),
                     e.replace("origin", "purge hub"),
@@ -482,8 +447,30 @@ impl EdgeConfig {
             ));
         }
         let mut seen = std::collections::HashMap::new();
+        let mut names = std::collections::HashMap::new();
         for (i, s) in self.sites.iter().enumerate() {
             let p = format!("{prefix}.sites[{i}]");
+            if let Some(n) = &s.name {
+                if n.is_empty() || n.len() > 64 || !n.bytes().all(|b| b.is_ascii_graphic()) {
+                    out.push(ConfigProblem::new(
+                        format!("{p}.name"),
+                        "must be 1-64 visible ASCII characters",
+                    ));
+                }
+            }
+            // A name taken from the first host clashes only where the hosts do (reported
+            // below); an explicit name must differ from every other site's.
+            let explicit = s.name.is_some();
+            let clash = names.insert(s.display_name().to_string(), (i, explicit));
+            if let Some((prev, _)) = clash.filter(|(_, e)| explicit || *e) {
+                out.push(ConfigProblem::new(
+                    format!("{p}.name"),
+                    format!(
+                        "{:?} already names sites[{prev}]; give each site its own name",
+                        s.display_name()
+                    ),
+                ));
+            }
             if s.hosts.is_empty() {
                 out.push(ConfigProblem::new(
                     format!("{p}.hosts"),
@@ -511,7 +498,7 @@ impl EdgeConfig {
                 ));
             }
             for (j, o) in s.origins.iter().enumerate() {
-                if let Err(e) = crate::proxy::upstream::OriginAddr::parse(o) {
+                if let Err(e) = crate::upstream::addr::OriginAddr::parse(o) {
                     out.push(ConfigProblem::new(format!("{p}.origins[{j}]"), e));
                 }
             }

@@ -1,31 +1,44 @@
-//! The Outpost edge: an RFC 9111 caching reverse proxy.
+//! The Outpost edge: an RFC 9111 caching reverse proxy, and the base of every HTTP caching role.
 //!
-//! `Edge::bind(config)` binds every listener (so port 0 works and `local_addrs()` reports the
-//! real ports), then `serve(shutdown)` runs until the shutdown signal flips. The request
-//! pipeline is in [`proxy`], the cache (keys, policy, store, collapsing) in [`cache`], the
-//! admin API in [`admin`]. See docs/caching.md for the rules the cache follows.
+//! `Edge::bind(config)` (or [`Edge::builder`] for a role of its own: a tier name, request-phase
+//! [`hooks`], shared purge marks, a metrics registry) binds every listener (so port 0 works
+//! and `local_addrs()` reports the real ports); `serve(shutdown)` runs until the shutdown
+//! signal flips. The request path is in [`proxy`], the cache (one [`cache::Cache`] over the
+//! storage tiers and the purge marks) in [`cache`], talking upstream in [`upstream`], purge
+//! propagation in [`purge`], the admin API in [`admin`]. See docs/caching.md for the rules the
+//! cache follows.
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod body;
 pub mod cache;
 pub mod config;
+pub mod hooks;
 pub mod listener;
+pub mod metrics;
 pub mod proxy;
 pub mod purge;
-pub mod stats;
 pub mod tls;
+pub mod upstream;
 
+use agent::metrics::Registry;
+use cache::compress::CompressRules;
+use cache::marks::PurgeMarks;
 use cache::policy::PolicyOptions;
-use cache::store::MemoryStore;
+use cache::{Cache, CacheOptions};
 use config::EdgeConfig;
+use hooks::{Hooks, NoHooks};
 use listener::ConnLimits;
+use metrics::NodeMetrics;
 use proxy::sites::Sites;
-use proxy::upstream::{Timeouts, Upstream};
 use proxy::{Proxy, ProxySettings};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use upstream::addr::OriginAddr;
+use upstream::shields::{ParentTier, Shield};
+use upstream::{Timeouts, Upstream};
 
 /// Why an edge could not start.
 #[derive(Debug, thiserror::Error)]
@@ -52,99 +65,77 @@ pub struct Edge {
     limits: ConnLimits,
 }
 
-impl Edge {
-    /// Builds the cache and binds every listener of `cfg`, with purge marks of its own.
-    pub async fn bind(cfg: &EdgeConfig) -> Result<Self, EdgeError> {
-        Self::bind_with(cfg, Arc::default(), None).await
+/// How a caching node is put together beyond its config: its role's name, hooks, the purge
+/// marks it shares with the other caches of the process, and where its metrics go.
+pub struct EdgeBuilder<'a> {
+    cfg: &'a EdgeConfig,
+    tier: &'static str,
+    hooks: Arc<dyn Hooks>,
+    marks: Arc<PurgeMarks>,
+    registry: Registry,
+}
+
+impl<'a> EdgeBuilder<'a> {
+    /// The role's name: `cdn.tier` of its telemetry (default `edge`).
+    pub fn tier(mut self, tier: &'static str) -> Self {
+        self.tier = tier;
+        self
     }
 
-    /// Like `bind`, checking the purge marks `purges` (shared by the roles of a process).
-    pub async fn bind_with(
-        cfg: &EdgeConfig,
-        purges: Arc<purge::generations::Generations>,
-        meter: Option<opentelemetry::metrics::Meter>,
-    ) -> Result<Self, EdgeError> {
-        let prefix = if cfg.secret.is_some() {
-            "shield"
-        } else {
-            "edge"
-        };
-        let problems = cfg.validate(prefix);
-        if let Some(p) = problems.first() {
+    /// The request-phase hooks (default: none).
+    pub fn hooks(mut self, hooks: Arc<dyn Hooks>) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
+    /// The purge marks the cache checks (default: its own).
+    pub fn purge_marks(mut self, marks: Arc<PurgeMarks>) -> Self {
+        self.marks = marks;
+        self
+    }
+
+    /// The registry the node's instruments go to (default: one of its own).
+    pub fn metrics(mut self, registry: &Registry) -> Self {
+        self.registry = registry.clone();
+        self
+    }
+
+    /// Builds the cache and the request path, and binds every listener.
+    pub async fn bind(self) -> Result<Edge, EdgeError> {
+        let cfg = self.cfg;
+        if let Some(p) = cfg.validate(self.tier).first() {
             return Err(EdgeError::Config(format!("{}: {}", p.path, p.message)));
         }
-        let sites = Sites::new(&cfg.sites).map_err(EdgeError::Config)?;
-        let store = MemoryStore::new(cfg.memory_bytes.0, cfg.max_variants);
-        let disk = cfg
-            .disk_path
-            .as_ref()
-            .map(|p| cache::disk::DiskStore::open(p, cfg.disk_bytes.0));
-        let resolver =
-            proxy::resolve::OriginResolver::new(&cfg.resolvers).map_err(EdgeError::Config)?;
-        let mut upstream = Upstream::new(
-            Timeouts {
-                connect: cfg.connect_timeout.0,
-                first_byte: cfg.first_byte_timeout.0,
-                body_idle: cfg.body_idle_timeout.0,
-                body_total: cfg.body_timeout.map(|d| d.0),
-            },
-            resolver,
-        );
-        let shields = cfg
-            .shields
-            .iter()
-            .map(|s| proxy::upstream::OriginAddr::parse(s).map(proxy::upstream::Shield::new))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(EdgeError::Config)?;
-        let secret = match &cfg.shield_secret {
-            Some(s) => Some(http::HeaderValue::from_str(s).map_err(|_| {
-                EdgeError::Config("edge.shield_secret must be visible ASCII".into())
-            })?),
-            None => None,
-        };
-        upstream.parents = Arc::new(proxy::upstream::ParentTier { shields, secret });
-        let settings = ProxySettings {
-            policy: PolicyOptions {
-                default_swr: cfg.stale_while_revalidate.0,
-                default_sie: cfg.stale_if_error.0,
-                keep: cfg.keep.0,
-            },
-            max_object: cfg.effective_max_object_bytes(),
-            collapse_timeout: cfg.collapse_timeout.0,
-            cache_name: cfg.cache_name.clone(),
-            require_secret: cfg.secret.clone(),
-            compress: cache::compress::CompressRules {
-                codings: cfg.compress.clone(),
-                types: cfg.compress_types.clone(),
-                min_bytes: cfg.compress_min_bytes.0,
-            },
-            memory_capacity: cfg.memory_bytes.0,
-        };
-        let proxy = Arc::new(Proxy::new(
-            sites, store, upstream, settings, purges, disk, meter,
+        let cache = Arc::new(Cache::new(&cache_options(cfg), self.marks));
+        let metrics = Arc::new(NodeMetrics::new(
+            &self.registry.meter(),
+            self.tier,
+            &Sites::names(&cfg.sites),
         ));
-        let mut plain = Vec::new();
-        for addr in &cfg.listen {
-            plain.push(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| EdgeError::Bind {
-                        addr: *addr,
-                        source,
-                    })?,
-            );
-        }
-        let mut tls = Vec::new();
-        for addr in &cfg.tls_listen {
-            tls.push(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| EdgeError::Bind {
-                        addr: *addr,
-                        source,
-                    })?,
-            );
-        }
+        let proxy = Proxy::new(proxy::Parts {
+            sites: Sites::new(&cfg.sites).map_err(EdgeError::Config)?,
+            cache,
+            upstream: upstream(cfg, metrics.clone())?,
+            hooks: self.hooks,
+            metrics,
+            registry: self.registry,
+            settings: ProxySettings {
+                policy: PolicyOptions {
+                    default_swr: cfg.stale_while_revalidate.0,
+                    default_sie: cfg.stale_if_error.0,
+                    keep: cfg.keep.0,
+                },
+                collapse_timeout: cfg.collapse_timeout.0,
+                cache_name: cfg.cache_name.clone(),
+                compress: CompressRules {
+                    codings: cfg.compress.clone(),
+                    types: cfg.compress_types.clone(),
+                    min_bytes: cfg.compress_min_bytes.0,
+                },
+            },
+        });
+        let plain = bind_all(&cfg.listen).await?;
+        let tls = bind_all(&cfg.tls_listen).await?;
         let acceptor = if tls.is_empty() {
             None
         } else {
@@ -156,13 +147,85 @@ impl Edge {
             header_read_timeout: cfg.header_read_timeout.0,
             max_header_bytes: usize::try_from(cfg.max_header_bytes.0).unwrap_or(usize::MAX),
         };
-        Ok(Self {
+        Ok(Edge {
             proxy,
             plain,
             tls,
             acceptor,
             limits,
         })
+    }
+}
+
+fn cache_options(cfg: &EdgeConfig) -> CacheOptions {
+    CacheOptions {
+        memory_bytes: cfg.memory_bytes.0,
+        max_variants: cfg.max_variants,
+        max_object_bytes: cfg.effective_max_object_bytes(),
+        disk: cfg.disk_path.clone().map(|p| (p, cfg.disk_bytes.0)),
+    }
+}
+
+/// The upstream client of `cfg`: its timeouts, resolver and shields.
+fn upstream(cfg: &EdgeConfig, metrics: Arc<NodeMetrics>) -> Result<Upstream, EdgeError> {
+    let resolver =
+        upstream::resolve::OriginResolver::new(&cfg.resolvers).map_err(EdgeError::Config)?;
+    let shields = cfg
+        .shields
+        .iter()
+        .map(|s| OriginAddr::parse(s).map(Shield::new))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(EdgeError::Config)?;
+    let secret =
+        match &cfg.shield_secret {
+            Some(s) => Some(http::HeaderValue::from_str(s).map_err(|_| {
+                EdgeError::Config("edge.shield_secret must be visible ASCII".into())
+            })?),
+            None => None,
+        };
+    Ok(Upstream::new(
+        Timeouts {
+            connect: cfg.connect_timeout.0,
+            first_byte: cfg.first_byte_timeout.0,
+            body_idle: cfg.body_idle_timeout.0,
+            body_total: cfg.body_timeout.map(|d| d.0),
+        },
+        resolver,
+        ParentTier { shields, secret },
+        metrics,
+    ))
+}
+
+async fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, EdgeError> {
+    let mut out = Vec::new();
+    for addr in addrs {
+        out.push(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| EdgeError::Bind {
+                    addr: *addr,
+                    source,
+                })?,
+        );
+    }
+    Ok(out)
+}
+
+impl Edge {
+    /// Builds a plain edge of `cfg` (its own purge marks and metrics registry) and binds it.
+    pub async fn bind(cfg: &EdgeConfig) -> Result<Self, EdgeError> {
+        Self::builder(cfg).bind().await
+    }
+
+    /// A node of `cfg` to shape before binding: tier, hooks, purge marks, metrics.
+    pub fn builder(cfg: &EdgeConfig) -> EdgeBuilder<'_> {
+        EdgeBuilder {
+            cfg,
+            tier: "edge",
+            hooks: Arc::new(NoHooks),
+            marks: Arc::default(),
+            registry: Registry::default(),
+        }
     }
 
     /// Bound plain-HTTP addresses.
@@ -181,7 +244,7 @@ impl Edge {
             .collect()
     }
 
-    /// The proxy, for the admin API and embedding.
+    /// The request path, for the admin API, purges and embedding.
     pub fn proxy(&self) -> Arc<Proxy> {
         self.proxy.clone()
     }

@@ -1,9 +1,46 @@
-//! The origin-shield tier: an edge node configured as the parent tier in front of the origin.
+//! The origin shield: the parent tier in front of the origin. Edges send their misses here
+//! (each object to its home shield, by rendezvous hashing on the edge's side); only the shield
+//! talks to the origin, so each object is fetched from it once.
 //!
-//! The shield role works today without code of its own here: a `[shield]` section is an
-//! `edge_node::config::EdgeConfig` with a `secret`, and `edge-node` does the rest (the
-//! constant-time secret check and purge-version consistency in `proxy/mod.rs`, rendezvous
-//! hashing of keys over shields and failover in `proxy/upstream.rs`). Shield-only logic that
-//! outgrows that (mTLS between tiers, shield-to-shield peering) will live in this crate, on top
-//! of `edge-node`. See shared/DESIGN.md, "Origin shield", and ARCHITECTURE.md.
+//! The shield is an `edge-node` node of its own kind: its own `[shield]` config
+//! ([`config::ShieldConfig`], which refuses the edge's keys), its own name in `Cache-Status`
+//! (`outpost-shield`) and telemetry (`cdn.tier = "shield"`), and request-phase hooks
+//! ([`hooks::ShieldHooks`]) for what makes it a shield: admission of edges only (the shared
+//! secret today; mTLS later) and the purge-version gate (it never answers an edge with an
+//! object older than a purge that edge has applied). See shared/DESIGN.md, "Origin shield".
 #![warn(missing_docs)]
+
+pub mod config;
+pub mod hooks;
+
+pub use config::ShieldConfig;
+
+use agent::metrics::Registry;
+use edge_node::cache::marks::PurgeMarks;
+use edge_node::{Edge, EdgeError};
+use std::sync::Arc;
+
+/// The `cdn.tier` of a shield's telemetry.
+pub const TIER: &str = "shield";
+
+/// Builds the shield of `cfg` and binds its listeners: its cache checks `marks` (shared with
+/// the other caches of the process), its instruments go to `registry`.
+pub async fn bind(
+    cfg: &ShieldConfig,
+    marks: Arc<PurgeMarks>,
+    registry: &Registry,
+) -> Result<Edge, EdgeError> {
+    if let Some(p) = cfg.validate("shield").first() {
+        return Err(EdgeError::Config(format!("{}: {}", p.path, p.message)));
+    }
+    let hooks = hooks::ShieldHooks::new(&cfg.secret, marks.clone())
+        .map_err(|e| EdgeError::Config(format!("shield.secret: {e}")))?;
+    let node = cfg.node_config();
+    Edge::builder(&node)
+        .tier(TIER)
+        .hooks(Arc::new(hooks))
+        .purge_marks(marks)
+        .metrics(registry)
+        .bind()
+        .await
+}

@@ -14,7 +14,8 @@ async fn metrics_and_stats_need_the_token_and_count_requests() {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = listener.local_addr().unwrap();
-    let state = AdminState::new("s3cret", vec![edge.proxy.clone()]);
+    let state = AdminState::new("s3cret", vec![edge.proxy.clone()])
+        .with_metrics(edge.proxy.registry().clone());
     tokio::spawn(async move { axum::serve(listener, router(state)).await });
     let base = format!("http://{admin}");
 
@@ -45,17 +46,27 @@ async fn metrics_and_stats_need_the_token_and_count_requests() {
     .await;
     assert_eq!(m.status, 200);
     let text = m.text();
-    for line in [
-        "outpost_edge_requests_total{cache=\"hit\"} 1",
-        "outpost_edge_requests_total{cache=\"miss\"} 1",
-        "outpost_edge_requests_total{cache=\"error\"} 1",
-        "outpost_edge_upstream_requests_total 1",
-        "outpost_edge_stores_total 1",
-        "outpost_edge_request_duration_seconds_count 3",
-        "outpost_edge_request_duration_seconds_bucket{le=\"+Inf\"} 3",
-        "outpost_edge_cache_objects 1",
+    let requests = "http_server_request_duration_seconds_count";
+    let edge_tier = ("cdn_tier", "edge");
+    for (name, labels, want) in [
+        (requests, vec![edge_tier, ("cdn_cache_status", "hit")], 1.0),
+        (requests, vec![edge_tier, ("cdn_cache_status", "miss")], 1.0),
+        (requests, vec![edge_tier, ("cdn_cache_status", "error")], 1.0),
+        (requests, vec![edge_tier], 3.0),
+        (
+            "http_server_request_duration_seconds_bucket",
+            vec![edge_tier, ("le", "+Inf")],
+            3.0,
+        ),
+        ("http_client_request_duration_seconds_count", vec![edge_tier], 1.0),
+        ("outpost_cache_stores_total", vec![edge_tier], 1.0),
+        ("outpost_cache_objects", vec![edge_tier], 1.0),
     ] {
-        assert!(text.contains(line), "missing {line:?} in\n{text}");
+        assert_eq!(
+            metric_sum(&text, name, &labels),
+            Some(want),
+            "{name} {labels:?} in\n{text}"
+        );
     }
     let s = get(
         &format!("{base}/stats"),

@@ -146,7 +146,7 @@ async fn origin_closing_mid_body_is_not_cached() {
     assert_eq!(b.text(), "complete");
     assert!(!b.is_hit());
     assert_eq!(origin.requests(), 2);
-    let stats = edge.proxy.stats().to_json(&edge.proxy.gauges());
+    let stats = edge.proxy.stats_json();
     assert_eq!(stats["upstream"]["truncated"], 1);
 }
 

@@ -44,7 +44,7 @@ async fn two_hundred_concurrent_misses_make_one_origin_request() {
         1,
         "exactly one origin request for 200 concurrent misses"
     );
-    let stats = edge.proxy.stats().to_json(&edge.proxy.gauges());
+    let stats = edge.proxy.stats_json();
     let (collapsed, hits) = (
         stats["collapsed"].as_u64().unwrap(),
         stats["hits"].as_u64().unwrap(),

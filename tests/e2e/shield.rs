@@ -6,13 +6,10 @@ use crate::support::*;
 use edge_node::config::EdgeConfig;
 use std::time::{Duration, Instant};
 
-const SECRET: &str = "sh1eld-secret";
+const SECRET: &str = SHIELD_SECRET;
 
 async fn shield(origin: &Origin) -> TestEdge {
-    let mut cfg = edge_config(&origin.url());
-    cfg.secret = Some(SECRET.into());
-    cfg.cache_name = "outpost-shield".into();
-    start_edge(cfg).await
+    start_shield(shield_config(&origin.url())).await
 }
 
 fn behind(shields: &[&TestEdge]) -> impl FnOnce(&mut EdgeConfig) {
@@ -146,11 +143,7 @@ async fn edges_route_around_dead_shields_and_return_when_they_recover() {
     let e = edge(&origin, behind(&[&s1, &s2])).await;
     // Find which shield is home for /k by looking at the shields' stats.
     get(&e.url("/k"), &[]).await;
-    let stores = |s: &TestEdge| {
-        s.proxy.stats().to_json(&s.proxy.gauges())["stores"]
-            .as_u64()
-            .unwrap()
-    };
+    let stores = |s: &TestEdge| s.proxy.stats_json()["stores"].as_u64().unwrap();
     let (home, other) = if stores(&s1) == 1 { (s1, s2) } else { (s2, s1) };
     assert_eq!(stores(&other), 0);
     // The home shield dies: the very next request succeeds through the other one.
@@ -179,20 +172,22 @@ async fn edges_route_around_dead_shields_and_return_when_they_recover() {
     );
     assert_eq!(origin.requests(), before + 1);
     // A shield comes back on the same address: after the retry period the edge uses it again.
-    let mut cfg = edge_config(&origin.url());
-    cfg.secret = Some(SECRET.into());
-    cfg.cache_name = "outpost-shield".into();
+    let mut cfg = shield_config(&origin.url());
     cfg.listen = vec![a1];
-    let back = match edge_node::Edge::bind(&cfg).await {
+    let registry = agent::metrics::Registry::default();
+    let back = match origin_shield::bind(&cfg, Default::default(), &registry).await {
         Ok(b) => b,
         Err(_) => {
             cfg.listen = vec![a2];
-            edge_node::Edge::bind(&cfg).await.unwrap()
+            origin_shield::bind(&cfg, Default::default(), &registry)
+                .await
+                .unwrap()
         }
     };
     let (stop, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(back.serve(rx));
-    tokio::time::sleep(edge_node::proxy::upstream::SHIELD_RETRY + Duration::from_millis(200)).await;
+    tokio::time::sleep(edge_node::upstream::shields::SHIELD_RETRY + Duration::from_millis(200))
+        .await;
     let mut via_shield = false;
     for i in 0..8 {
         let r = get(&e.url(&format!("/again/{i}")), &[]).await;

@@ -4,9 +4,21 @@
 //! bytes. Vary is not part of this primary key: variants of one URL live under one entry (see
 //! `vary.rs`), which is what lets a purge by URL remove all of them.
 
-use crate::config::QueryMode;
 use std::borrow::Cow;
 use xxhash_rust::xxh3::Xxh3;
+
+/// How the query string enters the cache key (a site's `query` setting).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueryMode {
+    /// Keep the query exactly as sent (minus dropped parameters).
+    #[default]
+    Keep,
+    /// Sort parameters so `?a=1&b=2` and `?b=2&a=1` share one entry.
+    Sort,
+    /// Leave the query out of the key and the upstream request entirely.
+    Ignore,
+}
 
 /// A primary cache key: one per URL (scheme, host, path, normalised query).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,43 +1,65 @@
 //! The fill task: one upstream fetch per collapse key, run independently of the client that
-//! started it. It decides storability, publishes the head to every waiting reader, streams the
-//! body into the fill, and stores the object once it is whole. A body that ends early or
-//! stalls is never stored.
+//! started it. It sends the request ([`Proxy::run_fill`]), decides storability
+//! ([`Proxy::plan_store`]), publishes the head to every waiting reader, streams the body into
+//! the fill ([`Proxy::receive_body`]), and stores the object once it is whole
+//! ([`Proxy::complete`]). A body that ends early or stalls is never stored.
 
-use super::body::ProxyBody;
+use super::collapse::{CollapseKey, Fill, FillEnd, FillHead};
+use super::ctx::{Ctx, Purpose};
 use super::headers;
-use super::{Ctx, Proxy};
-use crate::cache::fill::{CollapseKey, Fill, FillEnd, FillHead};
+use super::Proxy;
+use crate::body::ProxyBody;
+use crate::cache::disk::format::Meta;
+use crate::cache::disk::DiskWriter;
 use crate::cache::headers::StoredHeaders;
 use crate::cache::key::CacheKey;
 use crate::cache::object::Object;
-use crate::cache::policy::{decide, unix_ms, Decision};
-use crate::cache::vary::VarySpec;
+use crate::cache::policy::{decide, Decision, Freshness};
+use crate::cache::vary::{VarySpec, VaryValues};
+use crate::upstream::origins::OriginPool;
+use crate::upstream::Retry;
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{request, Response, StatusCode};
+use http::{request, response, Response, StatusCode};
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::time::SystemTime;
 use tracing::Instrument;
 
-/// Fields of a 304 that never replace the stored ones (RFC 9111 section 3.2).
-const NOT_UPDATED_BY_304: &[header::HeaderName] = &[
-    header::CONTENT_LENGTH,
-    header::CONTENT_ENCODING,
-    header::CONTENT_RANGE,
-];
-
-struct FillJob {
-    key: CacheKey,
+/// One fill: what to fetch, for whom, and where it goes.
+pub(super) struct FillJob {
+    pub key: CacheKey,
     ck: CollapseKey,
-    fill: Arc<Fill>,
-    origins: Arc<super::origins::OriginPool>,
+    pub fill: Arc<Fill>,
+    origins: Arc<OriginPool>,
     upstream: request::Parts,
     /// The client's request as the policy sees it (method, URI, fields).
-    client: request::Parts,
+    pub client: request::Parts,
     stale: Option<Arc<Object>>,
     /// The purge version applied when the fetch started.
-    purge_version: u64,
+    pub purge_version: u64,
+}
+
+/// How a storable response will be kept, decided from its head.
+struct StorePlan {
+    fresh: Freshness,
+    content_length: Option<u64>,
+    vary: Option<VarySpec>,
+    values: VaryValues,
+    stored_headers: StoredHeaders,
+    tags: Box<[Box<str>]>,
+    /// For an object too large for memory: the disk file it streams into.
+    spool: Option<DiskWriter>,
+    /// Whether compressed forms are made for clients.
+    compressible: bool,
+}
+
+/// The body as received: its chunks (while it may still be stored in memory) and length.
+struct Received {
+    chunks: Vec<Bytes>,
+    total: u64,
+    /// Still storable in memory (it did not outgrow `max_object_bytes`).
+    keep: bool,
 }
 
 impl Proxy {
@@ -49,7 +71,7 @@ impl Proxy {
         fill: Arc<Fill>,
         stale: Option<Arc<Object>>,
     ) {
-        let mut upstream = self.upstream_parts(ctx, true);
+        let mut upstream = self.upstream_parts(ctx, Purpose::Fill);
         if let Some(old) = &stale {
             if let Some(etag) = old.etag().and_then(|e| HeaderValue::from_str(e).ok()) {
                 upstream.headers.insert(header::IF_NONE_MATCH, etag);
@@ -61,19 +83,19 @@ impl Proxy {
                 upstream.headers.insert(header::IF_MODIFIED_SINCE, lm);
             }
         }
-        let mut client_req = http::Request::new(()).into_parts().0;
-        client_req.method = http::Method::GET;
-        client_req.uri = ctx.parts.uri.clone();
-        client_req.headers = ctx.parts.headers.clone();
+        let mut client = http::Request::new(()).into_parts().0;
+        client.method = http::Method::GET;
+        client.uri = ctx.parts.uri.clone();
+        client.headers = ctx.parts.headers.clone();
         let job = FillJob {
             key: ctx.key,
             ck,
             fill,
             origins: ctx.site.origins.clone(),
             upstream,
-            client: client_req,
+            client,
             stale,
-            purge_version: self.purges.applied(),
+            purge_version: self.cache.purge_version(),
         };
         let me = self.clone();
         // The fill outlives any one client; its span is a child of the request that led it.
@@ -82,7 +104,7 @@ impl Proxy {
                 target: "edge_node::fill",
                 "fill",
                 otel.name = "cache fill",
-                cdn.tier = self.tier,
+                cdn.tier = self.tier(),
                 cdn.cache.key = %format_args!("{:032x}", ctx.key.0),
                 cdn.revalidate = job.stale.is_some(),
             )
@@ -99,24 +121,23 @@ impl Proxy {
         );
     }
 
+    /// The whole fill: fetch, then refresh (304), pass (not storable) or store.
     async fn run_fill(&self, job: FillJob) {
-        self.stats.record_upstream_request();
-        let res = match self
+        let sent = self
             .upstream
             .send(
                 &job.origins,
                 job.key.0,
                 job.upstream.clone(),
                 ProxyBody::empty(),
-                true,
+                Retry::Idempotent,
                 job.purge_version,
             )
-            .await
-        {
+            .await;
+        let res = match sent {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "upstream fetch failed");
-                self.stats.record_upstream_error(e.kind());
                 job.fill.set_head(FillHead::Failed(e));
                 return;
             }
@@ -131,12 +152,36 @@ impl Proxy {
         }
         let (mut parts, body) = res.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers);
+        let Some(mut plan) = self.plan_store(&job, &parts, now) else {
+            // Not storable (or too large): an older copy is superseded, unless this is an
+            // error that stale-if-error may still paper over.
+            if job.stale.is_some() && !parts.status.is_server_error() {
+                self.cache.remove(&job.key);
+            }
+            job.fill.set_pass(Response::from_parts(parts, body));
+            return;
+        };
+        let status = parts.status;
+        self.publish_head(&job, &plan, status, parts.headers);
+        let received = self.receive_body(&job, body, &mut plan).await;
+        self.complete(job, plan, status, received).await;
+    }
+
+    /// Whether and how the response with head `parts` is stored; `None`: passed through.
+    fn plan_store(
+        &self,
+        job: &FillJob,
+        parts: &response::Parts,
+        now: SystemTime,
+    ) -> Option<StorePlan> {
         let content_length = parts
             .headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let decision = decide(&job.client, &parts, now, &self.settings.policy);
+        let Decision::Store(fresh) = decide(&job.client, parts, now, &self.settings.policy) else {
+            return None;
+        };
         let vary = VarySpec::from_response(&parts.headers);
         let values = vary
             .as_ref()
@@ -147,44 +192,27 @@ impl Proxy {
             .into_iter()
             .map(String::into_boxed_str)
             .collect();
+        let max = self.cache.max_object();
         // Too large for memory but of known length: written straight to the disk tier while
         // readers stream it from there.
-        let mut spool = match (&decision, content_length, &self.disk) {
-            (Decision::Store(f), Some(len), Some(disk)) if len > self.settings.max_object => disk
-                .begin(
-                    crate::cache::disk::format::Meta {
-                        key: job.key,
-                        status: parts.status,
-                        fresh: *f,
-                        purge_version: job.purge_version,
-                        vary: vary.clone(),
-                        values: values.clone(),
-                        tags: tags.clone(),
-                        headers: stored_headers.clone(),
-                    },
-                    len,
-                ),
+        let spool = match content_length {
+            Some(len) if len > max => self.cache.begin_large(
+                Meta {
+                    key: job.key,
+                    status: parts.status,
+                    fresh,
+                    purge_version: job.purge_version,
+                    vary: vary.clone(),
+                    values: values.clone(),
+                    tags: tags.clone(),
+                    headers: stored_headers.clone(),
+                },
+                len,
+            ),
             _ => None,
         };
-        let fresh = match decision {
-            Decision::Store(f)
-                if content_length.is_none_or(|l| l <= self.settings.max_object)
-                    || spool.is_some() =>
-            {
-                f
-            }
-            _ => {
-                // Not storable (or too large): an older copy is superseded, unless this is an
-                // error that stale-if-error may still paper over.
-                if job.stale.is_some() && !parts.status.is_server_error() {
-                    self.store.remove(&job.key);
-                }
-                job.fill.set_pass(Response::from_parts(parts, body));
-                return;
-            }
-        };
-        if let Some(w) = &spool {
-            job.fill.set_spool(w.path().to_path_buf(), w.body_offset());
+        if content_length.is_some_and(|l| l > max) && spool.is_none() {
+            return None;
         }
         let compressible = {
             let h = &parts.headers;
@@ -196,207 +224,167 @@ impl Proxy {
                 content_length.unwrap_or(u64::MAX),
             )
         };
-        let mut client_headers = parts.headers;
+        Some(StorePlan {
+            fresh,
+            content_length,
+            vary,
+            values,
+            stored_headers,
+            tags,
+            spool,
+            compressible,
+        })
+    }
+
+    /// Publishes the head of a storable response to the fill's readers.
+    fn publish_head(
+        &self,
+        job: &FillJob,
+        plan: &StorePlan,
+        status: StatusCode,
+        mut client_headers: HeaderMap,
+    ) {
+        if let Some(w) = &plan.spool {
+            job.fill.set_spool(w.path().to_path_buf(), w.body_offset());
+        }
         headers::for_client(&mut client_headers);
-        if compressible {
+        if plan.compressible {
             // Later hits may be compressed: caches downstream must key on Accept-Encoding.
             super::respond::ensure_vary_accept_encoding(&mut client_headers);
         }
-        // Keep the upstream's Cache-Status members for this first answer (RFC 9211 chain).
+        // The upstream's Cache-Status members stay for this first answer (RFC 9211 chain).
         job.fill.set_head(FillHead::Storing {
-            status: parts.status,
+            status,
             headers: client_headers,
-            content_length,
-            vary: vary.clone(),
-            values: values.clone(),
-            fresh,
+            content_length: plan.content_length,
+            vary: plan.vary.clone(),
+            values: plan.values.clone(),
+            fresh: plan.fresh,
         });
-
-        let mut body = body;
-        let mut total: u64 = 0;
-        let mut keep = true;
-        let mut chunks: Vec<Bytes> = Vec::new();
-        let body_deadline = self
-            .upstream
-            .timeouts
-            .body_total
-            .map(|d| tokio::time::Instant::now() + d);
-        let ended = loop {
-            let wait = match body_deadline {
-                Some(end) => self
-                    .upstream
-                    .timeouts
-                    .body_idle
-                    .min(end.saturating_duration_since(tokio::time::Instant::now())),
-                None => self.upstream.timeouts.body_idle,
-            };
-            match tokio::time::timeout(wait, body.frame()).await {
-                Err(_) => break Err("timeout"),
-                Ok(None) => break Ok(()),
-                Ok(Some(Err(e))) => {
-                    tracing::warn!(error = %e, "upstream body failed");
-                    break Err("truncated");
-                }
-                Ok(Some(Ok(frame))) => {
-                    let Ok(data) = frame.into_data() else {
-                        continue;
-                    };
-                    total += data.len() as u64;
-                    if let Some(w) = spool.as_mut() {
-                        match w.write(&data) {
-                            Ok(written) => job.fill.spooled(written),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "writing a large object to disk failed");
-                                break Err("disk");
-                            }
-                        }
-                        continue;
-                    }
-                    if keep && total > self.settings.max_object {
-                        // Too large to store after all: stream it with bounded memory, and
-                        // let new requests start their own fetch.
-                        keep = false;
-                        chunks.clear();
-                        job.fill.stream_only();
-                        self.inflight.remove(&job.ck, &job.fill);
-                    }
-                    if keep {
-                        chunks.push(data.clone());
-                    }
-                    job.fill.push(data);
-                    let paced = tokio::time::timeout(
-                        self.upstream.timeouts.body_idle,
-                        job.fill.release_and_pace(),
-                    )
-                    .await;
-                    if paced.is_err() {
-                        break Err("slow-reader");
-                    }
-                }
-            }
-        };
-        let ended = match (ended, content_length) {
-            (Ok(()), Some(l)) if l != total => Err("truncated"),
-            (e, _) => e,
-        };
-        match ended {
-            Ok(()) => {
-                if let Some(w) = spool.take() {
-                    let (dest, offset) = (w.dest(), w.body_offset());
-                    match w.finish() {
-                        Ok(()) => {
-                            job.fill.set_spool(dest, offset);
-                            self.stats.record_store();
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "completing a large disk object failed")
-                        }
-                    }
-                    job.fill.finish(FillEnd::Complete);
-                    return;
-                }
-                job.fill.finish(FillEnd::Complete);
-                if keep {
-                    let body = concat(&chunks, total);
-                    let encoded = if compressible {
-                        self.encode(&body).await
-                    } else {
-                        Box::default()
-                    };
-                    let obj = Arc::new(Object {
-                        status: parts.status,
-                        headers: stored_headers,
-                        body,
-                        fresh,
-                        encoded,
-                        tags,
-                        purge_version: job.purge_version,
-                    });
-                    if let Some(d) = &self.disk {
-                        d.write(job.key, vary.clone(), values.clone(), obj.clone());
-                    }
-                    self.store.insert(job.key, vary, values, obj);
-                    self.stats.record_store();
-                }
-            }
-            Err(kind) => {
-                tracing::warn!(
-                    kind,
-                    received = total,
-                    "upstream body ended early; not stored"
-                );
-                self.stats.record_upstream_error(kind);
-                job.fill.finish(FillEnd::Truncated);
-            }
-        }
     }
 
-    /// A 304 refreshed a stale object: merge the new fields, recompute freshness, store.
-    fn refresh(
+    /// Streams the body into the fill (or the spool file), bounded by the idle and total
+    /// timeouts and by the slowest reader; `Err` names why it ended early.
+    async fn receive_body(
         &self,
         job: &FillJob,
-        old: &Arc<Object>,
-        fresh_headers: &HeaderMap,
-        now: SystemTime,
-    ) {
-        let mut merged = old.headers.to_map();
-        let mut update = fresh_headers.clone();
-        headers::strip_hop_by_hop(&mut update);
-        for name in update.keys() {
-            if NOT_UPDATED_BY_304.contains(name) || !headers::stored(name) {
+        mut body: hyper::body::Incoming,
+        plan: &mut StorePlan,
+    ) -> Result<Received, &'static str> {
+        let timeouts = self.upstream.timeouts;
+        let deadline = timeouts.body_total.map(|d| tokio::time::Instant::now() + d);
+        let max = self.cache.max_object();
+        let mut got = Received {
+            chunks: Vec::new(),
+            total: 0,
+            keep: true,
+        };
+        loop {
+            let wait = match deadline {
+                Some(end) => timeouts
+                    .body_idle
+                    .min(end.saturating_duration_since(tokio::time::Instant::now())),
+                None => timeouts.body_idle,
+            };
+            let frame = match tokio::time::timeout(wait, body.frame()).await {
+                Err(_) => return Err("timeout"),
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
+                    tracing::warn!(error = %e, "upstream body failed");
+                    return Err("truncated");
+                }
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            got.total += data.len() as u64;
+            if let Some(w) = plan.spool.as_mut() {
+                match w.write(&data) {
+                    Ok(written) => job.fill.spooled(written),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "writing a large object to disk failed");
+                        return Err("disk");
+                    }
+                }
                 continue;
             }
-            merged.remove(name);
-            for v in update.get_all(name) {
-                merged.append(name.clone(), v.clone());
+            if got.keep && got.total > max {
+                // Too large to store after all: stream it with bounded memory, and let new
+                // requests start their own fetch.
+                got.keep = false;
+                got.chunks.clear();
+                job.fill.stream_only();
+                self.inflight.remove(&job.ck, &job.fill);
+            }
+            if got.keep {
+                got.chunks.push(data.clone());
+            }
+            job.fill.push(data);
+            let paced = tokio::time::timeout(timeouts.body_idle, job.fill.release_and_pace()).await;
+            if paced.is_err() {
+                return Err("slow-reader");
             }
         }
-        let mut res = Response::new(()).into_parts().0;
-        res.status = old.status;
-        res.headers = merged;
-        let obj = match decide(&job.client, &res, now, &self.settings.policy) {
-            Decision::Store(fresh) => {
-                let obj = Arc::new(Object {
-                    status: old.status,
-                    headers: StoredHeaders::from_map(&res.headers, headers::stored),
-                    body: old.body.clone(),
-                    fresh,
-                    encoded: old.encoded.clone(),
-                    tags: old.tags.clone(),
-                    purge_version: job.purge_version,
-                });
-                let vary = VarySpec::from_response(&res.headers);
-                let values = vary
-                    .as_ref()
-                    .map(|s| s.values(&job.client.headers))
-                    .unwrap_or_default();
-                if let Some(d) = &self.disk {
-                    d.write(job.key, vary.clone(), values.clone(), obj.clone());
-                }
-                self.store.insert(job.key, vary, values, obj.clone());
-                obj
-            }
-            Decision::Pass(_) => {
-                self.store.remove(&job.key);
-                let mut fresh = old.fresh;
-                fresh.fresh_until_ms = unix_ms(now);
-                Arc::new(Object {
-                    status: old.status,
-                    headers: StoredHeaders::from_map(&res.headers, headers::stored),
-                    body: old.body.clone(),
-                    fresh,
-                    encoded: old.encoded.clone(),
-                    tags: old.tags.clone(),
-                    purge_version: job.purge_version,
-                })
+        match plan.content_length {
+            Some(l) if l != got.total => Err("truncated"),
+            _ => Ok(got),
+        }
+    }
+
+    /// Ends the fill: a whole body is stored (memory and disk, or the finished disk file); a
+    /// body that ended early is not, and readers see the truncation.
+    async fn complete(
+        &self,
+        job: FillJob,
+        mut plan: StorePlan,
+        status: StatusCode,
+        received: Result<Received, &'static str>,
+    ) {
+        let got = match received {
+            Ok(got) => got,
+            Err(kind) => {
+                tracing::warn!(kind, "upstream body ended early; not stored");
+                self.metrics.body_error(kind);
+                job.fill.finish(FillEnd::Truncated);
+                return;
             }
         };
-        self.stats.record_revalidated();
-        job.fill.set_head(FillHead::Refreshed(obj));
+        if let Some(w) = plan.spool.take() {
+            let (dest, offset) = (w.dest(), w.body_offset());
+            match w.finish() {
+                Ok(()) => {
+                    job.fill.set_spool(dest, offset);
+                    self.metrics.stored();
+                }
+                Err(e) => tracing::warn!(error = %e, "completing a large disk object failed"),
+            }
+            job.fill.finish(FillEnd::Complete);
+            return;
+        }
+        job.fill.finish(FillEnd::Complete);
+        if !got.keep {
+            return;
+        }
+        let body = concat(&got.chunks, got.total);
+        let encoded = if plan.compressible {
+            self.encode(&body).await
+        } else {
+            Box::default()
+        };
+        let obj = Arc::new(Object {
+            status,
+            headers: plan.stored_headers,
+            body,
+            fresh: plan.fresh,
+            encoded,
+            tags: plan.tags,
+            purge_version: job.purge_version,
+        });
+        self.cache.insert(job.key, plan.vary, plan.values, obj);
+        self.metrics.stored();
     }
-}
 
-impl Proxy {
     /// The configured compressed forms of `body`, made off the async workers; forms that do
     /// not save at least 10% are dropped.
     async fn encode(&self, body: &Bytes) -> Box<[(crate::cache::compress::Coding, Bytes)]> {

@@ -1,12 +1,20 @@
 //! Turning a stored object or a fill into the client's response: `Age`, `Cache-Status`,
-//! `Via`, conditional requests (304), Range (206/416) and HEAD, in one place.
+//! `Via`, conditional requests (304), Range (206/416) and HEAD, in one place; and the answers
+//! the node makes itself: refusals, and the one answer to an upstream failure (stale where
+//! stale-if-error allows, else 502 or 504 by the error's kind).
 
-use super::body::{BoxError, ProxyBody};
+use super::collapse::Fill;
 use super::conditional::{if_range_matches, not_modified};
+use super::ctx::Ctx;
 use super::headers::append_via;
 use super::range::{evaluate, RangeOutcome};
-use crate::cache::fill::Fill;
+use super::{Answer, Proxy};
+use crate::body::{BoxError, ProxyBody};
+use crate::cache::disk::LargeEntry;
 use crate::cache::object::Object;
+use crate::cache::policy::{unix_ms, Usability};
+use crate::metrics::Outcome;
+use crate::upstream::error::UpstreamError;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
@@ -52,10 +60,7 @@ pub enum BodySrc {
     /// A fill in progress (or finished).
     Fill(Arc<Fill>),
     /// A large stored response read from the disk tier, block by block.
-    Disk(
-        Arc<crate::cache::disk::LargeEntry>,
-        Arc<crate::cache::disk::DiskStore>,
-    ),
+    Disk(Arc<LargeEntry>),
 }
 
 impl BodySrc {
@@ -66,13 +71,13 @@ impl BodySrc {
                 let end = end.unwrap_or(len).min(len);
                 ProxyBody::full(b.slice(start.min(end) as usize..end as usize))
             }
-            BodySrc::Disk(entry, store) => {
+            BodySrc::Disk(entry) => {
                 let end = end
                     .unwrap_or(entry.header.body_len)
                     .min(entry.header.body_len);
                 let step = u64::from(entry.header.block_size);
                 let stream = futures_util::stream::unfold(start, move |pos| {
-                    let (entry, store) = (entry.clone(), store.clone());
+                    let entry = entry.clone();
                     async move {
                         if pos >= end {
                             return None;
@@ -85,7 +90,7 @@ impl BodySrc {
                             Ok(Ok(b)) => Some((Ok(http_body::Frame::data(b)), hi)),
                             Ok(Err(e)) => {
                                 // Never send a damaged block: drop the entry and cut the response.
-                                store.drop_damaged(&entry);
+                                entry.drop_damaged();
                                 tracing::warn!(error = %e, "damaged block in a disk cache entry; response cut");
                                 Some((Err(Box::new(e) as BoxError), end))
                             }
@@ -277,4 +282,53 @@ pub fn plain(status: StatusCode, cache_status: HeaderValue, msg: &str) -> Respon
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(CACHE_STATUS.clone(), cache_status);
     build(status, h, ProxyBody::full(format!("{msg}\n")))
+}
+
+impl Proxy {
+    /// This node's `Cache-Status` member with `params`.
+    pub(super) fn status_value(&self, params: &str) -> HeaderValue {
+        HeaderValue::from_str(&format!("{}; {params}", self.settings.cache_name))
+            .unwrap_or_else(|_| HeaderValue::from_static("outpost"))
+    }
+
+    /// The shaping of a cached answer to `ctx` with `Cache-Status` parameters `params`.
+    pub(super) fn reply<'a>(&'a self, ctx: &'a Ctx, params: &str) -> Reply<'a> {
+        Reply {
+            method: &ctx.parts.method,
+            req: &ctx.parts.headers,
+            cache_status: self.status_value(params),
+            via: &self.via,
+        }
+    }
+
+    /// Serves `stale` if stale-if-error still covers it; `why` says what failed.
+    pub(super) fn stale_on_error(
+        &self,
+        ctx: &Ctx,
+        stale: Option<&Object>,
+        why: &str,
+    ) -> Option<Answer> {
+        let obj = stale?;
+        let now = unix_ms(std::time::SystemTime::now());
+        if let Usability::Stale {
+            serve_on_error: false,
+        } = obj.fresh.usability(now)
+        {
+            return None;
+        }
+        let reply = self.reply(ctx, &format!("fwd=stale; {why}; detail=stale-if-error"));
+        let (res, n) = reply.object(obj, obj.fresh.age_secs(now));
+        Some(Answer::new(res, Outcome::Stale, n))
+    }
+
+    /// The answer when the upstream could not be used and nothing stale may stand in: 502 or
+    /// 504 by the kind of failure, with `fwd` and the kind in `Cache-Status`.
+    pub(super) fn upstream_failed(&self, fwd: &str, e: &UpstreamError) -> Answer {
+        let st = self.status_value(&format!("{fwd}; detail=upstream-{}", e.kind()));
+        Answer::new(
+            plain(e.response_status(), st, &format!("outpost: {e}")),
+            Outcome::Error,
+            None,
+        )
+    }
 }

@@ -1,18 +1,24 @@
 //! Routing by Host: which configured site (if any) answers a request. Unknown hosts are
 //! refused, so the edge is never an open proxy.
 
-use super::upstream::OriginAddr;
-use crate::config::{QueryMode, SiteConfig};
+use crate::cache::key::{normalize_query, CacheKey, QueryMode};
+use crate::config::SiteConfig;
+use crate::upstream::addr::OriginAddr;
+use crate::upstream::origins::{HealthCheck, OriginPool};
 use std::collections::HashMap;
 use std::sync::Arc;
 
 /// A configured site, ready to serve.
 #[derive(Debug)]
 pub struct Site {
+    /// Its name (`name` in config, else its first host): the `cdn.site` of its metrics.
+    pub name: String,
+    /// Its position in the config (indexes its metrics).
+    pub index: usize,
     /// The host names it answers for (for logs).
     pub hosts: Vec<String>,
     /// Origins, load balanced and health checked.
-    pub origins: Arc<super::origins::OriginPool>,
+    pub origins: Arc<OriginPool>,
     /// Query handling in the key.
     pub query: QueryMode,
     /// Parameters dropped from key and upstream request.
@@ -30,26 +36,26 @@ impl Sites {
     /// Builds the table; the config must have passed `validate()`.
     pub fn new(cfg: &[SiteConfig]) -> Result<Self, String> {
         let mut out = Sites::default();
-        for s in cfg {
+        for (index, s) in cfg.iter().enumerate() {
             let origins = s
                 .origins
                 .iter()
                 .map(|o| OriginAddr::parse(o))
                 .collect::<Result<Vec<_>, _>>()?;
             let site = Arc::new(Site {
+                name: s.display_name().to_string(),
+                index,
                 hosts: s.hosts.clone(),
-                origins: Arc::new(super::origins::OriginPool::new(
+                origins: Arc::new(OriginPool::new(
                     origins,
-                    s.health_path
-                        .as_ref()
-                        .map(|path| super::origins::HealthCheck {
-                            path: path.clone(),
-                            host: s.hosts.first().cloned().unwrap_or_default(),
-                            interval: s.health_interval.0,
-                            timeout: s.health_timeout.0,
-                            healthy_after: s.healthy_after,
-                            unhealthy_after: s.unhealthy_after,
-                        }),
+                    s.health_path.as_ref().map(|path| HealthCheck {
+                        path: path.clone(),
+                        host: s.hosts.first().cloned().unwrap_or_default(),
+                        interval: s.health_interval.0,
+                        timeout: s.health_timeout.0,
+                        healthy_after: s.healthy_after,
+                        unhealthy_after: s.unhealthy_after,
+                    }),
                 )),
                 query: s.query,
                 drop_params: s.drop_params.clone(),
@@ -80,6 +86,25 @@ impl Sites {
             }
         }
         out
+    }
+
+    /// The names of the sites, by index (the `cdn.site` values of the metrics).
+    pub fn names(cfg: &[SiteConfig]) -> Vec<String> {
+        cfg.iter().map(|s| s.display_name().to_string()).collect()
+    }
+
+    /// The cache keys a purged URL (`host`, `path?query`) has on this node: its query
+    /// normalised by its site's rules, for both schemes.
+    pub fn keys_for(&self, host: &str, path_and_query: &str) -> [CacheKey; 2] {
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path_and_query, None),
+        };
+        let q = match self.find(host) {
+            Some(site) => normalize_query(query, site.query, &site.drop_params),
+            None => query.map(std::borrow::Cow::Borrowed),
+        };
+        ["http", "https"].map(|scheme| CacheKey::new(scheme, host, path, q.as_deref()))
     }
 
     /// The site for a normalised host name.

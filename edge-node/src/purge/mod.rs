@@ -1,9 +1,9 @@
-//! Versioned purge: requests and events (`event.rs`), O(1) purge marks checked at lookup
-//! (`generations.rs`), the hub's ordered log (`log.rs`) and propagation between nodes
-//! (`service.rs`).
+//! Versioned purge: requests and events (`event.rs`), the hub's ordered log (`log.rs`),
+//! applying them in order to the caches of the process and propagating them between nodes
+//! (`service.rs`, over the hub's long-poll, or NATS JetStream in `nats.rs`). The marks each
+//! purge leaves, checked at lookup, are the cache's (`cache/marks.rs`).
 
 pub mod event;
-pub mod generations;
 pub mod log;
 pub mod nats;
 pub mod service;

@@ -7,7 +7,6 @@
 //! reconnects and the consumer resumes where it left off.
 
 use super::event::{PurgeEvent, PurgeTarget};
-use super::service::PurgeService;
 use async_nats::jetstream::{self, consumer, stream};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -26,6 +25,14 @@ struct Message {
     #[serde(default)]
     soft: bool,
     target: PurgeTarget,
+}
+
+/// Where the stream's purges go (the purge service): in version order, each once.
+pub trait Apply: Send + Sync {
+    /// The newest version applied.
+    fn applied(&self) -> u64;
+    /// Applies `ev` if it is the next version; false if it could not be applied.
+    fn apply(&self, ev: &PurgeEvent) -> bool;
 }
 
 /// A connection to the purge stream.
@@ -114,7 +121,7 @@ impl NatsBus {
     /// Reads the stream and applies purges in order until `shutdown` flips.
     pub async fn consume(
         self: Arc<Self>,
-        svc: Arc<PurgeService>,
+        svc: Arc<dyn Apply>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut backoff = Duration::from_millis(100);
@@ -138,7 +145,7 @@ impl NatsBus {
 
     async fn consume_once(
         &self,
-        svc: &Arc<PurgeService>,
+        svc: &Arc<dyn Apply>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), String> {
         let stream = self.stream().await?;

@@ -7,17 +7,16 @@
 //! a follower is forwarded to the hub, and answered once the follower has applied it too.
 
 use super::event::{PurgeEvent, PurgeRequest};
-use super::generations::{GenState, Generations};
 use super::log::{LogError, PurgeLog};
+use crate::cache::marks::{GenState, PurgeMarks};
 use crate::cache::policy::unix_ms;
-use crate::proxy::Proxy;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
@@ -54,12 +53,19 @@ pub enum PurgeError {
     Hub(String),
 }
 
+/// What purges are applied to: the cache of each role of the process.
+pub trait PurgeSink: Send + Sync {
+    /// Applies `ev` (the next version) to this cache: its marks, and for hard purges the
+    /// removal of what it names.
+    fn apply_purge(&self, ev: &PurgeEvent);
+}
+
 /// Purge state and propagation for one process.
 pub struct PurgeService {
     role: Role,
     log: Arc<PurgeLog>,
-    gens: Arc<Generations>,
-    proxies: RwLock<Vec<Arc<Proxy>>>,
+    marks: Arc<PurgeMarks>,
+    sinks: Vec<Arc<dyn PurgeSink>>,
     state_path: Option<PathBuf>,
     applied: watch::Sender<u64>,
     apply_lock: Mutex<()>,
@@ -67,45 +73,53 @@ pub struct PurgeService {
 }
 
 impl PurgeService {
-    /// Opens the service. With a `state_dir`, the hub's log lives in `purge.log` and the
-    /// applied marks in `purge-state.json`; a hub replays log events its state has not seen.
-    pub fn open(role: Role, state_dir: Option<PathBuf>) -> Result<Arc<Self>, String> {
-        let (log, state_path) = match &state_dir {
-            Some(d) => {
-                std::fs::create_dir_all(d)
-                    .map_err(|e| format!("state_dir {}: {e}", d.display()))?;
-                let log = match role {
-                    Role::Hub => PurgeLog::open(&d.join("purge.log")).map_err(|e| e.to_string())?,
-                    Role::Follower { .. } | Role::Nats(_) => PurgeLog::in_memory(),
-                };
-                (log, Some(d.join("purge-state.json")))
-            }
-            None => (PurgeLog::in_memory(), None),
-        };
-        let state: GenState = match &state_path {
+    /// The purge marks saved in `state_dir` (`purge-state.json`), or none: build the caches
+    /// of the process with them, then [`PurgeService::open`] the service over those caches.
+    pub fn restore_marks(state_dir: Option<&std::path::Path>) -> Result<Arc<PurgeMarks>, String> {
+        let state: GenState = match state_dir.map(|d| d.join("purge-state.json")) {
             Some(p) if p.exists() => {
                 let text =
-                    std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                    std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
                 serde_json::from_str(&text)
                     .map_err(|e| format!("{}: not a purge state file: {e}", p.display()))?
             }
             _ => GenState::default(),
         };
-        let applied = state.applied;
-        let log = if matches!(role, Role::Hub) {
-            log
-        } else {
-            PurgeLog::in_memory_from(applied)
+        Ok(Arc::new(PurgeMarks::from_state(state)))
+    }
+
+    /// Opens the service applying purges to `sinks`, whose caches check `marks` (from
+    /// [`PurgeService::restore_marks`]). With a `state_dir`, the hub's log lives in
+    /// `purge.log` and the applied version and marks in `purge-state.json`; a hub applies the
+    /// logged events its state has not seen (a crash between logging and applying).
+    pub fn open(
+        role: Role,
+        state_dir: Option<PathBuf>,
+        marks: Arc<PurgeMarks>,
+        sinks: Vec<Arc<dyn PurgeSink>>,
+    ) -> Result<Arc<Self>, String> {
+        let applied = marks.applied();
+        let log = match (&role, &state_dir) {
+            (Role::Hub, Some(d)) => {
+                std::fs::create_dir_all(d)
+                    .map_err(|e| format!("state_dir {}: {e}", d.display()))?;
+                PurgeLog::open(&d.join("purge.log")).map_err(|e| e.to_string())?
+            }
+            (Role::Hub, None) => PurgeLog::in_memory(),
+            _ => PurgeLog::in_memory_from(applied),
         };
+        if let Some(d) = &state_dir {
+            std::fs::create_dir_all(d).map_err(|e| format!("state_dir {}: {e}", d.display()))?;
+        }
         let mut conn = HttpConnector::new();
         conn.set_connect_timeout(Some(Duration::from_secs(3)));
         conn.set_nodelay(true);
         let svc = Arc::new(Self {
             role,
             log: Arc::new(log),
-            gens: Arc::new(Generations::from_state(state)),
-            proxies: RwLock::new(Vec::new()),
-            state_path,
+            marks,
+            sinks,
+            state_path: state_dir.map(|d| d.join("purge-state.json")),
             applied: watch::Sender::new(applied),
             apply_lock: Mutex::new(()),
             client: Client::builder(TokioExecutor::new())
@@ -113,7 +127,6 @@ impl PurgeService {
                 .build(conn),
         });
         if matches!(svc.role, Role::Hub) {
-            // Events logged but not yet applied (a crash between the two): apply them now.
             for ev in svc.log.since(applied) {
                 svc.apply(&ev);
             }
@@ -121,16 +134,38 @@ impl PurgeService {
         Ok(svc)
     }
 
-    /// The purge marks every proxy of this process must check.
-    pub fn generations(&self) -> Arc<Generations> {
-        self.gens.clone()
-    }
-
-    /// Adds a proxy whose store purges apply to.
-    pub fn add_proxy(&self, p: Arc<Proxy>) {
-        if let Ok(mut ps) = self.proxies.write() {
-            ps.push(p);
-        }
+    /// Registers the purge gauges (`outpost.purge.*`) on `meter`.
+    pub fn register_metrics(self: &Arc<Self>, meter: &opentelemetry::metrics::Meter) {
+        let s = Arc::downgrade(self);
+        let _ = meter
+            .u64_observable_gauge("outpost.purge.applied_version")
+            .with_description("Newest purge version applied on this node.")
+            .with_callback(move |o| {
+                if let Some(s) = s.upgrade() {
+                    o.observe(s.applied(), &[]);
+                }
+            })
+            .build();
+        let s = Arc::downgrade(self);
+        let _ = meter
+            .u64_observable_gauge("outpost.purge.log_version")
+            .with_description("Newest purge version in this node's log.")
+            .with_callback(move |o| {
+                if let Some(s) = s.upgrade() {
+                    o.observe(s.latest(), &[]);
+                }
+            })
+            .build();
+        let s = Arc::downgrade(self);
+        let _ = meter
+            .u64_observable_gauge("outpost.purge.lag")
+            .with_description("Purge versions in this node's log not applied yet.")
+            .with_callback(move |o| {
+                if let Some(s) = s.upgrade() {
+                    o.observe(s.latest().saturating_sub(s.applied()), &[]);
+                }
+            })
+            .build();
     }
 
     /// The newest version applied here.
@@ -165,24 +200,23 @@ impl PurgeService {
             );
             return false;
         }
-        if let Ok(ps) = self.proxies.read() {
-            for p in ps.iter() {
-                p.apply_purge(ev);
-            }
+        for sink in &self.sinks {
+            sink.apply_purge(ev);
         }
-        self.gens.record(ev);
         if !self.is_hub() {
             self.log.record(ev);
         }
-        self.persist();
         self.applied.send_replace(ev.version);
+        self.persist();
         tracing::info!(version = ev.version, soft = ev.soft, "purge applied");
         true
     }
 
     fn persist(&self) {
         let Some(path) = &self.state_path else { return };
-        let snap = self.gens.snapshot();
+        let mut snap = self.marks.snapshot();
+        // The service's own count: a node without caches records no marks.
+        snap.applied = self.applied();
         let tmp = path.with_extension("json.tmp");
         let res = serde_json::to_vec(&snap)
             .map_err(std::io::Error::other)
@@ -341,5 +375,14 @@ impl PurgeService {
                 }
             }
         }
+    }
+}
+
+impl super::nats::Apply for PurgeService {
+    fn applied(&self) -> u64 {
+        PurgeService::applied(self)
+    }
+    fn apply(&self, ev: &PurgeEvent) -> bool {
+        PurgeService::apply(self, ev)
     }
 }

@@ -284,7 +284,35 @@ pub async fn edge(origin: &Origin, tweak: impl FnOnce(&mut EdgeConfig)) -> TestE
 }
 
 pub async fn start_edge(cfg: EdgeConfig) -> TestEdge {
-    let e = Edge::bind(&cfg).await.expect("edge binds");
+    serve(Edge::bind(&cfg).await.expect("edge binds"))
+}
+
+/// The secret between test edges and test shields.
+pub const SHIELD_SECRET: &str = "sh1eld-secret";
+
+/// The config of a test shield in front of `origin_url`, answering for Host 127.0.0.1.
+pub fn shield_config(origin_url: &str) -> origin_shield::ShieldConfig {
+    let site = SiteConfig::new(
+        vec!["127.0.0.1".into(), "localhost".into()],
+        vec![origin_url.to_string()],
+    );
+    origin_shield::ShieldConfig::new(
+        SHIELD_SECRET,
+        vec!["127.0.0.1:0".parse().unwrap()],
+        vec![site],
+    )
+}
+
+/// Starts a shield of `cfg` with purge marks of its own.
+pub async fn start_shield(cfg: origin_shield::ShieldConfig) -> TestEdge {
+    let registry = agent::metrics::Registry::default();
+    let e = origin_shield::bind(&cfg, Arc::default(), &registry)
+        .await
+        .expect("shield binds");
+    serve(e)
+}
+
+fn serve(e: Edge) -> TestEdge {
     let addr = e.local_addrs()[0];
     let proxy = e.proxy();
     let (stop, rx) = watch::channel(false);
@@ -416,8 +444,9 @@ impl Node {
         state_dir: Option<std::path::PathBuf>,
         tweak: impl FnOnce(&mut EdgeConfig),
     ) -> Node {
-        use edge_node::purge::service::PurgeService;
-        let purge = PurgeService::open(role, state_dir).expect("purge service");
+        use edge_node::purge::service::{PurgeService, PurgeSink};
+        let registry = agent::metrics::Registry::default();
+        let marks = PurgeService::restore_marks(state_dir.as_deref()).expect("purge state");
         let (stop, rx) = watch::channel(false);
         let mut tasks = Vec::new();
         let mut edges = Vec::new();
@@ -425,20 +454,30 @@ impl Node {
         if let Some(o) = origin {
             let mut cfg = edge_config(o);
             tweak(&mut cfg);
-            let e = Edge::bind_with(&cfg, purge.generations(), None)
+            let e = Edge::builder(&cfg)
+                .purge_marks(marks.clone())
+                .metrics(&registry)
+                .bind()
                 .await
                 .expect("edge binds");
             edge_addr = Some(e.local_addrs()[0]);
-            purge.add_proxy(e.proxy());
             edges.push(e.proxy());
             tasks.push(tokio::spawn(e.serve(rx.clone())));
         }
+        let sinks = edges
+            .iter()
+            .map(|e| e.clone() as Arc<dyn PurgeSink>)
+            .collect();
+        let purge = PurgeService::open(role, state_dir, marks, sinks).expect("purge service");
+        purge.register_metrics(&registry.meter());
         if !purge.is_hub() {
             tasks.push(tokio::spawn(purge.clone().follow(rx.clone())));
         }
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = l.local_addr().unwrap();
-        let state = edge_node::admin::AdminState::new(TOKEN, edges).with_purge(purge.clone());
+        let state = edge_node::admin::AdminState::new(TOKEN, edges)
+            .with_purge(purge.clone())
+            .with_metrics(registry);
         let arx = rx.clone();
         tasks.push(tokio::spawn(async move {
             let _ = edge_node::admin::serve(l, state, arx).await;
@@ -578,6 +617,28 @@ impl Drop for NatsServer {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.store);
     }
+}
+
+/// The value of the series of `name` whose labels include every pair of `labels`, added up
+/// (Prometheus text as `/metrics` renders it); `None` when no series matches.
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+        if n != name {
+            continue;
+        }
+        if labels
+            .iter()
+            .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+        {
+            *found.get_or_insert(0.0) += value.parse::<f64>().unwrap_or(f64::NAN);
+        }
+    }
+    found
 }
 
 /// Waits until the edge's disk tier has rebuilt its index.

@@ -42,6 +42,25 @@ struct Slot {
     last_used: u64,
 }
 
+/// The in-memory index of the tier, and what was invalidated while writes were under way.
+#[derive(Debug, Default)]
+struct Index {
+    slots: HashMap<CacheKey, Vec<Slot>>,
+    /// Keys removed while writes were under way, with the clock tick of the removal: a write
+    /// scheduled before that tick must not be installed (it holds what was invalidated).
+    /// Emptied whenever no write is under way.
+    removed: HashMap<CacheKey, u64>,
+    /// Tick of the last `clear`: writes scheduled before it are not installed.
+    cleared_at: u64,
+}
+
+impl Index {
+    /// Whether what was scheduled for `key` at tick `scheduled` has been invalidated since.
+    fn invalidated_since(&self, key: &CacheKey, scheduled: u64) -> bool {
+        self.cleared_at > scheduled || self.removed.get(key).is_some_and(|t| *t > scheduled)
+    }
+}
+
 /// Counters of the disk tier.
 #[derive(Debug, Default)]
 pub struct DiskStats {
@@ -61,8 +80,10 @@ pub struct DiskStats {
 pub struct DiskStore {
     root: PathBuf,
     max_bytes: u64,
-    index: Mutex<HashMap<CacheKey, Vec<Slot>>>,
+    index: Mutex<Index>,
     used: AtomicU64,
+    /// Writes scheduled and not finished (whole objects and large streaming writes).
+    writing: AtomicU64,
     /// Bytes of writes under way: counted against the bound from the moment room is made for
     /// them, so concurrent writes cannot overshoot it together.
     reserved: AtomicU64,
@@ -90,8 +111,9 @@ impl DiskStore {
         let store = Arc::new(Self {
             root: root.to_path_buf(),
             max_bytes,
-            index: Mutex::new(HashMap::new()),
+            index: Mutex::new(Index::default()),
             used: AtomicU64::new(0),
+            writing: AtomicU64::new(0),
             reserved: AtomicU64::new(0),
             clock: AtomicU64::new(1),
             ready: AtomicBool::new(false),
@@ -149,7 +171,7 @@ impl DiskStore {
         let n = self
             .index
             .lock()
-            .map(|i| i.values().map(|v| v.len() as u64).sum())
+            .map(|i| i.slots.values().map(|v| v.len() as u64).sum())
             .unwrap_or(0);
         (self.used.load(Relaxed), n)
     }
@@ -210,10 +232,13 @@ impl DiskStore {
     }
 
     fn insert_slot(&self, key: CacheKey, slot: Slot) {
-        let Ok(mut idx) = self.index.lock() else {
-            return;
-        };
-        let list = idx.entry(key).or_default();
+        if let Ok(mut idx) = self.index.lock() {
+            self.insert_slot_locked(&mut idx, key, slot);
+        }
+    }
+
+    fn insert_slot_locked(&self, idx: &mut Index, key: CacheKey, slot: Slot) {
+        let list = idx.slots.entry(key).or_default();
         if let Some(old) = list.iter_mut().find(|s| s.vh == slot.vh) {
             self.used.fetch_sub(old.size, Relaxed);
             *old = slot.clone();
@@ -236,7 +261,7 @@ impl DiskStore {
             return None;
         }
         let mut idx = self.index.lock().ok()?;
-        let list = idx.get_mut(key)?;
+        let list = idx.slots.get_mut(key)?;
         let tick = self.clock.fetch_add(1, Relaxed);
         let slot = match list.first()?.vary.clone() {
             None => list.first_mut()?,
@@ -299,7 +324,7 @@ impl DiskStore {
 
     fn forget(&self, key: CacheKey, path: &Path) {
         if let Ok(mut idx) = self.index.lock() {
-            if let Some(list) = idx.get_mut(&key) {
+            if let Some(list) = idx.slots.get_mut(&key) {
                 list.retain(|s| {
                     let gone = self.path(key, s.vh) == path;
                     if gone {
@@ -308,7 +333,7 @@ impl DiskStore {
                     !gone
                 });
                 if list.is_empty() {
-                    idx.remove(&key);
+                    idx.slots.remove(&key);
                 }
             }
         }
@@ -327,10 +352,64 @@ impl DiskStore {
             return;
         }
         let me = self.clone();
-        tokio::task::spawn_blocking(move || me.write_now(key, vary, values, &obj));
+        let scheduled = self.begin_write();
+        tokio::task::spawn_blocking(move || {
+            me.write_now(key, vary, values, &obj, scheduled);
+            me.end_write();
+        });
     }
 
-    fn write_now(&self, key: CacheKey, vary: Option<VarySpec>, values: VaryValues, obj: &Object) {
+    /// Counts a write as under way; returns the tick it was scheduled at.
+    fn begin_write(&self) -> u64 {
+        self.writing.fetch_add(1, Relaxed);
+        self.clock.fetch_add(1, Relaxed)
+    }
+
+    /// Counts a write as finished; with none left, removals need no remembering.
+    fn end_write(&self) {
+        if self.writing.fetch_sub(1, Relaxed) == 1 {
+            if let Ok(mut idx) = self.index.lock() {
+                if self.writing.load(Relaxed) == 0 {
+                    idx.removed.clear();
+                }
+            }
+        }
+    }
+
+    /// Moves a finished file into place and indexes it, unless its key was removed (or the
+    /// tier cleared) after the write was scheduled: then the file is dropped. Under the index
+    /// lock, so a removal cannot slip between the check and the rename.
+    fn install(
+        &self,
+        key: CacheKey,
+        slot: Slot,
+        scheduled: u64,
+        tmp: &Path,
+        dest: &Path,
+    ) -> std::io::Result<bool> {
+        let Ok(mut idx) = self.index.lock() else {
+            return Ok(false);
+        };
+        if idx.invalidated_since(&key, scheduled) {
+            let _ = std::fs::remove_file(tmp);
+            return Ok(false);
+        }
+        if let Some(dir) = dest.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::rename(tmp, dest)?;
+        self.insert_slot_locked(&mut idx, key, slot);
+        Ok(true)
+    }
+
+    fn write_now(
+        &self,
+        key: CacheKey,
+        vary: Option<VarySpec>,
+        values: VaryValues,
+        obj: &Object,
+        scheduled: u64,
+    ) {
         let meta = Meta {
             key,
             status: obj.status,
@@ -362,32 +441,27 @@ impl DiskStore {
             key.0,
             self.clock.fetch_add(1, Relaxed)
         ));
-        let res = (|| -> std::io::Result<()> {
-            if let Some(dir) = dest.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
+        let res = (|| -> std::io::Result<bool> {
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(&head)?;
             f.write_all(&obj.body)?;
             f.write_all(&tail)?;
             drop(f);
-            std::fs::rename(&tmp, &dest)
+            let slot = Slot {
+                vh,
+                vary,
+                values,
+                size,
+                last_used: self.clock.fetch_add(1, Relaxed),
+            };
+            self.install(key, slot, scheduled, &tmp, &dest)
         })();
         match res {
-            Ok(()) => {
-                let tick = self.clock.fetch_add(1, Relaxed);
-                self.insert_slot(
-                    key,
-                    Slot {
-                        vh,
-                        vary,
-                        values,
-                        size,
-                        last_used: tick,
-                    },
-                );
+            Ok(true) => {
                 self.stats.writes.fetch_add(1, Relaxed);
             }
+            // Invalidated while it was being written: dropped, as it should be.
+            Ok(false) => {}
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
                 self.fail("cannot write to the disk cache", &e);
@@ -415,6 +489,7 @@ impl DiskStore {
             return true;
         }
         let mut all: Vec<(u64, CacheKey, u64, u64)> = idx
+            .slots
             .iter()
             .flat_map(|(k, l)| l.iter().map(move |s| (s.last_used, *k, s.vh, s.size)))
             .collect();
@@ -424,10 +499,10 @@ impl DiskStore {
             if self.used.load(Relaxed) <= target {
                 break;
             }
-            if let Some(list) = idx.get_mut(&k) {
+            if let Some(list) = idx.slots.get_mut(&k) {
                 list.retain(|s| s.vh != vh);
                 if list.is_empty() {
-                    idx.remove(&k);
+                    idx.slots.remove(&k);
                 }
             }
             self.used.fetch_sub(size, Relaxed);
@@ -465,15 +540,13 @@ impl DiskStore {
             self.clock.fetch_add(1, Relaxed)
         ));
         let file = (|| -> std::io::Result<std::fs::File> {
-            if let Some(dir) = dest.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(&head)?;
             Ok(f)
         })();
         match file {
             Ok(file) => Some(DiskWriter {
+                scheduled: self.begin_write(),
                 store: self.clone(),
                 file,
                 tmp,
@@ -506,7 +579,8 @@ impl DiskStore {
     ) -> Option<Arc<LargeEntry>> {
         let path = self.find(key, req)?;
         let p = path.clone();
-        let res = tokio::task::spawn_blocking(move || -> Result<LargeEntry, ReadError> {
+        type Opened = (std::fs::File, format::Header, Meta, Vec<u64>);
+        let res = tokio::task::spawn_blocking(move || -> Result<Opened, ReadError> {
             let (h, meta) = read_head(&p)?;
             let mut f = std::fs::File::open(&p).map_err(ReadError::Io)?;
             use std::io::{Seek, SeekFrom};
@@ -515,19 +589,20 @@ impl DiskStore {
             let mut tail = Vec::new();
             f.read_to_end(&mut tail).map_err(ReadError::Io)?;
             let sums = format::decode_tail(&tail, h.blocks()).map_err(ReadError::Format)?;
-            Ok(LargeEntry {
-                file: f,
-                header: h,
-                meta,
-                sums,
-            })
+            Ok((f, h, meta, sums))
         })
         .await
         .ok()?;
         match res {
-            Ok(e) if e.header.body_len > min_body => {
+            Ok((file, header, meta, sums)) if header.body_len > min_body => {
                 self.stats.hits.fetch_add(1, Relaxed);
-                Some(Arc::new(e))
+                Some(Arc::new(LargeEntry {
+                    file,
+                    header,
+                    meta,
+                    sums,
+                    store: self.clone(),
+                }))
             }
             Ok(_) => None,
             Err(e) => {
@@ -541,21 +616,18 @@ impl DiskStore {
         }
     }
 
-    /// Drops a damaged large entry found while streaming it.
-    pub fn drop_damaged(&self, entry: &LargeEntry) {
-        self.stats.corrupt.fetch_add(1, Relaxed);
-        let vh = values_hash(&entry.meta.values);
-        self.forget(entry.meta.key, &self.path(entry.meta.key, vh));
-    }
-
     /// Removes every variant stored under `key`.
-    pub fn remove(self: &Arc<Self>, key: CacheKey) {
-        let slots = self
-            .index
-            .lock()
-            .ok()
-            .and_then(|mut i| i.remove(&key))
-            .unwrap_or_default();
+    pub fn remove(&self, key: CacheKey) {
+        let slots = match self.index.lock() {
+            Ok(mut idx) => {
+                if self.writing.load(Relaxed) > 0 {
+                    let tick = self.clock.fetch_add(1, Relaxed);
+                    idx.removed.insert(key, tick);
+                }
+                idx.slots.remove(&key).unwrap_or_default()
+            }
+            Err(_) => Vec::new(),
+        };
         for s in slots {
             self.used.fetch_sub(s.size, Relaxed);
             let _ = std::fs::remove_file(self.path(key, s.vh));
@@ -563,11 +635,12 @@ impl DiskStore {
     }
 
     /// Removes everything (in the background).
-    pub fn clear(self: &Arc<Self>) {
+    pub fn clear(&self) {
         let Ok(mut idx) = self.index.lock() else {
             return;
         };
-        idx.clear();
+        idx.slots.clear();
+        idx.cleared_at = self.clock.fetch_add(1, Relaxed);
         self.used.store(0, Relaxed);
         let doomed = self.root.join(format!(
             "objects.deleting-{}",
@@ -634,6 +707,8 @@ fn read_whole(p: &Path, max_body: u64) -> Result<Option<(Meta, Bytes)>, ReadErro
 /// A stored response being written as it arrives.
 pub struct DiskWriter {
     store: Arc<DiskStore>,
+    /// The tick this write was scheduled at (see `DiskStore::install`).
+    scheduled: u64,
     file: std::fs::File,
     tmp: PathBuf,
     dest: PathBuf,
@@ -694,18 +769,20 @@ impl DiskWriter {
             self.sums.push(self.block.digest());
         }
         self.file.write_all(&format::encode_tail(&self.sums))?;
-        std::fs::rename(&self.tmp, &self.dest)?;
-        self.done = true;
-        let tick = self.store.clock.fetch_add(1, Relaxed);
         let slot = Slot {
             vh: self.vh,
             vary: self.meta.vary.clone(),
             values: self.meta.values.clone(),
             size: self.header.file_len(),
-            last_used: tick,
+            last_used: self.store.clock.fetch_add(1, Relaxed),
         };
-        self.store.insert_slot(self.meta.key, slot);
-        self.store.stats.writes.fetch_add(1, Relaxed);
+        let installed =
+            self.store
+                .install(self.meta.key, slot, self.scheduled, &self.tmp, &self.dest)?;
+        self.done = true;
+        if installed {
+            self.store.stats.writes.fetch_add(1, Relaxed);
+        }
         Ok(())
     }
 }
@@ -717,6 +794,7 @@ impl Drop for DiskWriter {
         }
         // Finished (now indexed) or abandoned: the room `begin` reserved is released.
         self.store.release(self.header.file_len());
+        self.store.end_write();
     }
 }
 
@@ -728,9 +806,27 @@ pub struct LargeEntry {
     /// What was stored about the response.
     pub meta: Meta,
     sums: Vec<u64>,
+    store: Arc<DiskStore>,
+}
+
+impl std::fmt::Debug for LargeEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LargeEntry")
+            .field("key", &self.meta.key)
+            .field("body_len", &self.header.body_len)
+            .finish()
+    }
 }
 
 impl LargeEntry {
+    /// Drops this entry from the tier: a block read from it failed its checksum.
+    pub fn drop_damaged(&self) {
+        self.store.stats.corrupt.fetch_add(1, Relaxed);
+        let vh = values_hash(&self.meta.values);
+        self.store
+            .forget(self.meta.key, &self.store.path(self.meta.key, vh));
+    }
+
     /// Reads body bytes `[start, end)`, reading and verifying only the blocks they touch.
     pub fn read_range(&self, start: u64, end: u64) -> Result<Bytes, FormatError> {
         use std::os::unix::fs::FileExt;
@@ -821,6 +917,7 @@ mod tests {
                             None,
                             VaryValues::default(),
                             &object(1 << 20),
+                            0,
                         );
                         s.usage().0
                     })

@@ -1,11 +1,14 @@
-//! Purge generations: every purge is recorded as a mark (the purge version, and for soft purges
-//! the time), and a stored object is purged when a mark that matches it is newer than the purge
-//! version the object was fetched under. Recording is O(1) per purged item, whatever the number
-//! of objects it covers; the check runs at lookup: one map probe for the URL, one per tag of the
-//! object, a scan of the purged prefixes of the request's host, and the global mark.
+//! Purge marks (generations): every purge is recorded as a mark (the purge version, and for
+//! soft purges the time), and a stored object is purged when a mark that matches it is newer
+//! than the purge version the object was fetched under. Recording is O(1) per purged item,
+//! whatever the number of objects it covers; the check runs at lookup: one map probe for the
+//! URL, one per tag of the object, a scan of the purged prefixes of the request's host, and the
+//! global mark.
+//!
+//! The marks of a process are shared by its caches (edge and shield): the purge service
+//! creates them, restores them from its state file and persists them after each purge.
 
-use super::event::{PurgeEvent, PurgeTarget};
-use crate::cache::key::CacheKey;
+use super::key::CacheKey;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,7 +27,7 @@ pub struct Marks {
 
 /// What the purges say about one stored object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Purged {
     /// Not purged.
     Keep,
     /// Soft-purged: stale since this time (ms since the epoch).
@@ -33,37 +36,48 @@ pub enum Verdict {
     Gone,
 }
 
-impl Verdict {
-    fn worst(self, other: Verdict) -> Verdict {
+impl Purged {
+    fn worst(self, other: Purged) -> Purged {
         match (self, other) {
-            (Verdict::Gone, _) | (_, Verdict::Gone) => Verdict::Gone,
-            (Verdict::StaleSince(a), Verdict::StaleSince(b)) => Verdict::StaleSince(a.min(b)),
-            (Verdict::StaleSince(a), _) | (_, Verdict::StaleSince(a)) => Verdict::StaleSince(a),
-            _ => Verdict::Keep,
+            (Purged::Gone, _) | (_, Purged::Gone) => Purged::Gone,
+            (Purged::StaleSince(a), Purged::StaleSince(b)) => Purged::StaleSince(a.min(b)),
+            (Purged::StaleSince(a), _) | (_, Purged::StaleSince(a)) => Purged::StaleSince(a),
+            _ => Purged::Keep,
         }
     }
 }
 
+/// One purge as the marks record it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    /// Its purge version.
+    pub version: u64,
+    /// Soft (mark stale) rather than hard (remove).
+    pub soft: bool,
+    /// When it was accepted (ms since the epoch): a soft purge makes objects stale from then.
+    pub at_ms: u64,
+}
+
 impl Marks {
-    fn record(&mut self, ev: &PurgeEvent) {
-        if ev.soft {
-            if ev.version > self.soft {
-                self.soft = ev.version;
-                self.soft_at_ms = ev.at_ms;
+    fn record(&mut self, m: Mark) {
+        if m.soft {
+            if m.version > self.soft {
+                self.soft = m.version;
+                self.soft_at_ms = m.at_ms;
             }
         } else {
-            self.hard = self.hard.max(ev.version);
+            self.hard = self.hard.max(m.version);
         }
     }
 
     /// The verdict for an object fetched under purge version `stored`.
-    pub fn verdict(&self, stored: u64) -> Verdict {
+    pub fn verdict(&self, stored: u64) -> Purged {
         if self.hard > stored {
-            Verdict::Gone
+            Purged::Gone
         } else if self.soft > stored {
-            Verdict::StaleSince(self.soft_at_ms)
+            Purged::StaleSince(self.soft_at_ms)
         } else {
-            Verdict::Keep
+            Purged::Keep
         }
     }
 }
@@ -85,14 +99,14 @@ pub struct GenState {
 
 /// The shared, lock-protected purge marks of a process.
 #[derive(Debug, Default)]
-pub struct Generations {
+pub struct PurgeMarks {
     state: RwLock<GenState>,
     url_index: RwLock<HashMap<CacheKey, Marks>>,
     applied: AtomicU64,
     any: AtomicBool,
 }
 
-impl Generations {
+impl PurgeMarks {
     /// Marks restored from a snapshot.
     pub fn from_state(state: GenState) -> Self {
         let urls = state
@@ -100,7 +114,7 @@ impl Generations {
             .iter()
             .filter_map(|(k, m)| u128::from_str_radix(k, 16).ok().map(|k| (CacheKey(k), *m)))
             .collect();
-        Generations {
+        PurgeMarks {
             applied: AtomicU64::new(state.applied),
             any: AtomicBool::new(state.applied > 0),
             state: RwLock::new(state),
@@ -130,48 +144,53 @@ impl Generations {
         true
     }
 
-    /// Records `ev` for everything but URLs (whose keys depend on each site's query rules):
-    /// the caller records those with `record_url` first, then calls this, which publishes the
-    /// new applied version.
-    pub fn record(&self, ev: &PurgeEvent) {
-        let Ok(mut s) = self.state.write() else {
-            return;
-        };
-        match &ev.target {
-            PurgeTarget::All => s.all.record(ev),
-            PurgeTarget::Tags(tags) => {
-                for t in tags {
-                    s.tags.entry(t.clone()).or_default().record(ev);
-                }
-            }
-            PurgeTarget::Prefixes(ps) => {
-                for p in ps {
-                    let list = s.prefixes.entry(p.host.clone()).or_default();
-                    match list.iter_mut().find(|(prefix, _)| *prefix == p.path) {
-                        Some((_, m)) => m.record(ev),
-                        None => {
-                            let mut m = Marks::default();
-                            m.record(ev);
-                            list.push((p.path.clone(), m));
-                        }
-                    }
-                }
-            }
-            PurgeTarget::Urls(_) => {}
-        }
-        s.applied = s.applied.max(ev.version);
-        self.any.store(true, Ordering::SeqCst);
-        self.applied.fetch_max(ev.version, Ordering::SeqCst);
+    /// Records a purge of everything.
+    pub fn record_all(&self, m: Mark) {
+        self.with_state(|s| s.all.record(m));
     }
 
-    /// Records a URL purge of `ev` for one cache key.
-    pub fn record_url(&self, key: CacheKey, ev: &PurgeEvent) {
-        if let Ok(mut idx) = self.url_index.write() {
-            idx.entry(key).or_default().record(ev);
-            let m = idx[&key];
-            if let Ok(mut s) = self.state.write() {
-                s.urls.insert(format!("{:032x}", key.0), m);
+    /// Records a purge of the objects carrying `tag`.
+    pub fn record_tag(&self, tag: &str, m: Mark) {
+        self.with_state(|s| s.tags.entry(tag.to_string()).or_default().record(m));
+    }
+
+    /// Records a purge of the paths of `host` starting with `prefix`.
+    pub fn record_prefix(&self, host: &str, prefix: &str, m: Mark) {
+        self.with_state(|s| {
+            let list = s.prefixes.entry(host.to_string()).or_default();
+            match list.iter_mut().find(|(p, _)| p == prefix) {
+                Some((_, marks)) => marks.record(m),
+                None => {
+                    let mut marks = Marks::default();
+                    marks.record(m);
+                    list.push((prefix.to_string(), marks));
+                }
             }
+        });
+    }
+
+    /// Records a purge of one cache key (all its variants).
+    pub fn record_url(&self, key: CacheKey, m: Mark) {
+        if let Ok(mut idx) = self.url_index.write() {
+            let marks = idx.entry(key).or_default();
+            marks.record(m);
+            let marks = *marks;
+            self.with_state(|s| {
+                s.urls.insert(format!("{:032x}", key.0), marks);
+            });
+        }
+    }
+
+    /// Publishes `version` as applied, once every part of that purge is recorded: objects
+    /// fetched from now on carry it and are not covered by it.
+    pub fn applied_up_to(&self, version: u64) {
+        self.with_state(|s| s.applied = s.applied.max(version));
+        self.applied.fetch_max(version, Ordering::SeqCst);
+    }
+
+    fn with_state(&self, f: impl FnOnce(&mut GenState)) {
+        if let Ok(mut s) = self.state.write() {
+            f(&mut s);
         }
         self.any.store(true, Ordering::SeqCst);
     }
@@ -185,13 +204,13 @@ impl Generations {
         path: &str,
         tags: &[Box<str>],
         stored: u64,
-    ) -> Verdict {
+    ) -> Purged {
         if !self.any.load(Ordering::Relaxed) || stored >= self.applied.load(Ordering::Relaxed) {
-            return Verdict::Keep;
+            return Purged::Keep;
         }
         let mut v = match self.url_index.read() {
-            Ok(idx) => idx.get(key).map_or(Verdict::Keep, |m| m.verdict(stored)),
-            Err(_) => Verdict::Keep,
+            Ok(idx) => idx.get(key).map_or(Purged::Keep, |m| m.verdict(stored)),
+            Err(_) => Purged::Keep,
         };
         let Ok(s) = self.state.read() else { return v };
         v = v.worst(s.all.verdict(stored));
@@ -214,90 +233,83 @@ impl Generations {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::purge::event::UrlTarget;
 
-    fn ev(version: u64, soft: bool, target: PurgeTarget) -> PurgeEvent {
-        PurgeEvent {
+    fn mark(version: u64, soft: bool) -> Mark {
+        Mark {
             version,
-            at_ms: version * 1000,
             soft,
-            target,
+            at_ms: version * 1000,
         }
     }
 
     #[test]
     fn marks_follow_versions() {
-        let g = Generations::default();
+        let g = PurgeMarks::default();
         let key = CacheKey(42);
         let tags: Vec<Box<str>> = vec!["product-7".into()];
         assert_eq!(
             g.verdict(&key, "a.test", "/img/x.png", &tags, 0),
-            Verdict::Keep
+            Purged::Keep
         );
-        g.record(&ev(1, false, PurgeTarget::Tags(vec!["product-7".into()])));
+        g.record_tag("product-7", mark(1, false));
+        g.applied_up_to(1);
         assert_eq!(
             g.verdict(&key, "a.test", "/img/x.png", &tags, 0),
-            Verdict::Gone
+            Purged::Gone
         );
         assert_eq!(
             g.verdict(&key, "a.test", "/img/x.png", &tags, 1),
-            Verdict::Keep,
+            Purged::Keep,
             "fetched after the purge"
         );
         assert_eq!(
             g.verdict(&key, "a.test", "/img/x.png", &[], 0),
-            Verdict::Keep,
+            Purged::Keep,
             "other tags untouched"
         );
-        g.record(&ev(
-            2,
-            true,
-            PurgeTarget::Prefixes(vec![UrlTarget {
-                host: "a.test".into(),
-                path: "/img/".into(),
-            }]),
-        ));
+        g.record_prefix("a.test", "/img/", mark(2, true));
+        g.applied_up_to(2);
         assert_eq!(
             g.verdict(&key, "a.test", "/img/x.png", &[], 1),
-            Verdict::StaleSince(2000)
+            Purged::StaleSince(2000)
         );
         assert_eq!(
             g.verdict(&key, "a.test", "/css/x.css", &[], 1),
-            Verdict::Keep
+            Purged::Keep
         );
         assert_eq!(
             g.verdict(&key, "b.test", "/img/x.png", &[], 1),
-            Verdict::Keep
+            Purged::Keep
         );
-        let e3 = ev(3, false, PurgeTarget::Urls(vec![]));
-        g.record_url(key, &e3);
-        g.record(&e3);
-        assert_eq!(g.verdict(&key, "z.test", "/", &[], 2), Verdict::Gone);
+        g.record_url(key, mark(3, false));
+        g.applied_up_to(3);
+        assert_eq!(g.verdict(&key, "z.test", "/", &[], 2), Purged::Gone);
         assert_eq!(
             g.verdict(&CacheKey(43), "z.test", "/", &[], 2),
-            Verdict::Keep
+            Purged::Keep
         );
-        g.record(&ev(4, true, PurgeTarget::All));
+        g.record_all(mark(4, true));
+        g.applied_up_to(4);
         assert_eq!(
             g.verdict(&CacheKey(43), "z.test", "/", &[], 3),
-            Verdict::StaleSince(4000)
+            Purged::StaleSince(4000)
         );
         assert_eq!(g.applied(), 4);
 
-        let restored = Generations::from_state(g.snapshot());
+        let restored = PurgeMarks::from_state(g.snapshot());
         assert_eq!(restored.applied(), 4);
-        assert_eq!(restored.verdict(&key, "z.test", "/", &[], 2), Verdict::Gone);
+        assert_eq!(restored.verdict(&key, "z.test", "/", &[], 2), Purged::Gone);
         assert_eq!(
             restored.verdict(&CacheKey(9), "a.test", "/img/1", &[], 1),
-            Verdict::StaleSince(2000)
+            Purged::StaleSince(2000)
         );
     }
 
     #[test]
     fn recording_a_tag_is_independent_of_how_many_objects_carry_it() {
         // The cost of a purge is the marks it writes: one per tag named, never a cache scan.
-        let g = Generations::default();
-        g.record(&ev(1, false, PurgeTarget::Tags(vec!["t".into()])));
+        let g = PurgeMarks::default();
+        g.record_tag("t", mark(1, false));
         assert_eq!(g.snapshot().tags.len(), 1);
     }
 }

@@ -14,10 +14,11 @@
 //! slowest reader when it runs more than `STREAM_WINDOW` bytes ahead, and no new reader may
 //! join. Memory then stays flat whatever the body size.
 
-use super::key::CacheKey;
-use super::object::Object;
-use super::vary::{VarySpec, VaryValues};
-use crate::proxy::error::UpstreamError;
+use crate::cache::key::CacheKey;
+use crate::cache::object::Object;
+use crate::cache::policy::Freshness;
+use crate::cache::vary::{VarySpec, VaryValues};
+use crate::upstream::error::UpstreamError;
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
 use std::collections::{HashMap, VecDeque};
@@ -43,7 +44,7 @@ pub enum FillHead {
         /// The request values the response was fetched for.
         values: VaryValues,
         /// Its freshness record (for `Age`).
-        fresh: super::policy::Freshness,
+        fresh: Freshness,
     },
     /// A revalidation answered 304: the stored response, refreshed.
     Refreshed(Arc<Object>),

@@ -4,7 +4,7 @@
 //! out, `healthy_after` successes bring it back). When no origin is healthy, all are tried
 //! anyway: a guess beats a certain error.
 
-use super::upstream::OriginAddr;
+use super::addr::OriginAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 

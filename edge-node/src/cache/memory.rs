@@ -46,7 +46,7 @@ impl Entry {
 
 /// What a lookup found.
 #[derive(Debug)]
-pub enum Lookup {
+pub enum MemoryLookup {
     /// A stored response for this request, and the hash of its Vary values (0 without Vary).
     Found(Arc<Object>, u64),
     /// Responses exist for the URL, but none for this request's Vary values (given).
@@ -57,12 +57,12 @@ pub enum Lookup {
 
 /// The memory tier.
 #[derive(Clone)]
-pub struct MemoryStore {
+pub struct MemoryTier {
     cache: Cache<CacheKey, Arc<Entry>>,
     max_variants: usize,
 }
 
-impl MemoryStore {
+impl MemoryTier {
     /// A store bounded to `max_bytes`, keeping at most `max_variants` variants per URL.
     pub fn new(max_bytes: u64, max_variants: usize) -> Self {
         let cache = Cache::builder()
@@ -76,29 +76,31 @@ impl MemoryStore {
     }
 
     /// Looks up the response stored for `key` that matches `req`'s Vary values.
-    pub fn lookup(&self, key: &CacheKey, req: &HeaderMap) -> Lookup {
+    pub fn lookup(&self, key: &CacheKey, req: &HeaderMap) -> MemoryLookup {
         let Some(entry) = self.cache.get(key) else {
-            return Lookup::Miss;
+            return MemoryLookup::Miss;
         };
         // Expiry is lazy (a per-entry timer would cost more memory than the object's headers):
         // an object past its keep time is a miss, and the entry goes once none is useful.
         let now = super::policy::unix_ms(std::time::SystemTime::now());
         let useful = |v: &Variant| v.object.fresh.keep_until_ms > now;
         match &entry.vary {
-            None if useful(&entry.first) => Lookup::Found(entry.first.object.clone(), 0),
+            None if useful(&entry.first) => MemoryLookup::Found(entry.first.object.clone(), 0),
             None => {
                 self.cache.invalidate(key);
-                Lookup::Miss
+                MemoryLookup::Miss
             }
             Some(spec) => {
                 let values = spec.values(req);
                 match entry.variants().find(|v| v.values == values) {
-                    Some(v) if useful(v) => Lookup::Found(v.object.clone(), values_hash(&values)),
+                    Some(v) if useful(v) => {
+                        MemoryLookup::Found(v.object.clone(), values_hash(&values))
+                    }
                     _ => {
                         if !entry.variants().any(useful) {
                             self.cache.invalidate(key);
                         }
-                        Lookup::VaryMiss(values)
+                        MemoryLookup::VaryMiss(values)
                     }
                 }
             }
@@ -195,7 +197,7 @@ mod tests {
 
     #[test]
     fn variants_are_capped_and_replaced() {
-        let s = MemoryStore::new(1 << 20, 2);
+        let s = MemoryTier::new(1 << 20, 2);
         let key = CacheKey(1);
         let mut vary_h = HeaderMap::new();
         vary_h.insert("vary", HeaderValue::from_static("x-v"));
@@ -210,20 +212,20 @@ mod tests {
             s.insert(key, spec.clone(), values, obj(body));
         }
         assert!(
-            matches!(s.lookup(&key, &req("a")), Lookup::VaryMiss(_)),
+            matches!(s.lookup(&key, &req("a")), MemoryLookup::VaryMiss(_)),
             "oldest variant dropped"
         );
         match s.lookup(&key, &req("c")) {
-            Lookup::Found(o, _) => assert_eq!(o.body, "C"),
+            MemoryLookup::Found(o, _) => assert_eq!(o.body, "C"),
             other => panic!("{other:?}"),
         }
         // A response without Vary replaces the whole entry.
         s.insert(key, None, Box::new([]), obj("plain"));
         match s.lookup(&key, &req("b")) {
-            Lookup::Found(o, _) => assert_eq!(o.body, "plain"),
+            MemoryLookup::Found(o, _) => assert_eq!(o.body, "plain"),
             other => panic!("{other:?}"),
         }
         assert!(s.remove(&key));
-        assert!(matches!(s.lookup(&key, &req("b")), Lookup::Miss));
+        assert!(matches!(s.lookup(&key, &req("b")), MemoryLookup::Miss));
     }
 }

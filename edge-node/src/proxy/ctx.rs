@@ -1,0 +1,78 @@
+//! One routed request as the later phases see it, and the request it becomes upstream.
+
+use super::headers::UpstreamHeaders;
+use super::sites::Site;
+use super::{ClientInfo, Proxy};
+use crate::cache::key::CacheKey;
+use crate::hooks::RequestInfo;
+use http::{request, Method, Request};
+use std::sync::Arc;
+
+/// A request after routing: its site, normalised host, cache key and upstream target.
+pub(super) struct Ctx {
+    pub parts: request::Parts,
+    pub site: Arc<Site>,
+    pub host: String,
+    pub key: CacheKey,
+    /// Path and normalised query sent upstream.
+    pub upstream_pq: String,
+    pub client: ClientInfo,
+}
+
+/// What a request sent upstream is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Purpose {
+    /// A cache fill: always a GET of the whole object (client validators and Range removed).
+    Fill,
+    /// The client's own request, forwarded as it is (a pass, or a method the cache does
+    /// not answer).
+    Forward,
+}
+
+impl Ctx {
+    /// What hooks see of this request.
+    pub fn info(&self) -> RequestInfo<'_> {
+        RequestInfo {
+            method: &self.parts.method,
+            uri: &self.parts.uri,
+            headers: &self.parts.headers,
+            host: &self.host,
+            site: &self.site.name,
+            client: self.client.addr,
+        }
+    }
+
+    /// Whether the cache may answer it (GET and HEAD).
+    pub fn is_cacheable_method(&self) -> bool {
+        self.parts.method == Method::GET || self.parts.method == Method::HEAD
+    }
+}
+
+impl Proxy {
+    /// The head of the request sent upstream for `ctx`: the fields that may cross (see
+    /// `headers.rs`), then whatever the hooks add.
+    pub(super) fn upstream_parts(&self, ctx: &Ctx, purpose: Purpose) -> request::Parts {
+        let h = UpstreamHeaders {
+            host: &ctx.host,
+            client_ip: ctx.client.addr.ip(),
+            scheme: ctx.client.scheme,
+            fill: purpose == Purpose::Fill,
+            via: &self.via,
+        };
+        let method = match purpose {
+            Purpose::Fill => Method::GET,
+            Purpose::Forward => ctx.parts.method.clone(),
+        };
+        let mut parts = match Request::builder()
+            .method(method)
+            .uri(ctx.upstream_pq.as_str())
+            .body(())
+        {
+            Ok(r) => r.into_parts().0,
+            Err(_) => Request::new(()).into_parts().0,
+        };
+        parts.headers = h.build(&ctx.parts.headers);
+        self.hooks.upstream_request(&mut parts);
+        parts
+    }
+}

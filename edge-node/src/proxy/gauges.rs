@@ -1,0 +1,162 @@
+//! The node's gauges, read at each scrape or export: the cache's tiers, the fills in flight,
+//! the disk tier's counters, and the health of each upstream. Registered once per node, with
+//! `cdn.tier`; the callbacks hold the node weakly, so a dropped node stops reporting.
+
+use super::Proxy;
+use opentelemetry::metrics::Meter;
+use opentelemetry::KeyValue;
+use std::sync::{Arc, Weak};
+
+type Read = fn(&Proxy) -> Option<u64>;
+
+/// Registers the gauges of `proxy` on its registry.
+pub(super) fn register(proxy: &Arc<Proxy>) {
+    let meter = proxy.registry.meter();
+    let tier = KeyValue::new("cdn.tier", proxy.tier());
+    let has_disk = proxy.gauges().disk.is_some();
+    let gauges: [(&'static str, &'static str, &'static str, Read); 8] = [
+        (
+            "outpost.cache.memory.bytes",
+            "By",
+            "Bytes held by the memory tier.",
+            |p| Some(p.gauges().memory_bytes),
+        ),
+        (
+            "outpost.cache.memory.capacity",
+            "By",
+            "Capacity of the memory tier.",
+            |p| Some(p.gauges().memory_capacity_bytes),
+        ),
+        (
+            "outpost.cache.objects",
+            "{object}",
+            "URLs held by the memory tier.",
+            |p| Some(p.gauges().objects),
+        ),
+        (
+            "outpost.cache.inflight",
+            "{fetch}",
+            "Upstream fetches in flight.",
+            |p| Some(p.inflight() as u64),
+        ),
+        (
+            "outpost.cache.disk.bytes",
+            "By",
+            "Bytes held by the disk tier.",
+            |p| p.gauges().disk.map(|d| d.bytes),
+        ),
+        (
+            "outpost.cache.disk.capacity",
+            "By",
+            "Capacity of the disk tier.",
+            |p| p.gauges().disk.map(|d| d.capacity_bytes),
+        ),
+        (
+            "outpost.cache.disk.objects",
+            "{object}",
+            "Responses held by the disk tier.",
+            |p| p.gauges().disk.map(|d| d.objects),
+        ),
+        (
+            "outpost.cache.disk.up",
+            "",
+            "1 while the disk tier accepts writes.",
+            |p| p.gauges().disk.map(|d| u64::from(d.on)),
+        ),
+    ];
+    for (name, unit, help, read) in gauges {
+        if name.starts_with("outpost.cache.disk") && !has_disk {
+            continue;
+        }
+        observe_gauge(
+            &meter,
+            name,
+            unit,
+            help,
+            Arc::downgrade(proxy),
+            tier.clone(),
+            read,
+        );
+    }
+    if has_disk {
+        let counters: [(&'static str, &'static str, Read); 5] = [
+            (
+                "outpost.cache.disk.hits",
+                "Lookups answered from the disk tier.",
+                |p| p.gauges().disk.map(|d| d.hits),
+            ),
+            (
+                "outpost.cache.disk.writes",
+                "Responses written to the disk tier.",
+                |p| p.gauges().disk.map(|d| d.writes),
+            ),
+            (
+                "outpost.cache.disk.evictions",
+                "Responses evicted from the disk tier.",
+                |p| p.gauges().disk.map(|d| d.evictions),
+            ),
+            (
+                "outpost.cache.disk.corrupt",
+                "Damaged disk entries dropped (never served).",
+                |p| p.gauges().disk.map(|d| d.corrupt),
+            ),
+            ("outpost.cache.disk.errors", "Disk tier I/O errors.", |p| {
+                p.gauges().disk.map(|d| d.errors)
+            }),
+        ];
+        for (name, help, read) in counters {
+            let (node, tier) = (Arc::downgrade(proxy), tier.clone());
+            let _ = meter
+                .u64_observable_counter(name)
+                .with_description(help)
+                .with_callback(move |o| {
+                    if let Some(v) = node.upgrade().as_deref().and_then(read) {
+                        o.observe(v, std::slice::from_ref(&tier));
+                    }
+                })
+                .build();
+        }
+    }
+    let node = Arc::downgrade(proxy);
+    let _ = meter
+        .u64_observable_gauge("outpost.upstream.up")
+        .with_description(
+            "Whether each upstream (origin or shield) takes requests now (1 up, 0 down).",
+        )
+        .with_callback(move |o| {
+            let Some(p) = node.upgrade() else { return };
+            for (kind, addr, up) in p.upstream_health() {
+                o.observe(
+                    u64::from(up),
+                    &[
+                        tier.clone(),
+                        KeyValue::new("cdn.upstream", kind),
+                        KeyValue::new("server.address", addr.host().to_string()),
+                        KeyValue::new("server.port", i64::from(addr.port_u16().unwrap_or(80))),
+                    ],
+                );
+            }
+        })
+        .build();
+}
+
+fn observe_gauge(
+    meter: &Meter,
+    name: &'static str,
+    unit: &'static str,
+    help: &'static str,
+    node: Weak<Proxy>,
+    tier: KeyValue,
+    read: Read,
+) {
+    let _ = meter
+        .u64_observable_gauge(name)
+        .with_unit(unit)
+        .with_description(help)
+        .with_callback(move |o| {
+            if let Some(v) = node.upgrade().as_deref().and_then(read) {
+                o.observe(v, std::slice::from_ref(&tier));
+            }
+        })
+        .build();
+}

@@ -1,0 +1,87 @@
+//! GET and HEAD: the `before_lookup` hook, then the cache's verdict. Fresh: served. Within
+//! stale-while-revalidate: served, and one background refresh started. Stale otherwise, or a
+//! miss: on to `miss.rs`, the stale object kept for revalidation and stale-if-error.
+
+use super::ctx::Ctx;
+use super::miss::Recollapse;
+use super::respond::BodySrc;
+use super::{Answer, Proxy};
+use crate::cache::object::Object;
+use crate::cache::policy::unix_ms;
+use crate::cache::{Lookup, Request, Stale};
+use crate::hooks::Proceed;
+use crate::metrics::Outcome;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+impl Proxy {
+    /// The cache path of a GET or HEAD.
+    pub(super) async fn lookup(self: &Arc<Self>, ctx: Ctx) -> Answer {
+        let mut proceed = self.hooks.before_lookup(&ctx.info());
+        while let Proceed::Wait(later) = proceed {
+            proceed = later.await;
+        }
+        if let Proceed::Bypass(detail) = proceed {
+            return self
+                .pass(ctx, &format!("fwd=request; detail={detail}"))
+                .await;
+        }
+        let now = unix_ms(SystemTime::now());
+        let req = Request {
+            key: &ctx.key,
+            headers: &ctx.parts.headers,
+            host: &ctx.host,
+            path: ctx.parts.uri.path(),
+        };
+        match self.cache.lookup(req, now).await {
+            Lookup::Fresh { object, .. } => {
+                let ttl = (object.fresh.fresh_until_ms - now) / 1000;
+                let reply = self.reply(&ctx, &format!("hit; ttl={ttl}"));
+                let (res, n) = reply.object(&object, object.fresh.age_secs(now));
+                Answer::new(res, Outcome::Hit, n)
+            }
+            Lookup::FreshLarge(entry) => {
+                let m = &entry.meta;
+                let ttl = m.fresh.fresh_until_ms.saturating_sub(now) / 1000;
+                let reply = self.reply(&ctx, &format!("hit; ttl={ttl}; detail=disk"));
+                let (res, n) = reply.serve(
+                    m.status,
+                    m.headers.to_map(),
+                    BodySrc::Disk(entry.clone()),
+                    Some(entry.header.body_len),
+                    m.fresh.age_secs(now),
+                );
+                Answer::new(res, Outcome::Hit, n)
+            }
+            Lookup::Stale {
+                object,
+                variant,
+                why: Stale::WhileRevalidate,
+            } => {
+                self.refresh_in_background(&ctx, variant, object.clone());
+                let late = (now - object.fresh.fresh_until_ms) / 1000;
+                let reply = self.reply(
+                    &ctx,
+                    &format!("hit; ttl=-{late}; detail=stale-while-revalidate"),
+                );
+                let (res, n) = reply.object(&object, object.fresh.age_secs(now));
+                Answer::new(res, Outcome::Stale, n)
+            }
+            Lookup::Stale {
+                object, variant, ..
+            } => {
+                self.miss(ctx, Some(object), variant, Recollapse::Allowed)
+                    .await
+            }
+            Lookup::Miss { variant } => self.miss(ctx, None, variant, Recollapse::Allowed).await,
+        }
+    }
+
+    /// Starts a background refresh of a stale-while-revalidate object, unless one is running.
+    fn refresh_in_background(self: &Arc<Self>, ctx: &Ctx, variant: u64, obj: Arc<Object>) {
+        let ck = (ctx.key, variant);
+        if let super::collapse::Joined::Leader(fill) = self.inflight.join(ck) {
+            self.spawn_fill(ctx, ck, fill, Some(obj));
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! A miss, or a stale object to revalidate: the request joins the fill already under way for
+//! its key, or leads a new one (started in `fetch.rs`, independent of this client). Everyone
+//! waits for the head, bounded by `collapse_timeout`, then answers from what the fill learned:
+//! a storable response streamed from the fill, a refreshed object, a pass-through, or a
+//! failure (answered with the stale object where stale-if-error allows).
+
+use super::collapse::{Fill, FillHead, Joined};
+use super::ctx::Ctx;
+use super::respond::BodySrc;
+use super::{Answer, BoxFuture, Proxy};
+use crate::cache::object::Object;
+use crate::cache::policy::unix_ms;
+use crate::cache::vary::values_hash;
+use crate::metrics::Outcome;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Whether a request whose Vary values differ from the fill it joined may join another one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Recollapse {
+    /// Yes: the first guess of its variant was wrong (the URL's Vary was not known yet).
+    Allowed,
+    /// No: it did so once already; it fetches for itself.
+    Done,
+}
+
+impl Proxy {
+    /// Joins the fill for this key, or leads a new one; `stale` is the object to revalidate.
+    pub(super) fn miss(
+        self: &Arc<Self>,
+        ctx: Ctx,
+        stale: Option<Arc<Object>>,
+        variant: u64,
+        recollapse: Recollapse,
+    ) -> BoxFuture<'_, Answer> {
+        Box::pin(async move {
+            let ck = (ctx.key, variant);
+            let (fill, leader) = match self.inflight.join(ck) {
+                Joined::Leader(fill) => {
+                    self.spawn_fill(&ctx, ck, fill.clone(), stale.clone());
+                    (fill, true)
+                }
+                Joined::Follower(fill) => {
+                    self.metrics.collapsed();
+                    (fill, false)
+                }
+            };
+            let Some(head) = fill.wait_head(self.settings.collapse_timeout).await else {
+                return self.pass(ctx, "detail=collapse-timeout").await;
+            };
+            self.from_head(ctx, &fill, &head, stale, leader, recollapse)
+                .await
+        })
+    }
+
+    /// The answer to a request from the head its fill published.
+    async fn from_head(
+        self: &Arc<Self>,
+        ctx: Ctx,
+        fill: &Arc<Fill>,
+        head: &FillHead,
+        stale: Option<Arc<Object>>,
+        leader: bool,
+        recollapse: Recollapse,
+    ) -> Answer {
+        let fwd = if stale.is_some() {
+            "fwd=stale"
+        } else {
+            "fwd=miss"
+        };
+        let collapsed = if leader { "" } else { "; collapsed" };
+        match head {
+            FillHead::Storing { .. } if fill.is_streaming() => self.pass(ctx, fwd).await,
+            FillHead::Storing {
+                status,
+                headers,
+                content_length,
+                vary,
+                values,
+                fresh,
+            } => {
+                if let Some(spec) = vary {
+                    let mine = spec.values(&ctx.parts.headers);
+                    if &mine != values {
+                        if recollapse == Recollapse::Allowed {
+                            let v = values_hash(&mine);
+                            return self.miss(ctx, None, v, Recollapse::Done).await;
+                        }
+                        return self.pass(ctx, "fwd=vary-miss").await;
+                    }
+                }
+                let reply = self.reply(
+                    &ctx,
+                    &format!("{fwd}; fwd-status={}; stored{collapsed}", status.as_u16()),
+                );
+                let (res, n) = reply.serve(
+                    *status,
+                    headers.clone(),
+                    BodySrc::Fill(fill.clone()),
+                    *content_length,
+                    fresh.age_secs(unix_ms(SystemTime::now())),
+                );
+                Answer::new(res, Outcome::Miss, n)
+            }
+            FillHead::Refreshed(obj) => {
+                let now = unix_ms(SystemTime::now());
+                let reply = self.reply(&ctx, &format!("fwd=stale; fwd-status=304{collapsed}"));
+                let (res, n) = reply.object(obj, obj.fresh.age_secs(now));
+                Answer::new(res, Outcome::Miss, n)
+            }
+            FillHead::Pass { status } => {
+                if status.is_server_error() {
+                    let why = format!("fwd-status={}", status.as_u16());
+                    if let Some(a) = self.stale_on_error(&ctx, stale.as_deref(), &why) {
+                        return a;
+                    }
+                }
+                if leader {
+                    if let Some(res) = fill.take_pass() {
+                        let p = format!("{fwd}; fwd-status={}", status.as_u16());
+                        return self.relay(res, &ctx, &p);
+                    }
+                }
+                self.pass(ctx, fwd).await
+            }
+            FillHead::Failed(e) => {
+                let why = format!("detail={}", e.kind());
+                match self.stale_on_error(&ctx, stale.as_deref(), &why) {
+                    Some(a) => a,
+                    None => self.upstream_failed(fwd, e),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! What the cache does not keep: a GET or HEAD passed upstream for one client (not storable,
+//! collapse timeout, a hook's bypass), and the methods the cache does not answer, forwarded
+//! with their bodies. A successful unsafe request invalidates the target URI, and `Location`
+//! and `Content-Location` on the same host, in every tier (RFC 9111 section 4.4).
+
+use super::ctx::{Ctx, Purpose};
+use super::{headers, respond, Answer, Proxy};
+use crate::body::ProxyBody;
+use crate::cache::key::{normalize_host, normalize_query, CacheKey};
+use crate::metrics::Outcome;
+use crate::upstream::Retry;
+use http::header;
+use http::{Method, Response};
+
+impl Proxy {
+    /// Sends a GET/HEAD upstream for this client alone, storing nothing.
+    pub(super) async fn pass(&self, ctx: Ctx, params: &str) -> Answer {
+        let up = self.upstream_parts(&ctx, Purpose::Forward);
+        let sent = self
+            .upstream
+            .send(
+                &ctx.site.origins,
+                ctx.key.0,
+                up,
+                ProxyBody::empty(),
+                Retry::Idempotent,
+                self.cache.purge_version(),
+            )
+            .await;
+        match sent {
+            Ok(res) => {
+                let p = format!("{params}; fwd-status={}", res.status().as_u16());
+                self.relay(res, &ctx, &p)
+            }
+            Err(e) => self.upstream_failed(params, &e),
+        }
+    }
+
+    /// Relays an upstream response untouched but for hop-by-hop fields and our own.
+    pub(super) fn relay(
+        &self,
+        res: Response<hyper::body::Incoming>,
+        ctx: &Ctx,
+        params: &str,
+    ) -> Answer {
+        let (mut parts, body) = res.into_parts();
+        headers::for_client(&mut parts.headers);
+        parts
+            .headers
+            .append(respond::CACHE_STATUS.clone(), self.status_value(params));
+        headers::append_via(&mut parts.headers, &self.via);
+        let len = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let body = if ctx.parts.method == Method::HEAD {
+            ProxyBody::empty()
+        } else {
+            ProxyBody::Incoming(body)
+        };
+        Answer::new(Response::from_parts(parts, body), Outcome::Pass, len)
+    }
+
+    /// Methods other than GET and HEAD: forwarded with their body; a successful unsafe one
+    /// invalidates what it names.
+    pub(super) async fn forward(&self, ctx: Ctx, body: ProxyBody) -> Answer {
+        let up = self.upstream_parts(&ctx, Purpose::Forward);
+        let sent = self
+            .upstream
+            .send(
+                &ctx.site.origins,
+                ctx.key.0,
+                up,
+                body,
+                Retry::ConnectOnly,
+                self.cache.purge_version(),
+            )
+            .await;
+        let res = match sent {
+            Ok(r) => r,
+            Err(e) => return self.upstream_failed("fwd=method", &e),
+        };
+        let is_unsafe = !matches!(ctx.parts.method, Method::OPTIONS);
+        if is_unsafe && (res.status().is_success() || res.status().is_redirection()) {
+            self.cache.remove(&ctx.key);
+            for h in [header::LOCATION, header::CONTENT_LOCATION] {
+                if let Some(k) = res
+                    .headers()
+                    .get(&h)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| key_for_reference(&ctx, v))
+                {
+                    self.cache.remove(&k);
+                }
+            }
+        }
+        let p = format!("fwd=method; fwd-status={}", res.status().as_u16());
+        self.relay(res, &ctx, &p)
+    }
+}
+
+/// The cache key a `Location`/`Content-Location` value refers to, if on the same host.
+fn key_for_reference(ctx: &Ctx, reference: &str) -> Option<CacheKey> {
+    let uri: http::Uri = reference.parse().ok()?;
+    if let Some(auth) = uri.authority() {
+        if normalize_host(auth.as_str())? != ctx.host {
+            return None;
+        }
+    }
+    let path = uri.path();
+    if !path.starts_with('/') {
+        return None;
+    }
+    let q = normalize_query(uri.query(), ctx.site.query, &ctx.site.drop_params);
+    Some(CacheKey::new(
+        ctx.client.scheme,
+        &ctx.host,
+        path,
+        q.as_deref(),
+    ))
+}

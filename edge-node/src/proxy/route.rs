@@ -1,0 +1,117 @@
+//! The first phase: the Host (or `:authority`) to a configured site (an unknown host is refused:
+//! the node is not an open proxy), the admission hook, the method, and the cache key built from
+//! scheme, host, path and the site's normalised query. Then the request goes to the cache path
+//! (GET, HEAD) or is forwarded (everything else).
+
+use super::ctx::Ctx;
+use super::respond::plain;
+use super::{Answer, ClientInfo, Proxy};
+use crate::body::{BoxError, ProxyBody};
+use crate::cache::key::{normalize_host, normalize_query, CacheKey};
+use crate::metrics::Outcome;
+use http::header;
+use http::{Method, Request, StatusCode};
+use std::sync::Arc;
+
+/// Why a request matches no site.
+enum Unrouted {
+    /// No Host, or not a host name.
+    BadHost,
+    /// No site answers for this host (the node is not an open proxy).
+    UnknownHost(String),
+}
+
+impl Proxy {
+    /// Answers one request, whatever happens to it.
+    pub(super) async fn answer<B>(self: &Arc<Self>, req: Request<B>, client: ClientInfo) -> Answer
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, body) = req.into_parts();
+        let ctx = match self.route(parts, client) {
+            Ok(ctx) => ctx,
+            Err(unrouted) => return self.refuse(unrouted),
+        };
+        let site = ctx.site.index;
+        let mut answer = if let Err(r) = self.hooks.admit(&ctx.info()) {
+            let st = self.status_value(&format!("fwd=request; detail={}", r.detail));
+            Answer::new(plain(r.status, st, r.message), Outcome::Error, None)
+        } else if matches!(ctx.parts.method, Method::CONNECT | Method::TRACE) {
+            let st = self.status_value("fwd=method");
+            Answer::new(
+                plain(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    st,
+                    "outpost: method not allowed",
+                ),
+                Outcome::Error,
+                None,
+            )
+        } else if ctx.is_cacheable_method() {
+            drop(body);
+            self.lookup(ctx).await
+        } else {
+            let body = ProxyBody::Stream(http_body_util::BodyExt::boxed(
+                http_body_util::BodyExt::map_err(body, Into::into),
+            ));
+            self.forward(ctx, body).await
+        };
+        answer.site = Some(site);
+        answer
+    }
+
+    /// The answer to a request that matches no site.
+    fn refuse(&self, why: Unrouted) -> Answer {
+        let (status, detail, msg) = match why {
+            Unrouted::BadHost => (
+                StatusCode::BAD_REQUEST,
+                "bad-host",
+                "outpost: missing or invalid Host".to_string(),
+            ),
+            Unrouted::UnknownHost(host) => (
+                StatusCode::MISDIRECTED_REQUEST,
+                "unknown-host",
+                format!("outpost: no site is configured for host {host}"),
+            ),
+        };
+        let st = self.status_value(&format!("fwd=request; detail={detail}"));
+        Answer::new(plain(status, st, &msg), Outcome::Error, None)
+    }
+
+    /// The site, host and key of a request, or why it has none.
+    fn route(&self, parts: http::request::Parts, client: ClientInfo) -> Result<Ctx, Unrouted> {
+        let raw_host = parts.uri.authority().map(|a| a.as_str()).or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+        });
+        let Some(host) = raw_host.and_then(normalize_host) else {
+            return Err(Unrouted::BadHost);
+        };
+        let Some(site) = self.sites.find(&host).cloned() else {
+            return Err(Unrouted::UnknownHost(host));
+        };
+        let query = normalize_query(parts.uri.query(), site.query, &site.drop_params);
+        let key = CacheKey::new(client.scheme, &host, parts.uri.path(), query.as_deref());
+        let upstream_pq = match &query {
+            Some(q) => format!("{}?{q}", parts.uri.path()),
+            None => parts.uri.path().to_string(),
+        };
+        if self.traced {
+            let span = tracing::Span::current();
+            if !span.is_none() {
+                span.record("cdn.cache.key", format!("{:032x}", key.0));
+            }
+        }
+        Ok(Ctx {
+            parts,
+            site,
+            host,
+            key,
+            upstream_pq,
+            client,
+        })
+    }
+}

@@ -1,0 +1,154 @@
+//! What a request leaves behind: its metrics (every request), its server span (sampled
+//! requests, when traces are exported), and the `/stats` view of the node's instruments.
+//!
+//! The server span follows the HTTP semantic conventions plus `cdn.*`; it is a child of the
+//! caller's span when the request carries a W3C `traceparent`. The fill task and each upstream
+//! attempt make their own spans inside it (`fetch.rs`, `upstream/`).
+
+use super::{Answer, ClientInfo, Proxy};
+use crate::body::{BoxError, ProxyBody};
+use crate::metrics::instrument;
+use agent::metrics::names;
+use http::{header, Method, Request, Response};
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::Instrument;
+
+impl Proxy {
+    /// Records an answered request and hands its response to the `response` hook.
+    pub(super) fn finish(
+        &self,
+        answer: Answer,
+        method: &Method,
+        start: Instant,
+    ) -> Response<ProxyBody> {
+        let Answer {
+            mut res,
+            outcome,
+            bytes,
+            site,
+        } = answer;
+        self.hooks.response(&mut res);
+        self.metrics.request(
+            start.elapsed().as_secs_f64(),
+            site,
+            method,
+            res.status().as_u16(),
+            outcome,
+            bytes,
+        );
+        res
+    }
+
+    /// [`Proxy::handle`] for a request this node records: the same, inside a server span.
+    pub(super) async fn handle_traced<B>(
+        self: Arc<Self>,
+        req: Request<B>,
+        client: ClientInfo,
+        start: Instant,
+    ) -> Response<ProxyBody>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let method = req.method().clone();
+        let span = self.server_span(&req, client, agent::metrics::method_value(&method));
+        let answer = self.answer(req, client).instrument(span.clone()).await;
+        let outcome = answer.outcome;
+        let res = self.finish(answer, &method, start);
+        let status = res.status().as_u16();
+        span.record("http.response.status_code", status);
+        span.record("cdn.cache.status", outcome.as_str());
+        if let Some(v) = res
+            .headers()
+            .get_all(&super::respond::CACHE_STATUS)
+            .iter()
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+        {
+            span.record("cdn.cache.detail", v);
+        }
+        if status >= 500 {
+            span.record("otel.status_code", "ERROR");
+        }
+        res
+    }
+
+    /// The server span of one request.
+    fn server_span<B>(
+        &self,
+        req: &Request<B>,
+        client: ClientInfo,
+        method: &'static str,
+    ) -> tracing::Span {
+        let host = req.uri().host().or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(|h| h.rsplit_once(':').map_or(h, |(h, _)| h))
+        });
+        let version = match req.version() {
+            http::Version::HTTP_2 => "2",
+            http::Version::HTTP_10 => "1.0",
+            _ => "1.1",
+        };
+        let span = tracing::info_span!(
+            target: "edge_node::request",
+            "request",
+            otel.name = method,
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = method,
+            url.path = req.uri().path(),
+            url.scheme = client.scheme,
+            server.address = host.unwrap_or(""),
+            client.address = %client.addr.ip(),
+            network.protocol.version = version,
+            http.response.status_code = tracing::field::Empty,
+            cdn.tier = self.tier(),
+            cdn.cache.status = tracing::field::Empty,
+            cdn.cache.detail = tracing::field::Empty,
+            cdn.cache.key = tracing::field::Empty,
+            cdn.purge.version = self.cache.purge_version(),
+        );
+        agent::propagation::set_remote_parent(&span, req.headers());
+        span
+    }
+}
+
+/// The `/stats` entry of a node: its instruments added up, and its cache's gauges.
+pub(super) fn stats_json(p: &Proxy) -> serde_json::Value {
+    let tier = [("cdn.tier", p.tier())];
+    let Some(snap) = p.registry.snapshot() else {
+        return serde_json::json!({ "tier": p.tier() });
+    };
+    let by_status = snap.totals_by(names::HTTP_SERVER_DURATION, &tier, Some("cdn.cache.status"));
+    let status = |s: &str| by_status.get(s).copied().unwrap_or(0);
+    let attempts = snap.totals_by(names::HTTP_CLIENT_DURATION, &tier, Some("error.type"));
+    let failed = |s: &str| attempts.get(s).copied().unwrap_or(0);
+    let body_errors = snap.totals_by(instrument::BODY_ERRORS, &tier, Some("error.type"));
+    let mut cache = serde_json::to_value(p.gauges()).unwrap_or_default();
+    cache["inflight"] = p.inflight().into();
+    serde_json::json!({
+        "tier": p.tier(),
+        "requests": by_status.values().sum::<u64>(),
+        "hits": status("hit"),
+        "stale": status("stale"),
+        "misses": status("miss"),
+        "passes": status("pass"),
+        "errors": status("error"),
+        "collapsed": snap.total(instrument::COLLAPSED, &tier),
+        "revalidated": snap.total(instrument::REVALIDATED, &tier),
+        "stores": snap.total(instrument::STORES, &tier),
+        "response_body_bytes": snap.total(names::RESPONSE_BYTES, &tier),
+        "upstream": {
+            "attempts": snap.total(names::HTTP_CLIENT_DURATION, &tier),
+            "connect_errors": failed("connect"),
+            "timeouts": failed("timeout"),
+            "protocol_errors": failed("protocol"),
+            "body_errors": body_errors,
+            "truncated": body_errors.get("truncated").copied().unwrap_or(0),
+        },
+        "cache": cache,
+    })
+}

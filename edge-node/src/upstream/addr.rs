@@ -1,0 +1,43 @@
+//! Upstream addresses: an origin or shield base URL (`http://host:port`), parsed strictly.
+
+use http::uri::{Authority, Scheme};
+use http::Uri;
+
+/// An origin base URL: `http://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginAddr {
+    /// Scheme (http).
+    pub scheme: Scheme,
+    /// host:port.
+    pub authority: Authority,
+}
+
+impl OriginAddr {
+    /// Parses an origin URL; only `http://host[:port]` without a path is accepted.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let uri: Uri = s.parse().map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+        let scheme = uri
+            .scheme()
+            .cloned()
+            .ok_or_else(|| format!("{s:?} needs a scheme (http://)"))?;
+        if scheme != Scheme::HTTP {
+            return Err(format!("{s:?}: only http:// origins are supported"));
+        }
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| format!("{s:?} has no host"))?;
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(format!(
+                "{s:?}: an origin URL must not have a path or query"
+            ));
+        }
+        Ok(Self { scheme, authority })
+    }
+}
+
+impl std::fmt::Display for OriginAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}", self.scheme, self.authority)
+    }
+}

@@ -1,0 +1,277 @@
+//! Talking upstream: the pooled HTTP client, timeouts, and the order of targets for one
+//! request: the home shield of its key and the next shields (`shields.rs`), then the site's
+//! origins in load-balancing order (`origins.rs`). A connect error moves on to the next
+//! target (nothing was sent); a timeout does too when the request may be retried.
+
+pub mod addr;
+pub mod error;
+pub mod health;
+pub mod origins;
+pub mod resolve;
+pub mod shields;
+
+use crate::body::ProxyBody;
+use crate::metrics::NodeMetrics;
+use addr::OriginAddr;
+use error::UpstreamError;
+use http::{request, Response, Uri};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use origins::OriginPool;
+use shields::{rank, ParentTier, Shield, PURGE_VERSION, SHIELD_SECRET};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::Instrument;
+
+/// Whether a request may go to the next target after the first one timed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Idempotent and without a body (GET, HEAD, fills): a timeout moves on too.
+    Idempotent,
+    /// The body goes to the first target only; only a refused connection moves on.
+    ConnectOnly,
+}
+
+/// Where one attempt goes.
+enum Target<'a> {
+    Shield(&'a Shield),
+    Origin(&'a origins::Origin),
+}
+
+/// Timeouts for upstream fetches.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// To establish a connection.
+    pub connect: Duration,
+    /// From request sent to response head.
+    pub first_byte: Duration,
+    /// Longest gap between body chunks.
+    pub body_idle: Duration,
+    /// Longest time for a whole body, if limited.
+    pub body_total: Option<Duration>,
+}
+
+/// The pooled upstream client.
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<HttpConnector<resolve::OriginResolver>, ProxyBody>,
+    /// Timeouts applied to every fetch.
+    pub timeouts: Timeouts,
+    /// Shields in front of the origins, if any.
+    pub parents: Arc<ParentTier>,
+    metrics: Arc<NodeMetrics>,
+}
+
+impl Upstream {
+    /// A client with these timeouts, sending misses to `parents` first, recording each
+    /// attempt in `metrics`.
+    pub fn new(
+        timeouts: Timeouts,
+        resolver: resolve::OriginResolver,
+        parents: ParentTier,
+        metrics: Arc<NodeMetrics>,
+    ) -> Self {
+        let mut conn = HttpConnector::new_with_resolver(resolver);
+        conn.set_connect_timeout(Some(timeouts.connect));
+        conn.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build(conn);
+        Self {
+            client,
+            timeouts,
+            parents: Arc::new(parents),
+            metrics,
+        }
+    }
+
+    /// Sends `parts` (path and query in its URI) to the home shield of `key`, the next shields,
+    /// then the site's origins in load-balancing order, until one answers. A connect error
+    /// moves on to the next target; so does a timeout with [`Retry::Idempotent`]. `body` is
+    /// only sent to the first target. `purge_version` goes to shields. Origins that fail or
+    /// answer 5xx are reported to the pool (passive health).
+    pub async fn send(
+        &self,
+        origins: &OriginPool,
+        key: u128,
+        parts: request::Parts,
+        body: ProxyBody,
+        retry: Retry,
+        purge_version: u64,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let may_retry = retry == Retry::Idempotent;
+        let mut last = None;
+        let mut body = Some(body);
+        let now = crate::cache::policy::unix_ms(std::time::SystemTime::now());
+        let shields = rank(&self.parents.shields, key);
+        let targets: Vec<Target> = shields
+            .into_iter()
+            .filter(|s| s.is_up(now))
+            .map(Target::Shield)
+            .chain(origins.order(now).into_iter().map(Target::Origin))
+            .collect();
+        let n = targets.len();
+        for (i, target) in targets.into_iter().enumerate() {
+            let is_last = i + 1 == n;
+            let addr = match &target {
+                Target::Shield(s) => &s.addr,
+                Target::Origin(o) => &o.addr,
+            };
+            let Some(b) = body.take().or_else(|| may_retry.then(ProxyBody::empty)) else {
+                break;
+            };
+            let mut p = parts.clone();
+            if let Target::Shield(_) = target {
+                if let Some(secret) = &self.parents.secret {
+                    p.headers.insert(SHIELD_SECRET.clone(), secret.clone());
+                }
+                p.headers.insert(
+                    PURGE_VERSION.clone(),
+                    http::HeaderValue::from(purge_version),
+                );
+            }
+            let mut u = http::uri::Parts::default();
+            u.scheme = Some(addr.scheme.clone());
+            u.authority = Some(addr.authority.clone());
+            u.path_and_query = parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .or_else(|| Some(http::uri::PathAndQuery::from_static("/")));
+            p.uri = match Uri::from_parts(u) {
+                Ok(u) => u,
+                Err(e) => {
+                    return Err(UpstreamError::Protocol {
+                        origin: addr.to_string(),
+                        detail: e.to_string(),
+                    })
+                }
+            };
+            let kind = match target {
+                Target::Shield(_) => "shield",
+                Target::Origin(_) => "origin",
+            };
+            let span = client_span(&p, addr, kind);
+            // The next tier's server span becomes a child of this attempt.
+            agent::propagation::inject(&span, &mut p.headers);
+            let req = http::Request::from_parts(p, b);
+            let failed = |t: &Target| match t {
+                Target::Shield(s) => s.mark_down(now),
+                Target::Origin(o) => origins.report_failure(o, now),
+            };
+            let started = std::time::Instant::now();
+            let attempt = tokio::time::timeout(self.timeouts.first_byte, self.client.request(req))
+                .instrument(span.clone())
+                .await;
+            self.observe_attempt(&span, kind, started, &attempt);
+            match attempt {
+                Err(_) => {
+                    failed(&target);
+                    let e = UpstreamError::Timeout {
+                        origin: addr.to_string(),
+                        phase: "response head",
+                    };
+                    if !may_retry || is_last {
+                        return Err(e);
+                    }
+                    tracing::warn!(upstream = %addr, "timed out; trying the next upstream");
+                    last = Some(e);
+                }
+                Ok(Ok(res)) => {
+                    if res.status().is_server_error() {
+                        failed(&target);
+                    }
+                    return Ok(res);
+                }
+                Ok(Err(e)) if e.is_connect() => {
+                    tracing::warn!(upstream = %addr, error = %error_chain(&e), "connection failed; trying the next upstream");
+                    failed(&target);
+                    last = Some(UpstreamError::Connect {
+                        origin: addr.to_string(),
+                        detail: error_chain(&e),
+                    });
+                }
+                Ok(Err(e)) => {
+                    return Err(UpstreamError::Protocol {
+                        origin: addr.to_string(),
+                        detail: error_chain(&e),
+                    })
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| UpstreamError::Connect {
+            origin: "-".into(),
+            detail: "no origin configured".into(),
+        }))
+    }
+
+    /// Closes the books on one attempt: its span's status and the client duration metric.
+    fn observe_attempt(
+        &self,
+        span: &tracing::Span,
+        kind: &'static str,
+        started: std::time::Instant,
+        attempt: &Result<
+            Result<Response<Incoming>, hyper_util::client::legacy::Error>,
+            tokio::time::error::Elapsed,
+        >,
+    ) {
+        let (status, error) = match attempt {
+            Ok(Ok(res)) => (res.status().as_u16(), None),
+            Ok(Err(e)) if e.is_connect() => (0, Some("connect")),
+            Ok(Err(_)) => (0, Some("protocol")),
+            Err(_) => (0, Some("timeout")),
+        };
+        if !span.is_none() {
+            if status > 0 {
+                span.record("http.response.status_code", status);
+            }
+            if let Some(e) = error {
+                span.record("error.type", e);
+            }
+            if status >= 500 || error.is_some() {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        self.metrics
+            .upstream_attempt(started.elapsed().as_secs_f64(), kind, status, error);
+    }
+}
+
+/// The client span of one upstream attempt (HTTP semantic conventions), or a disabled span
+/// when traces are not exported.
+fn client_span(p: &request::Parts, addr: &OriginAddr, kind: &'static str) -> tracing::Span {
+    // Only inside a recorded request: an unsampled one forwards its traceparent as it is.
+    if !agent::traces_enabled() || tracing::Span::current().is_none() {
+        return tracing::Span::none();
+    }
+    let method = agent::metrics::method_value(&p.method);
+    tracing::info_span!(
+        target: "edge_node::upstream",
+        "upstream",
+        otel.name = method,
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = method,
+        server.address = addr.authority.host(),
+        server.port = addr.authority.port_u16().unwrap_or(80),
+        url.full = %p.uri,
+        cdn.upstream = kind,
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    )
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

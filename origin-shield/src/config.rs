@@ -1,0 +1,228 @@
+//! The `[shield]` config section: the keys a shield takes, and only those. An edge's key
+//! (`shields`, `purge_hub`, `compress`, `node_id`, ...) in `[shield]` is an error with its
+//! line, not silently ignored. The keys it shares with `[edge]` keep their meaning and their
+//! defaults (`edge_node::config::defaults`), but the cache's name is `outpost-shield`.
+
+use agent::config::ConfigProblem;
+use agent::units::{ByteSize, Dur};
+use edge_node::config::{defaults, CertConfig, EdgeConfig, SiteConfig};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The `[shield]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShieldConfig {
+    /// The secret every request must carry (`Outpost-Shield-Secret`, sent by edges from their
+    /// `shield_secret`); others get 403. At least 8 visible ASCII characters.
+    pub secret: String,
+    /// Plain HTTP listen addresses (HTTP/1.1 and h2c prior knowledge).
+    #[serde(default)]
+    pub listen: Vec<SocketAddr>,
+    /// TLS listen addresses (HTTP/1.1 and HTTP/2 by ALPN); certificates chosen by SNI.
+    #[serde(default)]
+    pub tls_listen: Vec<SocketAddr>,
+    /// Certificates for `tls_listen`, chosen by the SNI host name.
+    #[serde(default)]
+    pub certificates: Vec<CertConfig>,
+    /// Memory tier size.
+    #[serde(default = "defaults::memory_bytes")]
+    pub memory_bytes: ByteSize,
+    /// Directory of the persistent disk tier; absent: memory only.
+    #[serde(default)]
+    pub disk_path: Option<PathBuf>,
+    /// Size of the disk tier.
+    #[serde(default = "defaults::disk_bytes")]
+    pub disk_bytes: ByteSize,
+    /// Largest object the memory tier stores (default: 1/8 of it); larger ones go to disk.
+    #[serde(default)]
+    pub max_object_bytes: Option<ByteSize>,
+    /// Most `Vary` variants kept per URL.
+    #[serde(default = "defaults::max_variants")]
+    pub max_variants: usize,
+    /// Stale-while-revalidate window used when the origin names none.
+    #[serde(default = "defaults::zero")]
+    pub stale_while_revalidate: Dur,
+    /// Stale-if-error window used when the origin names none.
+    #[serde(default = "defaults::zero")]
+    pub stale_if_error: Dur,
+    /// How long a stale object with a validator is kept for revalidation.
+    #[serde(default = "defaults::keep")]
+    pub keep: Dur,
+    /// How long a request waits on another request's fetch of the same key.
+    #[serde(default = "defaults::collapse_timeout")]
+    pub collapse_timeout: Dur,
+    /// Time a client (an edge) has to send its request headers.
+    #[serde(default = "defaults::header_read_timeout")]
+    pub header_read_timeout: Dur,
+    /// Largest request head accepted.
+    #[serde(default = "defaults::max_header_bytes")]
+    pub max_header_bytes: ByteSize,
+    /// Time to connect to an origin.
+    #[serde(default = "defaults::connect_timeout")]
+    pub connect_timeout: Dur,
+    /// Time from sending a request to an origin to its response head.
+    #[serde(default = "defaults::first_byte_timeout")]
+    pub first_byte_timeout: Dur,
+    /// Longest pause between two body chunks from an origin.
+    #[serde(default = "defaults::body_idle_timeout")]
+    pub body_idle_timeout: Dur,
+    /// Longest time a whole origin body may take (absent: no limit).
+    #[serde(default)]
+    pub body_timeout: Option<Dur>,
+    /// Name of this cache in `Cache-Status` (RFC 9211).
+    #[serde(default = "cache_name")]
+    pub cache_name: String,
+    /// DNS servers for resolving origin names; empty: the system's.
+    #[serde(default)]
+    pub resolvers: Vec<SocketAddr>,
+    /// Directory for state that must survive a restart (the purge log of a hub, the applied
+    /// purge version and marks).
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    /// Sites, routed by the request's Host.
+    #[serde(default)]
+    pub sites: Vec<SiteConfig>,
+}
+
+fn cache_name() -> String {
+    "outpost-shield".to_string()
+}
+
+impl ShieldConfig {
+    /// A shield with every default, the given secret, listeners and sites (embedding, tests).
+    pub fn new(secret: &str, listen: Vec<SocketAddr>, sites: Vec<SiteConfig>) -> Self {
+        let node = EdgeConfig::new(listen, sites);
+        Self {
+            secret: secret.to_string(),
+            listen: node.listen,
+            tls_listen: node.tls_listen,
+            certificates: node.certificates,
+            memory_bytes: node.memory_bytes,
+            disk_path: node.disk_path,
+            disk_bytes: node.disk_bytes,
+            max_object_bytes: node.max_object_bytes,
+            max_variants: node.max_variants,
+            stale_while_revalidate: node.stale_while_revalidate,
+            stale_if_error: node.stale_if_error,
+            keep: node.keep,
+            collapse_timeout: node.collapse_timeout,
+            header_read_timeout: node.header_read_timeout,
+            max_header_bytes: node.max_header_bytes,
+            connect_timeout: node.connect_timeout,
+            first_byte_timeout: node.first_byte_timeout,
+            body_idle_timeout: node.body_idle_timeout,
+            body_timeout: node.body_timeout,
+            cache_name: cache_name(),
+            resolvers: node.resolvers,
+            state_dir: node.state_dir,
+            sites: node.sites,
+        }
+    }
+
+    /// The caching node this shield is: its keys as the edge-node library takes them (the
+    /// edge-only keys at their defaults: no shields above it, no compression).
+    pub fn node_config(&self) -> EdgeConfig {
+        EdgeConfig {
+            listen: self.listen.clone(),
+            tls_listen: self.tls_listen.clone(),
+            certificates: self.certificates.clone(),
+            memory_bytes: self.memory_bytes,
+            disk_path: self.disk_path.clone(),
+            disk_bytes: self.disk_bytes,
+            max_object_bytes: self.max_object_bytes,
+            max_variants: self.max_variants,
+            stale_while_revalidate: self.stale_while_revalidate,
+            stale_if_error: self.stale_if_error,
+            keep: self.keep,
+            collapse_timeout: self.collapse_timeout,
+            header_read_timeout: self.header_read_timeout,
+            max_header_bytes: self.max_header_bytes,
+            connect_timeout: self.connect_timeout,
+            first_byte_timeout: self.first_byte_timeout,
+            body_idle_timeout: self.body_idle_timeout,
+            body_timeout: self.body_timeout,
+            cache_name: self.cache_name.clone(),
+            resolvers: self.resolvers.clone(),
+            state_dir: self.state_dir.clone(),
+            ..EdgeConfig::new(Vec::new(), self.sites.clone())
+        }
+    }
+
+    /// Every problem with this section; `prefix` is its key path (`shield`).
+    pub fn validate(&self, prefix: &str) -> Vec<ConfigProblem> {
+        let mut out = Vec::new();
+        let s = &self.secret;
+        if s.len() < 8 {
+            out.push(ConfigProblem::new(
+                format!("{prefix}.secret"),
+                "use at least 8 characters",
+            ));
+        } else if http::HeaderValue::from_str(s).is_err()
+            || !s.bytes().all(|b| b.is_ascii_graphic())
+        {
+            out.push(ConfigProblem::new(
+                format!("{prefix}.secret"),
+                "must be visible ASCII",
+            ));
+        }
+        out.extend(self.node_config().validate(prefix));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct File {
+        shield: ShieldConfig,
+    }
+
+    const BASE: &str = "[shield]\nsecret = \"s3cret-s3cret\"\nlisten = [\"127.0.0.1:0\"]\n\n[[shield.sites]]\nhosts = [\"a.test\"]\norigins = [\"http://127.0.0.1:1\"]\n";
+
+    #[test]
+    fn shield_keys_parse_with_the_shield_defaults() {
+        let f: File = toml::from_str(BASE).unwrap();
+        assert!(f.shield.validate("shield").is_empty());
+        let node = f.shield.node_config();
+        assert_eq!(node.cache_name, "outpost-shield");
+        assert!(node.shields.is_empty() && node.compress.is_empty());
+    }
+
+    #[test]
+    fn an_edge_key_in_shield_is_an_error_naming_it() {
+        for key in [
+            "purge_hub = \"http://127.0.0.1:9900\"",
+            "node_id = \"x\"",
+            "shields = [\"http://127.0.0.1:8090\"]",
+            "shield_secret = \"x\"",
+            "compress = [\"gzip\"]",
+        ] {
+            let src = BASE.replace("listen = ", &format!("{key}\nlisten = "));
+            let e = toml::from_str::<File>(&src).err().unwrap();
+            let name = key.split(' ').next().unwrap();
+            assert!(e.message().contains(name), "{key}: {e}");
+            // The span points at the key's line (line 3), which the binary reports.
+            let line = src[..e.span().unwrap().start].matches('\n').count() + 1;
+            assert_eq!(line, 3, "{key}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_short_or_binary_secret_is_refused() {
+        for bad in ["short", "with space inside", "t\u{e9}l\u{e9}phone-secret"] {
+            let mut f: File = toml::from_str(BASE).unwrap();
+            f.shield.secret = bad.to_string();
+            let p = f.shield.validate("shield");
+            assert_eq!(
+                p.first().map(|p| p.path.as_str()),
+                Some("shield.secret"),
+                "{bad}"
+            );
+        }
+    }
+}
