@@ -9,8 +9,8 @@
 use bytes::Bytes;
 use edge_node::admin::{self, AdminState};
 use edge_node::config::{EdgeConfig, SiteConfig};
-use edge_node::purge::nats::NatsBus;
-use edge_node::purge::service::{PurgeService, PurgeSink, Role};
+use edge_node::purge::NatsBus;
+use edge_node::purge::{PurgeService, PurgeSink, Role};
 use edge_node::Edge;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};

@@ -34,7 +34,7 @@ pub struct PurgeArgs {
 
 /// Sends the purge; returns the version, or one line saying what went wrong.
 pub async fn run(a: PurgeArgs) -> Result<u64, String> {
-    let req = edge_node::purge::event::PurgeRequest {
+    let req = edge_node::purge::PurgeRequest {
         urls: a.urls,
         prefixes: a.prefixes,
         tags: a.tags,

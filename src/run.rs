@@ -2,9 +2,9 @@
 
 use crate::config::NodeConfig;
 use edge_node::admin::{self, AdminState};
-use edge_node::cache::marks::PurgeMarks;
-use edge_node::purge::nats::NatsBus;
-use edge_node::purge::service::{PurgeService, PurgeSink, Role};
+use edge_node::cache::PurgeMarks;
+use edge_node::purge::NatsBus;
+use edge_node::purge::{PurgeService, PurgeSink, Role};
 use edge_node::Edge;
 use std::net::SocketAddr;
 use std::sync::Arc;

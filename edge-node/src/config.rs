@@ -2,6 +2,7 @@
 //! `validate()` that returns every problem at once, each naming its key path.
 
 pub use crate::cache::key::QueryMode;
+pub use crate::cache::Coding;
 pub use agent::units::{ByteSize, Dur};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -71,7 +72,7 @@ pub struct EdgeConfig {
     /// Codings the edge produces for clients from uncompressed stored responses
     /// (`"gzip"`, `"br"`); empty: pass through what the origin sent.
     #[serde(default)]
-    pub compress: Vec<crate::cache::compress::Coding>,
+    pub compress: Vec<crate::cache::Coding>,
     /// Media types worth compressing (`text/*` matches a major type).
     #[serde(default = "crate::cache::compress::default_types")]
     pub compress_types: Vec<String>,

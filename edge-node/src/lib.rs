@@ -7,18 +7,19 @@
 //! storage tiers and the purge marks) in [`cache`], talking upstream in [`upstream`], purge
 //! propagation in [`purge`], the admin API in [`admin`]. See docs/caching.md for the rules the
 //! cache follows.
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod admin;
 pub mod body;
 pub mod cache;
 pub mod config;
+mod garbage;
 pub mod hooks;
-pub mod listener;
-pub mod metrics;
+mod listener;
+mod metrics;
 pub mod proxy;
 pub mod purge;
-pub mod tls;
+mod tls;
 pub mod upstream;
 
 use agent::metrics::Registry;

@@ -15,7 +15,7 @@ use tokio_rustls::TlsAcceptor;
 
 /// Connection-level limits.
 #[derive(Debug, Clone, Copy)]
-pub struct ConnLimits {
+pub(crate) struct ConnLimits {
     /// Time allowed for a request head.
     pub header_read_timeout: Duration,
     /// Largest request head.
@@ -37,7 +37,7 @@ fn builder(limits: ConnLimits) -> auto::Builder<TokioExecutor> {
 }
 
 /// Accepts connections on `listener` until `shutdown` flips, then drains them.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     proxy: Arc<Proxy>,

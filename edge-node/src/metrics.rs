@@ -14,21 +14,21 @@ use opentelemetry::KeyValue;
 use std::sync::OnceLock;
 
 /// Names of the instruments this module registers (beside `agent::metrics::names`).
-pub mod instrument {
+pub(crate) mod instrument {
     /// Requests that joined another request's upstream fetch.
-    pub const COLLAPSED: &str = "outpost.cache.collapsed";
+    pub(crate) const COLLAPSED: &str = "outpost.cache.collapsed";
     /// Stale objects refreshed by a 304.
-    pub const REVALIDATED: &str = "outpost.cache.revalidated";
+    pub(crate) const REVALIDATED: &str = "outpost.cache.revalidated";
     /// Objects written to the cache.
-    pub const STORES: &str = "outpost.cache.stores";
+    pub(crate) const STORES: &str = "outpost.cache.stores";
     /// Upstream bodies that ended badly after the head (`error.type`: truncated, timeout,
     /// slow-reader, disk).
-    pub const BODY_ERRORS: &str = "outpost.upstream.body.errors";
+    pub(crate) const BODY_ERRORS: &str = "outpost.upstream.body.errors";
 }
 
 /// How a request was answered: the `cdn.cache.status` value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Served fresh from cache.
     Hit,
     /// Served stale (stale-while-revalidate or stale-if-error).
@@ -51,7 +51,7 @@ impl Outcome {
     ];
 
     /// The `cdn.cache.status` value: `hit`, `stale`, `miss`, `pass` or `error`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Outcome::Hit => "hit",
             Outcome::Stale => "stale",
@@ -80,7 +80,7 @@ struct Bound {
 }
 
 /// The instruments of one node.
-pub struct NodeMetrics {
+pub(crate) struct NodeMetrics {
     tier: &'static str,
     duration: Histogram<f64>,
     bytes: Counter<u64>,
@@ -105,11 +105,11 @@ impl std::fmt::Debug for NodeMetrics {
 }
 
 /// The `cdn.site` value of requests that matched no site.
-pub const NO_SITE: &str = "-";
+pub(crate) const NO_SITE: &str = "-";
 
 impl NodeMetrics {
     /// The instruments of a `tier` node serving `sites` (names, by site index), on `m`.
-    pub fn new(m: &Meter, tier: &'static str, sites: &[String]) -> Self {
+    pub(crate) fn new(m: &Meter, tier: &'static str, sites: &[String]) -> Self {
         let tier_attr = [KeyValue::new("cdn.tier", tier)];
         let counter = |name: &'static str, unit: &'static str, help: &'static str| {
             m.u64_counter(name)
@@ -168,12 +168,12 @@ impl NodeMetrics {
     }
 
     /// The node's role (`edge`, `shield`).
-    pub fn tier(&self) -> &'static str {
+    pub(crate) fn tier(&self) -> &'static str {
         self.tier
     }
 
     /// Records one answered request: `site` is the site index (`None`: no site matched).
-    pub fn request(
+    pub(crate) fn request(
         &self,
         secs: f64,
         site: Option<usize>,
@@ -212,7 +212,7 @@ impl NodeMetrics {
 
     /// Records one upstream attempt; `target` is `shield` or `origin`, `status` 0 when no
     /// response came (then `error` names why).
-    pub fn upstream_attempt(
+    pub(crate) fn upstream_attempt(
         &self,
         secs: f64,
         target: &'static str,
@@ -236,23 +236,23 @@ impl NodeMetrics {
     }
 
     /// A request joined another request's fetch.
-    pub fn collapsed(&self) {
+    pub(crate) fn collapsed(&self) {
         self.collapsed.add(1);
     }
 
     /// A stale object was refreshed by a 304.
-    pub fn revalidated(&self) {
+    pub(crate) fn revalidated(&self) {
         self.revalidated.add(1);
     }
 
     /// An object was written to the cache.
-    pub fn stored(&self) {
+    pub(crate) fn stored(&self) {
         self.stores.add(1);
     }
 
     /// An upstream body ended badly after its head; `kind` is `truncated`, `timeout`,
     /// `slow-reader` or `disk`.
-    pub fn body_error(&self, kind: &'static str) {
+    pub(crate) fn body_error(&self, kind: &'static str) {
         self.body_errors.add(
             1,
             &[

@@ -60,7 +60,7 @@ fn load_key(cfg: &CertConfig) -> Result<Arc<CertifiedKey>, String> {
 }
 
 /// A rustls server config serving `certs` by SNI.
-pub fn server_config(certs: &[CertConfig]) -> Result<Arc<rustls::ServerConfig>, String> {
+pub(crate) fn server_config(certs: &[CertConfig]) -> Result<Arc<rustls::ServerConfig>, String> {
     let mut r = SniResolver {
         exact: HashMap::new(),
         wildcard: Vec::new(),

@@ -8,9 +8,9 @@
 //!   [`PURGE_WAIT`]) for it, and otherwise answers that request from upstream without its
 //!   cache, so an edge is never handed an object older than a purge it has applied.
 
-use edge_node::cache::marks::PurgeMarks;
+use edge_node::cache::PurgeMarks;
 use edge_node::hooks::{Hooks, Proceed, Refusal, RequestInfo};
-use edge_node::upstream::shields::{PURGE_VERSION, SHIELD_SECRET};
+use edge_node::upstream::{PURGE_VERSION, SHIELD_SECRET};
 use http::StatusCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,7 +87,7 @@ impl Hooks for ShieldHooks {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use edge_node::cache::marks::Mark;
+    use edge_node::cache::Mark;
     use http::{HeaderMap, HeaderValue, Method, Uri};
 
     fn info<'a>(h: &'a HeaderMap, uri: &'a Uri) -> RequestInfo<'a> {

@@ -16,7 +16,7 @@ pub mod hooks;
 pub use config::ShieldConfig;
 
 use agent::metrics::Registry;
-use edge_node::cache::marks::PurgeMarks;
+use edge_node::cache::PurgeMarks;
 use edge_node::{Edge, EdgeError};
 use std::sync::Arc;
 

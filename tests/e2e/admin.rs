@@ -51,14 +51,22 @@ async fn metrics_and_stats_need_the_token_and_count_requests() {
     for (name, labels, want) in [
         (requests, vec![edge_tier, ("cdn_cache_status", "hit")], 1.0),
         (requests, vec![edge_tier, ("cdn_cache_status", "miss")], 1.0),
-        (requests, vec![edge_tier, ("cdn_cache_status", "error")], 1.0),
+        (
+            requests,
+            vec![edge_tier, ("cdn_cache_status", "error")],
+            1.0,
+        ),
         (requests, vec![edge_tier], 3.0),
         (
             "http_server_request_duration_seconds_bucket",
             vec![edge_tier, ("le", "+Inf")],
             3.0,
         ),
-        ("http_client_request_duration_seconds_count", vec![edge_tier], 1.0),
+        (
+            "http_client_request_duration_seconds_count",
+            vec![edge_tier],
+            1.0,
+        ),
         ("outpost_cache_stores_total", vec![edge_tier], 1.0),
         ("outpost_cache_objects", vec![edge_tier], 1.0),
     ] {

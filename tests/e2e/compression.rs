@@ -2,7 +2,7 @@
 //! client's Accept-Encoding, with Vary and a weak ETag; what must not be transformed is not.
 
 use crate::support::*;
-use edge_node::cache::compress::Coding;
+use edge_node::config::Coding;
 use std::io::Read;
 
 fn css() -> String {

@@ -301,7 +301,7 @@ async fn a_restarted_edge_resumes_from_its_applied_version_and_the_hub_keeps_its
 
 #[tokio::test]
 async fn events_are_never_applied_out_of_order() {
-    use edge_node::purge::event::{PurgeEvent, PurgeTarget};
+    use edge_node::purge::{PurgeEvent, PurgeTarget};
     let origin = tagged_origin().await;
     let dead_hub = "http://127.0.0.1:9".to_string();
     let node = Node::start(Some(&origin.url()), Some(dead_hub), None, |_| {}).await;

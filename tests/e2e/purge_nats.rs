@@ -2,8 +2,8 @@
 //! edge applies every purge in order, and a server restart in the middle loses nothing.
 
 use crate::support::*;
-use edge_node::purge::nats::NatsBus;
-use edge_node::purge::service::Role;
+use edge_node::purge::NatsBus;
+use edge_node::purge::Role;
 use std::time::Duration;
 
 async fn nats_edge(

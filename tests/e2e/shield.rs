@@ -186,8 +186,7 @@ async fn edges_route_around_dead_shields_and_return_when_they_recover() {
     };
     let (stop, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(back.serve(rx));
-    tokio::time::sleep(edge_node::upstream::shields::SHIELD_RETRY + Duration::from_millis(200))
-        .await;
+    tokio::time::sleep(edge_node::upstream::SHIELD_RETRY + Duration::from_millis(200)).await;
     let mut via_shield = false;
     for i in 0..8 {
         let r = get(&e.url(&format!("/again/{i}")), &[]).await;
@@ -199,7 +198,7 @@ async fn edges_route_around_dead_shields_and_return_when_they_recover() {
 
 #[tokio::test]
 async fn a_shield_never_answers_older_than_the_edges_purges() {
-    use edge_node::purge::event::{PurgeEvent, PurgeTarget};
+    use edge_node::purge::{PurgeEvent, PurgeTarget};
     let origin = Origin::start(|_, n| {
         Reply::ok(
             &format!("v{n}"),

@@ -11,7 +11,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::metric;
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, Span};
 use otlp::{attr, service_of, wait_for, Collector};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -765,4 +765,111 @@ async fn without_a_collector_the_instruments_are_still_on_the_admin_metrics() {
         text.contains("outpost_upstream_up{cdn_tier=\"edge\",cdn_upstream=\"origin\",server_address=\"127.0.0.1\",server_port=\"1\"} 0"),
         "{text}"
     );
+}
+
+/// Edge, shield and DNS in one process, no collector: the admin `/metrics` renders each
+/// family once, with a series per tier, and Prometheus's own linter accepts the scrape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_role_in_one_process_scrapes_cleanly_with_promtool() {
+    let origin =
+        Origin::start(|_, n| Reply::ok(&format!("v{n}"), &[("cache-control", "max-age=60")])).await;
+    let dir = temp_dir("telemetry-all-roles");
+    let db = dir.join("city.mmdb");
+    geo_dns::sample_db::write(&db, geo_dns::sample_db::WORLD).unwrap();
+    let toml = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n\n\
+         [edge]\nlisten = [\"127.0.0.1:0\"]\ndisk_path = \"{disk}\"\ndisk_bytes = \"64MiB\"\n\n\
+         [[edge.sites]]\nhosts = [\"127.0.0.1\"]\norigins = [\"{o}\"]\n\n\
+         [shield]\nlisten = [\"127.0.0.1:0\"]\nsecret = \"{SECRET}\"\n\n\
+         [[shield.sites]]\nname = \"origin\"\nhosts = [\"127.0.0.1\"]\norigins = [\"{o}\"]\n{dns}",
+        disk = dir.join("disk").display(),
+        o = origin.url(),
+        dns = dns_section(&db),
+    );
+    let node = Node::start("all-roles", &toml, 4);
+    let edge = node.url("edge");
+    let shield = node.url("shield");
+    for _ in 0..2 {
+        assert_eq!(get(&format!("{edge}/a"), &[]).await.status, 200);
+        let s = get(&format!("{shield}/a"), &[("outpost-shield-secret", SECRET)]).await;
+        assert_eq!(s.status, 200);
+    }
+    assert_eq!(get(&format!("{shield}/a"), &[]).await.status, 403);
+    assert_eq!(
+        get(&format!("{edge}/a"), &[("host", "nobody.test")])
+            .await
+            .status,
+        421
+    );
+    let dns: std::net::SocketAddr = node
+        .url("dns")
+        .trim_start_matches("udp+tcp ")
+        .parse()
+        .unwrap();
+    let out = tokio::process::Command::new("dig")
+        .arg(format!("@{}", dns.ip()))
+        .args(["-p", &dns.port().to_string(), "+time=2", "+tries=1"])
+        .args(["cdn.example.test", "A", "+short"])
+        .output()
+        .await
+        .expect("dig (bind9-dnsutils) is installed by scripts/check");
+    assert!(out.status.success());
+    let text = admin_metrics(&node.url("admin"));
+    let mut seen = std::collections::HashSet::new();
+    for l in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        assert!(seen.insert(l.to_string()), "family twice: {l}\n{text}");
+    }
+    let count = "http_server_request_duration_seconds_count";
+    for (labels, want) in [
+        (vec![("cdn_tier", "edge"), ("cdn_cache_status", "hit")], 1.0),
+        (
+            vec![("cdn_tier", "edge"), ("cdn_cache_status", "error")],
+            1.0,
+        ),
+        (vec![("cdn_tier", "shield"), ("cdn_site", "origin")], 3.0),
+        (
+            vec![("cdn_tier", "shield"), ("cdn_cache_status", "error")],
+            1.0,
+        ),
+    ] {
+        assert_eq!(
+            metric_sum(&text, count, &labels),
+            Some(want),
+            "{labels:?}\n{text}"
+        );
+    }
+    for family in [
+        "outpost_cache_disk_bytes",
+        "outpost_dns_queries_total",
+        "outpost_purge_applied_version",
+        "outpost_upstream_up",
+        "target_info",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "no {family} in\n{text}"
+        );
+    }
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus) is installed by scripts/check");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool check metrics failed:\n{}{}\n--- scrape ---\n{text}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    drop(node);
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -63,8 +63,8 @@ impl Agent {
     /// OTLP export (`[telemetry] otlp_endpoint`).
     pub fn start(
         cfg: &AgentConfig,
-        telemetry: &crate::Telemetry,
-        tcfg: &crate::TelemetryConfig,
+        telemetry: &crate::setup::Telemetry,
+        tcfg: &crate::config::TelemetryConfig,
     ) -> Result<Agent, String> {
         let Some((rt, resource)) = telemetry.export_runtime() else {
             return Err("the agent needs [telemetry] otlp_endpoint".into());

@@ -53,7 +53,7 @@ impl Coding {
 
 /// Which responses get compressed.
 #[derive(Debug, Clone)]
-pub struct CompressRules {
+pub(crate) struct CompressRules {
     /// Codings to produce, in order of preference.
     pub codings: Vec<Coding>,
     /// Media types (`text/*` matches a major type), compared without parameters.
@@ -65,7 +65,7 @@ pub struct CompressRules {
 impl CompressRules {
     /// Whether a response with this `Content-Type`, `Content-Encoding`, `Cache-Control` and
     /// body size may be compressed.
-    pub fn applies(
+    pub(crate) fn applies(
         &self,
         content_type: Option<&str>,
         content_encoding: Option<&str>,
@@ -97,7 +97,7 @@ impl CompressRules {
 }
 
 /// The default compressible types.
-pub fn default_types() -> Vec<String> {
+pub(crate) fn default_types() -> Vec<String> {
     [
         "text/*",
         "application/json",
@@ -116,7 +116,7 @@ pub fn default_types() -> Vec<String> {
 
 /// The coding to use for a client whose normalised `Accept-Encoding` is `accepted`
 /// (see `vary::normalized_accept_encoding`), among those `available`.
-pub fn choose(accepted: Option<&str>, available: &[(Coding, Bytes)]) -> Option<usize> {
+pub(crate) fn choose(accepted: Option<&str>, available: &[(Coding, Bytes)]) -> Option<usize> {
     let accepted = accepted?;
     let wants = |c: Coding| accepted.split(", ").any(|t| t == c.token());
     // Prefer br, then gzip.

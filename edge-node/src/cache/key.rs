@@ -49,7 +49,7 @@ impl CacheKey {
 /// Normalises a query string for the key and the upstream request: drops parameters matching
 /// `drop` (exact names, or prefixes ending in `*`), and sorts parameters when asked to.
 /// Returns `None` when nothing is left.
-pub fn normalize_query<'a>(
+pub(crate) fn normalize_query<'a>(
     query: Option<&'a str>,
     mode: QueryMode,
     drop: &[String],
@@ -86,7 +86,7 @@ pub fn normalize_query<'a>(
 }
 
 /// Lower-cases a Host value and strips its port; `None` if it is not a plausible host.
-pub fn normalize_host(raw: &str) -> Option<String> {
+pub(crate) fn normalize_host(raw: &str) -> Option<String> {
     let raw = raw.trim();
     let host = if let Some(rest) = raw.strip_prefix('[') {
         // IPv6 literal: keep the brackets' content.

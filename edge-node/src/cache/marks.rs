@@ -16,7 +16,7 @@ use std::sync::RwLock;
 
 /// The newest hard and soft purge of one item.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Marks {
+pub(crate) struct Marks {
     /// Version of the newest hard purge (0: none).
     pub hard: u64,
     /// Version of the newest soft purge (0: none).
@@ -71,7 +71,7 @@ impl Marks {
     }
 
     /// The verdict for an object fetched under purge version `stored`.
-    pub fn verdict(&self, stored: u64) -> Purged {
+    pub(crate) fn verdict(&self, stored: u64) -> Purged {
         if self.hard > stored {
             Purged::Gone
         } else if self.soft > stored {
@@ -84,7 +84,7 @@ impl Marks {
 
 /// All purge marks of a node, and the purge version it has applied.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
-pub struct GenState {
+pub(crate) struct GenState {
     /// The newest purge version applied.
     pub applied: u64,
     /// Purges of everything.
@@ -108,7 +108,7 @@ pub struct PurgeMarks {
 
 impl PurgeMarks {
     /// Marks restored from a snapshot.
-    pub fn from_state(state: GenState) -> Self {
+    pub(crate) fn from_state(state: GenState) -> Self {
         let urls = state
             .urls
             .iter()
@@ -123,7 +123,7 @@ impl PurgeMarks {
     }
 
     /// A copy of the marks, for persistence.
-    pub fn snapshot(&self) -> GenState {
+    pub(crate) fn snapshot(&self) -> GenState {
         self.state.read().map(|s| s.clone()).unwrap_or_default()
     }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 /// One variant of a URL: the request values it was stored for and the response.
 #[derive(Debug, Clone)]
-pub struct Variant {
+pub(crate) struct Variant {
     /// Normalised request values for the entry's `VarySpec` (empty without Vary).
     pub values: VaryValues,
     /// The stored response.
@@ -19,18 +19,19 @@ pub struct Variant {
 
 /// Everything stored for one URL.
 #[derive(Debug)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// What the variants vary on; `None` means one variant for every request.
     pub vary: Option<VarySpec>,
     /// The most recently stored variant (held inline: most URLs have just one).
     pub first: Variant,
     /// Older variants, most recent first (boxed: absent for most URLs, and 8 bytes then).
+    #[allow(clippy::box_collection)] // 8 bytes when absent (most URLs); a Vec is 24
     pub rest: Option<Box<Vec<Variant>>>,
 }
 
 impl Entry {
     /// Every variant, most recently stored first.
-    pub fn variants(&self) -> impl Iterator<Item = &Variant> {
+    pub(crate) fn variants(&self) -> impl Iterator<Item = &Variant> {
         std::iter::once(&self.first).chain(self.rest.iter().flat_map(|r| r.iter()))
     }
 
@@ -46,7 +47,7 @@ impl Entry {
 
 /// What a lookup found.
 #[derive(Debug)]
-pub enum MemoryLookup {
+pub(crate) enum MemoryLookup {
     /// A stored response for this request, and the hash of its Vary values (0 without Vary).
     Found(Arc<Object>, u64),
     /// Responses exist for the URL, but none for this request's Vary values (given).
@@ -57,14 +58,14 @@ pub enum MemoryLookup {
 
 /// The memory tier.
 #[derive(Clone)]
-pub struct MemoryTier {
+pub(crate) struct MemoryTier {
     cache: Cache<CacheKey, Arc<Entry>>,
     max_variants: usize,
 }
 
 impl MemoryTier {
     /// A store bounded to `max_bytes`, keeping at most `max_variants` variants per URL.
-    pub fn new(max_bytes: u64, max_variants: usize) -> Self {
+    pub(crate) fn new(max_bytes: u64, max_variants: usize) -> Self {
         let cache = Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|_k: &CacheKey, v: &Arc<Entry>| v.weight())
@@ -76,7 +77,7 @@ impl MemoryTier {
     }
 
     /// Looks up the response stored for `key` that matches `req`'s Vary values.
-    pub fn lookup(&self, key: &CacheKey, req: &HeaderMap) -> MemoryLookup {
+    pub(crate) fn lookup(&self, key: &CacheKey, req: &HeaderMap) -> MemoryLookup {
         let Some(entry) = self.cache.get(key) else {
             return MemoryLookup::Miss;
         };
@@ -107,14 +108,9 @@ impl MemoryTier {
         }
     }
 
-    /// The Vary spec currently stored for `key`, if any.
-    pub fn vary_spec(&self, key: &CacheKey) -> Option<VarySpec> {
-        self.cache.get(key).and_then(|e| e.vary.clone())
-    }
-
     /// Stores `object` as the variant for `values` under `vary`. A change of Vary spec drops
     /// the old variants; beyond the cap the oldest variant goes.
-    pub fn insert(
+    pub(crate) fn insert(
         &self,
         key: CacheKey,
         vary: Option<VarySpec>,
@@ -144,23 +140,23 @@ impl MemoryTier {
     }
 
     /// Removes everything stored for `key` (all variants). Returns whether anything was there.
-    pub fn remove(&self, key: &CacheKey) -> bool {
+    pub(crate) fn remove(&self, key: &CacheKey) -> bool {
         self.cache.remove(key).is_some()
     }
 
     /// Drops everything.
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.cache.invalidate_all();
     }
 
     /// Bytes currently charged.
-    pub fn weighted_size(&self) -> u64 {
+    pub(crate) fn weighted_size(&self) -> u64 {
         self.cache.run_pending_tasks();
         self.cache.weighted_size()
     }
 
     /// URLs currently stored.
-    pub fn entry_count(&self) -> u64 {
+    pub(crate) fn entry_count(&self) -> u64 {
         self.cache.run_pending_tasks();
         self.cache.entry_count()
     }

@@ -11,26 +11,32 @@
 //! on disk and promotes what it finds. Objects larger than `max_object_bytes` (of known length)
 //! go to disk only, written while they stream, and are served from disk block by block.
 
-pub mod compress;
-pub mod disk;
-pub mod headers;
-pub mod key;
-pub mod marks;
-pub mod memory;
-pub mod object;
-pub mod policy;
-pub mod vary;
+pub(crate) mod compress;
+pub(crate) mod disk;
+pub(crate) mod headers;
+pub(crate) mod key;
+pub(crate) mod marks;
+pub(crate) mod memory;
+pub(crate) mod object;
+pub(crate) mod policy;
+pub(crate) mod vary;
 
-use disk::{DiskStore, DiskWriter, LargeEntry};
+pub use compress::Coding;
+pub use disk::LargeEntry;
+pub use headers::StoredHeaders;
+pub use key::{CacheKey, QueryMode};
+pub use marks::{Mark, PurgeMarks, Purged};
+pub use object::Object;
+pub use policy::Freshness;
+pub use vary::{VarySpec, VaryValues};
+
+use disk::{DiskStore, DiskWriter};
 use http::HeaderMap;
-use key::CacheKey;
-use marks::{Mark, PurgeMarks, Purged};
 use memory::{MemoryLookup, MemoryTier};
-use object::Object;
 use policy::Usability;
 use std::path::PathBuf;
 use std::sync::Arc;
-use vary::{values_hash, VarySpec, VaryValues};
+use vary::values_hash;
 
 /// The shape of a cache: tier sizes and where the disk tier lives.
 #[derive(Debug, Clone)]
@@ -270,7 +276,11 @@ impl Cache {
 
     /// Starts writing a response too large for memory straight to disk while it streams;
     /// `None` without a disk tier, or when the tier cannot take it.
-    pub fn begin_large(&self, meta: disk::format::Meta, body_len: u64) -> Option<DiskWriter> {
+    pub(crate) fn begin_large(
+        &self,
+        meta: disk::format::Meta,
+        body_len: u64,
+    ) -> Option<DiskWriter> {
         self.disk.as_ref()?.begin(meta, body_len)
     }
 

@@ -8,7 +8,7 @@ use http::StatusCode;
 
 /// Approximate fixed cost of one stored object beyond its header block and body: the object
 /// itself, its `Arc`, the variant slot and the memory tier's per-entry bookkeeping.
-pub const OBJECT_OVERHEAD: usize = 256;
+pub(crate) const OBJECT_OVERHEAD: usize = 256;
 
 /// An immutable cached response. Updates (a 304 refresh) make a new object.
 #[derive(Debug)]

@@ -18,13 +18,13 @@ use http_cache_semantics::{CacheOptions, CachePolicy};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// `CDN-Cache-Control` (RFC 9213).
-pub static CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
+pub(crate) static CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
 /// `Surrogate-Control` (Edge Architecture Specification).
-pub static SURROGATE_CONTROL: HeaderName = HeaderName::from_static("surrogate-control");
+pub(crate) static SURROGATE_CONTROL: HeaderName = HeaderName::from_static("surrogate-control");
 
 /// Cache-wide policy settings from config.
 #[derive(Debug, Clone, Copy)]
-pub struct PolicyOptions {
+pub(crate) struct PolicyOptions {
     /// Stale-while-revalidate window when the response names none.
     pub default_swr: Duration,
     /// Stale-if-error window when the response names none.
@@ -106,7 +106,7 @@ impl Freshness {
 
 /// The outcome of looking at a response for storage.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Store it, with these timings.
     Store(Freshness),
     /// Do not store it, and why.
@@ -119,14 +119,14 @@ fn ms32(d: Duration) -> u32 {
 }
 
 /// Milliseconds since the Unix epoch.
-pub fn unix_ms(t: SystemTime) -> u64 {
+pub(crate) fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
 
 /// One directive of a Cache-Control-like field: lower-case name, optional unquoted value.
-pub fn directives(value: &str) -> impl Iterator<Item = (String, Option<&str>)> {
+pub(crate) fn directives(value: &str) -> impl Iterator<Item = (String, Option<&str>)> {
     value.split(',').filter_map(|part| {
         let part = part.trim();
         if part.is_empty() {
@@ -170,7 +170,7 @@ fn delta_seconds(v: Option<&str>) -> Option<u64> {
 
 /// The directives that govern this cache: the first targeted field with any valid directive
 /// (RFC 9213 section 2.1), else `Cache-Control`. Returns the text and whether it was targeted.
-pub fn effective_cache_control(headers: &HeaderMap) -> (Option<String>, bool) {
+pub(crate) fn effective_cache_control(headers: &HeaderMap) -> (Option<String>, bool) {
     for name in [&CDN_CACHE_CONTROL, &SURROGATE_CONTROL] {
         if let Some(v) = joined(headers, name) {
             if directives(&v).next().is_some() {
@@ -182,7 +182,7 @@ pub fn effective_cache_control(headers: &HeaderMap) -> (Option<String>, bool) {
 }
 
 /// Decides whether and for how long to store `res`, received at `now` for `req`.
-pub fn decide(
+pub(crate) fn decide(
     req: &request::Parts,
     res: &response::Parts,
     now: SystemTime,

@@ -49,7 +49,7 @@ impl VarySpec {
 }
 
 /// A hash of Vary values, to tell variants apart when collapsing fetches.
-pub fn values_hash(values: &VaryValues) -> u64 {
+pub(crate) fn values_hash(values: &VaryValues) -> u64 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     for v in values.iter() {
         match v {
@@ -65,7 +65,7 @@ pub fn values_hash(values: &VaryValues) -> u64 {
 }
 
 /// The normalised value of one request header, `None` when absent.
-pub fn normalized_value(name: &HeaderName, req: &HeaderMap) -> Option<Bytes> {
+pub(crate) fn normalized_value(name: &HeaderName, req: &HeaderMap) -> Option<Bytes> {
     if name == ACCEPT_ENCODING {
         return normalized_accept_encoding(req).map(|s| Bytes::from_static(s.as_bytes()));
     }
@@ -95,7 +95,7 @@ pub fn normalized_value(name: &HeaderName, req: &HeaderMap) -> Option<Bytes> {
 }
 
 /// Reduces `Accept-Encoding` to `"gzip, br"`, `"br"`, `"gzip"`, or none (identity).
-pub fn normalized_accept_encoding(req: &HeaderMap) -> Option<&'static str> {
+pub(crate) fn normalized_accept_encoding(req: &HeaderMap) -> Option<&'static str> {
     let mut gzip = false;
     let mut br = false;
     let mut star = false;

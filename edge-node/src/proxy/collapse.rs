@@ -30,7 +30,7 @@ use tokio::sync::watch;
 
 /// What the fetch learned once the response head arrived.
 #[derive(Debug)]
-pub enum FillHead {
+pub(crate) enum FillHead {
     /// A storable response; readers stream its body from the fill.
     Storing {
         /// Response status.
@@ -59,7 +59,7 @@ pub enum FillHead {
 
 /// How the body ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FillEnd {
+pub(crate) enum FillEnd {
     /// Every byte arrived.
     Complete,
     /// The upstream closed or stalled mid-body; readers must abort their responses.
@@ -68,7 +68,7 @@ pub enum FillEnd {
 
 /// Shared state of one fetch.
 #[derive(Debug, Default)]
-pub struct FillState {
+pub(crate) struct FillState {
     /// The head, once known.
     pub head: Option<Arc<FillHead>>,
     /// Body chunks not yet released; chunk `i` of the body is `chunks[i - base]`.
@@ -89,7 +89,7 @@ pub struct FillState {
 
 /// One in-flight fetch.
 #[derive(Debug)]
-pub struct Fill {
+pub(crate) struct Fill {
     state: watch::Sender<FillState>,
     pass: Mutex<Option<Response<hyper::body::Incoming>>>,
     streaming: AtomicBool,
@@ -98,7 +98,7 @@ pub struct Fill {
 }
 
 /// How far (bytes) a streaming fill may run ahead of its slowest reader.
-pub const STREAM_WINDOW: u64 = 4 << 20;
+pub(crate) const STREAM_WINDOW: u64 = 4 << 20;
 
 impl Default for Fill {
     fn default() -> Self {
@@ -114,12 +114,12 @@ impl Default for Fill {
 
 impl Fill {
     /// Publishes the head (once).
-    pub fn set_head(&self, head: FillHead) {
+    pub(crate) fn set_head(&self, head: FillHead) {
         self.state.send_modify(|s| s.head = Some(Arc::new(head)));
     }
 
     /// Publishes a pass-through response: the leader takes it with `take_pass`.
-    pub fn set_pass(&self, res: Response<hyper::body::Incoming>) {
+    pub(crate) fn set_pass(&self, res: Response<hyper::body::Incoming>) {
         let status = res.status();
         if let Ok(mut slot) = self.pass.lock() {
             *slot = Some(res);
@@ -128,12 +128,12 @@ impl Fill {
     }
 
     /// Takes the pass-through response (only the first caller gets it).
-    pub fn take_pass(&self) -> Option<Response<hyper::body::Incoming>> {
+    pub(crate) fn take_pass(&self) -> Option<Response<hyper::body::Incoming>> {
         self.pass.lock().ok().and_then(|mut s| s.take())
     }
 
     /// Appends a body chunk.
-    pub fn push(&self, chunk: Bytes) {
+    pub(crate) fn push(&self, chunk: Bytes) {
         self.state.send_modify(|s| {
             s.held_bytes += chunk.len() as u64;
             s.chunks.push_back(chunk);
@@ -141,30 +141,30 @@ impl Fill {
     }
 
     /// Makes this a file-backed fill: the body goes to `path` at `offset`, readers read it there.
-    pub fn set_spool(&self, path: std::path::PathBuf, offset: u64) {
+    pub(crate) fn set_spool(&self, path: std::path::PathBuf, offset: u64) {
         self.state
             .send_modify(|s| s.spool = Some(Arc::new((path, offset))));
     }
 
     /// Records that the spool file now holds `written` body bytes.
-    pub fn spooled(&self, written: u64) {
+    pub(crate) fn spooled(&self, written: u64) {
         self.state.send_modify(|s| s.spooled = written);
     }
 
     /// Switches to streaming: the body will not be stored, so chunks that every reader has
     /// passed can go, and no reader may join from now on.
-    pub fn stream_only(&self) {
+    pub(crate) fn stream_only(&self) {
         self.streaming.store(true, Ordering::SeqCst);
     }
 
     /// Whether the fill has switched to streaming.
-    pub fn is_streaming(&self) -> bool {
+    pub(crate) fn is_streaming(&self) -> bool {
         self.streaming.load(Ordering::SeqCst)
     }
 
     /// In streaming mode: releases chunks all readers have passed, then waits while the
     /// slowest reader is more than `STREAM_WINDOW` bytes behind. Returns at once otherwise.
-    pub async fn release_and_pace(&self) {
+    pub(crate) async fn release_and_pace(&self) {
         if !self.is_streaming() {
             return;
         }
@@ -202,12 +202,12 @@ impl Fill {
     }
 
     /// Marks the body finished.
-    pub fn finish(&self, end: FillEnd) {
+    pub(crate) fn finish(&self, end: FillEnd) {
         self.state.send_modify(|s| s.end = Some(end));
     }
 
     /// Waits up to `timeout` for the head.
-    pub async fn wait_head(&self, timeout: Duration) -> Option<Arc<FillHead>> {
+    pub(crate) async fn wait_head(&self, timeout: Duration) -> Option<Arc<FillHead>> {
         let mut rx = self.state.subscribe();
         let wait = async move {
             rx.wait_for(|s| s.head.is_some())
@@ -220,7 +220,7 @@ impl Fill {
 
     /// A reader of the body bytes in `[start, end)` (`end = None`: to the end); `None` once
     /// the fill streams and has released its first chunks.
-    pub fn reader(self: &Arc<Self>, start: u64, end: Option<u64>) -> Option<FillReader> {
+    pub(crate) fn reader(self: &Arc<Self>, start: u64, end: Option<u64>) -> Option<FillReader> {
         let at = Arc::new(AtomicUsize::new(0));
         {
             let mut readers = self.readers.lock().ok()?;
@@ -243,7 +243,7 @@ impl Fill {
 }
 
 /// Streams a fill's body (or a byte range of it) as the chunks arrive.
-pub struct FillReader {
+pub(crate) struct FillReader {
     rx: watch::Receiver<FillState>,
     spool_file: Option<std::fs::File>,
     fill: Arc<Fill>,
@@ -257,7 +257,7 @@ pub struct FillReader {
 
 impl FillReader {
     /// The next piece of the body; `Ok(None)` at the end, `Err` if the fill was truncated.
-    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, std::io::Error> {
+    pub(crate) async fn next_chunk(&mut self) -> Result<Option<Bytes>, std::io::Error> {
         loop {
             let spool = {
                 let s = self.rx.borrow_and_update();
@@ -388,16 +388,16 @@ impl FillReader {
 }
 
 /// Identifies one collapsible fetch: the URL, and a hash of the Vary values when known.
-pub type CollapseKey = (CacheKey, u64);
+pub(crate) type CollapseKey = (CacheKey, u64);
 
 /// The registry of fetches in flight.
 #[derive(Debug, Default)]
-pub struct Inflight {
+pub(crate) struct Inflight {
     map: Mutex<HashMap<CollapseKey, Arc<Fill>>>,
 }
 
 /// Whether a request leads a new fetch or follows an existing one.
-pub enum Joined {
+pub(crate) enum Joined {
     /// Start the fetch: nobody else is.
     Leader(Arc<Fill>),
     /// Another request's fetch is under way.
@@ -406,7 +406,7 @@ pub enum Joined {
 
 impl Inflight {
     /// Joins the fetch for `key`, or registers a new one and makes the caller its leader.
-    pub fn join(&self, key: CollapseKey) -> Joined {
+    pub(crate) fn join(&self, key: CollapseKey) -> Joined {
         let Ok(mut map) = self.map.lock() else {
             return Joined::Leader(Arc::new(Fill::default()));
         };
@@ -418,16 +418,8 @@ impl Inflight {
         Joined::Leader(f)
     }
 
-    /// Whether a fetch for `key` is under way.
-    pub fn contains(&self, key: &CollapseKey) -> bool {
-        self.map
-            .lock()
-            .map(|m| m.contains_key(key))
-            .unwrap_or(false)
-    }
-
     /// Unregisters `fill` (only if it is still the one registered for `key`).
-    pub fn remove(&self, key: &CollapseKey, fill: &Arc<Fill>) {
+    pub(crate) fn remove(&self, key: &CollapseKey, fill: &Arc<Fill>) {
         if let Ok(mut map) = self.map.lock() {
             if map.get(key).is_some_and(|f| Arc::ptr_eq(f, fill)) {
                 map.remove(key);
@@ -436,13 +428,8 @@ impl Inflight {
     }
 
     /// Fetches in flight.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.map.lock().map(|m| m.len()).unwrap_or(0)
-    }
-
-    /// Whether no fetch is in flight.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

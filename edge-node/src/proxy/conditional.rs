@@ -9,7 +9,11 @@ fn opaque(tag: &str) -> &str {
 
 /// Whether a GET or HEAD with these headers is answered 304 by a response with these
 /// validators: If-None-Match (weak comparison) first; If-Modified-Since only without it.
-pub fn not_modified(req: &HeaderMap, etag: Option<&str>, last_modified: Option<&str>) -> bool {
+pub(crate) fn not_modified(
+    req: &HeaderMap,
+    etag: Option<&str>,
+    last_modified: Option<&str>,
+) -> bool {
     let inm: Vec<&str> = req
         .get_all(IF_NONE_MATCH)
         .iter()
@@ -39,7 +43,11 @@ pub fn not_modified(req: &HeaderMap, etag: Option<&str>, last_modified: Option<&
 
 /// Whether a Range request's `If-Range` (if any) still matches, so the range may be served:
 /// a strong ETag compared strongly, or the exact Last-Modified date.
-pub fn if_range_matches(req: &HeaderMap, etag: Option<&str>, last_modified: Option<&str>) -> bool {
+pub(crate) fn if_range_matches(
+    req: &HeaderMap,
+    etag: Option<&str>,
+    last_modified: Option<&str>,
+) -> bool {
     let Some(v) = req.get(IF_RANGE).and_then(|v| v.to_str().ok()) else {
         return true;
     };

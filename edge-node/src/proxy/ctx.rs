@@ -31,7 +31,7 @@ pub(super) enum Purpose {
 
 impl Ctx {
     /// What hooks see of this request.
-    pub fn info(&self) -> RequestInfo<'_> {
+    pub(super) fn info(&self) -> RequestInfo<'_> {
         RequestInfo {
             method: &self.parts.method,
             uri: &self.parts.uri,
@@ -43,7 +43,7 @@ impl Ctx {
     }
 
     /// Whether the cache may answer it (GET and HEAD).
-    pub fn is_cacheable_method(&self) -> bool {
+    pub(super) fn is_cacheable_method(&self) -> bool {
         self.parts.method == Method::GET || self.parts.method == Method::HEAD
     }
 }

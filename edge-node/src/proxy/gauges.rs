@@ -9,8 +9,14 @@ use std::sync::{Arc, Weak};
 
 type Read = fn(&Proxy) -> Option<u64>;
 
-/// Registers the gauges of `proxy` on its registry.
-pub(super) fn register(proxy: &Arc<Proxy>) {
+impl Proxy {
+    /// Registers this node's gauges on its registry.
+    pub(super) fn register_gauges(self: &Arc<Self>) {
+        register(self);
+    }
+}
+
+fn register(proxy: &Arc<Proxy>) {
     let meter = proxy.registry.meter();
     let tier = KeyValue::new("cdn.tier", proxy.tier());
     let has_disk = proxy.gauges().disk.is_some();

@@ -12,7 +12,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::net::IpAddr;
 
 /// Hop-by-hop fields (RFC 9110 section 7.6.1), never forwarded or stored.
-pub const HOP_BY_HOP: &[&str] = &[
+pub(crate) const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -25,7 +25,7 @@ pub const HOP_BY_HOP: &[&str] = &[
 ];
 
 /// Request fields an origin may trust to build responses but that are not in the cache key.
-pub const UNKEYED_UNTRUSTED: &[&str] = &[
+pub(crate) const UNKEYED_UNTRUSTED: &[&str] = &[
     "x-forwarded-host",
     "x-forwarded-server",
     "x-forwarded-port",
@@ -49,7 +49,7 @@ pub const UNKEYED_UNTRUSTED: &[&str] = &[
 ];
 
 /// Fields for the edge only (targeted cache control), stripped before clients.
-pub const EDGE_ONLY: &[&str] = &["cdn-cache-control", "surrogate-control"];
+pub(crate) const EDGE_ONLY: &[&str] = &["cdn-cache-control", "surrogate-control"];
 
 /// Fields listed in `Connection` (also hop-by-hop).
 fn connection_listed(h: &HeaderMap) -> Vec<HeaderName> {
@@ -62,7 +62,7 @@ fn connection_listed(h: &HeaderMap) -> Vec<HeaderName> {
 }
 
 /// Removes hop-by-hop fields, including those named in `Connection`.
-pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap) {
     for n in connection_listed(h) {
         h.remove(n);
     }
@@ -72,7 +72,7 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
 }
 
 /// Builds the upstream request's fields from the client's.
-pub struct UpstreamHeaders<'a> {
+pub(crate) struct UpstreamHeaders<'a> {
     /// Normalised host (no port), as in the key.
     pub host: &'a str,
     /// The client's address.
@@ -87,7 +87,7 @@ pub struct UpstreamHeaders<'a> {
 
 impl UpstreamHeaders<'_> {
     /// The fields to send upstream for a client request with fields `client`.
-    pub fn build(&self, client: &HeaderMap) -> HeaderMap {
+    pub(crate) fn build(&self, client: &HeaderMap) -> HeaderMap {
         let mut h = client.clone();
         strip_hop_by_hop(&mut h);
         for n in UNKEYED_UNTRUSTED {
@@ -131,12 +131,12 @@ impl UpstreamHeaders<'_> {
 }
 
 /// Appends this hop to `Via` (RFC 9110 section 7.6.3).
-pub fn append_via(h: &mut HeaderMap, via: &HeaderValue) {
+pub(crate) fn append_via(h: &mut HeaderMap, via: &HeaderValue) {
     h.append(header::VIA, via.clone());
 }
 
 /// Whether an upstream response field is kept in the store.
-pub fn stored(name: &HeaderName) -> bool {
+pub(crate) fn stored(name: &HeaderName) -> bool {
     let n = name.as_str();
     !(HOP_BY_HOP.contains(&n)
         || n == "age"
@@ -146,7 +146,7 @@ pub fn stored(name: &HeaderName) -> bool {
 }
 
 /// Removes from an upstream response what clients must not see, and what the edge recomputes.
-pub fn for_client(h: &mut HeaderMap) {
+pub(crate) fn for_client(h: &mut HeaderMap) {
     strip_hop_by_hop(h);
     for n in EDGE_ONLY {
         h.remove(*n);

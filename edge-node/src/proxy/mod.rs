@@ -15,21 +15,21 @@
 //! pieces `headers.rs`, `conditional.rs`, `range.rs`. The path never touches a storage tier:
 //! it asks [`Cache`].
 
-pub mod collapse;
-pub mod conditional;
+pub(crate) mod collapse;
+pub(crate) mod conditional;
 mod ctx;
 mod fetch;
 mod gauges;
-pub mod headers;
+pub(crate) mod headers;
 mod lookup;
 mod miss;
 mod pass;
 mod purge_sink;
-pub mod range;
+pub(crate) mod range;
 mod refresh;
-pub mod respond;
+pub(crate) mod respond;
 mod route;
-pub mod sites;
+pub(crate) mod sites;
 mod telemetry;
 
 use crate::body::ProxyBody;
@@ -135,7 +135,7 @@ impl Proxy {
             via,
             traced: agent::traces_enabled(),
         });
-        gauges::register(&proxy);
+        proxy.register_gauges();
         proxy
     }
 
@@ -224,12 +224,5 @@ impl Proxy {
         out.sort_by(|a, b| (a.0, a.1.as_str()).cmp(&(b.0, b.1.as_str())));
         out.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
         out
-    }
-
-    /// The node's figures as JSON (the `/stats` entry of this node): requests by how they
-    /// were answered, cache events and upstream figures, added up from the node's instruments,
-    /// and the cache's gauges.
-    pub fn stats_json(&self) -> serde_json::Value {
-        telemetry::stats_json(self)
     }
 }

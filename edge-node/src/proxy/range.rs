@@ -2,7 +2,7 @@
 
 /// What to send for a Range request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RangeOutcome {
+pub(crate) enum RangeOutcome {
     /// Ignore the Range (absent, not `bytes`, multi-range or malformed): send the whole body.
     Full,
     /// Send bytes `start..=end` as a 206.
@@ -18,7 +18,7 @@ pub enum RangeOutcome {
 
 /// Evaluates a `Range` field value for a body of `len` bytes. Only single ranges are served as
 /// 206; a multi-range request gets the whole body, which RFC 9110 permits.
-pub fn evaluate(range: Option<&str>, len: u64) -> RangeOutcome {
+pub(crate) fn evaluate(range: Option<&str>, len: u64) -> RangeOutcome {
     let Some(r) = range else {
         return RangeOutcome::Full;
     };

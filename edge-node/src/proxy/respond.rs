@@ -22,7 +22,7 @@ use http_body_util::BodyExt;
 use std::sync::Arc;
 
 /// RFC 9211 `Cache-Status`.
-pub static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+pub(crate) static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
 /// Fields a 304 carries (RFC 9110 section 15.4.5), plus this edge's own.
 const NOT_MODIFIED_FIELDS: &[HeaderName] = &[
@@ -38,7 +38,7 @@ const NOT_MODIFIED_FIELDS: &[HeaderName] = &[
 ];
 
 /// Adds `Accept-Encoding` to `Vary` unless it is there already.
-pub fn ensure_vary_accept_encoding(h: &mut HeaderMap) {
+pub(crate) fn ensure_vary_accept_encoding(h: &mut HeaderMap) {
     let present = h
         .get_all(header::VARY)
         .iter()
@@ -54,7 +54,7 @@ pub fn ensure_vary_accept_encoding(h: &mut HeaderMap) {
 }
 
 /// Where the body bytes come from.
-pub enum BodySrc {
+pub(crate) enum BodySrc {
     /// A stored body.
     Bytes(Bytes),
     /// A fill in progress (or finished).
@@ -123,7 +123,7 @@ impl BodySrc {
 }
 
 /// What every response from the cache needs to know about its request.
-pub struct Reply<'a> {
+pub(crate) struct Reply<'a> {
     /// The request method.
     pub method: &'a Method,
     /// The request's fields (validators, Range).
@@ -137,7 +137,7 @@ pub struct Reply<'a> {
 impl Reply<'_> {
     /// Serves a stored object with `age` seconds, compressed when the object has an encoding
     /// the client accepts (and the request is not for a range).
-    pub fn object(&self, obj: &Object, age: u64) -> (Response<ProxyBody>, Option<u64>) {
+    pub(crate) fn object(&self, obj: &Object, age: u64) -> (Response<ProxyBody>, Option<u64>) {
         let mut headers = obj.headers.to_map();
         if !obj.encoded.is_empty() {
             ensure_vary_accept_encoding(&mut headers);
@@ -178,7 +178,7 @@ impl Reply<'_> {
 
     /// Serves `status` and `headers` with `body` of `len` bytes (if known). Returns the
     /// response and the number of body bytes it will carry, when known.
-    pub fn serve(
+    pub(crate) fn serve(
         &self,
         status: StatusCode,
         mut headers: HeaderMap,
@@ -273,7 +273,11 @@ fn build(status: StatusCode, headers: HeaderMap, body: ProxyBody) -> Response<Pr
 }
 
 /// A short plain-text response made by the edge itself (errors, refusals).
-pub fn plain(status: StatusCode, cache_status: HeaderValue, msg: &str) -> Response<ProxyBody> {
+pub(crate) fn plain(
+    status: StatusCode,
+    cache_status: HeaderValue,
+    msg: &str,
+) -> Response<ProxyBody> {
     let mut h = HeaderMap::new();
     h.insert(
         header::CONTENT_TYPE,

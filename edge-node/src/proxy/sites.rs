@@ -10,13 +10,11 @@ use std::sync::Arc;
 
 /// A configured site, ready to serve.
 #[derive(Debug)]
-pub struct Site {
+pub(crate) struct Site {
     /// Its name (`name` in config, else its first host): the `cdn.site` of its metrics.
     pub name: String,
     /// Its position in the config (indexes its metrics).
     pub index: usize,
-    /// The host names it answers for (for logs).
-    pub hosts: Vec<String>,
     /// Origins, load balanced and health checked.
     pub origins: Arc<OriginPool>,
     /// Query handling in the key.
@@ -27,14 +25,14 @@ pub struct Site {
 
 /// Host name -> site.
 #[derive(Debug, Default)]
-pub struct Sites {
+pub(crate) struct Sites {
     exact: HashMap<String, Arc<Site>>,
     wildcard: Vec<(String, Arc<Site>)>,
 }
 
 impl Sites {
     /// Builds the table; the config must have passed `validate()`.
-    pub fn new(cfg: &[SiteConfig]) -> Result<Self, String> {
+    pub(crate) fn new(cfg: &[SiteConfig]) -> Result<Self, String> {
         let mut out = Sites::default();
         for (index, s) in cfg.iter().enumerate() {
             let origins = s
@@ -45,7 +43,6 @@ impl Sites {
             let site = Arc::new(Site {
                 name: s.display_name().to_string(),
                 index,
-                hosts: s.hosts.clone(),
                 origins: Arc::new(OriginPool::new(
                     origins,
                     s.health_path.as_ref().map(|path| HealthCheck {
@@ -74,7 +71,7 @@ impl Sites {
     }
 
     /// Every site, once.
-    pub fn all(&self) -> Vec<Arc<Site>> {
+    pub(crate) fn all(&self) -> Vec<Arc<Site>> {
         let mut out: Vec<Arc<Site>> = Vec::new();
         for s in self
             .exact
@@ -89,13 +86,13 @@ impl Sites {
     }
 
     /// The names of the sites, by index (the `cdn.site` values of the metrics).
-    pub fn names(cfg: &[SiteConfig]) -> Vec<String> {
+    pub(crate) fn names(cfg: &[SiteConfig]) -> Vec<String> {
         cfg.iter().map(|s| s.display_name().to_string()).collect()
     }
 
     /// The cache keys a purged URL (`host`, `path?query`) has on this node: its query
     /// normalised by its site's rules, for both schemes.
-    pub fn keys_for(&self, host: &str, path_and_query: &str) -> [CacheKey; 2] {
+    pub(crate) fn keys_for(&self, host: &str, path_and_query: &str) -> [CacheKey; 2] {
         let (path, query) = match path_and_query.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (path_and_query, None),
@@ -108,7 +105,7 @@ impl Sites {
     }
 
     /// The site for a normalised host name.
-    pub fn find(&self, host: &str) -> Option<&Arc<Site>> {
+    pub(crate) fn find(&self, host: &str) -> Option<&Arc<Site>> {
         if let Some(s) = self.exact.get(host) {
             return Some(s);
         }

@@ -116,8 +116,16 @@ impl Proxy {
     }
 }
 
-/// The `/stats` entry of a node: its instruments added up, and its cache's gauges.
-pub(super) fn stats_json(p: &Proxy) -> serde_json::Value {
+impl Proxy {
+    /// The node's figures as JSON (the `/stats` entry of this node): requests by how they
+    /// were answered, cache events and upstream figures, added up from the node's
+    /// instruments, and the cache's gauges.
+    pub fn stats_json(&self) -> serde_json::Value {
+        stats_json(self)
+    }
+}
+
+fn stats_json(p: &Proxy) -> serde_json::Value {
     let tier = [("cdn.tier", p.tier())];
     let Some(snap) = p.registry.snapshot() else {
         return serde_json::json!({ "tier": p.tier() });

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Most items one purge request may name.
-pub const MAX_ITEMS: usize = 1000;
+pub(crate) const MAX_ITEMS: usize = 1000;
 
 /// The body of `POST /purge`: exactly one of `urls`, `prefixes`, `tags` or `all`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -122,7 +122,7 @@ impl PurgeRequest {
 }
 
 /// Parses an absolute `http(s)://host[:port]/path[?query]` into host and path.
-pub fn parse_url(u: &str) -> Result<UrlTarget, String> {
+pub(crate) fn parse_url(u: &str) -> Result<UrlTarget, String> {
     let uri: http::Uri = u.parse().map_err(|_| format!("{u:?} is not a URL"))?;
     match uri.scheme_str() {
         Some("http") | Some("https") => {}
@@ -141,7 +141,7 @@ pub fn parse_url(u: &str) -> Result<UrlTarget, String> {
 }
 
 /// Tags of a response: `Surrogate-Key` (space separated) and `Cache-Tag` (comma separated).
-pub fn response_tags(h: &http::HeaderMap) -> Vec<String> {
+pub(crate) fn response_tags(h: &http::HeaderMap) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut add = |t: &str| {
         let t = t.trim();

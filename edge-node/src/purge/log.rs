@@ -11,11 +11,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// Most events one read returns.
-pub const MAX_BATCH: usize = 1000;
+pub(crate) const MAX_BATCH: usize = 1000;
 
 /// An ordered, optionally persistent log of purge events.
 #[derive(Debug)]
-pub struct PurgeLog {
+pub(crate) struct PurgeLog {
     /// Versions up to `base` are not held (a follower's copy starts at its applied version).
     base: u64,
     events: RwLock<Vec<PurgeEvent>>,
@@ -49,12 +49,12 @@ pub enum LogError {
 
 impl PurgeLog {
     /// An in-memory log (followers, tests).
-    pub fn in_memory() -> Self {
+    pub(crate) fn in_memory() -> Self {
         Self::in_memory_from(0)
     }
 
     /// An in-memory copy that starts after version `base` (a follower's applied version).
-    pub fn in_memory_from(base: u64) -> Self {
+    pub(crate) fn in_memory_from(base: u64) -> Self {
         Self {
             base,
             events: RwLock::new(Vec::new()),
@@ -66,7 +66,7 @@ impl PurgeLog {
 
     /// Opens (or creates) a persistent log. A torn last line (a crash mid-append, never
     /// acknowledged) is dropped; anything else that does not parse is an error.
-    pub fn open(path: &Path) -> Result<Self, LogError> {
+    pub(crate) fn open(path: &Path) -> Result<Self, LogError> {
         let p = path.display().to_string();
         let io = |source| LogError::Io {
             path: p.clone(),
@@ -128,12 +128,12 @@ impl PurgeLog {
     }
 
     /// The newest version (0 when empty).
-    pub fn latest(&self) -> u64 {
+    pub(crate) fn latest(&self) -> u64 {
         *self.latest.borrow()
     }
 
     /// Accepts a purge: gives it the next version, persists it (fsync), then publishes it.
-    pub fn append(
+    pub(crate) fn append(
         &self,
         target: PurgeTarget,
         soft: bool,
@@ -163,7 +163,7 @@ impl PurgeLog {
     }
 
     /// Adds an event accepted elsewhere (a follower's copy); it must be the next version.
-    pub fn record(&self, ev: &PurgeEvent) -> bool {
+    pub(crate) fn record(&self, ev: &PurgeEvent) -> bool {
         let _guard = self.file.lock();
         if ev.version != self.latest() + 1 {
             return false;
@@ -192,7 +192,7 @@ impl PurgeLog {
     }
 
     /// Events with versions above `since`, oldest first, at most `MAX_BATCH`.
-    pub fn since(&self, since: u64) -> Vec<PurgeEvent> {
+    pub(crate) fn since(&self, since: u64) -> Vec<PurgeEvent> {
         let Ok(events) = self.events.read() else {
             return Vec::new();
         };
@@ -203,7 +203,7 @@ impl PurgeLog {
     }
 
     /// Waits until a version above `since` exists, or `timeout` passes.
-    pub async fn wait_beyond(&self, since: u64, timeout: Duration) {
+    pub(crate) async fn wait_beyond(&self, since: u64, timeout: Duration) {
         let mut rx = self.latest.subscribe();
         let wait = async move {
             let _ = rx.wait_for(|v| *v > since).await;

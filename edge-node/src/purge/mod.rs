@@ -3,7 +3,11 @@
 //! (`service.rs`, over the hub's long-poll, or NATS JetStream in `nats.rs`). The marks each
 //! purge leaves, checked at lookup, are the cache's (`cache/marks.rs`).
 
-pub mod event;
-pub mod log;
-pub mod nats;
-pub mod service;
+pub(crate) mod event;
+pub(crate) mod log;
+pub(crate) mod nats;
+pub(crate) mod service;
+
+pub use event::{PurgeEvent, PurgeRequest, PurgeTarget, UrlTarget};
+pub use nats::NatsBus;
+pub use service::{PurgeError, PurgeService, PurgeSink, Role};

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// The subject purges are published on.
-pub const SUBJECT: &str = "outpost.purge";
+pub(crate) const SUBJECT: &str = "outpost.purge";
 
 /// The message body: a purge without its version (the stream sequence is the version).
 #[derive(Debug, Serialize, Deserialize)]

@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
 /// Longest long-poll the hub holds a request.
-pub const MAX_WAIT: Duration = Duration::from_secs(30);
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(30);
 
 /// Where purges come from.
 #[derive(Debug, Clone)]

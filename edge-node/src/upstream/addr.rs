@@ -5,7 +5,7 @@ use http::Uri;
 
 /// An origin base URL: `http://host:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OriginAddr {
+pub(crate) struct OriginAddr {
     /// Scheme (http).
     pub scheme: Scheme,
     /// host:port.
@@ -14,7 +14,7 @@ pub struct OriginAddr {
 
 impl OriginAddr {
     /// Parses an origin URL; only `http://host[:port]` without a path is accepted.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
         let uri: Uri = s.parse().map_err(|e| format!("{s:?} is not a URL: {e}"))?;
         let scheme = uri
             .scheme()

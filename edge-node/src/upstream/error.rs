@@ -5,7 +5,7 @@ use http::StatusCode;
 
 /// An upstream fetch failed before a usable response.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum UpstreamError {
+pub(crate) enum UpstreamError {
     /// No connection could be made to any origin.
     #[error("cannot connect to origin {origin}: {detail}")]
     Connect {
@@ -34,7 +34,7 @@ pub enum UpstreamError {
 
 impl UpstreamError {
     /// The status a client gets when no stale response can stand in.
-    pub fn response_status(&self) -> StatusCode {
+    pub(crate) fn response_status(&self) -> StatusCode {
         match self {
             UpstreamError::Connect { .. } | UpstreamError::Protocol { .. } => {
                 StatusCode::BAD_GATEWAY
@@ -44,7 +44,7 @@ impl UpstreamError {
     }
 
     /// A short label for metrics and Cache-Status details.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             UpstreamError::Connect { .. } => "connect",
             UpstreamError::Timeout { .. } => "timeout",

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 impl Upstream {
     /// One active health check: GET `path` on `addr`; healthy when it answers 2xx or 3xx.
-    pub async fn probe(
+    pub(crate) async fn probe(
         &self,
         addr: &OriginAddr,
         path: &str,
@@ -39,7 +39,7 @@ impl Upstream {
 }
 
 /// Runs the active health checks of `pool` until `shutdown` flips.
-pub async fn check_origins(
+pub(crate) async fn check_origins(
     pool: std::sync::Arc<OriginPool>,
     upstream: Upstream,
     mut shutdown: tokio::sync::watch::Receiver<bool>,

@@ -3,12 +3,14 @@
 //! origins in load-balancing order (`origins.rs`). A connect error moves on to the next
 //! target (nothing was sent); a timeout does too when the request may be retried.
 
-pub mod addr;
-pub mod error;
-pub mod health;
-pub mod origins;
-pub mod resolve;
-pub mod shields;
+pub(crate) mod addr;
+pub(crate) mod error;
+pub(crate) mod health;
+pub(crate) mod origins;
+pub(crate) mod resolve;
+pub(crate) mod shields;
+
+pub use shields::{PURGE_VERSION, SHIELD_RETRY, SHIELD_SECRET};
 
 use crate::body::ProxyBody;
 use crate::metrics::NodeMetrics;
@@ -20,14 +22,14 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use origins::OriginPool;
-use shields::{rank, ParentTier, Shield, PURGE_VERSION, SHIELD_SECRET};
+use shields::{rank, ParentTier, Shield};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
 
 /// Whether a request may go to the next target after the first one timed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Retry {
+pub(crate) enum Retry {
     /// Idempotent and without a body (GET, HEAD, fills): a timeout moves on too.
     Idempotent,
     /// The body goes to the first target only; only a refused connection moves on.
@@ -42,7 +44,7 @@ enum Target<'a> {
 
 /// Timeouts for upstream fetches.
 #[derive(Debug, Clone, Copy)]
-pub struct Timeouts {
+pub(crate) struct Timeouts {
     /// To establish a connection.
     pub connect: Duration,
     /// From request sent to response head.
@@ -55,7 +57,7 @@ pub struct Timeouts {
 
 /// The pooled upstream client.
 #[derive(Clone)]
-pub struct Upstream {
+pub(crate) struct Upstream {
     client: Client<HttpConnector<resolve::OriginResolver>, ProxyBody>,
     /// Timeouts applied to every fetch.
     pub timeouts: Timeouts,
@@ -67,7 +69,7 @@ pub struct Upstream {
 impl Upstream {
     /// A client with these timeouts, sending misses to `parents` first, recording each
     /// attempt in `metrics`.
-    pub fn new(
+    pub(crate) fn new(
         timeouts: Timeouts,
         resolver: resolve::OriginResolver,
         parents: ParentTier,
@@ -93,7 +95,7 @@ impl Upstream {
     /// moves on to the next target; so does a timeout with [`Retry::Idempotent`]. `body` is
     /// only sent to the first target. `purge_version` goes to shields. Origins that fail or
     /// answer 5xx are reported to the pool (passive health).
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         origins: &OriginPool,
         key: u128,

@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::time::Duration;
 
 /// How long an origin that failed a request is avoided.
-pub const PASSIVE_BACKOFF: Duration = Duration::from_secs(10);
+pub(crate) const PASSIVE_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Active health check settings of a site.
 #[derive(Debug, Clone)]
-pub struct HealthCheck {
+pub(crate) struct HealthCheck {
     /// Path to GET (`/healthz`).
     pub path: String,
     /// Host header to send.
@@ -30,7 +30,7 @@ pub struct HealthCheck {
 
 /// One origin and what is known of its health.
 #[derive(Debug)]
-pub struct Origin {
+pub(crate) struct Origin {
     /// Its address.
     pub addr: OriginAddr,
     healthy: AtomicBool,
@@ -51,19 +51,19 @@ impl Origin {
     }
 
     /// Whether active checks (if any) say it is up.
-    pub fn is_healthy(&self) -> bool {
+    pub(crate) fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
 
     /// Whether requests go to it now: healthy, and not avoided after a recent failure.
-    pub fn usable(&self, now_ms: u64) -> bool {
+    pub(crate) fn usable(&self, now_ms: u64) -> bool {
         self.is_healthy() && self.avoid_until_ms.load(Ordering::Relaxed) <= now_ms
     }
 }
 
 /// The origins of one site.
 #[derive(Debug)]
-pub struct OriginPool {
+pub(crate) struct OriginPool {
     origins: Vec<Origin>,
     next: AtomicUsize,
     /// Active checks, if configured.
@@ -72,7 +72,7 @@ pub struct OriginPool {
 
 impl OriginPool {
     /// A pool over `addrs`.
-    pub fn new(addrs: Vec<OriginAddr>, health: Option<HealthCheck>) -> Self {
+    pub(crate) fn new(addrs: Vec<OriginAddr>, health: Option<HealthCheck>) -> Self {
         Self {
             origins: addrs.into_iter().map(Origin::new).collect(),
             next: AtomicUsize::new(0),
@@ -81,12 +81,12 @@ impl OriginPool {
     }
 
     /// The origins.
-    pub fn origins(&self) -> &[Origin] {
+    pub(crate) fn origins(&self) -> &[Origin] {
         &self.origins
     }
 
     /// The order to try origins in for one request: usable ones round-robin, then the rest.
-    pub fn order(&self, now_ms: u64) -> Vec<&Origin> {
+    pub(crate) fn order(&self, now_ms: u64) -> Vec<&Origin> {
         let n = self.origins.len();
         if n == 0 {
             return Vec::new();
@@ -101,7 +101,7 @@ impl OriginPool {
 
     /// A request to `o` failed (connect error, timeout or 5xx): avoid it for a while, unless it
     /// is the only origin.
-    pub fn report_failure(&self, o: &Origin, now_ms: u64) {
+    pub(crate) fn report_failure(&self, o: &Origin, now_ms: u64) {
         if self.origins.len() > 1 {
             o.avoid_until_ms.store(
                 now_ms + PASSIVE_BACKOFF.as_millis() as u64,
@@ -111,7 +111,7 @@ impl OriginPool {
     }
 
     /// Records one active check result; returns the new health when it changed.
-    pub fn record_check(&self, o: &Origin, ok: bool) -> Option<bool> {
+    pub(crate) fn record_check(&self, o: &Origin, ok: bool) -> Option<bool> {
         let Some(h) = &self.health else { return None };
         if ok {
             o.fails.store(0, Ordering::Relaxed);

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 /// A DNS resolver for the upstream connector.
 #[derive(Clone)]
-pub struct OriginResolver {
+pub(crate) struct OriginResolver {
     inner: Arc<TokioResolver>,
 }
 
@@ -29,7 +29,7 @@ impl std::fmt::Debug for OriginResolver {
 
 impl OriginResolver {
     /// A resolver using `servers` (UDP, then TCP), or the system's configuration when empty.
-    pub fn new(servers: &[SocketAddr]) -> Result<Self, String> {
+    pub(crate) fn new(servers: &[SocketAddr]) -> Result<Self, String> {
         let mut builder = if servers.is_empty() {
             TokioResolver::builder_tokio()
                 .map_err(|e| format!("cannot read the system DNS configuration: {e}"))?

@@ -17,7 +17,7 @@ pub const SHIELD_RETRY: Duration = Duration::from_secs(5);
 
 /// A parent-tier node.
 #[derive(Debug)]
-pub struct Shield {
+pub(crate) struct Shield {
     /// Its address.
     pub addr: OriginAddr,
     id: u64,
@@ -26,7 +26,7 @@ pub struct Shield {
 
 impl Shield {
     /// A shield at `addr`.
-    pub fn new(addr: OriginAddr) -> Self {
+    pub(crate) fn new(addr: OriginAddr) -> Self {
         let id = xxhash_rust::xxh3::xxh3_64(addr.to_string().as_bytes());
         Self {
             addr,
@@ -36,7 +36,7 @@ impl Shield {
     }
 
     /// Whether requests go to it now (it has not refused a connection lately).
-    pub fn is_up(&self, now_ms: u64) -> bool {
+    pub(crate) fn is_up(&self, now_ms: u64) -> bool {
         self.down_until_ms.load(Ordering::Relaxed) <= now_ms
     }
 
@@ -47,7 +47,7 @@ impl Shield {
 }
 
 /// Ranks shields for a key by rendezvous hashing: highest `hash(key, shield)` first.
-pub fn rank(shields: &[Shield], key: u128) -> Vec<&Shield> {
+pub(crate) fn rank(shields: &[Shield], key: u128) -> Vec<&Shield> {
     let mut scored: Vec<(u64, &Shield)> = shields
         .iter()
         .map(|s| {
@@ -63,7 +63,7 @@ pub fn rank(shields: &[Shield], key: u128) -> Vec<&Shield> {
 
 /// The parent tier of an edge: shields and the secret they expect.
 #[derive(Debug, Default)]
-pub struct ParentTier {
+pub(crate) struct ParentTier {
     /// The shields.
     pub shields: Vec<Shield>,
     /// The shared secret sent to them.

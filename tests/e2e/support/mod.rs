@@ -410,7 +410,7 @@ pub fn http_date(offset_secs: i64) -> String {
 pub struct Node {
     pub edge: Option<SocketAddr>,
     pub admin: SocketAddr,
-    pub purge: Arc<edge_node::purge::service::PurgeService>,
+    pub purge: Arc<edge_node::purge::PurgeService>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -426,7 +426,7 @@ impl Node {
         state_dir: Option<std::path::PathBuf>,
         tweak: impl FnOnce(&mut EdgeConfig),
     ) -> Node {
-        use edge_node::purge::service::Role;
+        use edge_node::purge::Role;
         let role = match hub {
             Some(hub) => Role::Follower {
                 hub,
@@ -440,11 +440,11 @@ impl Node {
     /// Starts a node with an explicit purge role (hub, follower or NATS).
     pub async fn start_with_role(
         origin: Option<&str>,
-        role: edge_node::purge::service::Role,
+        role: edge_node::purge::Role,
         state_dir: Option<std::path::PathBuf>,
         tweak: impl FnOnce(&mut EdgeConfig),
     ) -> Node {
-        use edge_node::purge::service::{PurgeService, PurgeSink};
+        use edge_node::purge::{PurgeService, PurgeSink};
         let registry = agent::metrics::Registry::default();
         let marks = PurgeService::restore_marks(state_dir.as_deref()).expect("purge state");
         let (stop, rx) = watch::channel(false);

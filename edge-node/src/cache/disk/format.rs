@@ -24,17 +24,17 @@ use http::{HeaderName, StatusCode};
 use xxhash_rust::xxh3::xxh3_64;
 
 /// File magic at the start.
-pub const MAGIC: &[u8; 8] = b"OPOBJ001";
+pub(crate) const MAGIC: &[u8; 8] = b"OPOBJ001";
 /// Magic of the trailer.
-pub const END: &[u8; 8] = b"OPEND001";
+pub(crate) const END: &[u8; 8] = b"OPEND001";
 /// Bytes of the fixed header.
-pub const HEADER_LEN: u64 = 8 + 4 + 8 + 4 + 8;
+pub(crate) const HEADER_LEN: u64 = 8 + 4 + 8 + 4 + 8;
 /// Bytes per checksummed body block.
-pub const BLOCK: u32 = 256 * 1024;
+pub(crate) const BLOCK: u32 = 256 * 1024;
 
 /// Everything about a stored response but its body.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Meta {
+pub(crate) struct Meta {
     /// The URL key.
     pub key: CacheKey,
     /// Status.
@@ -55,7 +55,7 @@ pub struct Meta {
 
 /// Why an entry cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FormatError {
+pub(crate) enum FormatError {
     /// Not an entry, or a different version.
     #[error("bad magic")]
     Magic,
@@ -72,7 +72,7 @@ pub enum FormatError {
 
 /// The fixed header, decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Header {
+pub(crate) struct Header {
     /// Bytes of meta.
     pub meta_len: u32,
     /// Bytes of body.
@@ -85,28 +85,28 @@ pub struct Header {
 
 impl Header {
     /// Offset of the body in the file.
-    pub fn body_offset(&self) -> u64 {
+    pub(crate) fn body_offset(&self) -> u64 {
         HEADER_LEN + u64::from(self.meta_len)
     }
 
     /// Number of body blocks.
-    pub fn blocks(&self) -> u64 {
+    pub(crate) fn blocks(&self) -> u64 {
         self.body_len.div_ceil(u64::from(self.block_size.max(1)))
     }
 
     /// Offset of the checksum table.
-    pub fn sums_offset(&self) -> u64 {
+    pub(crate) fn sums_offset(&self) -> u64 {
         self.body_offset() + self.body_len
     }
 
     /// Total file length.
-    pub fn file_len(&self) -> u64 {
+    pub(crate) fn file_len(&self) -> u64 {
         self.sums_offset() + self.blocks() * 8 + 16
     }
 }
 
 /// Encodes the fixed header and the meta.
-pub fn encode_head(meta: &Meta, body_len: u64) -> Bytes {
+pub(crate) fn encode_head(meta: &Meta, body_len: u64) -> Bytes {
     let m = encode_meta(meta);
     let mut b = BytesMut::with_capacity(HEADER_LEN as usize + m.len());
     b.put_slice(MAGIC);
@@ -119,7 +119,7 @@ pub fn encode_head(meta: &Meta, body_len: u64) -> Bytes {
 }
 
 /// Decodes the fixed header.
-pub fn decode_header(b: &[u8]) -> Result<Header, FormatError> {
+pub(crate) fn decode_header(b: &[u8]) -> Result<Header, FormatError> {
     if b.len() < HEADER_LEN as usize {
         return Err(FormatError::Truncated);
     }
@@ -140,7 +140,7 @@ pub fn decode_header(b: &[u8]) -> Result<Header, FormatError> {
 }
 
 /// Encodes the checksum table and trailer for body blocks with these sums.
-pub fn encode_tail(sums: &[u64]) -> Bytes {
+pub(crate) fn encode_tail(sums: &[u64]) -> Bytes {
     let mut b = BytesMut::with_capacity(sums.len() * 8 + 16);
     for s in sums {
         b.put_u64_le(*s);
@@ -152,7 +152,7 @@ pub fn encode_tail(sums: &[u64]) -> Bytes {
 }
 
 /// Decodes the checksum table and trailer (`b` is everything after the body).
-pub fn decode_tail(b: &[u8], blocks: u64) -> Result<Vec<u64>, FormatError> {
+pub(crate) fn decode_tail(b: &[u8], blocks: u64) -> Result<Vec<u64>, FormatError> {
     let n = usize::try_from(blocks).map_err(|_| FormatError::Meta("too many blocks"))?;
     if b.len() != n * 8 + 16 {
         return Err(FormatError::Truncated);
@@ -263,7 +263,7 @@ impl Reader<'_> {
 }
 
 /// Decodes and checks the meta block.
-pub fn decode_meta(h: &Header, m: &[u8]) -> Result<Meta, FormatError> {
+pub(crate) fn decode_meta(h: &Header, m: &[u8]) -> Result<Meta, FormatError> {
     if xxh3_64(m) != h.meta_sum {
         return Err(FormatError::Checksum("meta"));
     }

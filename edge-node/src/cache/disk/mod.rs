@@ -13,7 +13,7 @@
 //! variants, sizes, last use) lives in memory and is rebuilt from the files at start, in the
 //! background: until it is done, lookups miss.
 
-pub mod format;
+pub(crate) mod format;
 
 use crate::cache::headers::StoredHeaders;
 use crate::cache::key::CacheKey;
@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use xxhash_rust::xxh3::xxh3_64;
 
 /// How long the tier stays off after a write error before it tries again.
-pub const RETRY_AFTER: Duration = Duration::from_secs(60);
+pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 struct Slot {
@@ -63,7 +63,7 @@ impl Index {
 
 /// Counters of the disk tier.
 #[derive(Debug, Default)]
-pub struct DiskStats {
+pub(crate) struct DiskStats {
     /// Lookups answered from disk.
     pub hits: AtomicU64,
     /// Objects written.
@@ -77,7 +77,7 @@ pub struct DiskStats {
 }
 
 /// The disk tier.
-pub struct DiskStore {
+pub(crate) struct DiskStore {
     root: PathBuf,
     max_bytes: u64,
     index: Mutex<Index>,
@@ -107,7 +107,7 @@ impl DiskStore {
     /// Opens the tier at `root` (preparing its directories now) and starts rebuilding its
     /// index in the background. A directory that cannot be written makes a tier that is off
     /// (memory-only), with an error logged.
-    pub fn open(root: &Path, max_bytes: u64) -> Arc<Self> {
+    pub(crate) fn open(root: &Path, max_bytes: u64) -> Arc<Self> {
         let store = Arc::new(Self {
             root: root.to_path_buf(),
             max_bytes,
@@ -146,12 +146,12 @@ impl DiskStore {
     }
 
     /// Whether the index rebuild has finished.
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.ready.load(Relaxed)
     }
 
     /// Whether the tier accepts writes now (false for a while after a write error).
-    pub fn is_on(&self) -> bool {
+    pub(crate) fn is_on(&self) -> bool {
         match self.off_until.lock() {
             Ok(g) => g.is_none_or(|t| Instant::now() >= t),
             Err(_) => false,
@@ -167,7 +167,7 @@ impl DiskStore {
     }
 
     /// Bytes on disk and entries.
-    pub fn usage(&self) -> (u64, u64) {
+    pub(crate) fn usage(&self) -> (u64, u64) {
         let n = self
             .index
             .lock()
@@ -177,7 +177,7 @@ impl DiskStore {
     }
 
     /// Configured size.
-    pub fn capacity(&self) -> u64 {
+    pub(crate) fn capacity(&self) -> u64 {
         self.max_bytes
     }
 
@@ -276,7 +276,7 @@ impl DiskStore {
 
     /// Reads the stored response for `req` under `key` whose body is at most `max_body` bytes,
     /// verifying every checksum. A damaged entry is dropped and reported as a miss.
-    pub async fn lookup(
+    pub(crate) async fn lookup(
         self: &Arc<Self>,
         key: &CacheKey,
         req: &HeaderMap,
@@ -341,7 +341,7 @@ impl DiskStore {
     }
 
     /// Writes `obj` (stored under `key` for `vary`/`values`) in the background.
-    pub fn write(
+    pub(crate) fn write(
         self: &Arc<Self>,
         key: CacheKey,
         vary: Option<VarySpec>,
@@ -519,7 +519,7 @@ impl DiskStore {
     /// Starts writing a response of `body_len` bytes as it arrives (objects too large for the
     /// memory tier). `None` when the tier is off or the object would take more than a quarter
     /// of it.
-    pub fn begin(self: &Arc<Self>, meta: Meta, body_len: u64) -> Option<DiskWriter> {
+    pub(crate) fn begin(self: &Arc<Self>, meta: Meta, body_len: u64) -> Option<DiskWriter> {
         if !self.is_on() || !self.is_ready() {
             return None;
         }
@@ -571,7 +571,7 @@ impl DiskStore {
     /// Opens a stored response larger than `min_body` for streaming reads (the memory tier
     /// does not take it). Header, meta and block table are verified here; each body block is
     /// verified as it is read.
-    pub async fn open_large(
+    pub(crate) async fn open_large(
         self: &Arc<Self>,
         key: &CacheKey,
         req: &HeaderMap,
@@ -617,7 +617,7 @@ impl DiskStore {
     }
 
     /// Removes every variant stored under `key`.
-    pub fn remove(&self, key: CacheKey) {
+    pub(crate) fn remove(&self, key: CacheKey) {
         let slots = match self.index.lock() {
             Ok(mut idx) => {
                 if self.writing.load(Relaxed) > 0 {
@@ -635,7 +635,7 @@ impl DiskStore {
     }
 
     /// Removes everything (in the background).
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         let Ok(mut idx) = self.index.lock() else {
             return;
         };
@@ -705,7 +705,7 @@ fn read_whole(p: &Path, max_body: u64) -> Result<Option<(Meta, Bytes)>, ReadErro
 }
 
 /// A stored response being written as it arrives.
-pub struct DiskWriter {
+pub(crate) struct DiskWriter {
     store: Arc<DiskStore>,
     /// The tick this write was scheduled at (see `DiskStore::install`).
     scheduled: u64,
@@ -724,22 +724,22 @@ pub struct DiskWriter {
 
 impl DiskWriter {
     /// The file being written (readers of the fill read it while it grows).
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.tmp
     }
 
     /// Where the file goes when complete.
-    pub fn dest(&self) -> PathBuf {
+    pub(crate) fn dest(&self) -> PathBuf {
         self.dest.clone()
     }
 
     /// Offset of the body in the file.
-    pub fn body_offset(&self) -> u64 {
+    pub(crate) fn body_offset(&self) -> u64 {
         self.header.body_offset()
     }
 
     /// Appends body bytes. These are page-cache writes, done in place.
-    pub fn write(&mut self, mut data: &[u8]) -> std::io::Result<u64> {
+    pub(crate) fn write(&mut self, mut data: &[u8]) -> std::io::Result<u64> {
         if self.written + data.len() as u64 > self.header.body_len {
             return Err(std::io::Error::other("body longer than announced"));
         }
@@ -761,7 +761,7 @@ impl DiskWriter {
     }
 
     /// Completes the entry: writes the block table, moves it into place, indexes it.
-    pub fn finish(mut self) -> std::io::Result<()> {
+    pub(crate) fn finish(mut self) -> std::io::Result<()> {
         if self.written != self.header.body_len {
             return Err(std::io::Error::other("body shorter than announced"));
         }
@@ -802,9 +802,9 @@ impl Drop for DiskWriter {
 pub struct LargeEntry {
     file: std::fs::File,
     /// The fixed header.
-    pub header: format::Header,
+    pub(crate) header: format::Header,
     /// What was stored about the response.
-    pub meta: Meta,
+    pub(crate) meta: Meta,
     sums: Vec<u64>,
     store: Arc<DiskStore>,
 }
@@ -819,8 +819,18 @@ impl std::fmt::Debug for LargeEntry {
 }
 
 impl LargeEntry {
+    /// The stored status.
+    pub fn status(&self) -> http::StatusCode {
+        self.meta.status
+    }
+
+    /// The body's length.
+    pub fn body_len(&self) -> u64 {
+        self.header.body_len
+    }
+
     /// Drops this entry from the tier: a block read from it failed its checksum.
-    pub fn drop_damaged(&self) {
+    pub(crate) fn drop_damaged(&self) {
         self.store.stats.corrupt.fetch_add(1, Relaxed);
         let vh = values_hash(&self.meta.values);
         self.store
@@ -828,7 +838,7 @@ impl LargeEntry {
     }
 
     /// Reads body bytes `[start, end)`, reading and verifying only the blocks they touch.
-    pub fn read_range(&self, start: u64, end: u64) -> Result<Bytes, FormatError> {
+    pub(crate) fn read_range(&self, start: u64, end: u64) -> Result<Bytes, FormatError> {
         use std::os::unix::fs::FileExt;
         let bs = u64::from(self.header.block_size);
         let end = end.min(self.header.body_len);

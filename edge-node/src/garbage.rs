@@ -1,17 +1,17 @@
 //! Every parser that faces untrusted bytes, fed random and mutated input: it must answer
 //! (accept or refuse), never panic. A seeded generator keeps failures reproducible.
 
+#![cfg(test)]
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+use crate::cache::disk::format;
+use crate::cache::headers::StoredHeaders;
+use crate::cache::key::{normalize_host, normalize_query, QueryMode};
+use crate::cache::policy::{decide, directives, PolicyOptions};
+use crate::cache::vary::{normalized_accept_encoding, VarySpec};
+use crate::proxy::conditional::{if_range_matches, not_modified};
+use crate::proxy::range::evaluate;
+use crate::purge::event::PurgeRequest;
 use bytes::Bytes;
-use edge_node::cache::disk::format;
-use edge_node::cache::headers::StoredHeaders;
-use edge_node::cache::key::{normalize_host, normalize_query};
-use edge_node::cache::policy::{decide, directives, PolicyOptions};
-use edge_node::cache::vary::{normalized_accept_encoding, VarySpec};
-use edge_node::config::QueryMode;
-use edge_node::proxy::conditional::{if_range_matches, not_modified};
-use edge_node::proxy::range::evaluate;
-use edge_node::purge::event::PurgeRequest;
 use http::{HeaderMap, HeaderValue};
 
 struct Rng(u64);
@@ -163,9 +163,9 @@ fn disk_entries_and_header_blocks_never_panic() {
     let mut h = HeaderMap::new();
     h.insert("content-type", HeaderValue::from_static("text/plain"));
     let meta = format::Meta {
-        key: edge_node::cache::key::CacheKey(5),
+        key: crate::cache::key::CacheKey(5),
         status: http::StatusCode::OK,
-        fresh: edge_node::cache::policy::Freshness {
+        fresh: crate::cache::policy::Freshness {
             response_time_ms: 1,
             initial_age_ms: 0,
             fresh_until_ms: 2,
