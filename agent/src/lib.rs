@@ -2,20 +2,23 @@
 //!
 //! [`setup::Telemetry::init`] installs everything a process emits with: a tracing subscriber
 //! that writes logs to stderr (text or JSON, with trace and span ids), turns spans of the
-//! Outpost crates into OTLP traces and events into OTLP logs, and an OpenTelemetry meter
-//! provider exporting OTLP metrics. Exports run on a one-thread runtime of their own behind
-//! bounded queues ([`batch`]); a full queue or a dead collector drops items and counts them,
-//! it never slows a request. The `[telemetry]` config section is [`config::TelemetryConfig`].
+//! Outpost crates into OTLP traces and events into OTLP logs, and the node's metrics
+//! [`metrics::Registry`] (a meter provider read by Prometheus for the admin `/metrics`, and by
+//! the OTLP exporter when a collector is configured). Exports run on a one-thread runtime of
+//! their own behind bounded queues ([`batch`]); a full queue or a dead collector drops items and
+//! counts them, it never slows a request. The `[telemetry]` config section is
+//! [`config::TelemetryConfig`].
 //!
 //! Other crates only emit: spans through `tracing` (created only when
-//! [`setup::traces_enabled`]), W3C trace context through [`propagation`], metrics through the
-//! instruments in [`metrics`].
+//! [`setup::traces_enabled`]), W3C trace context through [`propagation`], metrics through
+//! instruments registered on the registry's meter at start-up.
 //!
-//! The same instruments are rendered as Prometheus text for the admin `/metrics`
-//! ([`prometheus`]), with or without a collector.
+//! Also the config vocabulary every role shares: [`config::ConfigProblem`] and the one grammar
+//! of sizes and durations ([`units`]).
 //!
 //! The `[agent]` role ([`role`]) adds host metrics and ships log files over OTLP through a
-//! bounded on-disk buffer that survives collector outages and restarts.
+//! bounded on-disk buffer that survives collector outages and restarts; the binary starts it
+//! on the process's telemetry ([`role::Agent::start`]).
 #![warn(missing_docs)]
 
 pub mod batch;

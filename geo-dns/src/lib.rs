@@ -10,7 +10,7 @@
 //! - [`health`]: HTTP probes of each region's `/healthz`.
 //! - [`answer`]: the catalog and the query-to-response function.
 //! - [`server`]: UDP threads (batched in `udp.rs`), TCP tasks, atomic reload.
-//! - [`stats`]: counters and their Prometheus text.
+//! - [`stats`]: the counters, read by the instruments in `telemetry.rs` (`outpost.dns.*`).
 //! - [`sample_db`]: a small City database for the demo and tests.
 //!
 //! See shared/DESIGN.md, "Geo-DNS", and docs/dns.md.

@@ -194,7 +194,7 @@ Try:
                                                                            # 5 clients, one origin fetch (collapsing)
   curl -si http://127.0.0.1:{eu}/vary -H 'Accept-Encoding: gzip' -o /dev/null -D -  # a gzip variant, Vary: Accept-Encoding
   curl -si http://127.0.0.1:{eu}/static/app.js -H 'Range: bytes=0-99'       # 206 from the cached object
-  curl -s  http://127.0.0.1:{eu_admin}/metrics -H 'Authorization: Bearer {TOKEN}' | grep outpost_edge_requests
+  curl -s  http://127.0.0.1:{eu_admin}/metrics -H 'Authorization: Bearer {TOKEN}' | grep request_duration_seconds_count
   curl -s  http://127.0.0.1:{eu_admin}/stats -H 'Authorization: Bearer {TOKEN}'
   outpost purge --admin http://127.0.0.1:{eu_admin} --token {TOKEN} --tag api    # reaches every edge via the hub
   outpost purge --admin http://127.0.0.1:{eu_admin} --token {TOKEN} --prefix http://127.0.0.1/static/ --soft

@@ -28,24 +28,28 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// The head of a storable response, as its fill publishes it.
+#[derive(Debug)]
+pub(crate) struct StoringHead {
+    /// Response status.
+    pub(crate) status: StatusCode,
+    /// Headers as clients see them (before per-response Age and Cache-Status).
+    pub(crate) headers: HeaderMap,
+    /// Body length, when the upstream said.
+    pub(crate) content_length: Option<u64>,
+    /// What the response varies on.
+    pub(crate) vary: Option<VarySpec>,
+    /// The request values the response was fetched for.
+    pub(crate) values: VaryValues,
+    /// Its freshness record (for `Age`).
+    pub(crate) fresh: Freshness,
+}
+
 /// What the fetch learned once the response head arrived.
 #[derive(Debug)]
 pub(crate) enum FillHead {
     /// A storable response; readers stream its body from the fill.
-    Storing {
-        /// Response status.
-        status: StatusCode,
-        /// Headers as clients see them (before per-response Age and Cache-Status).
-        headers: HeaderMap,
-        /// Body length, when the upstream said.
-        content_length: Option<u64>,
-        /// What the response varies on.
-        vary: Option<VarySpec>,
-        /// The request values the response was fetched for.
-        values: VaryValues,
-        /// Its freshness record (for `Age`).
-        fresh: Freshness,
-    },
+    Storing(StoringHead),
     /// A revalidation answered 304: the stored response, refreshed.
     Refreshed(Arc<Object>),
     /// Not storable: the leader takes the upstream response; others fetch for themselves.

@@ -4,7 +4,7 @@
 //! the fill ([`Proxy::receive_body`]), and stores the object once it is whole
 //! ([`Proxy::complete`]). A body that ends early or stalls is never stored.
 
-use super::collapse::{CollapseKey, Fill, FillEnd, FillHead};
+use super::collapse::{CollapseKey, Fill, FillEnd, FillHead, StoringHead};
 use super::ctx::{Ctx, Purpose};
 use super::headers;
 use super::Proxy;
@@ -253,14 +253,14 @@ impl Proxy {
             super::respond::ensure_vary_accept_encoding(&mut client_headers);
         }
         // The upstream's Cache-Status members stay for this first answer (RFC 9211 chain).
-        job.fill.set_head(FillHead::Storing {
+        job.fill.set_head(FillHead::Storing(StoringHead {
             status,
             headers: client_headers,
             content_length: plan.content_length,
             vary: plan.vary.clone(),
             values: plan.values.clone(),
             fresh: plan.fresh,
-        });
+        }));
     }
 
     /// Streams the body into the fill (or the spool file), bounded by the idle and total

@@ -4,7 +4,7 @@
 //! a storable response streamed from the fill, a refreshed object, a pass-through, or a
 //! failure (answered with the stale object where stale-if-error allows).
 
-use super::collapse::{Fill, FillHead, Joined};
+use super::collapse::{Fill, FillHead, Joined, StoringHead};
 use super::ctx::Ctx;
 use super::respond::BodySrc;
 use super::{Answer, BoxFuture, Proxy};
@@ -24,6 +24,15 @@ pub(super) enum Recollapse {
     Done,
 }
 
+/// A request's part in its fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// It started the fill: a pass-through response is its to relay.
+    Leader,
+    /// It joined a fill another request started.
+    Follower,
+}
+
 impl Proxy {
     /// Joins the fill for this key, or leads a new one; `stale` is the object to revalidate.
     pub(super) fn miss(
@@ -35,32 +44,32 @@ impl Proxy {
     ) -> BoxFuture<'_, Answer> {
         Box::pin(async move {
             let ck = (ctx.key, variant);
-            let (fill, leader) = match self.inflight.join(ck) {
+            let (fill, part) = match self.inflight.join(ck) {
                 Joined::Leader(fill) => {
                     self.spawn_fill(&ctx, ck, fill.clone(), stale.clone());
-                    (fill, true)
+                    (fill, Part::Leader)
                 }
                 Joined::Follower(fill) => {
                     self.metrics.collapsed();
-                    (fill, false)
+                    (fill, Part::Follower)
                 }
             };
             let Some(head) = fill.wait_head(self.settings.collapse_timeout).await else {
                 return self.pass(ctx, "detail=collapse-timeout").await;
             };
-            self.from_head(ctx, &fill, &head, stale, leader, recollapse)
+            self.answer_from_head(ctx, &fill, &head, stale, part, recollapse)
                 .await
         })
     }
 
     /// The answer to a request from the head its fill published.
-    async fn from_head(
+    async fn answer_from_head(
         self: &Arc<Self>,
         ctx: Ctx,
         fill: &Arc<Fill>,
         head: &FillHead,
         stale: Option<Arc<Object>>,
-        leader: bool,
+        part: Part,
         recollapse: Recollapse,
     ) -> Answer {
         let fwd = if stale.is_some() {
@@ -68,20 +77,16 @@ impl Proxy {
         } else {
             "fwd=miss"
         };
-        let collapsed = if leader { "" } else { "; collapsed" };
+        let collapsed = match part {
+            Part::Leader => "",
+            Part::Follower => "; collapsed",
+        };
         match head {
-            FillHead::Storing { .. } if fill.is_streaming() => self.pass(ctx, fwd).await,
-            FillHead::Storing {
-                status,
-                headers,
-                content_length,
-                vary,
-                values,
-                fresh,
-            } => {
-                if let Some(spec) = vary {
+            FillHead::Storing(_) if fill.is_streaming() => self.pass(ctx, fwd).await,
+            FillHead::Storing(head) => {
+                if let Some(spec) = &head.vary {
                     let mine = spec.values(&ctx.parts.headers);
-                    if &mine != values {
+                    if mine != head.values {
                         if recollapse == Recollapse::Allowed {
                             let v = values_hash(&mine);
                             return self.miss(ctx, None, v, Recollapse::Done).await;
@@ -89,18 +94,11 @@ impl Proxy {
                         return self.pass(ctx, "fwd=vary-miss").await;
                     }
                 }
-                let reply = self.reply(
-                    &ctx,
-                    &format!("{fwd}; fwd-status={}; stored{collapsed}", status.as_u16()),
+                let params = format!(
+                    "{fwd}; fwd-status={}; stored{collapsed}",
+                    head.status.as_u16()
                 );
-                let (res, n) = reply.serve(
-                    *status,
-                    headers.clone(),
-                    BodySrc::Fill(fill.clone()),
-                    *content_length,
-                    fresh.age_secs(unix_ms(SystemTime::now())),
-                );
-                Answer::new(res, Outcome::Miss, n)
+                self.stream_from_fill(&ctx, fill, head, &params)
             }
             FillHead::Refreshed(obj) => {
                 let now = unix_ms(SystemTime::now());
@@ -115,7 +113,7 @@ impl Proxy {
                         return a;
                     }
                 }
-                if leader {
+                if part == Part::Leader {
                     if let Some(res) = fill.take_pass() {
                         let p = format!("{fwd}; fwd-status={}", status.as_u16());
                         return self.relay(res, &ctx, &p);
@@ -131,5 +129,24 @@ impl Proxy {
                 }
             }
         }
+    }
+
+    /// A storable response streamed to this client from the fill as it arrives.
+    fn stream_from_fill(
+        &self,
+        ctx: &Ctx,
+        fill: &Arc<Fill>,
+        head: &StoringHead,
+        params: &str,
+    ) -> Answer {
+        let reply = self.reply(ctx, params);
+        let (res, n) = reply.serve(
+            head.status,
+            head.headers.clone(),
+            BodySrc::Fill(fill.clone()),
+            head.content_length,
+            head.fresh.age_secs(unix_ms(SystemTime::now())),
+        );
+        Answer::new(res, Outcome::Miss, n)
     }
 }

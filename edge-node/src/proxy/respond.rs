@@ -197,19 +197,7 @@ impl Reply<'_> {
             let etag = etag_v.as_ref().and_then(|v| v.to_str().ok());
             let lm = lm_v.as_ref().and_then(|v| v.to_str().ok());
             if not_modified(self.req, etag, lm) {
-                let mut h = HeaderMap::with_capacity(NOT_MODIFIED_FIELDS.len() + 1);
-                for n in NOT_MODIFIED_FIELDS {
-                    for v in headers.get_all(n) {
-                        h.append(n.clone(), v.clone());
-                    }
-                }
-                for v in headers.get_all(&CACHE_STATUS) {
-                    h.append(CACHE_STATUS.clone(), v.clone());
-                }
-                return (
-                    build(StatusCode::NOT_MODIFIED, h, ProxyBody::empty()),
-                    Some(0),
-                );
+                return (not_modified_response(&headers), Some(0));
             }
             if let Some(len) = len {
                 headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
@@ -221,36 +209,9 @@ impl Reply<'_> {
                     match evaluate(range, len) {
                         RangeOutcome::Full => {}
                         RangeOutcome::Partial { start, end } => {
-                            let n = end - start + 1;
-                            if let Ok(v) =
-                                HeaderValue::from_str(&format!("bytes {start}-{end}/{len}"))
-                            {
-                                headers.insert(header::CONTENT_RANGE, v);
-                            }
-                            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
-                            return (
-                                build(
-                                    StatusCode::PARTIAL_CONTENT,
-                                    headers,
-                                    body.body(start, Some(end + 1)),
-                                ),
-                                Some(n),
-                            );
+                            return partial(start, end, len, headers, body)
                         }
-                        RangeOutcome::Unsatisfiable => {
-                            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
-                                headers.insert(header::CONTENT_RANGE, v);
-                            }
-                            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
-                            return (
-                                build(
-                                    StatusCode::RANGE_NOT_SATISFIABLE,
-                                    headers,
-                                    ProxyBody::empty(),
-                                ),
-                                Some(0),
-                            );
-                        }
+                        RangeOutcome::Unsatisfiable => return unsatisfiable(len, headers),
                     }
                 }
             }
@@ -263,6 +224,54 @@ impl Reply<'_> {
         }
         (build(status, headers, body.body(0, None)), len)
     }
+}
+
+/// The 304 for a conditional request the stored response satisfies: the fields a 304
+/// carries (RFC 9110 section 15.4.5) and this node's.
+fn not_modified_response(headers: &HeaderMap) -> Response<ProxyBody> {
+    let mut h = HeaderMap::with_capacity(NOT_MODIFIED_FIELDS.len() + 1);
+    for n in NOT_MODIFIED_FIELDS {
+        for v in headers.get_all(n) {
+            h.append(n.clone(), v.clone());
+        }
+    }
+    for v in headers.get_all(&CACHE_STATUS) {
+        h.append(CACHE_STATUS.clone(), v.clone());
+    }
+    build(StatusCode::NOT_MODIFIED, h, ProxyBody::empty())
+}
+
+/// The 206 for bytes `start..=end` of a body of `len` bytes.
+fn partial(
+    start: u64,
+    end: u64,
+    len: u64,
+    mut headers: HeaderMap,
+    body: BodySrc,
+) -> (Response<ProxyBody>, Option<u64>) {
+    let n = end - start + 1;
+    if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
+        headers.insert(header::CONTENT_RANGE, v);
+    }
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    let body = body.body(start, Some(end + 1));
+    (build(StatusCode::PARTIAL_CONTENT, headers, body), Some(n))
+}
+
+/// The 416 for a Range request no part of a body of `len` bytes satisfies.
+fn unsatisfiable(len: u64, mut headers: HeaderMap) -> (Response<ProxyBody>, Option<u64>) {
+    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+        headers.insert(header::CONTENT_RANGE, v);
+    }
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    (
+        build(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            headers,
+            ProxyBody::empty(),
+        ),
+        Some(0),
+    )
 }
 
 fn build(status: StatusCode, headers: HeaderMap, body: ProxyBody) -> Response<ProxyBody> {

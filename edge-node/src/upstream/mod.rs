@@ -42,6 +42,23 @@ enum Target<'a> {
     Origin(&'a origins::Origin),
 }
 
+impl Target<'_> {
+    fn addr(&self) -> &OriginAddr {
+        match self {
+            Target::Shield(s) => &s.addr,
+            Target::Origin(o) => &o.addr,
+        }
+    }
+
+    /// `shield` or `origin`: the `cdn.upstream` of its span and metrics.
+    fn kind(&self) -> &'static str {
+        match self {
+            Target::Shield(_) => "shield",
+            Target::Origin(_) => "origin",
+        }
+    }
+}
+
 /// Timeouts for upstream fetches.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timeouts {
@@ -104,110 +121,134 @@ impl Upstream {
         retry: Retry,
         purge_version: u64,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        let may_retry = retry == Retry::Idempotent;
+        let now = crate::cache::policy::unix_ms(std::time::SystemTime::now());
+        let targets = self.targets(origins, key, now);
+        let n = targets.len();
         let mut last = None;
         let mut body = Some(body);
-        let now = crate::cache::policy::unix_ms(std::time::SystemTime::now());
-        let shields = rank(&self.parents.shields, key);
-        let targets: Vec<Target> = shields
-            .into_iter()
-            .filter(|s| s.is_up(now))
-            .map(Target::Shield)
-            .chain(origins.order(now).into_iter().map(Target::Origin))
-            .collect();
-        let n = targets.len();
         for (i, target) in targets.into_iter().enumerate() {
-            let is_last = i + 1 == n;
-            let addr = match &target {
-                Target::Shield(s) => &s.addr,
-                Target::Origin(o) => &o.addr,
-            };
-            let Some(b) = body.take().or_else(|| may_retry.then(ProxyBody::empty)) else {
+            let retry_allowed = retry == Retry::Idempotent;
+            let Some(b) = body.take().or_else(|| retry_allowed.then(ProxyBody::empty)) else {
                 break;
             };
-            let mut p = parts.clone();
-            if let Target::Shield(_) = target {
-                if let Some(secret) = &self.parents.secret {
-                    p.headers.insert(SHIELD_SECRET.clone(), secret.clone());
-                }
-                p.headers.insert(
-                    PURGE_VERSION.clone(),
-                    http::HeaderValue::from(purge_version),
-                );
+            let req = self.prepare(&parts, &target, purge_version)?;
+            let e = match self.attempt(&target, req, b, origins, now).await {
+                Ok(res) => return Ok(res),
+                Err(e) => e,
+            };
+            let moves_on = match &e {
+                UpstreamError::Connect { .. } => true,
+                UpstreamError::Timeout { .. } => retry_allowed,
+                UpstreamError::Protocol { .. } => false,
+            };
+            if !moves_on || i + 1 == n {
+                return Err(e);
             }
-            let mut u = http::uri::Parts::default();
-            u.scheme = Some(addr.scheme.clone());
-            u.authority = Some(addr.authority.clone());
-            u.path_and_query = parts
-                .uri
-                .path_and_query()
-                .cloned()
-                .or_else(|| Some(http::uri::PathAndQuery::from_static("/")));
-            p.uri = match Uri::from_parts(u) {
-                Ok(u) => u,
-                Err(e) => {
-                    return Err(UpstreamError::Protocol {
-                        origin: addr.to_string(),
-                        detail: e.to_string(),
-                    })
-                }
-            };
-            let kind = match target {
-                Target::Shield(_) => "shield",
-                Target::Origin(_) => "origin",
-            };
-            let span = client_span(&p, addr, kind);
-            // The next tier's server span becomes a child of this attempt.
-            agent::propagation::inject(&span, &mut p.headers);
-            let req = http::Request::from_parts(p, b);
-            let failed = |t: &Target| match t {
-                Target::Shield(s) => s.mark_down(now),
-                Target::Origin(o) => origins.report_failure(o, now),
-            };
-            let started = std::time::Instant::now();
-            let attempt = tokio::time::timeout(self.timeouts.first_byte, self.client.request(req))
-                .instrument(span.clone())
-                .await;
-            self.observe_attempt(&span, kind, started, &attempt);
-            match attempt {
-                Err(_) => {
-                    failed(&target);
-                    let e = UpstreamError::Timeout {
-                        origin: addr.to_string(),
-                        phase: "response head",
-                    };
-                    if !may_retry || is_last {
-                        return Err(e);
-                    }
-                    tracing::warn!(upstream = %addr, "timed out; trying the next upstream");
-                    last = Some(e);
-                }
-                Ok(Ok(res)) => {
-                    if res.status().is_server_error() {
-                        failed(&target);
-                    }
-                    return Ok(res);
-                }
-                Ok(Err(e)) if e.is_connect() => {
-                    tracing::warn!(upstream = %addr, error = %error_chain(&e), "connection failed; trying the next upstream");
-                    failed(&target);
-                    last = Some(UpstreamError::Connect {
-                        origin: addr.to_string(),
-                        detail: error_chain(&e),
-                    });
-                }
-                Ok(Err(e)) => {
-                    return Err(UpstreamError::Protocol {
-                        origin: addr.to_string(),
-                        detail: error_chain(&e),
-                    })
-                }
-            }
+            tracing::warn!(upstream = %target.addr(), error = %e, "trying the next upstream");
+            last = Some(e);
         }
         Err(last.unwrap_or_else(|| UpstreamError::Connect {
             origin: "-".into(),
             detail: "no origin configured".into(),
         }))
+    }
+
+    /// Where a request for `key` goes, in order: the shields that are up, ranked for the key,
+    /// then the site's origins in load-balancing order.
+    fn targets<'a>(&'a self, origins: &'a OriginPool, key: u128, now: u64) -> Vec<Target<'a>> {
+        rank(&self.parents.shields, key)
+            .into_iter()
+            .filter(|s| s.is_up(now))
+            .map(Target::Shield)
+            .chain(origins.order(now).into_iter().map(Target::Origin))
+            .collect()
+    }
+
+    /// The request head for one target: its URI, and for a shield the secret and the purge
+    /// version this node has applied.
+    fn prepare(
+        &self,
+        parts: &request::Parts,
+        target: &Target<'_>,
+        purge_version: u64,
+    ) -> Result<request::Parts, UpstreamError> {
+        let addr = target.addr();
+        let mut p = parts.clone();
+        if let Target::Shield(_) = target {
+            if let Some(secret) = &self.parents.secret {
+                p.headers.insert(SHIELD_SECRET.clone(), secret.clone());
+            }
+            p.headers.insert(
+                PURGE_VERSION.clone(),
+                http::HeaderValue::from(purge_version),
+            );
+        }
+        let mut u = http::uri::Parts::default();
+        u.scheme = Some(addr.scheme.clone());
+        u.authority = Some(addr.authority.clone());
+        u.path_and_query = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .or_else(|| Some(http::uri::PathAndQuery::from_static("/")));
+        p.uri = Uri::from_parts(u).map_err(|e| UpstreamError::Protocol {
+            origin: addr.to_string(),
+            detail: e.to_string(),
+        })?;
+        Ok(p)
+    }
+
+    /// One attempt at one target, in a client span, bounded by `first_byte`; a failure (or a
+    /// 5xx) is reported against the target.
+    async fn attempt(
+        &self,
+        target: &Target<'_>,
+        mut p: request::Parts,
+        body: ProxyBody,
+        origins: &OriginPool,
+        now: u64,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let addr = target.addr();
+        let kind = target.kind();
+        let span = client_span(&p, addr, kind);
+        // The next tier's server span becomes a child of this attempt.
+        agent::propagation::inject(&span, &mut p.headers);
+        let req = http::Request::from_parts(p, body);
+        let started = std::time::Instant::now();
+        let attempt = tokio::time::timeout(self.timeouts.first_byte, self.client.request(req))
+            .instrument(span.clone())
+            .await;
+        self.observe_attempt(&span, kind, started, &attempt);
+        let failed = || match target {
+            Target::Shield(s) => s.mark_down(now),
+            Target::Origin(o) => origins.report_failure(o, now),
+        };
+        match attempt {
+            Ok(Ok(res)) => {
+                if res.status().is_server_error() {
+                    failed();
+                }
+                Ok(res)
+            }
+            Err(_) => {
+                failed();
+                Err(UpstreamError::Timeout {
+                    origin: addr.to_string(),
+                    phase: "response head",
+                })
+            }
+            Ok(Err(e)) if e.is_connect() => {
+                failed();
+                Err(UpstreamError::Connect {
+                    origin: addr.to_string(),
+                    detail: error_chain(&e),
+                })
+            }
+            Ok(Err(e)) => Err(UpstreamError::Protocol {
+                origin: addr.to_string(),
+                detail: error_chain(&e),
+            }),
+        }
     }
 
     /// Closes the books on one attempt: its span's status and the client duration metric.
