@@ -1,5 +1,8 @@
 //! The `outpost` command line: `run`, `demo`, `check-config`, `sample-origin`.
 
+// A dependency no code of the crate uses is an error (checked where dev-dependencies are absent).
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
 mod config;
 mod demo;
 mod purge_cli;

@@ -20,6 +20,8 @@
 //! bounded on-disk buffer that survives collector outages and restarts; the binary starts it
 //! on the process's telemetry ([`role::Agent::start`]).
 #![warn(missing_docs)]
+// A dependency no code of the crate uses is an error (checked where dev-dependencies are absent).
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 pub mod batch;
 pub mod config;

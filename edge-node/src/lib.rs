@@ -8,6 +8,8 @@
 //! propagation in [`purge`], the admin API in [`admin`]. See docs/caching.md for the rules the
 //! cache follows.
 #![warn(missing_docs, unreachable_pub)]
+// A dependency no code of the crate uses is an error (checked where dev-dependencies are absent).
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 pub mod admin;
 pub mod body;

@@ -15,6 +15,8 @@
 //!
 //! See shared/DESIGN.md, "Geo-DNS", and docs/dns.md.
 #![warn(missing_docs)]
+// A dependency no code of the crate uses is an error (checked where dev-dependencies are absent).
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 pub mod answer;
 pub mod config;

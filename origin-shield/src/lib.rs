@@ -9,6 +9,8 @@
 //! secret today; mTLS later) and the purge-version gate (it never answers an edge with an
 //! object older than a purge that edge has applied). See shared/DESIGN.md, "Origin shield".
 #![warn(missing_docs)]
+// A dependency no code of the crate uses is an error (checked where dev-dependencies are absent).
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 pub mod config;
 pub mod hooks;
