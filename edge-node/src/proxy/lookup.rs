@@ -36,14 +36,14 @@ impl Proxy {
         match self.cache.lookup(req, now).await {
             Lookup::Fresh { object, .. } => {
                 let ttl = (object.fresh.fresh_until_ms - now) / 1000;
-                let reply = self.reply(&ctx, &format!("hit; ttl={ttl}"));
+                let reply = self.reply_with(&ctx, self.status_hit(ttl, ""));
                 let (res, n) = reply.object(&object, object.fresh.age_secs(now));
                 Answer::new(res, Outcome::Hit, n)
             }
             Lookup::FreshLarge(entry) => {
                 let m = &entry.meta;
                 let ttl = m.fresh.fresh_until_ms.saturating_sub(now) / 1000;
-                let reply = self.reply(&ctx, &format!("hit; ttl={ttl}; detail=disk"));
+                let reply = self.reply_with(&ctx, self.status_hit(ttl, "; detail=disk"));
                 let (res, n) = reply.serve(
                     m.status,
                     m.headers.to_map(),

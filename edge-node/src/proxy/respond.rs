@@ -300,16 +300,41 @@ pub(crate) fn plain(
 impl Proxy {
     /// This node's `Cache-Status` member with `params`.
     pub(super) fn status_value(&self, params: &str) -> HeaderValue {
-        HeaderValue::from_str(&format!("{}; {params}", self.settings.cache_name))
+        self.status_from(&[params])
+    }
+
+    /// This node's `Cache-Status` member for a fresh hit with `ttl` seconds left. Built
+    /// without the formatting machinery: it is on every hit.
+    pub(super) fn status_hit(&self, ttl: u64, detail: &str) -> HeaderValue {
+        let mut n = itoa::Buffer::new();
+        self.status_from(&["hit; ttl=", n.format(ttl), detail])
+    }
+
+    /// `cache_name; ` followed by `parts`, in one allocation.
+    fn status_from(&self, parts: &[&str]) -> HeaderValue {
+        let name = &self.settings.cache_name;
+        let len = name.len() + 2 + parts.iter().map(|p| p.len()).sum::<usize>();
+        let mut v = String::with_capacity(len);
+        v.push_str(name);
+        v.push_str("; ");
+        for p in parts {
+            v.push_str(p);
+        }
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(v))
             .unwrap_or_else(|_| HeaderValue::from_static("outpost"))
     }
 
     /// The shaping of a cached answer to `ctx` with `Cache-Status` parameters `params`.
     pub(super) fn reply<'a>(&'a self, ctx: &'a Ctx, params: &str) -> Reply<'a> {
+        self.reply_with(ctx, self.status_value(params))
+    }
+
+    /// The shaping of a cached answer to `ctx` with this `Cache-Status` member.
+    pub(super) fn reply_with<'a>(&'a self, ctx: &'a Ctx, cache_status: HeaderValue) -> Reply<'a> {
         Reply {
             method: &ctx.parts.method,
             req: &ctx.parts.headers,
-            cache_status: self.status_value(params),
+            cache_status,
             via: &self.via,
         }
     }
