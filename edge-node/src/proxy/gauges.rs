@@ -3,7 +3,7 @@
 //! `cdn.tier`; the callbacks hold the node weakly, so a dropped node stops reporting.
 
 use super::Proxy;
-use opentelemetry::metrics::Meter;
+use opentelemetry::metrics::{AsyncInstrument, Meter};
 use opentelemetry::KeyValue;
 use std::sync::{Arc, Weak};
 
@@ -111,15 +111,11 @@ fn register(proxy: &Arc<Proxy>) {
             }),
         ];
         for (name, help, read) in counters {
-            let (node, tier) = (Arc::downgrade(proxy), tier.clone());
+            let observe = reader(Arc::downgrade(proxy), tier.clone(), read);
             let _ = meter
                 .u64_observable_counter(name)
                 .with_description(help)
-                .with_callback(move |o| {
-                    if let Some(v) = node.upgrade().as_deref().and_then(read) {
-                        o.observe(v, std::slice::from_ref(&tier));
-                    }
-                })
+                .with_callback(move |o| observe(o))
                 .build();
         }
     }
@@ -155,14 +151,24 @@ fn observe_gauge(
     tier: KeyValue,
     read: Read,
 ) {
+    let observe = reader(node, tier, read);
     let _ = meter
         .u64_observable_gauge(name)
         .with_unit(unit)
         .with_description(help)
-        .with_callback(move |o| {
-            if let Some(v) = node.upgrade().as_deref().and_then(read) {
-                o.observe(v, std::slice::from_ref(&tier));
-            }
-        })
+        .with_callback(move |o| observe(o))
         .build();
+}
+
+/// A callback body: `read` of the node, with its tier, while the node lives.
+fn reader(
+    node: Weak<Proxy>,
+    tier: KeyValue,
+    read: Read,
+) -> impl Fn(&dyn AsyncInstrument<u64>) + Send + Sync + 'static {
+    move |o| {
+        if let Some(v) = node.upgrade().as_deref().and_then(read) {
+            o.observe(v, std::slice::from_ref(&tier));
+        }
+    }
 }

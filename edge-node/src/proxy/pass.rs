@@ -15,25 +15,31 @@ use http::{Method, Response};
 impl Proxy {
     /// Sends a GET/HEAD upstream for this client alone, storing nothing.
     pub(super) async fn pass(&self, ctx: Ctx, params: &str) -> Answer {
-        let up = self.upstream_parts(&ctx, Purpose::Forward);
-        let sent = self
-            .upstream
-            .send(
-                &ctx.site.origins,
-                ctx.key.0,
-                up,
-                ProxyBody::empty(),
-                Retry::Idempotent,
-                self.cache.purge_version(),
-            )
-            .await;
-        match sent {
+        match self
+            .send_forward(&ctx, ProxyBody::empty(), Retry::Idempotent)
+            .await
+        {
             Ok(res) => {
                 let p = format!("{params}; fwd-status={}", res.status().as_u16());
                 self.relay(res, &ctx, &p)
             }
             Err(e) => self.upstream_failed(params, &e),
         }
+    }
+
+    /// Sends the client's own request upstream (shields, then origins) with `body`.
+    async fn send_forward(
+        &self,
+        ctx: &Ctx,
+        body: ProxyBody,
+        retry: Retry,
+    ) -> Result<Response<hyper::body::Incoming>, crate::upstream::error::UpstreamError> {
+        let up = self.upstream_parts(ctx, Purpose::Forward);
+        let (origins, key) = (&ctx.site.origins, ctx.key.0);
+        let version = self.cache.purge_version();
+        self.upstream
+            .send(origins, key, up, body, retry, version)
+            .await
     }
 
     /// Relays an upstream response untouched but for hop-by-hop fields and our own.
@@ -65,19 +71,7 @@ impl Proxy {
     /// Methods other than GET and HEAD: forwarded with their body; a successful unsafe one
     /// invalidates what it names.
     pub(super) async fn forward(&self, ctx: Ctx, body: ProxyBody) -> Answer {
-        let up = self.upstream_parts(&ctx, Purpose::Forward);
-        let sent = self
-            .upstream
-            .send(
-                &ctx.site.origins,
-                ctx.key.0,
-                up,
-                body,
-                Retry::ConnectOnly,
-                self.cache.purge_version(),
-            )
-            .await;
-        let res = match sent {
+        let res = match self.send_forward(&ctx, body, Retry::ConnectOnly).await {
             Ok(r) => r,
             Err(e) => return self.upstream_failed("fwd=method", &e),
         };

@@ -33,18 +33,20 @@ impl Proxy {
         let mut res = Response::new(()).into_parts().0;
         res.status = old.status;
         res.headers = merged(old, fresh_headers);
-        let stored_headers = StoredHeaders::from_map(&res.headers, headers::stored);
+        let refreshed = |fresh| {
+            Arc::new(Object {
+                status: old.status,
+                headers: StoredHeaders::from_map(&res.headers, headers::stored),
+                body: old.body.clone(),
+                fresh,
+                encoded: old.encoded.clone(),
+                tags: old.tags.clone(),
+                purge_version: job.purge_version,
+            })
+        };
         let obj = match decide(&job.client, &res, now, &self.settings.policy) {
             Decision::Store(fresh) => {
-                let obj = Arc::new(Object {
-                    status: old.status,
-                    headers: stored_headers,
-                    body: old.body.clone(),
-                    fresh,
-                    encoded: old.encoded.clone(),
-                    tags: old.tags.clone(),
-                    purge_version: job.purge_version,
-                });
+                let obj = refreshed(fresh);
                 let vary = VarySpec::from_response(&res.headers);
                 let values = vary
                     .as_ref()
@@ -59,15 +61,7 @@ impl Proxy {
                 self.cache.remove(&job.key);
                 let mut fresh = old.fresh;
                 fresh.fresh_until_ms = unix_ms(now);
-                Arc::new(Object {
-                    status: old.status,
-                    headers: stored_headers,
-                    body: old.body.clone(),
-                    fresh,
-                    encoded: old.encoded.clone(),
-                    tags: old.tags.clone(),
-                    purge_version: job.purge_version,
-                })
+                refreshed(fresh)
             }
         };
         self.metrics.revalidated();
