@@ -96,6 +96,7 @@ pub async fn start(
     let marks =
         PurgeService::restore_marks(state_dir.as_deref()).map_err(|e| format!("purge: {e}"))?;
     let mut nodes = Vec::new();
+    let mut bound = Vec::new();
     let mut shield_addrs = Vec::new();
     if let Some(sc) = &cfg.shield {
         let shield = origin_shield::bind(sc, marks.clone(), metrics)
@@ -103,7 +104,7 @@ pub async fn start(
             .map_err(|e| format!("shield: {e}"))?;
         shield_addrs = shield.local_addrs();
         nodes.push(shield.proxy());
-        tasks.spawn(shield.serve(rx.clone()));
+        bound.push(shield);
     }
     let mut edge_addrs = Vec::new();
     let mut edge_tls_addrs = Vec::new();
@@ -117,7 +118,7 @@ pub async fn start(
         edge_addrs = edge.local_addrs();
         edge_tls_addrs = edge.tls_local_addrs();
         nodes.push(edge.proxy());
-        tasks.spawn(edge.serve(rx.clone()));
+        bound.push(edge);
     }
     let sinks = nodes
         .iter()
@@ -125,6 +126,10 @@ pub async fn start(
         .collect();
     let purge = open_purge(cfg, admin_token.as_deref(), state_dir, marks, sinks).await?;
     purge.register_metrics(&metrics.meter());
+    // Only now, with purges logged before a crash applied to every cache, do they serve.
+    for node in bound {
+        tasks.spawn(node.serve(rx.clone()));
+    }
     if !purge.is_hub() {
         tasks.spawn(purge.clone().follow(rx.clone()));
     }

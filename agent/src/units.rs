@@ -1,12 +1,12 @@
 //! The one grammar for sizes and durations in every config section of every role.
 //!
 //! - [`ByteSize`]: an integer of bytes (`1048576`) or a string of a whole number and a unit:
-//!   `B`, `KB`/`MB`/`GB`/`TB` (powers of 1000) or `KiB`/`MiB`/`GiB`/`TiB` (powers of 1024),
-//!   case-insensitive, with optional space (`"256MiB"`, `"1 GB"`). A value that does not fit
-//!   in 64 bits is an error.
+//!   `B`, `K`/`KB`, `M`/`MB`, `G`/`GB`, `T`/`TB` (powers of 1000) or `KiB`/`MiB`/`GiB`/`TiB`
+//!   (powers of 1024), case-insensitive, with optional space (`"256MiB"`, `"1 GB"`, `"512m"`).
+//!   A value that does not fit in 64 bits is an error.
 //! - [`Dur`]: a string parsed by the humantime crate: a number and a unit, several of them
 //!   added up (`"250ms"`, `"30s"`, `"5m"`, `"1h 30m"`, `"2d"`). A bare number is an error: it
-//!   has no unit.
+//!   has no unit; so is `M` (humantime's months, most likely meant as minutes).
 //!
 //! Durations use humantime as it is. Sizes are parsed here: the bytesize crate was the
 //! candidate, but it silently saturates an overflowing size (`"99999999999TiB"` becomes
@@ -34,13 +34,13 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     })?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
-        "kb" => 1_000,
+        "k" | "kb" => 1_000,
         "kib" => 1 << 10,
-        "mb" => 1_000_000,
+        "m" | "mb" => 1_000_000,
         "mib" => 1 << 20,
-        "gb" => 1_000_000_000,
+        "g" | "gb" => 1_000_000_000,
         "gib" => 1 << 30,
-        "tb" => 1_000_000_000_000,
+        "t" | "tb" => 1_000_000_000_000,
         "tib" => 1 << 40,
         other => {
             return Err(format!(
@@ -54,6 +54,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 /// Parses `"30s"`, `"250ms"`, `"5m"`, `"1h 30m"`, `"2d"` into a duration.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    // humantime reads `M` as months: in a config that is far more likely a typo for minutes.
+    if s.split(|c: char| c.is_ascii_digit() || c.is_whitespace())
+        .any(|unit| unit == "M")
+    {
+        return Err(format!(
+            "invalid duration {s:?}: write minutes as \"m\" (\"M\" would be months)"
+        ));
+    }
     humantime::parse_duration(s.trim()).map_err(|e| {
         format!("invalid duration {s:?}: {e} (write a number and a unit: ms, s, m, h, d)")
     })
@@ -124,6 +132,9 @@ mod tests {
             ("64kib", 64 << 10),
             ("2TiB", 2 << 40),
             ("5 B", 5),
+            ("512m", 512_000_000),
+            ("1G", 1_000_000_000),
+            ("3k", 3_000),
         ] {
             assert_eq!(parse_size(text), Ok(want), "{text}");
         }
@@ -144,10 +155,11 @@ mod tests {
         ] {
             assert_eq!(parse_duration(text), Ok(want), "{text}");
         }
-        for bad in ["30", "soon", "", "5 parsecs", "-1s"] {
+        for bad in ["30", "soon", "", "5 parsecs", "-1s", "5M", "1h 5M"] {
             assert!(parse_duration(bad).is_err(), "{bad} accepted");
         }
         assert!(parse_duration("30").unwrap_err().contains("unit"));
+        assert!(parse_duration("5M").unwrap_err().contains("months"));
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub struct EdgeConfig {
     #[serde(default)]
     pub compress: Vec<crate::cache::Coding>,
     /// Media types worth compressing (`text/*` matches a major type).
-    #[serde(default = "crate::cache::compress::default_types")]
+    #[serde(default = "default_compress_types")]
     pub compress_types: Vec<String>,
     /// Smallest body worth compressing.
     #[serde(default = "defaults::compress_min_bytes")]
@@ -206,6 +206,11 @@ pub struct AdminConfig {
     pub token_file: Option<PathBuf>,
 }
 
+/// The media types compressed by default: text, JSON, JavaScript, XML, SVG, wasm, fonts.
+pub fn default_compress_types() -> Vec<String> {
+    crate::cache::compress::default_types()
+}
+
 /// The default of each key, in one place (also used by the roles built on this config:
 /// the shield's `[shield]` section).
 #[allow(missing_docs)]
@@ -290,7 +295,7 @@ impl EdgeConfig {
             body_idle_timeout: defaults::body_idle_timeout(),
             body_timeout: None,
             compress: Vec::new(),
-            compress_types: crate::cache::compress::default_types(),
+            compress_types: default_compress_types(),
             compress_min_bytes: defaults::compress_min_bytes(),
             resolvers: Vec::new(),
             shields: Vec::new(),

@@ -1,11 +1,11 @@
 //! The `[shield]` config section: the keys a shield takes, and only those. An edge's key
-//! (`shields`, `purge_hub`, `compress`, `node_id`, ...) in `[shield]` is an error with its
-//! line, not silently ignored. The keys it shares with `[edge]` keep their meaning and their
+//! (`shields`, `shield_secret`, `purge_hub`, `purge_nats_url`, `node_id`, ...) in `[shield]`
+//! is an error with its line, not silently ignored. The keys it shares with `[edge]` keep their meaning and their
 //! defaults (`edge_node::config::defaults`), but the cache's name is `outpost-shield`.
 
 use agent::config::ConfigProblem;
 use agent::units::{ByteSize, Dur};
-use edge_node::config::{defaults, CertConfig, EdgeConfig, SiteConfig};
+use edge_node::config::{defaults, CertConfig, Coding, EdgeConfig, SiteConfig};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -71,6 +71,15 @@ pub struct ShieldConfig {
     /// Longest time a whole origin body may take (absent: no limit).
     #[serde(default)]
     pub body_timeout: Option<Dur>,
+    /// Codings made from uncompressed stored responses for the edges (`"gzip"`, `"br"`).
+    #[serde(default)]
+    pub compress: Vec<Coding>,
+    /// Media types worth compressing.
+    #[serde(default = "edge_node::config::default_compress_types")]
+    pub compress_types: Vec<String>,
+    /// Smallest body worth compressing.
+    #[serde(default = "defaults::compress_min_bytes")]
+    pub compress_min_bytes: ByteSize,
     /// Name of this cache in `Cache-Status` (RFC 9211).
     #[serde(default = "cache_name")]
     pub cache_name: String,
@@ -114,6 +123,9 @@ impl ShieldConfig {
             first_byte_timeout: node.first_byte_timeout,
             body_idle_timeout: node.body_idle_timeout,
             body_timeout: node.body_timeout,
+            compress: node.compress,
+            compress_types: node.compress_types,
+            compress_min_bytes: node.compress_min_bytes,
             cache_name: cache_name(),
             resolvers: node.resolvers,
             state_dir: node.state_dir,
@@ -122,7 +134,7 @@ impl ShieldConfig {
     }
 
     /// The caching node this shield is: its keys as the edge-node library takes them (the
-    /// edge-only keys at their defaults: no shields above it, no compression).
+    /// edge-only keys at their defaults: no shields above it, no purge hub or bus).
     pub fn node_config(&self) -> EdgeConfig {
         EdgeConfig {
             listen: self.listen.clone(),
@@ -143,6 +155,9 @@ impl ShieldConfig {
             first_byte_timeout: self.first_byte_timeout,
             body_idle_timeout: self.body_idle_timeout,
             body_timeout: self.body_timeout,
+            compress: self.compress.clone(),
+            compress_types: self.compress_types.clone(),
+            compress_min_bytes: self.compress_min_bytes,
             cache_name: self.cache_name.clone(),
             resolvers: self.resolvers.clone(),
             state_dir: self.state_dir.clone(),
@@ -190,7 +205,7 @@ mod tests {
         assert!(f.shield.validate("shield").is_empty());
         let node = f.shield.node_config();
         assert_eq!(node.cache_name, "outpost-shield");
-        assert!(node.shields.is_empty() && node.compress.is_empty());
+        assert!(node.shields.is_empty() && node.purge_hub.is_none());
     }
 
     #[test]
@@ -200,7 +215,7 @@ mod tests {
             "node_id = \"x\"",
             "shields = [\"http://127.0.0.1:8090\"]",
             "shield_secret = \"x\"",
-            "compress = [\"gzip\"]",
+            "purge_nats_url = \"nats://127.0.0.1:4222\"",
         ] {
             let src = BASE.replace("listen = ", &format!("{key}\nlisten = "));
             let e = toml::from_str::<File>(&src).err().unwrap();

@@ -327,17 +327,25 @@ impl FillReader {
                         self.spool_file = Some(f);
                         break;
                     }
-                    // Renamed into the store just now: the fill will publish the new path.
+                    // Renamed into the store just now: the fill publishes the new path. Or
+                    // dropped (its key was removed while it streamed): once the fill has
+                    // ended with no other path, none will come.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        if self.rx.changed().await.is_err() {
-                            return Err(e);
+                        let current = {
+                            let s = self.rx.borrow_and_update();
+                            written = s.spooled;
+                            ended = s.end;
+                            s.spool.as_ref().map(|n| n.0.clone())
+                        };
+                        match current {
+                            Some(p) if p != path => path = p,
+                            _ if ended.is_some() => return Err(e),
+                            _ => {
+                                if self.rx.changed().await.is_err() {
+                                    return Err(e);
+                                }
+                            }
                         }
-                        let s = self.rx.borrow_and_update();
-                        if let Some(n) = &s.spool {
-                            path = n.0.clone();
-                        }
-                        written = s.spooled;
-                        ended = s.end;
                     }
                     Err(e) => return Err(e),
                 }

@@ -353,10 +353,13 @@ impl Proxy {
         if let Some(w) = plan.spool.take() {
             let (dest, offset) = (w.dest(), w.body_offset());
             match w.finish() {
-                Ok(()) => {
+                Ok(true) => {
                     job.fill.set_spool(dest, offset);
                     self.metrics.stored();
                 }
+                // Removed (purged, invalidated) while it streamed: readers that opened the
+                // file read it to the end; it is not stored.
+                Ok(false) => {}
                 Err(e) => tracing::warn!(error = %e, "completing a large disk object failed"),
             }
             job.fill.finish(FillEnd::Complete);

@@ -1,18 +1,39 @@
 //! The node's gauges, read at each scrape or export: the cache's tiers, the fills in flight,
 //! the disk tier's counters, and the health of each upstream. Registered once per node, with
-//! `cdn.tier`; the callbacks hold the node weakly, so a dropped node stops reporting.
+//! `cdn.tier`; the callbacks hold the node weakly, so a dropped node stops reporting. One
+//! scrape reads the cache's figures once (they take the tiers' locks), not once per gauge.
 
 use super::Proxy;
+use crate::cache::CacheGauges;
 use opentelemetry::metrics::{AsyncInstrument, Meter};
 use opentelemetry::KeyValue;
 use std::sync::{Arc, Weak};
 
 type Read = fn(&Proxy) -> Option<u64>;
 
+/// How long one reading of the cache's figures serves the gauges of a scrape.
+const SCRAPE: std::time::Duration = std::time::Duration::from_millis(200);
+
 impl Proxy {
     /// Registers this node's gauges on its registry.
     pub(super) fn register_gauges(self: &Arc<Self>) {
         register(self);
+    }
+
+    /// The cache's figures for the gauges: read once per scrape.
+    fn scrape(&self) -> CacheGauges {
+        let now = std::time::Instant::now();
+        if let Ok(mut last) = self.scraped.lock() {
+            if let Some((at, g)) = *last {
+                if now.duration_since(at) < SCRAPE {
+                    return g;
+                }
+            }
+            let g = self.gauges();
+            *last = Some((now, g));
+            return g;
+        }
+        self.gauges()
     }
 }
 
@@ -25,19 +46,19 @@ fn register(proxy: &Arc<Proxy>) {
             "outpost.cache.memory.bytes",
             "By",
             "Bytes held by the memory tier.",
-            |p| Some(p.gauges().memory_bytes),
+            |p| Some(p.scrape().memory_bytes),
         ),
         (
             "outpost.cache.memory.capacity",
             "By",
             "Capacity of the memory tier.",
-            |p| Some(p.gauges().memory_capacity_bytes),
+            |p| Some(p.scrape().memory_capacity_bytes),
         ),
         (
             "outpost.cache.objects",
             "{object}",
             "URLs held by the memory tier.",
-            |p| Some(p.gauges().objects),
+            |p| Some(p.scrape().objects),
         ),
         (
             "outpost.cache.inflight",
@@ -49,25 +70,25 @@ fn register(proxy: &Arc<Proxy>) {
             "outpost.cache.disk.bytes",
             "By",
             "Bytes held by the disk tier.",
-            |p| p.gauges().disk.map(|d| d.bytes),
+            |p| p.scrape().disk.map(|d| d.bytes),
         ),
         (
             "outpost.cache.disk.capacity",
             "By",
             "Capacity of the disk tier.",
-            |p| p.gauges().disk.map(|d| d.capacity_bytes),
+            |p| p.scrape().disk.map(|d| d.capacity_bytes),
         ),
         (
             "outpost.cache.disk.objects",
             "{object}",
             "Responses held by the disk tier.",
-            |p| p.gauges().disk.map(|d| d.objects),
+            |p| p.scrape().disk.map(|d| d.objects),
         ),
         (
             "outpost.cache.disk.up",
             "",
             "1 while the disk tier accepts writes.",
-            |p| p.gauges().disk.map(|d| u64::from(d.on)),
+            |p| p.scrape().disk.map(|d| u64::from(d.on)),
         ),
     ];
     for (name, unit, help, read) in gauges {
@@ -89,25 +110,25 @@ fn register(proxy: &Arc<Proxy>) {
             (
                 "outpost.cache.disk.hits",
                 "Lookups answered from the disk tier.",
-                |p| p.gauges().disk.map(|d| d.hits),
+                |p| p.scrape().disk.map(|d| d.hits),
             ),
             (
                 "outpost.cache.disk.writes",
                 "Responses written to the disk tier.",
-                |p| p.gauges().disk.map(|d| d.writes),
+                |p| p.scrape().disk.map(|d| d.writes),
             ),
             (
                 "outpost.cache.disk.evictions",
                 "Responses evicted from the disk tier.",
-                |p| p.gauges().disk.map(|d| d.evictions),
+                |p| p.scrape().disk.map(|d| d.evictions),
             ),
             (
                 "outpost.cache.disk.corrupt",
                 "Damaged disk entries dropped (never served).",
-                |p| p.gauges().disk.map(|d| d.corrupt),
+                |p| p.scrape().disk.map(|d| d.corrupt),
             ),
             ("outpost.cache.disk.errors", "Disk tier I/O errors.", |p| {
-                p.gauges().disk.map(|d| d.errors)
+                p.scrape().disk.map(|d| d.errors)
             }),
         ];
         for (name, help, read) in counters {

@@ -116,6 +116,8 @@ pub struct Proxy {
     via: HeaderValue,
     /// Whether request spans are made (traces exported).
     traced: bool,
+    /// The cache's gauges as last read for the metrics, and when (see `gauges.rs`).
+    scraped: std::sync::Mutex<Option<(std::time::Instant, CacheGauges)>>,
 }
 
 impl Proxy {
@@ -134,6 +136,7 @@ impl Proxy {
             settings: p.settings,
             via,
             traced: agent::traces_enabled(),
+            scraped: std::sync::Mutex::new(None),
         });
         proxy.register_gauges();
         proxy

@@ -27,6 +27,9 @@ impl PurgeSink for Proxy {
             PurgeTarget::Tags(tags) => self.cache.purge_tags(tags.iter().map(String::as_str), m),
             PurgeTarget::All => self.cache.purge_all(m),
         }
-        self.cache.purged_up_to(ev.version);
+    }
+
+    fn purged_up_to(&self, version: u64) {
+        self.cache.purged_up_to(version);
     }
 }

@@ -58,6 +58,11 @@ pub trait PurgeSink: Send + Sync {
     /// Applies `ev` (the next version) to this cache: its marks, and for hard purges the
     /// removal of what it names.
     fn apply_purge(&self, ev: &PurgeEvent);
+
+    /// Publishes `version` as applied to this cache; called once every sink of the process
+    /// has applied it (so no cache stores an object as newer than a purge another cache of
+    /// the process has not recorded yet).
+    fn purged_up_to(&self, version: u64);
 }
 
 /// Purge state and propagation for one process.
@@ -203,20 +208,25 @@ impl PurgeService {
         for sink in &self.sinks {
             sink.apply_purge(ev);
         }
+        // Published once every cache of the process has it: objects fetched from now on carry
+        // this version, and a shield gates on it.
+        for sink in &self.sinks {
+            sink.purged_up_to(ev.version);
+        }
+        self.marks.applied_up_to(ev.version);
         if !self.is_hub() {
             self.log.record(ev);
         }
+        self.persist(ev.version);
         self.applied.send_replace(ev.version);
-        self.persist();
         tracing::info!(version = ev.version, soft = ev.soft, "purge applied");
         true
     }
 
-    fn persist(&self) {
+    fn persist(&self, applied: u64) {
         let Some(path) = &self.state_path else { return };
         let mut snap = self.marks.snapshot();
-        // The service's own count: a node without caches records no marks.
-        snap.applied = self.applied();
+        snap.applied = applied;
         let tmp = path.with_extension("json.tmp");
         let res = serde_json::to_vec(&snap)
             .map_err(std::io::Error::other)

@@ -46,9 +46,12 @@ struct Slot {
 #[derive(Debug, Default)]
 struct Index {
     slots: HashMap<CacheKey, Vec<Slot>>,
-    /// Keys removed while writes were under way, with the clock tick of the removal: a write
-    /// scheduled before that tick must not be installed (it holds what was invalidated).
-    /// Emptied whenever no write is under way.
+    /// Writes under way, by key.
+    writing: HashMap<CacheKey, u32>,
+    /// Keys removed while a write of theirs was under way, with the clock tick of the
+    /// removal: a write scheduled before that tick must not be installed (it holds what was
+    /// invalidated). An entry goes with the key's last write, so this holds at most one entry
+    /// per write under way.
     removed: HashMap<CacheKey, u64>,
     /// Tick of the last `clear`: writes scheduled before it are not installed.
     cleared_at: u64,
@@ -82,8 +85,6 @@ pub(crate) struct DiskStore {
     max_bytes: u64,
     index: Mutex<Index>,
     used: AtomicU64,
-    /// Writes scheduled and not finished (whole objects and large streaming writes).
-    writing: AtomicU64,
     /// Bytes of writes under way: counted against the bound from the moment room is made for
     /// them, so concurrent writes cannot overshoot it together.
     reserved: AtomicU64,
@@ -113,7 +114,6 @@ impl DiskStore {
             max_bytes,
             index: Mutex::new(Index::default()),
             used: AtomicU64::new(0),
-            writing: AtomicU64::new(0),
             reserved: AtomicU64::new(0),
             clock: AtomicU64::new(1),
             ready: AtomicBool::new(false),
@@ -352,26 +352,36 @@ impl DiskStore {
             return;
         }
         let me = self.clone();
-        let scheduled = self.begin_write();
+        let scheduled = self.begin_write(key);
         tokio::task::spawn_blocking(move || {
             me.write_now(key, vary, values, &obj, scheduled);
-            me.end_write();
+            me.end_write(key);
         });
     }
 
-    /// Counts a write as under way; returns the tick it was scheduled at.
-    fn begin_write(&self) -> u64 {
-        self.writing.fetch_add(1, Relaxed);
+    /// Counts a write of `key` as under way; returns the tick it was scheduled at.
+    fn begin_write(&self, key: CacheKey) -> u64 {
+        let Ok(mut idx) = self.index.lock() else {
+            return self.clock.fetch_add(1, Relaxed);
+        };
+        *idx.writing.entry(key).or_default() += 1;
         self.clock.fetch_add(1, Relaxed)
     }
 
-    /// Counts a write as finished; with none left, removals need no remembering.
-    fn end_write(&self) {
-        if self.writing.fetch_sub(1, Relaxed) == 1 {
-            if let Ok(mut idx) = self.index.lock() {
-                if self.writing.load(Relaxed) == 0 {
-                    idx.removed.clear();
+    /// Counts a write of `key` as finished; with none of its writes left, its removal needs
+    /// no remembering.
+    fn end_write(&self, key: CacheKey) {
+        if let Ok(mut idx) = self.index.lock() {
+            let left = match idx.writing.get_mut(&key) {
+                Some(n) => {
+                    *n = n.saturating_sub(1);
+                    *n
                 }
+                None => 0,
+            };
+            if left == 0 {
+                idx.writing.remove(&key);
+                idx.removed.remove(&key);
             }
         }
     }
@@ -387,15 +397,16 @@ impl DiskStore {
         tmp: &Path,
         dest: &Path,
     ) -> std::io::Result<bool> {
+        // Outside the lock: idempotent, and lookups need not wait for it.
+        if let Some(dir) = dest.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
         let Ok(mut idx) = self.index.lock() else {
             return Ok(false);
         };
         if idx.invalidated_since(&key, scheduled) {
             let _ = std::fs::remove_file(tmp);
             return Ok(false);
-        }
-        if let Some(dir) = dest.parent() {
-            std::fs::create_dir_all(dir)?;
         }
         std::fs::rename(tmp, dest)?;
         self.insert_slot_locked(&mut idx, key, slot);
@@ -546,7 +557,7 @@ impl DiskStore {
         })();
         match file {
             Ok(file) => Some(DiskWriter {
-                scheduled: self.begin_write(),
+                scheduled: self.begin_write(meta.key),
                 store: self.clone(),
                 file,
                 tmp,
@@ -620,7 +631,7 @@ impl DiskStore {
     pub(crate) fn remove(&self, key: CacheKey) {
         let slots = match self.index.lock() {
             Ok(mut idx) => {
-                if self.writing.load(Relaxed) > 0 {
+                if idx.writing.contains_key(&key) {
                     let tick = self.clock.fetch_add(1, Relaxed);
                     idx.removed.insert(key, tick);
                 }
@@ -760,8 +771,9 @@ impl DiskWriter {
         Ok(self.written)
     }
 
-    /// Completes the entry: writes the block table, moves it into place, indexes it.
-    pub(crate) fn finish(mut self) -> std::io::Result<()> {
+    /// Completes the entry: writes the block table, moves it into place, indexes it. `false`:
+    /// its key was removed (invalidated, purged) while it was written, so it was dropped.
+    pub(crate) fn finish(mut self) -> std::io::Result<bool> {
         if self.written != self.header.body_len {
             return Err(std::io::Error::other("body shorter than announced"));
         }
@@ -783,7 +795,7 @@ impl DiskWriter {
         if installed {
             self.store.stats.writes.fetch_add(1, Relaxed);
         }
-        Ok(())
+        Ok(installed)
     }
 }
 
@@ -794,7 +806,7 @@ impl Drop for DiskWriter {
         }
         // Finished (now indexed) or abandoned: the room `begin` reserved is released.
         self.store.release(self.header.file_len());
-        self.store.end_write();
+        self.store.end_write(self.meta.key);
     }
 }
 
@@ -891,6 +903,77 @@ mod tests {
             tags: Box::default(),
             purge_version: 0,
         }
+    }
+
+    async fn ready_store(name: &str) -> (Arc<DiskStore>, PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "outpost-disk-{name}-{}-{}",
+            std::process::id(),
+            unix_ms(std::time::SystemTime::now())
+        ));
+        let store = DiskStore::open(&dir, 64 << 20);
+        for _ in 0..200 {
+            if store.is_ready() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(store.is_ready());
+        (store, dir)
+    }
+
+    #[tokio::test]
+    async fn a_write_under_way_when_its_key_is_removed_is_not_installed() {
+        let (store, dir) = ready_store("inflight").await;
+        let (a, b) = (CacheKey(1), CacheKey(2));
+        // Scheduled, then the key is removed (a purge, an unsafe method), then it finishes.
+        let scheduled = store.begin_write(a);
+        store.remove(a);
+        store.write_now(a, None, VaryValues::default(), &object(100), scheduled);
+        store.end_write(a);
+        assert!(
+            store.find(&a, &HeaderMap::new()).is_none(),
+            "resurrected by a late write"
+        );
+        // A write scheduled after the removal is installed.
+        let later = store.begin_write(a);
+        store.write_now(a, None, VaryValues::default(), &object(100), later);
+        store.end_write(a);
+        assert!(store.find(&a, &HeaderMap::new()).is_some());
+        // A clear invalidates every write scheduled before it.
+        let before_clear = store.begin_write(b);
+        store.clear();
+        store.write_now(b, None, VaryValues::default(), &object(100), before_clear);
+        store.end_write(b);
+        assert!(store.find(&b, &HeaderMap::new()).is_none());
+        // Nothing is remembered once no write is under way.
+        let idx = store.index.lock().unwrap();
+        assert!(idx.removed.is_empty() && idx.writing.is_empty());
+        drop(idx);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_large_object_removed_while_it_streams_is_dropped_at_the_end() {
+        let (store, dir) = ready_store("inflight-large").await;
+        let key = CacheKey(3);
+        let obj = object(10);
+        let meta = Meta {
+            key,
+            status: obj.status,
+            fresh: obj.fresh,
+            purge_version: 0,
+            vary: None,
+            values: VaryValues::default(),
+            tags: Box::default(),
+            headers: StoredHeaders::from_map(&HeaderMap::new(), |_| true),
+        };
+        let mut w = store.begin(meta, 10).unwrap();
+        w.write(b"0123456789").unwrap();
+        store.remove(key);
+        assert!(!w.finish().unwrap(), "installed after its key was removed");
+        assert!(store.find(&key, &HeaderMap::new()).is_none());
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
