@@ -48,6 +48,10 @@ pub struct EdgeConfig {
     /// How long a stale object with a validator (ETag or Last-Modified) is kept for revalidation.
     #[serde(default = "defaults::keep")]
     pub keep: Dur,
+    /// How long past its freshness a response may be served when the next tier cannot be
+    /// reached (RFC 9111 4.2.4), unless its directives forbid stale use; a site may set its own.
+    #[serde(default = "defaults::stale_if_unreachable")]
+    pub stale_if_unreachable: Dur,
     /// How long a request waits on another request's fetch of the same key before fetching itself.
     #[serde(default = "defaults::collapse_timeout")]
     pub collapse_timeout: Dur,
@@ -149,6 +153,10 @@ pub struct SiteConfig {
     /// (`utm_*` matches a prefix).
     #[serde(default)]
     pub drop_params: Vec<String>,
+    /// This site's window for serving stale when its upstream cannot be reached (default:
+    /// the section's `stale_if_unreachable`).
+    #[serde(default)]
+    pub stale_if_unreachable: Option<Dur>,
     /// Path of the active health check of each origin (`/healthz`); absent: passive only.
     #[serde(default)]
     pub health_path: Option<String>,
@@ -183,6 +191,7 @@ impl SiteConfig {
             origins,
             query: QueryMode::default(),
             drop_params: Vec::new(),
+            stale_if_unreachable: None,
             health_path: None,
             health_interval: defaults::health_interval(),
             health_timeout: defaults::health_timeout(),
@@ -229,6 +238,9 @@ pub mod defaults {
         Dur(Duration::ZERO)
     }
     pub fn keep() -> Dur {
+        Dur(Duration::from_secs(3600))
+    }
+    pub fn stale_if_unreachable() -> Dur {
         Dur(Duration::from_secs(3600))
     }
     pub fn collapse_timeout() -> Dur {
@@ -287,6 +299,7 @@ impl EdgeConfig {
             stale_while_revalidate: defaults::zero(),
             stale_if_error: defaults::zero(),
             keep: defaults::keep(),
+            stale_if_unreachable: defaults::stale_if_unreachable(),
             collapse_timeout: defaults::collapse_timeout(),
             header_read_timeout: defaults::header_read_timeout(),
             max_header_bytes: defaults::max_header_bytes(),

@@ -171,6 +171,7 @@ fn disk_entries_and_header_blocks_never_panic() {
             fresh_until_ms: 2,
             swr_ms: 0,
             sie_ms: 0,
+            unreachable_ms: 0,
             has_validator: false,
             keep_until_ms: 3,
         },

@@ -127,6 +127,7 @@ impl<'a> EdgeBuilder<'a> {
                     default_swr: cfg.stale_while_revalidate.0,
                     default_sie: cfg.stale_if_error.0,
                     keep: cfg.keep.0,
+                    stale_if_unreachable: cfg.stale_if_unreachable.0,
                 },
                 collapse_timeout: cfg.collapse_timeout.0,
                 cache_name: cfg.cache_name.clone(),

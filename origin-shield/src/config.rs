@@ -50,6 +50,10 @@ pub struct ShieldConfig {
     /// How long a stale object with a validator is kept for revalidation.
     #[serde(default = "defaults::keep")]
     pub keep: Dur,
+    /// How long past its freshness a response may be served when the origin cannot be
+    /// reached, unless its directives forbid stale use.
+    #[serde(default = "defaults::stale_if_unreachable")]
+    pub stale_if_unreachable: Dur,
     /// How long a request waits on another request's fetch of the same key.
     #[serde(default = "defaults::collapse_timeout")]
     pub collapse_timeout: Dur,
@@ -116,6 +120,7 @@ impl ShieldConfig {
             stale_while_revalidate: node.stale_while_revalidate,
             stale_if_error: node.stale_if_error,
             keep: node.keep,
+            stale_if_unreachable: node.stale_if_unreachable,
             collapse_timeout: node.collapse_timeout,
             header_read_timeout: node.header_read_timeout,
             max_header_bytes: node.max_header_bytes,
@@ -148,6 +153,7 @@ impl ShieldConfig {
             stale_while_revalidate: self.stale_while_revalidate,
             stale_if_error: self.stale_if_error,
             keep: self.keep,
+            stale_if_unreachable: self.stale_if_unreachable,
             collapse_timeout: self.collapse_timeout,
             header_read_timeout: self.header_read_timeout,
             max_header_bytes: self.max_header_bytes,

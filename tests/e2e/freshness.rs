@@ -253,7 +253,7 @@ async fn authorization_requests_are_not_stored_unless_allowed() {
 }
 
 #[tokio::test]
-async fn cdn_cache_control_governs_the_edge_and_is_stripped() {
+async fn cdn_cache_control_governs_the_edge_and_is_forwarded() {
     let (origin, a, b) = twice(
         &[
             ("cache-control", "no-store"),
@@ -269,9 +269,12 @@ async fn cdn_cache_control_governs_the_edge_and_is_stripped() {
     );
     assert!(b.is_hit());
     for r in [&a, &b] {
-        assert!(
-            r.header("cdn-cache-control").is_none(),
-            "targeted field leaked to client"
+        // RFC 9213: it targets every CDN on the path, so it goes downstream (other CDNs,
+        // and our own edges behind a shield, need it), from the fill and from the store.
+        assert_eq!(
+            r.header("cdn-cache-control"),
+            Some("max-age=60"),
+            "targeted field not forwarded"
         );
         assert_eq!(
             r.header("cache-control"),
@@ -320,26 +323,34 @@ async fn set_cookie_responses_are_not_stored() {
     assert!(!b.is_hit());
 }
 
+/// RFC 9111 section 3: any final status may be stored with explicit freshness; heuristic
+/// freshness (4.2.2) only for the heuristically cacheable statuses (RFC 9110 15.1).
 #[tokio::test]
-async fn uncacheable_status_is_not_stored_and_404_is() {
-    let origin = Origin::start(|seen, n| {
-        let r = Reply::ok(&format!("n{n}"), &[("cache-control", "max-age=60")]);
-        if seen.uri.contains("err") {
-            r.status(500)
-        } else {
-            r.status(404)
+async fn explicit_freshness_stores_any_status_heuristics_only_the_cacheable_ones() {
+    let lm = http_date(-3600);
+    let origin = Origin::start(move |seen, n| {
+        let explicit = Reply::ok(&format!("n{n}"), &[("cache-control", "max-age=60")]);
+        match seen.uri.as_str() {
+            "/err" => explicit.status(500),
+            "/odd" => explicit.status(599),
+            "/heuristic-500" => Reply::ok(&format!("n{n}"), &[("last-modified", &lm)]).status(500),
+            _ => explicit.status(404),
         }
     })
     .await;
     let edge = edge(&origin, |_| {}).await;
-    get(&edge.url("/err"), &[]).await;
-    get(&edge.url("/err"), &[]).await;
-    assert_eq!(origin.requests(), 2);
-    get(&edge.url("/missing"), &[]).await;
-    let b = get(&edge.url("/missing"), &[]).await;
-    assert_eq!(b.status, 404);
-    assert!(b.is_hit());
+    for p in ["/err", "/odd", "/missing"] {
+        let a = get(&edge.url(p), &[]).await;
+        let b = get(&edge.url(p), &[]).await;
+        assert!(b.is_hit(), "{p}: {}", b.cache_status());
+        assert_eq!(a.status, b.status);
+        assert_eq!(a.text(), b.text());
+    }
     assert_eq!(origin.requests(), 3);
+    get(&edge.url("/heuristic-500"), &[]).await;
+    let b = get(&edge.url("/heuristic-500"), &[]).await;
+    assert!(!b.is_hit(), "a 500 is not heuristically cacheable");
+    assert_eq!(origin.requests(), 5);
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@
 //! go to disk only, written while they stream, and are served from disk block by block.
 
 pub(crate) mod compress;
+pub(crate) mod date;
 pub(crate) mod disk;
 pub(crate) mod headers;
 pub(crate) mod key;
@@ -19,6 +20,7 @@ pub(crate) mod marks;
 pub(crate) mod memory;
 pub(crate) mod object;
 pub(crate) mod policy;
+pub(crate) mod url;
 pub(crate) mod vary;
 
 pub use compress::Coding;

@@ -1,26 +1,42 @@
-//! Storability and freshness of responses for a shared cache. Pure: no I/O, table-tested.
+//! Storability and freshness of responses for a shared cache (RFC 9111 sections 3 and 4.2,
+//! RFC 9213, RFC 5861). Pure: no I/O, table-tested.
 //!
-//! The RFC 9111 core (s-maxage, max-age, Expires, heuristic freshness, no-store, private,
-//! Authorization, Vary: *) comes from `http-cache-semantics`. This module extends it where it
-//! is silent:
-//! - targeted fields (RFC 9213): `CDN-Cache-Control`, then `Surrogate-Control`, replace
-//!   `Cache-Control` and `Expires` for the edge when present;
-//! - `proxy-revalidate` keeps its RFC meaning (fresh until it is stale, then always
-//!   revalidated), where the crate treats it as "never fresh";
-//! - `stale-while-revalidate` and `stale-if-error` (RFC 5861), with configured defaults, never
-//!   applied over `must-revalidate`, `proxy-revalidate` or `no-cache`;
+//! Written here rather than taken from `http-cache-semantics`, which the first versions used:
+//! that crate parses dates as RFC 2822 (it accepts malformed IMF-fixdates and refuses the two
+//! obsolete formats RFC 9110 5.6.7 requires), takes any `Age` text `parse()` accepts and
+//! ignores `Date` in the age, stores only a fixed list of statuses (500 or 299 with
+//! `max-age` are refused, RFC 9111 3 allows any final status with explicit freshness),
+//! applies heuristic freshness to statuses that are not heuristically cacheable, ignores
+//! `must-understand`, treats `proxy-revalidate` as "never fresh", and sees `Vary: *` only
+//! when it is the whole field. Each rule below names its section.
+//!
+//! Beyond the RFC core:
+//! - targeted fields: `CDN-Cache-Control` (RFC 9213: an RFC 8941 Dictionary; one that does not
+//!   parse, or has a member of the wrong type, is ignored whole), then `Surrogate-Control`,
+//!   replace `Cache-Control` and `Expires` for this cache when present;
+//! - `stale-while-revalidate` and `stale-if-error` (RFC 5861), with configured defaults, and a
+//!   window for serving stale when the next tier cannot be reached (RFC 9111 4.2.4); none
+//!   over `must-revalidate`, `proxy-revalidate` or `no-cache`, and no default one over
+//!   `s-maxage` (which carries proxy-revalidate's meaning, 5.2.2.10);
 //! - responses carrying `Set-Cookie` are never stored (replaying one user's cookie to another
-//!   is worse than a miss).
+//!   is worse than a miss: a deliberate deviation from RFC 9111 section 3, see
+//!   docs/caching.md).
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, EXPIRES};
-use http::{request, response};
-use http_cache_semantics::{CacheOptions, CachePolicy};
+use super::date::parse_http_date;
+use http::header::{
+    HeaderMap, HeaderName, AGE, AUTHORIZATION, CACHE_CONTROL, DATE, ETAG, EXPIRES, LAST_MODIFIED,
+    SET_COOKIE,
+};
+use http::{request, response, Method, StatusCode};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// `CDN-Cache-Control` (RFC 9213).
 pub(crate) static CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
 /// `Surrogate-Control` (Edge Architecture Specification).
 pub(crate) static SURROGATE_CONTROL: HeaderName = HeaderName::from_static("surrogate-control");
+
+/// The largest delta-seconds a cache must handle; larger values mean this (RFC 9111 1.2.2).
+const DELTA_MAX: u64 = 1 << 31;
 
 /// Cache-wide policy settings from config.
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +47,9 @@ pub(crate) struct PolicyOptions {
     pub default_sie: Duration,
     /// How long a stale response with a validator is kept for revalidation.
     pub keep: Duration,
+    /// How long past its freshness a response may be served when the next tier cannot be
+    /// reached (RFC 9111 4.2.4), unless its directives forbid stale use.
+    pub stale_if_unreachable: Duration,
 }
 
 impl Default for PolicyOptions {
@@ -39,6 +58,7 @@ impl Default for PolicyOptions {
             default_swr: Duration::ZERO,
             default_sie: Duration::ZERO,
             keep: Duration::from_secs(3600),
+            stale_if_unreachable: Duration::from_secs(3600),
         }
     }
 }
@@ -58,6 +78,9 @@ pub struct Freshness {
     pub swr_ms: u32,
     /// Stale-if-error window after `fresh_until_ms` (49 days at most).
     pub sie_ms: u32,
+    /// Window after `fresh_until_ms` in which it may be served when the next tier cannot be
+    /// reached (0 when its directives forbid stale use).
+    pub unreachable_ms: u32,
     /// Whether the response has a validator (ETag or Last-Modified).
     pub has_validator: bool,
     /// Until when the entry is worth keeping at all.
@@ -96,6 +119,13 @@ impl Freshness {
         Usability::Stale {
             serve_on_error: stale_for < u64::from(self.sie_ms),
         }
+    }
+
+    /// Whether it may be served at `now_ms` because the next tier cannot be reached (refused,
+    /// reset, closed before a response): within stale-if-error or the unreachable window.
+    pub fn usable_when_unreachable(&self, now_ms: u64) -> bool {
+        let stale_for = now_ms.saturating_sub(self.fresh_until_ms);
+        stale_for < u64::from(self.sie_ms.max(self.unreachable_ms))
     }
 
     /// Remaining time the entry is worth keeping, from `now_ms`.
@@ -143,42 +173,157 @@ pub(crate) fn directives(value: &str) -> impl Iterator<Item = (String, Option<&s
     })
 }
 
+/// The directives this cache acts on, from whichever field governs.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Directives {
+    no_store: bool,
+    no_cache: bool,
+    private: bool,
+    public: bool,
+    must_revalidate: bool,
+    proxy_revalidate: bool,
+    must_understand: bool,
+    /// `Some(None)`: present but not a valid delta-seconds (the response is then stale).
+    max_age: Option<Option<u64>>,
+    s_maxage: Option<Option<u64>>,
+    swr: Option<u64>,
+    sie: Option<u64>,
+}
+
+impl Directives {
+    /// Directives of a `Cache-Control` or `Surrogate-Control` value, read leniently. The
+    /// first occurrence of a directive counts (RFC 9111 4.2.1).
+    fn lenient(value: &str) -> Self {
+        let mut d = Directives::default();
+        for (name, val) in directives(value) {
+            match name.as_str() {
+                "no-store" => d.no_store = true,
+                "no-cache" => d.no_cache = true,
+                "private" => d.private = true,
+                "public" => d.public = true,
+                "must-revalidate" => d.must_revalidate = true,
+                "proxy-revalidate" => d.proxy_revalidate = true,
+                "must-understand" => d.must_understand = true,
+                "max-age" if d.max_age.is_none() => d.max_age = Some(delta_seconds(val)),
+                "s-maxage" if d.s_maxage.is_none() => d.s_maxage = Some(delta_seconds(val)),
+                "stale-while-revalidate" if d.swr.is_none() => d.swr = delta_seconds(val),
+                "stale-if-error" if d.sie.is_none() => d.sie = delta_seconds(val),
+                _ => {}
+            }
+        }
+        d
+    }
+
+    /// Directives of a `CDN-Cache-Control` value: an RFC 8941 Dictionary (RFC 9213 section
+    /// 2.1). `None` when it does not parse, or a known member has a value of the wrong type:
+    /// the whole field is then ignored.
+    fn dictionary(value: &str) -> Option<Self> {
+        let mut d = Directives::default();
+        let mut p = sfparse::Parser::new(value.as_bytes());
+        let mut any = false;
+        while let Some((key, v)) = p.parse_dict().ok()? {
+            any = true;
+            let flag = matches!(v, sfparse::Value::Bool(true));
+            let seconds = match v {
+                sfparse::Value::Integer(n) => Some(u64::try_from(n).ok()?.min(DELTA_MAX)),
+                _ => None,
+            };
+            match key {
+                "no-store" if flag => d.no_store = true,
+                "no-cache" if flag => d.no_cache = true,
+                "private" if flag => d.private = true,
+                "public" if flag => d.public = true,
+                "must-revalidate" if flag => d.must_revalidate = true,
+                "proxy-revalidate" if flag => d.proxy_revalidate = true,
+                "must-understand" if flag => d.must_understand = true,
+                "max-age" => d.max_age = Some(Some(seconds?)),
+                "s-maxage" => d.s_maxage = Some(Some(seconds?)),
+                "stale-while-revalidate" => d.swr = Some(seconds?),
+                "stale-if-error" => d.sie = Some(seconds?),
+                "no-store" | "no-cache" | "private" | "public" | "must-revalidate"
+                | "proxy-revalidate" | "must-understand" => return None,
+                _ => {}
+            }
+        }
+        any.then_some(d)
+    }
+}
+
+/// Every line of `name`, joined with `, ` (a list field split over lines is one list).
 fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
     let mut out: Option<String> = None;
     for v in headers.get_all(name) {
-        let s = v.to_str().ok()?;
+        let s = String::from_utf8_lossy(v.as_bytes());
         match &mut out {
             Some(o) => {
                 o.push_str(", ");
-                o.push_str(s);
+                o.push_str(&s);
             }
-            None => out = Some(s.to_string()),
+            None => out = Some(s.into_owned()),
         }
     }
     out
 }
 
-/// A delta-seconds value (RFC 9111 section 1.2.2); malformed values are `None`.
+/// A delta-seconds value (RFC 9111 section 1.2.2): digits only; larger than 2^31 means 2^31.
 fn delta_seconds(v: Option<&str>) -> Option<u64> {
     let v = v?;
     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    // Values too large to represent are treated as 2^31 as the RFC recommends.
-    Some(v.parse::<u64>().unwrap_or(1 << 31).min(1 << 31))
+    Some(v.parse::<u64>().unwrap_or(DELTA_MAX).min(DELTA_MAX))
 }
 
-/// The directives that govern this cache: the first targeted field with any valid directive
-/// (RFC 9213 section 2.1), else `Cache-Control`. Returns the text and whether it was targeted.
-pub(crate) fn effective_cache_control(headers: &HeaderMap) -> (Option<String>, bool) {
-    for name in [&CDN_CACHE_CONTROL, &SURROGATE_CONTROL] {
-        if let Some(v) = joined(headers, name) {
-            if directives(&v).next().is_some() {
-                return (Some(v), true);
-            }
+/// The directives that govern this cache: a valid `CDN-Cache-Control`, else a
+/// `Surrogate-Control` with any directive, else `Cache-Control` (RFC 9213 section 2.1).
+/// Returns them and whether a targeted field governs.
+fn governing(headers: &HeaderMap) -> (Directives, bool) {
+    if let Some(d) = joined(headers, &CDN_CACHE_CONTROL).and_then(|v| Directives::dictionary(&v)) {
+        return (d, true);
+    }
+    if let Some(v) = joined(headers, &SURROGATE_CONTROL) {
+        if directives(&v).next().is_some() {
+            return (Directives::lenient(&v), true);
         }
     }
-    (joined(headers, &CACHE_CONTROL), false)
+    let cc = joined(headers, &CACHE_CONTROL).unwrap_or_default();
+    (Directives::lenient(&cc), false)
+}
+
+/// The `Age` a response arrived with (RFC 9111 5.1): the first value of the field (a list,
+/// or several lines); a value that is not a non-negative integer makes the field ignored;
+/// 2^31 or more counts as 2^31.
+pub(crate) fn age_value(headers: &HeaderMap) -> Option<u64> {
+    let first = headers.get(AGE)?.to_str().ok()?.split(',').next()?.trim();
+    delta_seconds(Some(first))
+}
+
+/// Whether a `Vary` has `*` among its members, anywhere (RFC 9111 4.1): such a response
+/// never matches a later request.
+pub(crate) fn vary_star(headers: &HeaderMap) -> bool {
+    headers.get_all(http::header::VARY).iter().any(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|m| m.trim_ascii() == b"*")
+    })
+}
+
+/// Status codes whose caching requirements this cache understands (RFC 9110 section 15):
+/// with `must-understand`, only these are stored (RFC 9111 5.2.2.3).
+fn understood(status: StatusCode) -> bool {
+    matches!(
+        status.as_u16(),
+        200..=208 | 226 | 300..=305 | 307 | 308 | 400..=418 | 421..=426 | 428 | 429 | 431 | 451
+            | 500..=508 | 510 | 511
+    )
+}
+
+/// Status codes defined as heuristically cacheable (RFC 9110 section 15.1).
+fn heuristically_cacheable(status: StatusCode) -> bool {
+    matches!(
+        status.as_u16(),
+        200 | 203 | 204 | 206 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
+    )
 }
 
 /// Decides whether and for how long to store `res`, received at `now` for `req`.
@@ -188,96 +333,37 @@ pub(crate) fn decide(
     now: SystemTime,
     opts: &PolicyOptions,
 ) -> Decision {
-    if res.headers.contains_key(http::header::SET_COOKIE) {
-        return Decision::Pass("set-cookie");
+    let (d, targeted) = governing(&res.headers);
+    if let Err(why) = storable(req, res, &d) {
+        return Decision::Pass(why);
     }
-    let (cc, targeted) = effective_cache_control(&res.headers);
-    let mut must_revalidate = false;
-    let mut no_cache = false;
-    let mut swr = None;
-    let mut sie = None;
-    let mut rewritten = Vec::new();
-    if let Some(cc) = &cc {
-        for (name, val) in directives(cc) {
-            match name.as_str() {
-                "must-revalidate" => must_revalidate = true,
-                // proxy-revalidate is must-revalidate for shared caches (RFC 9111 5.2.2.8).
-                "proxy-revalidate" => {
-                    must_revalidate = true;
-                    rewritten.push("must-revalidate".to_string());
-                    continue;
-                }
-                "no-cache" => no_cache = true,
-                "stale-while-revalidate" => swr = delta_seconds(val),
-                "stale-if-error" => sie = delta_seconds(val),
-                _ => {}
-            }
-            rewritten.push(match val {
-                // Delta-seconds too large to represent mean 2^31 (RFC 9111 section 1.2.2);
-                // the core crate would read them as 0.
-                Some(v)
-                    if matches!(name.as_str(), "max-age" | "s-maxage")
-                        && delta_seconds(Some(v)) == Some(1 << 31) =>
-                {
-                    format!("{name}={}", 1u64 << 31)
-                }
-                Some(v) => format!("{name}={v}"),
-                None => name,
-            });
-        }
-    }
-
-    // The view of the response that the RFC core sees: the governing directives as
-    // Cache-Control, and no Expires when a targeted field governs.
-    let mut view = response::Builder::new()
-        .status(res.status)
-        .body(())
-        .map(|r| r.into_parts().0)
-        .unwrap_or_else(|_| http::Response::new(()).into_parts().0);
-    view.headers = res.headers.clone();
-    view.headers.remove(&CDN_CACHE_CONTROL);
-    view.headers.remove(&SURROGATE_CONTROL);
-    view.headers.remove(CACHE_CONTROL);
-    if targeted {
-        view.headers.remove(EXPIRES);
-    }
-    if cc.is_some() {
-        match HeaderValue::from_str(&rewritten.join(", ")) {
-            Ok(v) if !rewritten.is_empty() => {
-                view.headers.insert(CACHE_CONTROL, v);
-            }
-            _ => {}
-        }
-    }
-
-    let policy = CachePolicy::new_options(
-        req,
-        &view,
-        now,
-        CacheOptions {
-            shared: true,
-            ..CacheOptions::default()
-        },
-    );
-    if !policy.is_storable() {
-        return Decision::Pass("not storable");
-    }
-    let ttl = if no_cache {
+    let lifetime = lifetime(res, &d, targeted, now);
+    let age = initial_age(&res.headers, now);
+    let ttl = if d.no_cache {
         Duration::ZERO
     } else {
-        policy.time_to_live(now)
+        lifetime.saturating_sub(age)
     };
-    let age = policy.age(now);
-    let has_validator = res.headers.contains_key(http::header::ETAG)
-        || res.headers.contains_key(http::header::LAST_MODIFIED);
-    let (swr, sie) = if must_revalidate || no_cache {
-        (Duration::ZERO, Duration::ZERO)
-    } else {
-        (
-            swr.map(Duration::from_secs).unwrap_or(opts.default_swr),
-            sie.map(Duration::from_secs).unwrap_or(opts.default_sie),
-        )
+    // No stale use over these (RFC 9111 4.2.4); s-maxage carries proxy-revalidate's meaning
+    // (5.2.2.10), so no default grace over it, though the origin's own RFC 5861 windows
+    // still apply.
+    let forbidden = d.must_revalidate || d.proxy_revalidate || d.no_cache;
+    let defaults_allowed = !forbidden && d.s_maxage.is_none();
+    let window = |explicit: Option<u64>, default: Duration| {
+        if forbidden {
+            Duration::ZERO
+        } else {
+            match explicit {
+                Some(s) => Duration::from_secs(s),
+                None if defaults_allowed => default,
+                None => Duration::ZERO,
+            }
+        }
     };
+    let swr = window(d.swr, opts.default_swr);
+    let sie = window(d.sie, opts.default_sie);
+    let unreachable = window(None, opts.stale_if_unreachable);
+    let has_validator = res.headers.contains_key(ETAG) || res.headers.contains_key(LAST_MODIFIED);
     let keep = if has_validator {
         opts.keep
     } else {
@@ -285,8 +371,10 @@ pub(crate) fn decide(
     };
     let linger = swr.max(sie).max(keep);
     if ttl.is_zero() && linger.is_zero() {
+        // Not worth storing only to be served if the origin goes away later.
         return Decision::Pass("stale on arrival without a validator");
     }
+    let linger = linger.max(unreachable);
     let now_ms = unix_ms(now);
     let fresh_until_ms = now_ms + ttl.as_millis() as u64;
     Decision::Store(Freshness {
@@ -295,13 +383,110 @@ pub(crate) fn decide(
         fresh_until_ms,
         swr_ms: ms32(swr),
         sie_ms: ms32(sie),
+        unreachable_ms: ms32(unreachable),
         has_validator,
         keep_until_ms: fresh_until_ms + linger.as_millis() as u64,
     })
 }
 
+/// RFC 9111 section 3: may `res` be stored at all? `Err` says why not.
+fn storable(
+    req: &request::Parts,
+    res: &response::Parts,
+    d: &Directives,
+) -> Result<(), &'static str> {
+    let status = res.status;
+    // A final status; partial content is not stored whole.
+    if status.is_informational() || status == StatusCode::NOT_MODIFIED {
+        return Err("not a final response");
+    }
+    if status == StatusCode::PARTIAL_CONTENT {
+        return Err("partial content");
+    }
+    let explicit = res.headers.contains_key(EXPIRES) || d.max_age.is_some() || d.s_maxage.is_some();
+    // The method: GET and HEAD; POST only with explicit freshness (RFC 9110 9.3.3).
+    let method_ok = req.method == Method::GET
+        || req.method == Method::HEAD
+        || (req.method == Method::POST && explicit);
+    if !method_ok {
+        return Err("method");
+    }
+    if Directives::lenient(&joined(&req.headers, &CACHE_CONTROL).unwrap_or_default()).no_store {
+        return Err("request no-store");
+    }
+    // must-understand: stored only with an understood status, and then no-store is
+    // overridden (5.2.2.3).
+    if d.must_understand {
+        if !understood(status) {
+            return Err("must-understand: status not understood");
+        }
+    } else if d.no_store {
+        return Err("no-store");
+    }
+    if d.private {
+        return Err("private");
+    }
+    // Authorization: only with must-revalidate, public or s-maxage (3.5).
+    if req.headers.contains_key(AUTHORIZATION)
+        && !(d.must_revalidate || d.public || d.s_maxage.is_some())
+    {
+        return Err("authorization");
+    }
+    if res.headers.contains_key(SET_COOKIE) {
+        return Err("set-cookie");
+    }
+    if vary_star(&res.headers) {
+        return Err("vary *");
+    }
+    if explicit || d.public || heuristically_cacheable(status) {
+        Ok(())
+    } else {
+        Err("no explicit freshness and not heuristically cacheable")
+    }
+}
+
+/// The freshness lifetime (RFC 9111 4.2.1, shared cache): s-maxage, max-age, Expires - Date,
+/// then a heuristic for heuristically cacheable statuses (4.2.2). A malformed value, or an
+/// invalid Expires, makes it zero (stale).
+fn lifetime(res: &response::Parts, d: &Directives, targeted: bool, now: SystemTime) -> Duration {
+    if let Some(v) = d.s_maxage.or(d.max_age) {
+        return Duration::from_secs(v.unwrap_or(0));
+    }
+    let date = header_date(&res.headers, &DATE).unwrap_or(now);
+    // A targeted field replaces Expires for this cache (RFC 9213 2.2).
+    if !targeted && res.headers.contains_key(EXPIRES) {
+        return match header_date(&res.headers, &EXPIRES) {
+            Some(expires) => expires.duration_since(date).unwrap_or_default(),
+            None => Duration::ZERO,
+        };
+    }
+    if heuristically_cacheable(res.status) || d.public {
+        if let Some(lm) = header_date(&res.headers, &LAST_MODIFIED) {
+            // 10% of the time since the last change, as the RFC suggests.
+            return date.duration_since(lm).unwrap_or_default() / 10;
+        }
+    }
+    Duration::ZERO
+}
+
+/// The age of a response as it arrives (RFC 9111 4.2.3): the larger of its `Age` and the time
+/// since its `Date` (apparent age). The request's own delay is not known here and not added.
+fn initial_age(headers: &HeaderMap, now: SystemTime) -> Duration {
+    let age = Duration::from_secs(age_value(headers).unwrap_or(0));
+    let apparent = header_date(headers, &DATE)
+        .and_then(|d| now.duration_since(d).ok())
+        .unwrap_or_default();
+    age.max(apparent)
+}
+
+/// The first line of a date field, parsed strictly (RFC 9110 5.6.7).
+fn header_date(headers: &HeaderMap, name: &HeaderName) -> Option<SystemTime> {
+    parse_http_date(headers.get(name)?.to_str().ok()?.trim())
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn req(headers: &[(&str, &str)]) -> request::Parts {
@@ -535,7 +720,7 @@ mod tests {
                 vec![("cache-control", "max-age=60"), ("vary", "*")],
                 None,
             ),
-            // status codes: 500 is not cacheable, 404 is by default
+            // RFC 9111 3: any final status with explicit freshness may be stored
             (
                 "500",
                 vec![],
@@ -556,8 +741,296 @@ mod tests {
                 _ => 200,
             };
             let got = decide(&req(&rq), &res(status, &rs), now(), &o);
-            let want = if name == "500" { None } else { want };
             assert_eq!(ttl_secs(&got), want, "{name}: {got:?}");
+        }
+    }
+
+    /// The rules of RFC 9111 (and 9110 5.6.7, 9213) the first versions got wrong, one row
+    /// each: (what, request method, status, response fields, expected freshness in seconds;
+    /// `None`: not stored).
+    #[test]
+    fn rfc9111_rows() {
+        let o = PolicyOptions::default();
+        let d0 = date(0);
+        let d30 = date(-30);
+        let lm = date(-1000);
+        // 1700000000 is Tue, 14 Nov 2023 22:13:20 GMT; +120 s in the three date forms.
+        let imf = "Tue, 14 Nov 2023 22:15:20 GMT";
+        let rfc850 = "Tuesday, 14-Nov-23 22:15:20 GMT";
+        let asctime = "Tue Nov 14 22:15:20 2023";
+        let cc = "cache-control";
+        type Row<'a> = (&'a str, &'a str, u16, Vec<(&'a str, &'a str)>, Option<u64>);
+        let rows: Vec<Row> = vec![
+            // 5.1 Age: the first value counts; anything but a non-negative integer is ignored;
+            // 2^31 or more is 2^31.
+            (
+                "age",
+                "GET",
+                200,
+                vec![(cc, "max-age=60"), ("age", "20")],
+                Some(40),
+            ),
+            (
+                "age list",
+                "GET",
+                200,
+                vec![(cc, "max-age=60"), ("age", "20, 50")],
+                Some(40),
+            ),
+            (
+                "age lines",
+                "GET",
+                200,
+                vec![(cc, "max-age=60"), ("age", "20"), ("age", "50")],
+                Some(40),
+            ),
+            (
+                "age text",
+                "GET",
+                200,
+                vec![(cc, "max-age=60"), ("age", "abc")],
+                Some(60),
+            ),
+            (
+                "age negative",
+                "GET",
+                200,
+                vec![(cc, "max-age=60"), ("age", "-20")],
+                Some(60),
+            ),
+            (
+                "age fraction",
+                "GET",
+                200,
+                vec![(cc, "max-age=60"), ("age", "20.5")],
+                Some(60),
+            ),
+            (
+                "age huge",
+                "GET",
+                200,
+                vec![
+                    (cc, "max-age=60"),
+                    ("age", "99999999999"),
+                    ("etag", "\"e\""),
+                ],
+                Some(0),
+            ),
+            // 4.2.3 apparent age: the time since Date counts too
+            (
+                "apparent age",
+                "GET",
+                200,
+                vec![(cc, "max-age=60"), ("date", &d30)],
+                Some(30),
+            ),
+            // RFC 9213: CDN-Cache-Control is a Dictionary; a bad one is ignored whole
+            (
+                "cdn-cc dictionary",
+                "GET",
+                200,
+                vec![
+                    (cc, "max-age=60"),
+                    ("cdn-cache-control", "max-age=600, stale-if-error=10"),
+                ],
+                Some(600),
+            ),
+            (
+                "cdn-cc string value",
+                "GET",
+                200,
+                vec![(cc, "max-age=60"), ("cdn-cache-control", "max-age=\"600\"")],
+                Some(60),
+            ),
+            (
+                "cdn-cc token flag value",
+                "GET",
+                200,
+                vec![(cc, "max-age=60"), ("cdn-cache-control", "no-store=yes")],
+                Some(60),
+            ),
+            (
+                "cdn-cc syntax",
+                "GET",
+                200,
+                vec![(cc, "max-age=60"), ("cdn-cache-control", "max-age=600,,")],
+                Some(60),
+            ),
+            (
+                "cdn-cc no-store",
+                "GET",
+                200,
+                vec![(cc, "max-age=60"), ("cdn-cache-control", "no-store")],
+                None,
+            ),
+            // 4.1: a * member anywhere in Vary
+            (
+                "vary * *",
+                "GET",
+                200,
+                vec![(cc, "max-age=60"), ("vary", "*, *")],
+                None,
+            ),
+            (
+                "vary foo *",
+                "GET",
+                200,
+                vec![(cc, "max-age=60"), ("vary", "Foo, *")],
+                None,
+            ),
+            (
+                "vary , *",
+                "GET",
+                200,
+                vec![(cc, "max-age=60"), ("vary", ", *")],
+                None,
+            ),
+            (
+                "vary * line",
+                "GET",
+                200,
+                vec![(cc, "max-age=60"), ("vary", "Foo"), ("vary", "*")],
+                None,
+            ),
+            // RFC 9110 5.6.7: IMF-fixdate strictly, the obsolete forms accepted; an invalid
+            // Expires means already expired
+            (
+                "expires imf",
+                "GET",
+                200,
+                vec![("date", &d0), ("expires", imf)],
+                Some(120),
+            ),
+            (
+                "expires rfc850",
+                "GET",
+                200,
+                vec![("date", &d0), ("expires", rfc850)],
+                Some(120),
+            ),
+            (
+                "expires asctime",
+                "GET",
+                200,
+                vec![("date", &d0), ("expires", asctime)],
+                Some(120),
+            ),
+            (
+                "expires double space",
+                "GET",
+                200,
+                vec![
+                    ("date", &d0),
+                    ("expires", "Tue,  14 Nov 2023 22:15:20 GMT"),
+                    ("etag", "\"e\""),
+                ],
+                Some(0),
+            ),
+            (
+                "expires zero",
+                "GET",
+                200,
+                vec![("date", &d0), ("expires", "0"), ("etag", "\"e\"")],
+                Some(0),
+            ),
+            // 3, 4.2.2: any final status with explicit freshness; heuristics only for the
+            // heuristically cacheable ones
+            ("400", "GET", 400, vec![(cc, "max-age=60")], Some(60)),
+            ("502", "GET", 502, vec![(cc, "max-age=60")], Some(60)),
+            ("503", "GET", 503, vec![(cc, "max-age=60")], Some(60)),
+            ("504", "GET", 504, vec![(cc, "max-age=60")], Some(60)),
+            ("299", "GET", 299, vec![(cc, "max-age=60")], Some(60)),
+            ("599", "GET", 599, vec![(cc, "max-age=60")], Some(60)),
+            (
+                "302 expires",
+                "GET",
+                302,
+                vec![("date", &d0), ("expires", imf)],
+                Some(120),
+            ),
+            (
+                "404 heuristic",
+                "GET",
+                404,
+                vec![("date", &d0), ("last-modified", &lm)],
+                Some(100),
+            ),
+            (
+                "302 no heuristic",
+                "GET",
+                302,
+                vec![("date", &d0), ("last-modified", &lm)],
+                None,
+            ),
+            (
+                "500 no heuristic",
+                "GET",
+                500,
+                vec![("date", &d0), ("last-modified", &lm)],
+                None,
+            ),
+            // 5.2.2.3 must-understand: an understood status is stored over no-store; an
+            // unknown one is not
+            (
+                "must-understand",
+                "GET",
+                200,
+                vec![(cc, "no-store, must-understand, max-age=60")],
+                Some(60),
+            ),
+            (
+                "must-understand unknown",
+                "GET",
+                299,
+                vec![(cc, "no-store, must-understand, max-age=60")],
+                None,
+            ),
+            // RFC 9110 9.3.3: a POST response with explicit freshness
+            (
+                "post explicit",
+                "POST",
+                200,
+                vec![(cc, "max-age=60")],
+                Some(60),
+            ),
+            (
+                "post heuristic",
+                "POST",
+                200,
+                vec![("date", &d0), ("last-modified", &lm)],
+                None,
+            ),
+            ("put", "PUT", 200, vec![(cc, "max-age=60")], None),
+            // 1xx and 304 are never stored; 206 is not stored whole
+            ("304", "GET", 304, vec![(cc, "max-age=60")], None),
+            ("206", "GET", 206, vec![(cc, "max-age=60")], None),
+        ];
+        for (name, method, status, rs, want) in rows {
+            let mut q = req(&[]);
+            q.method = method.parse().unwrap();
+            let got = decide(&q, &res(status, &rs), now(), &o);
+            assert_eq!(ttl_secs(&got), want, "{name}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn stale_use_when_unreachable_follows_the_directives() {
+        let o = PolicyOptions::default();
+        let f = |cc: &str| {
+            let r = res(200, &[("cache-control", cc), ("etag", "\"e\"")]);
+            match decide(&req(&[]), &r, now(), &o) {
+                Decision::Store(f) => f.unreachable_ms / 1000,
+                Decision::Pass(r) => panic!("{cc}: pass {r}"),
+            }
+        };
+        assert_eq!(f("max-age=60"), 3600);
+        for forbidding in [
+            "max-age=60, must-revalidate",
+            "max-age=60, proxy-revalidate",
+            "max-age=60, no-cache",
+            "s-maxage=60",
+        ] {
+            assert_eq!(f(forbidding), 0, "{forbidding}");
         }
     }
 
@@ -567,6 +1040,7 @@ mod tests {
             default_swr: Duration::from_secs(5),
             default_sie: Duration::from_secs(7),
             keep: Duration::ZERO,
+            stale_if_unreachable: Duration::ZERO,
         };
         let f = |cc: &str| match decide(&req(&[]), &res(200, &[("cache-control", cc)]), now(), &o) {
             Decision::Store(f) => (f.swr_ms / 1000, f.sie_ms / 1000),
@@ -593,6 +1067,7 @@ mod tests {
             fresh_until_ms: 11_000,
             swr_ms: 5000,
             sie_ms: 20_000,
+            unreachable_ms: 0,
             has_validator: true,
             keep_until_ms: 40_000,
         };

@@ -14,7 +14,7 @@ use crate::cache::disk::DiskWriter;
 use crate::cache::headers::StoredHeaders;
 use crate::cache::key::CacheKey;
 use crate::cache::object::Object;
-use crate::cache::policy::{decide, Decision, Freshness};
+use crate::cache::policy::{decide, Decision, Freshness, PolicyOptions};
 use crate::cache::vary::{VarySpec, VaryValues};
 use crate::upstream::origins::OriginPool;
 use crate::upstream::Retry;
@@ -38,6 +38,8 @@ pub(super) struct FillJob {
     stale: Option<Arc<Object>>,
     /// The purge version applied when the fetch started.
     pub purge_version: u64,
+    /// The freshness rules of its site.
+    pub policy: PolicyOptions,
 }
 
 /// How a storable response will be kept, decided from its head.
@@ -96,6 +98,7 @@ impl Proxy {
             client,
             stale,
             purge_version: self.cache.purge_version(),
+            policy: self.site_policy(&ctx.site),
         };
         let me = self.clone();
         // The fill outlives any one client; its span is a child of the request that led it.
@@ -179,7 +182,7 @@ impl Proxy {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let Decision::Store(fresh) = decide(&job.client, parts, now, &self.settings.policy) else {
+        let Decision::Store(fresh) = decide(&job.client, parts, now, &job.policy) else {
             return None;
         };
         let vary = VarySpec::from_response(&parts.headers);
@@ -386,6 +389,16 @@ impl Proxy {
         });
         self.cache.insert(job.key, plan.vary, plan.values, obj);
         self.metrics.stored();
+    }
+
+    /// The freshness rules for responses of `site`: the node's, with the site's own window
+    /// for serving stale when unreachable.
+    fn site_policy(&self, site: &super::sites::Site) -> PolicyOptions {
+        let mut p = self.settings.policy;
+        if let Some(w) = site.stale_if_unreachable {
+            p.stale_if_unreachable = w;
+        }
+        p
     }
 
     /// The configured compressed forms of `body`, made off the async workers; forms that do

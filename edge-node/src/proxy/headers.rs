@@ -48,8 +48,10 @@ pub(crate) const UNKEYED_UNTRUSTED: &[&str] = &[
     "outpost-purge-version",
 ];
 
-/// Fields for the edge only (targeted cache control), stripped before clients.
-pub(crate) const EDGE_ONLY: &[&str] = &["cdn-cache-control", "surrogate-control"];
+/// Fields for this cache only, consumed here: `Surrogate-Control` (Edge Architecture
+/// Specification). `CDN-Cache-Control` is not among them: RFC 9213 targets every CDN on the
+/// path, so it is stored and forwarded (our own edges behind a shield need it too).
+pub(crate) const EDGE_ONLY: &[&str] = &["surrogate-control"];
 
 /// Fields listed in `Connection` (also hop-by-hop).
 fn connection_listed(h: &HeaderMap) -> Vec<HeaderName> {
@@ -145,13 +147,14 @@ pub(crate) fn stored(name: &HeaderName) -> bool {
         || EDGE_ONLY.contains(&n))
 }
 
-/// Removes from an upstream response what clients must not see, and what the edge recomputes.
+/// Removes from an upstream response what clients must not see. `Age` stays: it is
+/// end-to-end (RFC 9111 5.1); an answer from the cache replaces it with the stored
+/// response's current age.
 pub(crate) fn for_client(h: &mut HeaderMap) {
     strip_hop_by_hop(h);
     for n in EDGE_ONLY {
         h.remove(*n);
     }
-    h.remove(header::AGE);
 }
 
 #[cfg(test)]

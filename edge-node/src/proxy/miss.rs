@@ -122,11 +122,13 @@ impl Proxy {
                 self.pass(ctx, fwd).await
             }
             FillHead::Failed(e) => {
-                let why = format!("detail={}", e.kind());
-                match self.stale_on_error(&ctx, stale.as_deref(), &why) {
-                    Some(a) => a,
-                    None => self.upstream_failed(fwd, e),
-                }
+                let stand_in = if e.is_unreachable() {
+                    self.stale_when_unreachable(&ctx, stale.as_deref(), e)
+                } else {
+                    let why = format!("detail={}", e.kind());
+                    self.stale_on_error(&ctx, stale.as_deref(), &why)
+                };
+                stand_in.unwrap_or_else(|| self.upstream_failed(fwd, e))
             }
         }
     }

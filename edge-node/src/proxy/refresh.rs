@@ -44,7 +44,7 @@ impl Proxy {
                 purge_version: job.purge_version,
             })
         };
-        let obj = match decide(&job.client, &res, now, &self.settings.policy) {
+        let obj = match decide(&job.client, &res, now, &job.policy) {
             Decision::Store(fresh) => {
                 let obj = refreshed(fresh);
                 let vary = VarySpec::from_response(&res.headers);

@@ -359,6 +359,26 @@ impl Proxy {
         Some(Answer::new(res, Outcome::Stale, n))
     }
 
+    /// Serves `stale` because the next tier cannot be reached (RFC 9111 4.2.4): within
+    /// stale-if-error or the unreachable window, unless its directives forbid stale use.
+    pub(super) fn stale_when_unreachable(
+        &self,
+        ctx: &Ctx,
+        stale: Option<&Object>,
+        e: &UpstreamError,
+    ) -> Option<Answer> {
+        let obj = stale?;
+        let now = unix_ms(std::time::SystemTime::now());
+        if !obj.fresh.usable_when_unreachable(now) {
+            return None;
+        }
+        let params = format!("fwd=stale; detail=upstream-unreachable-{}", e.kind());
+        let (res, n) = self
+            .reply(ctx, &params)
+            .object(obj, obj.fresh.age_secs(now));
+        Some(Answer::new(res, Outcome::Stale, n))
+    }
+
     /// The answer when the upstream could not be used and nothing stale may stand in: 502 or
     /// 504 by the kind of failure, with `fwd` and the kind in `Cache-Status`.
     pub(super) fn upstream_failed(&self, fwd: &str, e: &UpstreamError) -> Answer {

@@ -21,6 +21,8 @@ pub(crate) struct Site {
     pub query: QueryMode,
     /// Parameters dropped from key and upstream request.
     pub drop_params: Vec<String>,
+    /// Its own window for serving stale when unreachable, if set.
+    pub stale_if_unreachable: Option<std::time::Duration>,
 }
 
 /// Host name -> site.
@@ -56,6 +58,7 @@ impl Sites {
                 )),
                 query: s.query,
                 drop_params: s.drop_params.clone(),
+                stale_if_unreachable: s.stale_if_unreachable.map(|d| d.0),
             });
             for h in &s.hosts {
                 let h = h.to_ascii_lowercase();

@@ -43,6 +43,15 @@ impl UpstreamError {
         }
     }
 
+    /// Whether the next tier could not be reached at all (refused, reset or closed before a
+    /// response head): a stored stale response may stand in (RFC 9111 4.2.4).
+    pub(crate) fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::Connect { .. } | UpstreamError::Protocol { .. }
+        )
+    }
+
     /// A short label for metrics and Cache-Status details.
     pub(crate) fn kind(&self) -> &'static str {
         match self {

@@ -3,7 +3,7 @@
 //! One file per stored response:
 //!
 //! ```text
-//! header   "OPOBJ001" | meta_len u32 | body_len u64 | block_size u32 | meta_sum u64
+//! header   "OPOBJ002" | meta_len u32 | body_len u64 | block_size u32 | meta_sum u64
 //! meta     status, freshness, purge version, Vary names and values, tags, header block
 //! body     body_len bytes
 //! sums     one xxh3-64 per block of `block_size` body bytes
@@ -23,8 +23,10 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{HeaderName, StatusCode};
 use xxhash_rust::xxh3::xxh3_64;
 
-/// File magic at the start.
-pub(crate) const MAGIC: &[u8; 8] = b"OPOBJ001";
+/// File magic at the start: version 2 adds the unreachable window to the freshness record.
+pub(crate) const MAGIC: &[u8; 8] = b"OPOBJ002";
+/// The magic of version 1 files, still read (their unreachable window is 0).
+const MAGIC_V1: &[u8; 8] = b"OPOBJ001";
 /// Magic of the trailer.
 pub(crate) const END: &[u8; 8] = b"OPEND001";
 /// Bytes of the fixed header.
@@ -81,6 +83,8 @@ pub(crate) struct Header {
     pub block_size: u32,
     /// Checksum of the meta bytes.
     pub meta_sum: u64,
+    /// Format version (1 or 2).
+    pub version: u8,
 }
 
 impl Header {
@@ -123,15 +127,18 @@ pub(crate) fn decode_header(b: &[u8]) -> Result<Header, FormatError> {
     if b.len() < HEADER_LEN as usize {
         return Err(FormatError::Truncated);
     }
-    if &b[..8] != MAGIC {
-        return Err(FormatError::Magic);
-    }
+    let version = match &b[..8] {
+        m if m == MAGIC => 2,
+        m if m == MAGIC_V1 => 1,
+        _ => return Err(FormatError::Magic),
+    };
     let mut r = &b[8..];
     let h = Header {
         meta_len: r.get_u32_le(),
         body_len: r.get_u64_le(),
         block_size: r.get_u32_le(),
         meta_sum: r.get_u64_le(),
+        version,
     };
     if h.block_size == 0 || h.meta_len > 16 << 20 {
         return Err(FormatError::Meta("impossible sizes"));
@@ -188,6 +195,7 @@ fn encode_meta(m: &Meta) -> Bytes {
         b.put_u64_le(v);
     }
     b.put_u8(u8::from(f.has_validator));
+    b.put_u32_le(f.unreachable_ms);
     b.put_u64_le(m.purge_version);
     match &m.vary {
         None => b.put_u32_le(u32::MAX),
@@ -274,14 +282,17 @@ pub(crate) fn decode_meta(h: &Header, m: &[u8]) -> Result<Meta, FormatError> {
     for x in &mut v {
         *x = r.u64()?;
     }
+    let has_validator = r.u8()? != 0;
+    let unreachable_ms = if h.version >= 2 { r.u32()? } else { 0 };
     let fresh = Freshness {
         response_time_ms: v[0],
         initial_age_ms: u32::try_from(v[1]).map_err(|_| FormatError::Meta("age"))?,
         fresh_until_ms: v[2],
         swr_ms: u32::try_from(v[3]).map_err(|_| FormatError::Meta("swr"))?,
         sie_ms: u32::try_from(v[4]).map_err(|_| FormatError::Meta("sie"))?,
+        unreachable_ms,
         keep_until_ms: v[5],
-        has_validator: r.u8()? != 0,
+        has_validator,
     };
     let purge_version = r.u64()?;
     let vary = match r.u32()? {
@@ -346,6 +357,7 @@ mod tests {
                 fresh_until_ms: 3,
                 swr_ms: 4,
                 sie_ms: 5,
+                unreachable_ms: 0,
                 has_validator: true,
                 keep_until_ms: 6,
             },

@@ -896,6 +896,7 @@ mod tests {
                 fresh_until_ms: now + 600_000,
                 swr_ms: 0,
                 sie_ms: 0,
+                unreachable_ms: 0,
                 has_validator: false,
                 keep_until_ms: now + 600_000,
             },
