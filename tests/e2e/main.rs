@@ -11,6 +11,7 @@ mod bad_input;
 mod cli;
 mod collapse;
 mod compression;
+mod conformance;
 mod disk;
 mod dns;
 mod freshness;

@@ -4,9 +4,6 @@
 //! matches. Keying on one form and sending another would let two URLs the origin tells apart
 //! share an entry, so whatever is normalised here is normalised everywhere.
 
-// used by the cache key and the upstream request (being wired in)
-#![allow(dead_code)]
-
 use std::borrow::Cow;
 
 /// The normal form of a request path: the same form is used for the cache key, sent upstream,

@@ -1,7 +1,9 @@
 //! Vary: which request headers select a variant, and their normalised values. Pure.
 //!
 //! Values are normalised before they are compared or stored so that equivalent requests share a
-//! variant: field lines are joined, whitespace collapsed, and `Accept-Encoding` reduced to the
+//! variant: field lines are joined, whitespace collapsed; list fields (`Accept`,
+//! `Accept-Language`, `Accept-Charset`) normalised member by member (case, whitespace, `q`
+//! values kept in their shortest form) and sorted; and `Accept-Encoding` reduced to the
 //! codings the cache cares about (`br`, `gzip`, or none). The same normalised `Accept-Encoding`
 //! is what the upstream request carries, so the response always matches the key it is stored
 //! under. The number of variants per URL is capped by the store.
@@ -64,10 +66,22 @@ pub(crate) fn values_hash(values: &VaryValues) -> u64 {
     h.digest()
 }
 
+/// Request fields that are lists of case-insensitive tokens with parameters (RFC 9110
+/// sections 12.5): their members are normalised one by one and sorted, so `fr-CH, en;q=0.5`
+/// and `en; q=0.50 ,FR-ch` select the same variant.
+const LISTS: &[HeaderName] = &[
+    http::header::ACCEPT,
+    http::header::ACCEPT_LANGUAGE,
+    http::header::ACCEPT_CHARSET,
+];
+
 /// The normalised value of one request header, `None` when absent.
 pub(crate) fn normalized_value(name: &HeaderName, req: &HeaderMap) -> Option<Bytes> {
     if name == ACCEPT_ENCODING {
         return normalized_accept_encoding(req).map(|s| Bytes::from_static(s.as_bytes()));
+    }
+    if LISTS.contains(name) {
+        return normalized_list(req.get_all(name).iter().map(|v| v.as_bytes())).map(Bytes::from);
     }
     let mut out = Vec::new();
     for v in req.get_all(name) {
@@ -92,6 +106,84 @@ pub(crate) fn normalized_value(name: &HeaderName, req: &HeaderMap) -> Option<Byt
     } else {
         Some(Bytes::from(out))
     }
+}
+
+/// A list field's lines as one normal list: members trimmed, lower-cased, whitespace around
+/// `;` and `=` dropped, `q` values written in their shortest form (`q=1` dropped, as it is
+/// the default), empty members dropped, members sorted. `None` when there are no lines.
+fn normalized_list<'a>(lines: impl Iterator<Item = &'a [u8]>) -> Option<Vec<u8>> {
+    let mut any = false;
+    let mut members: Vec<Vec<u8>> = Vec::new();
+    for line in lines {
+        any = true;
+        for member in line.split(|b| *b == b',') {
+            let mut parts = member.split(|b| *b == b';');
+            let value = parts
+                .next()
+                .unwrap_or_default()
+                .trim_ascii()
+                .to_ascii_lowercase();
+            if value.is_empty() {
+                continue;
+            }
+            let mut m = value;
+            for param in parts {
+                let (k, v) = match param.iter().position(|b| *b == b'=') {
+                    Some(i) => (param[..i].trim_ascii(), param[i + 1..].trim_ascii()),
+                    None => (param.trim_ascii(), &b""[..]),
+                };
+                let k = k.to_ascii_lowercase();
+                if k.is_empty() {
+                    continue;
+                }
+                let v = if k == b"q" {
+                    match qvalue(v) {
+                        Some(q) if q == "1" => continue,
+                        Some(q) => q.into_bytes(),
+                        None => v.to_ascii_lowercase(),
+                    }
+                } else {
+                    v.to_ascii_lowercase()
+                };
+                m.push(b';');
+                m.extend_from_slice(&k);
+                if !v.is_empty() {
+                    m.push(b'=');
+                    m.extend_from_slice(&v);
+                }
+            }
+            members.push(m);
+        }
+    }
+    if !any {
+        return None;
+    }
+    members.sort();
+    members.dedup();
+    Some(members.join(&b", "[..]))
+}
+
+/// A weight (RFC 9110 12.4.2: `0` to `1` with up to three decimals) in its shortest form.
+fn qvalue(v: &[u8]) -> Option<String> {
+    let s = std::str::from_utf8(v).ok()?;
+    let ok = match s.split_once('.') {
+        None => s == "0" || s == "1",
+        Some((i, f)) => {
+            (i == "0" || i == "1")
+                && f.len() <= 3
+                && f.bytes().all(|b| b.is_ascii_digit())
+                && (i == "0" || f.bytes().all(|b| b == b'0'))
+        }
+    };
+    if !ok {
+        return None;
+    }
+    let t = s.trim_end_matches('0').trim_end_matches('.');
+    Some(if t.is_empty() {
+        "0".to_string()
+    } else {
+        t.to_string()
+    })
 }
 
 /// Reduces `Accept-Encoding` to `"gzip, br"`, `"br"`, `"gzip"`, or none (identity).
@@ -136,6 +228,46 @@ pub(crate) fn normalized_accept_encoding(req: &HeaderMap) -> Option<&'static str
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn list_fields_are_normalised_member_by_member() {
+        let norm = |lines: &[&str]| {
+            let mut h = HeaderMap::new();
+            for l in lines {
+                h.append(http::header::ACCEPT_LANGUAGE, l.parse().unwrap());
+            }
+            normalized_value(&http::header::ACCEPT_LANGUAGE, &h)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+        };
+        let same = [
+            vec!["fr-CH, en;q=0.5"],
+            vec!["en; q=0.50 ,FR-ch"],
+            vec!["en;q=0.500", "fr-ch"],
+            vec![" fr-ch;q=1 , , en;Q=0.5 "],
+        ];
+        let want = norm(&same[0]);
+        assert_eq!(want.as_deref(), Some("en;q=0.5, fr-ch"));
+        for s in &same {
+            assert_eq!(norm(s), want, "{s:?}");
+        }
+        assert_ne!(
+            norm(&["en;q=0.4, fr-ch"]),
+            want,
+            "a different weight is another variant"
+        );
+        assert_eq!(norm(&[]), None);
+        assert_eq!(
+            norm(&[""]).as_deref(),
+            Some(""),
+            "present but empty is not absent"
+        );
+        assert_eq!(qvalue(b"0.500").as_deref(), Some("0.5"));
+        assert_eq!(qvalue(b"1.000").as_deref(), Some("1"));
+        assert_eq!(qvalue(b"0").as_deref(), Some("0"));
+        assert_eq!(qvalue(b"1.5"), None);
+        assert_eq!(qvalue(b"0.1234"), None);
+    }
+
     use super::*;
     use http::HeaderValue;
 

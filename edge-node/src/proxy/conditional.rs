@@ -1,5 +1,6 @@
 //! Client conditional requests answered from cache (RFC 9110 section 13). Pure.
 
+use crate::cache::date::parse_http_date;
 use http::header::{HeaderMap, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE};
 
 fn opaque(tag: &str) -> &str {
@@ -8,7 +9,9 @@ fn opaque(tag: &str) -> &str {
 }
 
 /// Whether a GET or HEAD with these headers is answered 304 by a response with these
-/// validators: If-None-Match (weak comparison) first; If-Modified-Since only without it.
+/// validators: If-None-Match (weak comparison) first; If-Modified-Since only without it,
+/// against `last_modified` (the caller passes the stored `Date` when there is no
+/// `Last-Modified`, RFC 9111 4.3.2).
 pub(crate) fn not_modified(
     req: &HeaderMap,
     etag: Option<&str>,
@@ -32,11 +35,10 @@ pub(crate) fn not_modified(
     ) else {
         return false;
     };
-    match (
-        httpdate::parse_http_date(ims),
-        httpdate::parse_http_date(lm),
-    ) {
-        (Ok(ims), Ok(lm)) => lm <= ims,
+    // An invalid date in either makes the condition false (RFC 9110 13.1.3: the field is
+    // then ignored), so the full response is sent.
+    match (parse_http_date(ims.trim()), parse_http_date(lm.trim())) {
+        (Some(ims), Some(lm)) => lm <= ims,
         _ => false,
     }
 }

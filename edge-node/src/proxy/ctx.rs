@@ -13,6 +13,8 @@ pub(super) struct Ctx {
     pub parts: request::Parts,
     pub site: Arc<Site>,
     pub host: String,
+    /// The path in its normal form, when that differs from the request's (`cache/url.rs`).
+    pub normal_path: Option<String>,
     pub key: CacheKey,
     /// Path and normalised query sent upstream.
     pub upstream_pq: String,
@@ -30,6 +32,14 @@ pub(super) enum Purpose {
 }
 
 impl Ctx {
+    /// The request's path in the cache's normal form: what the key, the upstream request and
+    /// purges use.
+    pub(super) fn path(&self) -> &str {
+        self.normal_path
+            .as_deref()
+            .unwrap_or_else(|| self.parts.uri.path())
+    }
+
     /// What hooks see of this request.
     pub(super) fn info(&self) -> RequestInfo<'_> {
         RequestInfo {

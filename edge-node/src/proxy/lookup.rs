@@ -31,7 +31,7 @@ impl Proxy {
             key: &ctx.key,
             headers: &ctx.parts.headers,
             host: &ctx.host,
-            path: ctx.parts.uri.path(),
+            path: ctx.path(),
         };
         match self.cache.lookup(req, now).await {
             Lookup::Fresh { object, .. } => {

@@ -102,7 +102,7 @@ fn key_for_reference(ctx: &Ctx, reference: &str) -> Option<CacheKey> {
             return None;
         }
     }
-    let path = uri.path();
+    let path = crate::cache::url::normalize_path(uri.path());
     if !path.starts_with('/') {
         return None;
     }
@@ -110,7 +110,7 @@ fn key_for_reference(ctx: &Ctx, reference: &str) -> Option<CacheKey> {
     Some(CacheKey::new(
         ctx.client.scheme,
         &ctx.host,
-        path,
+        &path,
         q.as_deref(),
     ))
 }

@@ -196,7 +196,13 @@ impl Reply<'_> {
             let lm_v = headers.get(header::LAST_MODIFIED).cloned();
             let etag = etag_v.as_ref().and_then(|v| v.to_str().ok());
             let lm = lm_v.as_ref().and_then(|v| v.to_str().ok());
-            if not_modified(self.req, etag, lm) {
+            // Without Last-Modified, If-Modified-Since compares with the Date (RFC 9111 4.3.2).
+            let date_v = lm_v
+                .is_none()
+                .then(|| headers.get(header::DATE).cloned())
+                .flatten();
+            let since = lm.or_else(|| date_v.as_ref().and_then(|v| v.to_str().ok()));
+            if not_modified(self.req, etag, since) {
                 return (not_modified_response(&headers), Some(0));
             }
             if let Some(len) = len {

@@ -8,9 +8,11 @@ use super::respond::plain;
 use super::{Answer, ClientInfo, Proxy};
 use crate::body::{BoxError, ProxyBody};
 use crate::cache::key::{normalize_host, normalize_query, CacheKey};
+use crate::cache::url::normalize_path;
 use crate::metrics::Outcome;
 use http::header;
 use http::{Method, Request, StatusCode};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Why a request matches no site.
@@ -81,6 +83,10 @@ impl Proxy {
 
     /// The site, host and key of a request, or why it has none.
     fn route(&self, parts: http::request::Parts, client: ClientInfo) -> Result<Ctx, Unrouted> {
+        // Two Host fields: which one is meant? (RFC 9112 section 3.2: 400.)
+        if parts.headers.get_all(header::HOST).iter().nth(1).is_some() {
+            return Err(Unrouted::BadHost);
+        }
         let raw_host = parts.uri.authority().map(|a| a.as_str()).or_else(|| {
             parts
                 .headers
@@ -94,10 +100,15 @@ impl Proxy {
             return Err(Unrouted::UnknownHost(host));
         };
         let query = normalize_query(parts.uri.query(), site.query, &site.drop_params);
-        let key = CacheKey::new(client.scheme, &host, parts.uri.path(), query.as_deref());
+        let path = normalize_path(parts.uri.path());
+        let key = CacheKey::new(client.scheme, &host, &path, query.as_deref());
         let upstream_pq = match &query {
-            Some(q) => format!("{}?{q}", parts.uri.path()),
-            None => parts.uri.path().to_string(),
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_string(),
+        };
+        let normal_path = match path {
+            Cow::Owned(p) => Some(p),
+            Cow::Borrowed(_) => None,
         };
         if self.traced {
             let span = tracing::Span::current();
@@ -109,6 +120,7 @@ impl Proxy {
             parts,
             site,
             host,
+            normal_path,
             key,
             upstream_pq,
             client,

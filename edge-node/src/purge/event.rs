@@ -133,9 +133,15 @@ pub(crate) fn parse_url(u: &str) -> Result<UrlTarget, String> {
         .ok_or_else(|| format!("{u:?} has no host"))?;
     let host = crate::cache::key::normalize_host(auth.as_str())
         .ok_or_else(|| format!("{u:?} has an invalid host"))?;
-    let path = match uri.path_and_query() {
-        Some(pq) if !pq.as_str().is_empty() => pq.as_str().to_string(),
-        _ => "/".to_string(),
+    // The path in the cache's normal form (the one keys and upstream requests use), so that
+    // `/a/./b` purges what `/a/b` stored.
+    let path = match uri.path() {
+        "" => "/".into(),
+        p => crate::cache::url::normalize_path(p),
+    };
+    let path = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.into_owned(),
     };
     Ok(UrlTarget { host, path })
 }
