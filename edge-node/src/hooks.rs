@@ -46,6 +46,10 @@ pub struct Refusal {
 pub enum Proceed {
     /// Through the cache, as usual.
     Cache,
+    /// Through the cache, but answered only with a fresh response: a stale one is revalidated
+    /// first, never served within stale-while-revalidate (a shield answering an edge, whose
+    /// own stale-while-revalidate already hides the latency).
+    CacheFresh,
     /// Straight upstream for this client only, nothing stored; `detail` goes into
     /// `Cache-Status`.
     Bypass(&'static str),
@@ -57,6 +61,7 @@ impl std::fmt::Debug for Proceed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Proceed::Cache => f.write_str("Cache"),
+            Proceed::CacheFresh => f.write_str("CacheFresh"),
             Proceed::Bypass(d) => write!(f, "Bypass({d})"),
             Proceed::Wait(_) => f.write_str("Wait(..)"),
         }

@@ -3,6 +3,10 @@
 //! - admission: every request carries the shared secret (`Outpost-Shield-Secret`), compared in
 //!   constant time; others get 403. Only edges are served. (mTLS between tiers will be a
 //!   second way in.)
+//! - fresh answers only: an edge asks its shield when its own copy is missing or stale, so a
+//!   stale copy at the shield is revalidated with the origin first, never served to the edge
+//!   within stale-while-revalidate (the edge's own stale-while-revalidate hides the wait;
+//!   stale-if-error still applies).
 //! - the purge-version gate: an edge says which purge version it has applied
 //!   (`Outpost-Purge-Version`); a shield that is behind waits briefly (up to
 //!   [`PURGE_WAIT`]) for it, and otherwise answers that request from upstream without its
@@ -72,13 +76,13 @@ impl Hooks for ShieldHooks {
                 let marks = self.marks.clone();
                 Proceed::Wait(Box::pin(async move {
                     if marks.wait_applied(v, PURGE_WAIT).await {
-                        Proceed::Cache
+                        Proceed::CacheFresh
                     } else {
                         Proceed::Bypass("purge-behind")
                     }
                 }))
             }
-            _ => Proceed::Cache,
+            _ => Proceed::CacheFresh,
         }
     }
 }
@@ -122,12 +126,12 @@ mod tests {
         let mut h = HeaderMap::new();
         assert!(matches!(
             hooks.before_lookup(&info(&h, &uri)),
-            Proceed::Cache
+            Proceed::CacheFresh
         ));
         h.insert(&PURGE_VERSION, HeaderValue::from_static("garbage"));
         assert!(matches!(
             hooks.before_lookup(&info(&h, &uri)),
-            Proceed::Cache
+            Proceed::CacheFresh
         ));
         h.insert(&PURGE_VERSION, HeaderValue::from_static("2"));
         let Proceed::Wait(w) = hooks.before_lookup(&info(&h, &uri)) else {
@@ -145,10 +149,10 @@ mod tests {
         };
         marks.record_all(m);
         marks.applied_up_to(2);
-        assert!(matches!(w.await, Proceed::Cache));
+        assert!(matches!(w.await, Proceed::CacheFresh));
         assert!(matches!(
             hooks.before_lookup(&info(&h, &uri)),
-            Proceed::Cache
+            Proceed::CacheFresh
         ));
     }
 }

@@ -238,3 +238,43 @@ async fn a_shield_never_answers_older_than_the_edges_purges() {
         r.cache_status()
     );
 }
+
+/// A refresh an edge starts ends with a response fresh at the shield: the shield revalidates
+/// its own stale copy with the origin for the edge instead of answering it within
+/// stale-while-revalidate; the Age it sends keeps the edge's freshness honest; and `ttl` in
+/// Cache-Status is an integer (RFC 9211).
+#[tokio::test]
+async fn an_edges_refresh_through_the_shield_comes_back_fresh() {
+    let origin = Origin::start(|_, n| {
+        Reply::ok(
+            &format!("gen{n}"),
+            &[("cache-control", "max-age=1, stale-while-revalidate=30")],
+        )
+    })
+    .await;
+    let sh = shield(&origin).await;
+    let e = edge(&origin, behind(&[&sh])).await;
+    assert_eq!(get(&e.url("/r"), &[]).await.text(), "gen1");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let stale = get(&e.url("/r"), &[]).await;
+    assert_eq!(stale.text(), "gen1");
+    let st = stale.cache_status();
+    assert!(st.contains("detail=stale-while-revalidate"), "{st}");
+    assert!(
+        st.contains("ttl=-1") || st.contains("ttl=-2"),
+        "integer ttl: {st}"
+    );
+    assert!(!st.contains("ttl=-0"), "{st}");
+    // The background refresh reached the origin through the shield.
+    let refreshed = eventually(Duration::from_secs(5), || origin.requests() == 2).await;
+    assert!(refreshed, "origin requests: {}", origin.requests());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let fresh = get(&e.url("/r"), &[]).await;
+    assert_eq!(fresh.text(), "gen2");
+    assert!(
+        fresh.cache_status().starts_with("outpost-edge; hit; ttl="),
+        "fresh at the edge after one refresh: {}",
+        fresh.cache_status()
+    );
+    assert_eq!(origin.requests(), 2);
+}

@@ -21,11 +21,15 @@ impl Proxy {
         while let Proceed::Wait(later) = proceed {
             proceed = later.await;
         }
-        if let Proceed::Bypass(detail) = proceed {
-            return self
-                .pass(ctx, &format!("fwd=request; detail={detail}"))
-                .await;
-        }
+        let stale_while_revalidate = match proceed {
+            Proceed::Bypass(detail) => {
+                return self
+                    .pass(ctx, &format!("fwd=request; detail={detail}"))
+                    .await
+            }
+            Proceed::CacheFresh => false,
+            _ => true,
+        };
         let now = unix_ms(SystemTime::now());
         let req = Request {
             key: &ctx.key,
@@ -57,12 +61,13 @@ impl Proxy {
                 object,
                 variant,
                 why: Stale::WhileRevalidate,
-            } => {
+            } if stale_while_revalidate => {
                 self.refresh_in_background(&ctx, variant, object.clone());
-                let late = (now - object.fresh.fresh_until_ms) / 1000;
+                // RFC 9211 ttl: an integer, negative once stale (never "-0").
+                let ttl = ttl_secs(object.fresh.fresh_until_ms, now);
                 let reply = self.reply(
                     &ctx,
-                    &format!("hit; ttl=-{late}; detail=stale-while-revalidate"),
+                    &format!("hit; ttl={ttl}; detail=stale-while-revalidate"),
                 );
                 let (res, n) = reply.object(&object, object.fresh.age_secs(now));
                 Answer::new(res, Outcome::Stale, n)
@@ -84,4 +89,11 @@ impl Proxy {
             self.spawn_fill(ctx, ck, fill, Some(obj));
         }
     }
+}
+
+/// Whole seconds until `fresh_until_ms`, rounded down, so negative as soon as it is stale:
+/// the `ttl` of `Cache-Status` (RFC 9211, an integer, never `-0`).
+fn ttl_secs(fresh_until_ms: u64, now_ms: u64) -> i64 {
+    let diff = i128::from(fresh_until_ms) - i128::from(now_ms);
+    i64::try_from(diff.div_euclid(1000)).unwrap_or(0)
 }
