@@ -280,3 +280,45 @@ async fn raw_request(addr: std::net::SocketAddr, req: &str) -> String {
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// RFC 9110 9.3.3 (and RFC 9111 3): a response to POST with explicit freshness and a
+/// Content-Location equal to the request's URI may answer a later GET; without either, it
+/// does not.
+#[tokio::test]
+async fn a_post_response_naming_itself_answers_later_gets() {
+    let origin = Origin::start(|seen, n| {
+        if seen.method == "GET" {
+            return Reply::ok(&format!("get v{n}"), &[("cache-control", "max-age=60")]);
+        }
+        let loc = match seen.uri.as_str() {
+            "/other-place" => "/elsewhere",
+            "/no-freshness" => "/no-freshness",
+            p => p,
+        }
+        .to_string();
+        let cc = if seen.uri == "/no-freshness" {
+            "no-cache"
+        } else {
+            "max-age=60"
+        };
+        let mut r = Reply::ok(&format!("posted v{n}"), &[("cache-control", cc)]);
+        r.headers.push(("content-location".into(), loc));
+        r
+    })
+    .await;
+    let edge = edge(&origin, |_| {}).await;
+    let c = client();
+    let p = send(&c, "POST", &edge.url("/item"), &[]).await;
+    assert_eq!(p.text(), "posted v1");
+    assert!(p.cache_status().contains("stored"), "{}", p.cache_status());
+    let g = get(&edge.url("/item"), &[]).await;
+    assert!(g.is_hit(), "{}", g.cache_status());
+    assert_eq!(g.text(), "posted v1");
+    assert_eq!(origin.requests(), 1);
+    for path in ["/other-place", "/no-freshness"] {
+        send(&c, "POST", &edge.url(path), &[]).await;
+        let g = get(&edge.url(path), &[]).await;
+        assert!(!g.is_hit(), "{path}: {}", g.cache_status());
+        assert!(g.text().starts_with("get v"), "{path}: {}", g.text());
+    }
+}

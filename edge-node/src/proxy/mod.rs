@@ -24,6 +24,7 @@ pub(crate) mod headers;
 mod lookup;
 mod miss;
 mod pass;
+mod post;
 mod purge_sink;
 pub(crate) mod range;
 mod refresh;

@@ -1,9 +1,11 @@
 //! What the cache does not keep: a GET or HEAD passed upstream for one client (not storable,
 //! collapse timeout, a hook's bypass), and the methods the cache does not answer, forwarded
 //! with their bodies. A successful unsafe request invalidates the target URI, and `Location`
-//! and `Content-Location` on the same host, in every tier (RFC 9111 section 4.4).
+//! and `Content-Location` on the same host, in every tier (RFC 9111 section 4.4); a POST
+//! response that names itself may then be stored (`post.rs`).
 
 use super::ctx::{Ctx, Purpose};
+use super::post::Posted;
 use super::{headers, respond, Answer, Proxy};
 use crate::body::ProxyBody;
 use crate::cache::key::{normalize_host, normalize_query, CacheKey};
@@ -89,13 +91,17 @@ impl Proxy {
                 }
             }
         }
+        let res = match self.store_post_response(&ctx, res).await {
+            Posted::Stored(answer) => return answer,
+            Posted::Relay(res) => res,
+        };
         let p = format!("fwd=method; fwd-status={}", res.status().as_u16());
         self.relay(res, &ctx, &p)
     }
 }
 
 /// The cache key a `Location`/`Content-Location` value refers to, if on the same host.
-fn key_for_reference(ctx: &Ctx, reference: &str) -> Option<CacheKey> {
+pub(super) fn key_for_reference(ctx: &Ctx, reference: &str) -> Option<CacheKey> {
     let uri: http::Uri = reference.parse().ok()?;
     if let Some(auth) = uri.authority() {
         if normalize_host(auth.as_str())? != ctx.host {
