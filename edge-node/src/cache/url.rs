@@ -56,18 +56,13 @@ fn is_normal(path: &str) -> bool {
             }
             b'/' => {
                 // The segment after this slash: empty (unless it ends the path), `.` or `..`.
-                let rest = &b[i + 1..];
-                let seg = match rest.iter().position(|&x| x == b'/') {
-                    Some(end) => {
-                        if end == 0 {
-                            return false;
-                        }
-                        &rest[..end]
-                    }
-                    None => rest,
-                };
-                if seg == b"." || seg == b".." {
-                    return false;
+                match &b[i + 1..] {
+                    [b'/', ..]
+                    | [b'.']
+                    | [b'.', b'/', ..]
+                    | [b'.', b'.']
+                    | [b'.', b'.', b'/', ..] => return false,
+                    _ => {}
                 }
             }
             _ => {}
