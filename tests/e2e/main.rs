@@ -18,6 +18,7 @@ mod freshness;
 mod invalidation;
 mod large;
 mod origins;
+mod partial;
 mod protocols;
 mod purge;
 mod purge_nats;

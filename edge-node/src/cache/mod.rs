@@ -19,6 +19,7 @@ pub(crate) mod key;
 pub(crate) mod marks;
 pub(crate) mod memory;
 pub(crate) mod object;
+pub(crate) mod parts;
 pub(crate) mod policy;
 pub(crate) mod url;
 pub(crate) mod vary;

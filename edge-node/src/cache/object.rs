@@ -65,6 +65,21 @@ impl Object {
         self.headers.get_str("etag")
     }
 
+    /// The span of the representation a stored 206 holds (`parts.rs`); `None` for a complete
+    /// response.
+    pub(crate) fn span(&self) -> Option<super::parts::Span> {
+        if self.status != StatusCode::PARTIAL_CONTENT {
+            return None;
+        }
+        super::parts::Span::parse(self.headers.get_str("content-range")?)
+    }
+
+    /// Whether it holds only part of its representation: it answers only ranges within that
+    /// part, never a request for the whole.
+    pub(crate) fn is_partial(&self) -> bool {
+        self.status == StatusCode::PARTIAL_CONTENT
+    }
+
     /// The stored `Last-Modified`, if any.
     pub fn last_modified(&self) -> Option<&str> {
         self.headers.get_str("last-modified")

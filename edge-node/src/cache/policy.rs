@@ -396,12 +396,13 @@ fn storable(
     d: &Directives,
 ) -> Result<(), &'static str> {
     let status = res.status;
-    // A final status; partial content is not stored whole.
+    // A final status. Partial content is stored (RFC 9111 3.3) when it is one span of a
+    // representation of known length, which later ranges can be answered from (`parts.rs`).
     if status.is_informational() || status == StatusCode::NOT_MODIFIED {
         return Err("not a final response");
     }
-    if status == StatusCode::PARTIAL_CONTENT {
-        return Err("partial content");
+    if status == StatusCode::PARTIAL_CONTENT && super::parts::Span::of(&res.headers).is_none() {
+        return Err("partial content without one byte range of known length");
     }
     let explicit = res.headers.contains_key(EXPIRES) || d.max_age.is_some() || d.s_maxage.is_some();
     // The method: GET and HEAD; POST only with explicit freshness (RFC 9110 9.3.3).
@@ -728,16 +729,34 @@ mod tests {
                 Some(60),
             ),
             (
-                "206 not understood",
+                "206 without content-range",
                 vec![],
                 vec![("cache-control", "max-age=60")],
                 None,
+            ),
+            (
+                "206 with unknown length",
+                vec![],
+                vec![
+                    ("cache-control", "max-age=60"),
+                    ("content-range", "bytes 0-4/*"),
+                ],
+                None,
+            ),
+            (
+                "206 one span",
+                vec![],
+                vec![
+                    ("cache-control", "max-age=60"),
+                    ("content-range", "bytes 4-9/10"),
+                ],
+                Some(60),
             ),
         ];
         for (name, rq, rs, want) in cases {
             let status = match name {
                 "500" => 500,
-                "206 not understood" => 206,
+                n if n.starts_with("206") => 206,
                 _ => 200,
             };
             let got = decide(&req(&rq), &res(status, &rs), now(), &o);
@@ -1001,7 +1020,7 @@ mod tests {
                 None,
             ),
             ("put", "PUT", 200, vec![(cc, "max-age=60")], None),
-            // 1xx and 304 are never stored; 206 is not stored whole
+            // 1xx and 304 are never stored; 206 only as one span of known length
             ("304", "GET", 304, vec![(cc, "max-age=60")], None),
             ("206", "GET", 206, vec![(cc, "max-age=60")], None),
         ];

@@ -430,6 +430,11 @@ impl Inflight {
         Joined::Leader(f)
     }
 
+    /// Whether a fetch for `key` is under way.
+    pub(crate) fn contains(&self, key: &CollapseKey) -> bool {
+        self.map.lock().is_ok_and(|m| m.contains_key(key))
+    }
+
     /// Unregisters `fill` (only if it is still the one registered for `key`).
     pub(crate) fn remove(&self, key: &CollapseKey, fill: &Arc<Fill>) {
         if let Ok(mut map) = self.map.lock() {

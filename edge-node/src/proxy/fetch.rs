@@ -40,6 +40,8 @@ pub(super) struct FillJob {
     pub purge_version: u64,
     /// The freshness rules of its site.
     pub policy: PolicyOptions,
+    /// The response, when it was already received (a range request's whole answer).
+    sent: Option<Response<hyper::body::Incoming>>,
 }
 
 /// How a storable response will be kept, decided from its head.
@@ -65,13 +67,15 @@ struct Received {
 }
 
 impl Proxy {
-    /// Starts the fill task for `ck`, whose leader is the request in `ctx`.
+    /// Starts the fill task for `ck`, whose leader is the request in `ctx`; `sent` is the
+    /// response when it was received already (then nothing more is sent upstream).
     pub(super) fn spawn_fill(
         self: &Arc<Self>,
         ctx: &Ctx,
         ck: CollapseKey,
         fill: Arc<Fill>,
         stale: Option<Arc<Object>>,
+        sent: Option<Response<hyper::body::Incoming>>,
     ) {
         let mut upstream = self.upstream_parts(ctx, Purpose::Fill);
         if let Some(old) = &stale {
@@ -99,6 +103,7 @@ impl Proxy {
             stale,
             purge_version: self.cache.purge_version(),
             policy: self.site_policy(&ctx.site),
+            sent,
         };
         let me = self.clone();
         // The fill outlives any one client; its span is a child of the request that led it.
@@ -125,18 +130,22 @@ impl Proxy {
     }
 
     /// The whole fill: fetch, then refresh (304), pass (not storable) or store.
-    async fn run_fill(&self, job: FillJob) {
-        let sent = self
-            .upstream
-            .send(
-                &job.origins,
-                job.key.0,
-                job.upstream.clone(),
-                ProxyBody::empty(),
-                Retry::Idempotent,
-                job.purge_version,
-            )
-            .await;
+    async fn run_fill(&self, mut job: FillJob) {
+        let sent = match job.sent.take() {
+            Some(res) => Ok(res),
+            None => {
+                self.upstream
+                    .send(
+                        &job.origins,
+                        job.key.0,
+                        job.upstream.clone(),
+                        ProxyBody::empty(),
+                        Retry::Idempotent,
+                        job.purge_version,
+                    )
+                    .await
+            }
+        };
         let res = match sent {
             Ok(r) => r,
             Err(e) => {
@@ -155,6 +164,7 @@ impl Proxy {
         }
         let (mut parts, body) = res.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers);
+        super::buffered::complete_if_whole(&mut parts);
         let Some(mut plan) = self.plan_store(&job, &parts, now) else {
             // Not storable (or too large): an older copy is superseded, unless this is an
             // error that stale-if-error may still paper over.
@@ -185,6 +195,15 @@ impl Proxy {
         let Decision::Store(fresh) = decide(&job.client, parts, now, &job.policy) else {
             return None;
         };
+        // A part (a 206 to a request without Range) is stored only with its exact length,
+        // and only in memory.
+        if let Some(span) = crate::cache::parts::Span::of(&parts.headers) {
+            if parts.status == StatusCode::PARTIAL_CONTENT
+                && (content_length != Some(span.len()) || span.len() > self.cache.max_object())
+            {
+                return None;
+            }
+        }
         let vary = VarySpec::from_response(&parts.headers);
         let values = vary
             .as_ref()
@@ -393,7 +412,7 @@ impl Proxy {
 
     /// The freshness rules for responses of `site`: the node's, with the site's own window
     /// for serving stale when unreachable.
-    fn site_policy(&self, site: &super::sites::Site) -> PolicyOptions {
+    pub(super) fn site_policy(&self, site: &super::sites::Site) -> PolicyOptions {
         let mut p = self.settings.policy;
         if let Some(w) = site.stale_if_unreachable {
             p.stale_if_unreachable = w;

@@ -1,6 +1,7 @@
 //! GET and HEAD: the `before_lookup` hook, then the cache's verdict. Fresh: served. Within
 //! stale-while-revalidate: served, and one background refresh started. Stale otherwise, or a
-//! miss: on to `miss.rs`, the stale object kept for revalidation and stale-if-error.
+//! miss: on to `miss.rs`, the stale object kept for revalidation and stale-if-error. Stored
+//! parts (206) and range misses go to `partial.rs`.
 
 use super::ctx::Ctx;
 use super::miss::Recollapse;
@@ -38,6 +39,13 @@ impl Proxy {
             path: ctx.path(),
         };
         match self.cache.lookup(req, now).await {
+            Lookup::Fresh { object, variant } if object.is_partial() => {
+                self.partial_hit(ctx, object, variant).await
+            }
+            // A stale part is not revalidated: it is fetched afresh, and replaced.
+            Lookup::Stale {
+                object, variant, ..
+            } if object.is_partial() => self.range_or_miss(ctx, variant).await,
             Lookup::Fresh { object, .. } => {
                 let ttl = (object.fresh.fresh_until_ms - now) / 1000;
                 let reply = self.reply_with(&ctx, self.status_hit(ttl, ""));
@@ -78,15 +86,26 @@ impl Proxy {
                 self.miss(ctx, Some(object), variant, Recollapse::Allowed)
                     .await
             }
-            Lookup::Miss { variant } => self.miss(ctx, None, variant, Recollapse::Allowed).await,
+            Lookup::Miss { variant } => self.range_or_miss(ctx, variant).await,
         }
+    }
+
+    /// A miss: a range asked of the next tier as it is (`partial.rs`) unless a fill of the
+    /// whole is under way to join; otherwise a fill of the whole.
+    async fn range_or_miss(self: &Arc<Self>, ctx: Ctx, variant: u64) -> Answer {
+        if super::partial::forwardable_range(&ctx).is_some()
+            && !self.inflight.contains(&(ctx.key, variant))
+        {
+            return self.range_miss(ctx, variant, "fwd=miss").await;
+        }
+        self.miss(ctx, None, variant, Recollapse::Allowed).await
     }
 
     /// Starts a background refresh of a stale-while-revalidate object, unless one is running.
     fn refresh_in_background(self: &Arc<Self>, ctx: &Ctx, variant: u64, obj: Arc<Object>) {
         let ck = (ctx.key, variant);
         if let super::collapse::Joined::Leader(fill) = self.inflight.join(ck) {
-            self.spawn_fill(ctx, ck, fill, Some(obj));
+            self.spawn_fill(ctx, ck, fill, Some(obj), None);
         }
     }
 }

@@ -12,6 +12,8 @@ use crate::cache::object::Object;
 use crate::cache::policy::unix_ms;
 use crate::cache::vary::values_hash;
 use crate::metrics::Outcome;
+use http::Response;
+use hyper::body::Incoming;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -42,24 +44,45 @@ impl Proxy {
         variant: u64,
         recollapse: Recollapse,
     ) -> BoxFuture<'_, Answer> {
-        Box::pin(async move {
-            let ck = (ctx.key, variant);
-            let (fill, part) = match self.inflight.join(ck) {
-                Joined::Leader(fill) => {
-                    self.spawn_fill(&ctx, ck, fill.clone(), stale.clone());
-                    (fill, Part::Leader)
-                }
-                Joined::Follower(fill) => {
-                    self.metrics.collapsed();
-                    (fill, Part::Follower)
-                }
-            };
-            let Some(head) = fill.wait_head(self.settings.collapse_timeout).await else {
-                return self.pass(ctx, "detail=collapse-timeout").await;
-            };
-            self.answer_from_head(ctx, &fill, &head, stale, part, recollapse)
-                .await
-        })
+        Box::pin(self.fill_and_answer(ctx, stale, variant, recollapse, None))
+    }
+
+    /// Leads the fill for this key with `res`, a whole response already received (the answer
+    /// to a range request, `partial.rs`), or joins the fill under way if there is one.
+    pub(super) async fn miss_with(
+        self: &Arc<Self>,
+        ctx: Ctx,
+        variant: u64,
+        res: Response<Incoming>,
+    ) -> Answer {
+        self.fill_and_answer(ctx, None, variant, Recollapse::Allowed, Some(res))
+            .await
+    }
+
+    async fn fill_and_answer(
+        self: &Arc<Self>,
+        ctx: Ctx,
+        stale: Option<Arc<Object>>,
+        variant: u64,
+        recollapse: Recollapse,
+        sent: Option<Response<Incoming>>,
+    ) -> Answer {
+        let ck = (ctx.key, variant);
+        let (fill, part) = match self.inflight.join(ck) {
+            Joined::Leader(fill) => {
+                self.spawn_fill(&ctx, ck, fill.clone(), stale.clone(), sent);
+                (fill, Part::Leader)
+            }
+            Joined::Follower(fill) => {
+                self.metrics.collapsed();
+                (fill, Part::Follower)
+            }
+        };
+        let Some(head) = fill.wait_head(self.settings.collapse_timeout).await else {
+            return self.pass(ctx, "detail=collapse-timeout").await;
+        };
+        self.answer_from_head(ctx, &fill, &head, stale, part, recollapse)
+            .await
     }
 
     /// The answer to a request from the head its fill published.
@@ -83,6 +106,13 @@ impl Proxy {
         };
         match head {
             FillHead::Storing(_) if fill.is_streaming() => self.pass(ctx, fwd).await,
+            // A part (the next tier answered 206 without being asked for a range) is its
+            // leader's alone: another request may have asked for something else.
+            FillHead::Storing(head)
+                if head.status == http::StatusCode::PARTIAL_CONTENT && part == Part::Follower =>
+            {
+                self.pass(ctx, fwd).await
+            }
             FillHead::Storing(head) => {
                 if let Some(spec) = &head.vary {
                     let mine = spec.values(&ctx.parts.headers);

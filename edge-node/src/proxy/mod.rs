@@ -15,6 +15,7 @@
 //! pieces `headers.rs`, `conditional.rs`, `range.rs`. The path never touches a storage tier:
 //! it asks [`Cache`].
 
+mod buffered;
 pub(crate) mod collapse;
 pub(crate) mod conditional;
 mod ctx;
@@ -23,6 +24,7 @@ mod gauges;
 pub(crate) mod headers;
 mod lookup;
 mod miss;
+mod partial;
 mod pass;
 mod post;
 mod purge_sink;
