@@ -69,10 +69,7 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let client = ClientInfo {
-        addr: "127.0.0.1:40000".parse().unwrap(),
-        scheme: "http",
-    };
+    let client = ClientInfo::new("127.0.0.1:40000".parse().unwrap(), "http");
     let proxy = rt.block_on(async {
         let o = origin().await;
         let site = SiteConfig::new(vec!["www.example.test".into()], vec![format!("http://{o}")]);
@@ -80,9 +77,9 @@ fn bench(c: &mut Criterion) {
         let e = edge_node::Edge::bind(&cfg).await.unwrap();
         let p = e.proxy();
         for path in ["/bytes/4242", "/vary/4242"] {
-            let r = p.clone().handle(req(path), client).await;
+            let r = p.clone().handle(req(path), client.clone()).await;
             let _ = http_body_util::BodyExt::collect(r.into_body()).await;
-            let r = p.clone().handle(req(path), client).await;
+            let r = p.clone().handle(req(path), client.clone()).await;
             let st = r
                 .headers()
                 .get("cache-status")
@@ -134,10 +131,14 @@ fn bench(c: &mut Criterion) {
         })
     });
     c.bench_function("hit_path/handle_1k", |b| {
-        b.iter(|| black_box(rt.block_on((*proxy).clone().handle(req("/bytes/4242"), client))))
+        b.iter(|| {
+            black_box(rt.block_on((*proxy).clone().handle(req("/bytes/4242"), client.clone())))
+        })
     });
     c.bench_function("hit_path/handle_vary_1k", |b| {
-        b.iter(|| black_box(rt.block_on((*proxy).clone().handle(req("/vary/4242"), client))))
+        b.iter(|| {
+            black_box(rt.block_on((*proxy).clone().handle(req("/vary/4242"), client.clone())))
+        })
     });
 }
 

@@ -17,6 +17,7 @@ pub mod cache;
 pub mod config;
 mod garbage;
 pub mod hooks;
+pub mod interim;
 mod listener;
 mod metrics;
 pub mod proxy;

@@ -1,6 +1,8 @@
 //! Accept loops: plain and TLS listeners, HTTP/1.1 and HTTP/2 on each, header read timeout and
-//! size limit, graceful drain on shutdown.
+//! size limit, graceful drain on shutdown. Each connection's I/O carries its 1xx channel
+//! (`interim.rs`).
 
+use crate::interim::{Interim, InterimIo};
 use crate::proxy::{ClientInfo, Proxy};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -61,11 +63,25 @@ pub(crate) async fn serve(
             _ = wait_true(&mut shutdown) => break,
         };
         let _ = stream.set_nodelay(true);
-        let client = ClientInfo { addr, scheme };
+        let interim = Interim::default();
+        let client = ClientInfo {
+            addr,
+            scheme,
+            interim: Some(interim.clone()),
+        };
         let p = proxy.clone();
         let svc = service_fn(move |req| {
             let p = p.clone();
-            async move { Ok::<_, Infallible>(p.handle(req, client).await) }
+            let client = client.clone();
+            async move {
+                let interim = client.interim.clone();
+                let res = p.handle(req, client).await;
+                // Answered: a late 1xx for it is dropped.
+                if let Some(i) = interim {
+                    i.end_request();
+                }
+                Ok::<_, Infallible>(res)
+            }
         });
         match &tls {
             None => {
@@ -81,7 +97,8 @@ pub(crate) async fn serve(
                         Ok(Ok(n)) if n > 0 => {}
                         _ => return,
                     }
-                    let conn = b.serve_connection(TokioIo::new(stream), svc).into_owned();
+                    let io = InterimIo::new(TokioIo::new(stream), &interim);
+                    let conn = b.serve_connection(io, svc).into_owned();
                     let _ = watcher.watch(conn).await;
                 });
             }
@@ -99,7 +116,8 @@ pub(crate) async fn serve(
                         Ok(Ok(s)) => s,
                         _ => return,
                     };
-                    let conn = b.serve_connection(TokioIo::new(tls), svc).into_owned();
+                    let io = InterimIo::new(TokioIo::new(tls), &interim);
+                    let conn = b.serve_connection(io, svc).into_owned();
                     let _ = watcher.watch(conn).await;
                 });
             }

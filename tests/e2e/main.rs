@@ -15,6 +15,7 @@ mod conformance;
 mod disk;
 mod dns;
 mod freshness;
+mod interim;
 mod invalidation;
 mod large;
 mod origins;

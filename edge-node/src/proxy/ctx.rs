@@ -5,6 +5,7 @@ use super::sites::Site;
 use super::{ClientInfo, Proxy};
 use crate::cache::key::CacheKey;
 use crate::hooks::RequestInfo;
+use crate::interim::InterimSender;
 use http::{request, Method, Request};
 use std::sync::Arc;
 
@@ -52,6 +53,15 @@ impl Ctx {
         }
     }
 
+    /// A channel for the 1xx responses of what this request sends upstream, when its client
+    /// can take them (HTTP/1.1 on one of the node's listeners).
+    pub(super) async fn interim(&self) -> Option<InterimSender> {
+        match &self.client.interim {
+            Some(i) => i.sender(self.parts.version).await,
+            None => None,
+        }
+    }
+
     /// Whether the cache may answer it (GET and HEAD).
     pub(super) fn is_cacheable_method(&self) -> bool {
         self.parts.method == Method::GET || self.parts.method == Method::HEAD
@@ -85,4 +95,29 @@ impl Proxy {
         self.hooks.upstream_request(&mut parts);
         parts
     }
+
+    /// [`Proxy::upstream_parts`], with the 1xx responses it gets relayed to the client.
+    pub(super) async fn upstream_parts_relaying(
+        &self,
+        ctx: &Ctx,
+        purpose: Purpose,
+    ) -> request::Parts {
+        relaying_interim(self.upstream_parts(ctx, purpose), ctx.interim().await)
+    }
+}
+
+/// `parts`, with its 1xx responses sent to `interim` (hyper calls back as they arrive; HTTP/1
+/// upstreams only). They are never stored, and never mixed into the final response.
+pub(super) fn relaying_interim(
+    parts: request::Parts,
+    interim: Option<InterimSender>,
+) -> request::Parts {
+    let Some(sender) = interim else {
+        return parts;
+    };
+    let mut req = Request::from_parts(parts, ());
+    hyper::ext::on_informational(&mut req, move |res| {
+        sender.send(res.status(), res.headers())
+    });
+    req.into_parts().0
 }

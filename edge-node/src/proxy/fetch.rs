@@ -40,8 +40,16 @@ pub(super) struct FillJob {
     pub purge_version: u64,
     /// The freshness rules of its site.
     pub policy: PolicyOptions,
-    /// The response, when it was already received (a range request's whole answer).
-    sent: Option<Response<hyper::body::Incoming>>,
+    /// How it starts.
+    start: Option<FillStart>,
+}
+
+/// How a fill starts.
+pub(super) enum FillStart {
+    /// Sending its request, 1xx responses relayed to the leader's client when it has a channel.
+    Send(Option<crate::interim::InterimSender>),
+    /// With a response already received (a range request's whole answer).
+    Sent(Response<hyper::body::Incoming>),
 }
 
 /// How a storable response will be kept, decided from its head.
@@ -67,16 +75,19 @@ struct Received {
 }
 
 impl Proxy {
-    /// Starts the fill task for `ck`, whose leader is the request in `ctx`; `sent` is the
-    /// response when it was received already (then nothing more is sent upstream).
+    /// Starts the fill task for `ck`, whose leader is the request in `ctx`.
     pub(super) fn spawn_fill(
         self: &Arc<Self>,
         ctx: &Ctx,
         ck: CollapseKey,
         fill: Arc<Fill>,
         stale: Option<Arc<Object>>,
-        sent: Option<Response<hyper::body::Incoming>>,
+        start: FillStart,
     ) {
+        let (start, interim) = match start {
+            FillStart::Send(interim) => (None, interim),
+            sent => (Some(sent), None),
+        };
         let mut upstream = self.upstream_parts(ctx, Purpose::Fill);
         if let Some(old) = &stale {
             if let Some(etag) = old.etag().and_then(|e| HeaderValue::from_str(e).ok()) {
@@ -89,6 +100,7 @@ impl Proxy {
                 upstream.headers.insert(header::IF_MODIFIED_SINCE, lm);
             }
         }
+        let upstream = super::ctx::relaying_interim(upstream, interim);
         let mut client = http::Request::new(()).into_parts().0;
         client.method = http::Method::GET;
         client.uri = ctx.parts.uri.clone();
@@ -103,7 +115,7 @@ impl Proxy {
             stale,
             purge_version: self.cache.purge_version(),
             policy: self.site_policy(&ctx.site),
-            sent,
+            start,
         };
         let me = self.clone();
         // The fill outlives any one client; its span is a child of the request that led it.
@@ -131,9 +143,9 @@ impl Proxy {
 
     /// The whole fill: fetch, then refresh (304), pass (not storable) or store.
     async fn run_fill(&self, mut job: FillJob) {
-        let sent = match job.sent.take() {
-            Some(res) => Ok(res),
-            None => {
+        let sent = match job.start.take() {
+            Some(FillStart::Sent(res)) => Ok(res),
+            _ => {
                 self.upstream
                     .send(
                         &job.origins,

@@ -4,6 +4,7 @@
 //! parts (206) and range misses go to `partial.rs`.
 
 use super::ctx::Ctx;
+use super::fetch::FillStart;
 use super::miss::Recollapse;
 use super::respond::BodySrc;
 use super::{Answer, Proxy};
@@ -105,7 +106,7 @@ impl Proxy {
     fn refresh_in_background(self: &Arc<Self>, ctx: &Ctx, variant: u64, obj: Arc<Object>) {
         let ck = (ctx.key, variant);
         if let super::collapse::Joined::Leader(fill) = self.inflight.join(ck) {
-            self.spawn_fill(ctx, ck, fill, Some(obj), None);
+            self.spawn_fill(ctx, ck, fill, Some(obj), FillStart::Send(None));
         }
     }
 }

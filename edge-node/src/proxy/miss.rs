@@ -6,6 +6,7 @@
 
 use super::collapse::{Fill, FillHead, Joined, StoringHead};
 use super::ctx::Ctx;
+use super::fetch::FillStart;
 use super::respond::BodySrc;
 use super::{Answer, BoxFuture, Proxy};
 use crate::cache::object::Object;
@@ -70,7 +71,11 @@ impl Proxy {
         let ck = (ctx.key, variant);
         let (fill, part) = match self.inflight.join(ck) {
             Joined::Leader(fill) => {
-                self.spawn_fill(&ctx, ck, fill.clone(), stale.clone(), sent);
+                let start = match sent {
+                    Some(res) => FillStart::Sent(res),
+                    None => FillStart::Send(ctx.interim().await),
+                };
+                self.spawn_fill(&ctx, ck, fill.clone(), stale.clone(), start);
                 (fill, Part::Leader)
             }
             Joined::Follower(fill) => {

@@ -54,12 +54,26 @@ use std::time::Duration;
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// Who sent a request and over what.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ClientInfo {
     /// Peer address.
     pub addr: SocketAddr,
     /// `http` or `https`.
     pub scheme: &'static str,
+    /// The connection's channel for 1xx responses relayed from upstream, when its I/O is
+    /// wrapped in [`crate::interim`]'s writer (the node's own listeners do this).
+    pub interim: Option<crate::interim::Interim>,
+}
+
+impl ClientInfo {
+    /// A client at `addr` over `scheme` (`http` or `https`), with no 1xx channel.
+    pub fn new(addr: SocketAddr, scheme: &'static str) -> Self {
+        ClientInfo {
+            addr,
+            scheme,
+            interim: None,
+        }
+    }
 }
 
 /// Settings of the request path that come from config.

@@ -49,7 +49,7 @@ impl Proxy {
     /// stored when it may be, and served.
     pub(super) async fn range_miss(self: &Arc<Self>, ctx: Ctx, variant: u64, fwd: &str) -> Answer {
         let version = self.cache.purge_version();
-        let mut up = self.upstream_parts(&ctx, Purpose::Fill);
+        let mut up = self.upstream_parts_relaying(&ctx, Purpose::Fill).await;
         for name in [header::RANGE, header::IF_RANGE] {
             if let Some(v) = ctx.parts.headers.get(&name) {
                 up.headers.insert(name, v.clone());
@@ -151,7 +151,7 @@ impl Proxy {
             return self.refetch(ctx, want, variant).await;
         }
         let version = self.cache.purge_version();
-        let mut up = self.upstream_parts(&ctx, Purpose::Fill);
+        let mut up = self.upstream_parts_relaying(&ctx, Purpose::Fill).await;
         let (Ok(range), Ok(if_range)) = (
             HeaderValue::from_str(&format!("bytes={a}-{b}")),
             HeaderValue::from_str(&etag),

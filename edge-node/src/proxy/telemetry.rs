@@ -52,7 +52,7 @@ impl Proxy {
         B::Error: Into<BoxError>,
     {
         let method = req.method().clone();
-        let span = self.server_span(&req, client, agent::metrics::method_value(&method));
+        let span = self.server_span(&req, &client, agent::metrics::method_value(&method));
         let answer = self.answer(req, client).instrument(span.clone()).await;
         let outcome = answer.outcome;
         let res = self.finish(answer, &method, start);
@@ -78,7 +78,7 @@ impl Proxy {
     fn server_span<B>(
         &self,
         req: &Request<B>,
-        client: ClientInfo,
+        client: &ClientInfo,
         method: &'static str,
     ) -> tracing::Span {
         let host = req.uri().host().or_else(|| {

@@ -1,0 +1,280 @@
+//! 1xx interim responses relayed to HTTP/1.1 clients (RFC 9110 section 15.2).
+//!
+//! hyper's server has no way to send an informational response, so the connection's I/O is
+//! wrapped ([`InterimIo`]): the request path queues the serialised head of a 1xx received from
+//! upstream ([`Interim::send`]), and the wrapper writes it to the socket itself, at a point
+//! where hyper has nothing of its own waiting to go out, so it can never land inside another
+//! response:
+//!
+//! - hyper's last call on the I/O was a completed flush (so every byte hyper produced is out),
+//!   and the request the 1xx belongs to has not been answered yet. The request path wakes the
+//!   connection's task, and hyper's next read poll (it polls for EOF while a request is being
+//!   served) writes it;
+//! - or, at the latest, just before hyper writes the final response's head.
+//!
+//! When neither holds (pipelined requests with a response still being written), the 1xx is
+//! dropped: interim responses are advisory, and a late one would be worse than none. A 1xx
+//! queued for a request that has since been answered is dropped too ([`Interim::end_request`]
+//! starts a new generation).
+//!
+//! Not for HTTP/2: hyper's server does not expose h2's `send_informational`, so an HTTP/2
+//! client gets the final response only. HTTP/1.0 clients never get a 1xx (RFC 9110 15.2).
+
+use bytes::{BufMut, BytesMut};
+use futures_util::task::AtomicWaker;
+use http::{HeaderMap, StatusCode, Version};
+use hyper::rt::{Read, ReadBufCursor, Write};
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
+
+/// What the connection's I/O wrapper and the request path share.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Serialised 1xx heads not yet handed to the socket.
+    pending: Mutex<BytesMut>,
+    /// Whether `pending` holds anything (read without the lock on every poll).
+    has_pending: AtomicBool,
+    /// The request being served; a sender from an earlier one is ignored.
+    generation: AtomicU64,
+    /// The connection task, woken when a 1xx is queued.
+    task: AtomicWaker,
+}
+
+/// One connection's 1xx channel, held by the request path (cheap to clone).
+#[derive(Debug, Clone, Default)]
+pub struct Interim(Arc<Shared>);
+
+/// A channel bound to one request: sends after that request is answered are dropped.
+#[derive(Debug, Clone)]
+pub(crate) struct InterimSender {
+    shared: Arc<Shared>,
+    generation: u64,
+}
+
+impl Interim {
+    /// A sender for the request being served, whose 1xx responses reach the client, if the
+    /// request's version allows them (HTTP/1.1). Registers the connection's task (the caller
+    /// runs inside it: hyper polls an HTTP/1 service on the connection's task) so a queued
+    /// 1xx gets written while the request is still being served.
+    pub(crate) async fn sender(&self, version: Version) -> Option<InterimSender> {
+        if version != Version::HTTP_11 {
+            return None;
+        }
+        std::future::poll_fn(|cx| {
+            self.0.task.register(cx.waker());
+            Poll::Ready(())
+        })
+        .await;
+        Some(InterimSender {
+            shared: self.0.clone(),
+            generation: self.0.generation.load(Ordering::Acquire),
+        })
+    }
+
+    /// The request being served has its final response: later sends for it are dropped.
+    pub fn end_request(&self) {
+        self.0.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+impl InterimSender {
+    /// Queues a 1xx for the client: 102 Processing, 103 Early Hints and the like. Never 100
+    /// (hyper answers `Expect: 100-continue` itself) nor 101 (no upgrades are relayed).
+    /// Hop-by-hop fields are not relayed.
+    pub(crate) fn send(&self, status: StatusCode, headers: &HeaderMap) {
+        if !status.is_informational()
+            || status == StatusCode::CONTINUE
+            || status == StatusCode::SWITCHING_PROTOCOLS
+        {
+            return;
+        }
+        if self.shared.generation.load(Ordering::Acquire) != self.generation {
+            return;
+        }
+        let Ok(mut pending) = self.shared.pending.lock() else {
+            return;
+        };
+        write_head(&mut pending, status, headers);
+        self.shared.has_pending.store(true, Ordering::Release);
+        drop(pending);
+        self.shared.task.wake();
+    }
+}
+
+/// Appends `HTTP/1.1 <status> <reason>`, the fields and the empty line.
+fn write_head(out: &mut BytesMut, status: StatusCode, headers: &HeaderMap) {
+    out.put_slice(b"HTTP/1.1 ");
+    out.put_slice(status.as_str().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.put_slice(b"\r\n");
+    for (name, value) in headers {
+        if crate::proxy::headers::HOP_BY_HOP.contains(&name.as_str()) {
+            continue;
+        }
+        out.put_slice(name.as_str().as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(value.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    out.put_slice(b"\r\n");
+}
+
+/// A connection's I/O with 1xx heads written in (see the module docs).
+#[derive(Debug)]
+pub(crate) struct InterimIo<T> {
+    inner: T,
+    shared: Arc<Shared>,
+    /// hyper's last call was a completed flush: nothing of its own is waiting to go out.
+    clean: bool,
+    /// Interim bytes being written, and how many went out. Once started, they finish before
+    /// any byte of hyper's.
+    out: BytesMut,
+}
+
+impl<T> InterimIo<T> {
+    /// Wraps `inner`; `interim` is the channel the connection's requests send on.
+    pub(crate) fn new(inner: T, interim: &Interim) -> Self {
+        InterimIo {
+            inner,
+            shared: interim.0.clone(),
+            clean: true,
+            out: BytesMut::new(),
+        }
+    }
+}
+
+impl<T: Write + Unpin> InterimIo<T> {
+    /// Writes queued 1xx bytes if it is safe to (`clean`). With `before_hyper` (hyper is
+    /// about to write), queued bytes that cannot go first are dropped.
+    fn poll_interim(&mut self, cx: &mut Context<'_>, before_hyper: bool) -> Poll<io::Result<()>> {
+        if self.out.is_empty() {
+            if !self.shared.has_pending.load(Ordering::Acquire) || !(self.clean || before_hyper) {
+                return Poll::Ready(Ok(()));
+            }
+            let Ok(mut pending) = self.shared.pending.lock() else {
+                return Poll::Ready(Ok(()));
+            };
+            self.shared.has_pending.store(false, Ordering::Release);
+            let queued = pending.split();
+            drop(pending);
+            if !self.clean {
+                // hyper is about to write and part of another response may be ahead of it:
+                // never interleave.
+                tracing::debug!("a 1xx response dropped: another response was being written");
+                return Poll::Ready(Ok(()));
+            }
+            self.out = queued;
+        }
+        while !self.out.is_empty() {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.out))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            let _ = self.out.split_to(n);
+        }
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+}
+
+impl<T: Read + Write + Unpin> Read for InterimIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        let me = self.get_mut();
+        if me.clean || !me.out.is_empty() {
+            // A write that cannot finish now resumes on a later poll (this task is woken).
+            if let Poll::Ready(Err(e)) = me.poll_interim(cx, false) {
+                return Poll::Ready(Err(e));
+            }
+        }
+        Pin::new(&mut me.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: Write + Unpin> Write for InterimIo<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let me = self.get_mut();
+        ready!(me.poll_interim(cx, true))?;
+        me.clean = false;
+        Pin::new(&mut me.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let me = self.get_mut();
+        ready!(me.poll_interim(cx, true))?;
+        me.clean = false;
+        Pin::new(&mut me.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let me = self.get_mut();
+        ready!(Pin::new(&mut me.inner).poll_flush(cx))?;
+        me.clean = true;
+        // hyper has nothing left: a 1xx queued meanwhile can go now.
+        me.poll_interim(cx, false)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_1xx_head_is_serialised_without_hop_by_hop_fields() {
+        let mut h = HeaderMap::new();
+        h.append("link", "</app.css>; rel=preload".parse().unwrap());
+        h.append("link", "</app.js>; rel=preload".parse().unwrap());
+        h.append("connection", "close".parse().unwrap());
+        let mut out = BytesMut::new();
+        write_head(&mut out, StatusCode::from_u16(103).unwrap(), &h);
+        assert_eq!(
+            &out[..],
+            b"HTTP/1.1 103 Early Hints\r\nlink: </app.css>; rel=preload\r\n\
+              link: </app.js>; rel=preload\r\n\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn only_relayable_statuses_of_the_current_request_are_queued() {
+        let i = Interim::default();
+        assert!(i.sender(Version::HTTP_10).await.is_none());
+        assert!(i.sender(Version::HTTP_2).await.is_none());
+        let s = i.sender(Version::HTTP_11).await.unwrap();
+        for code in [100, 101, 200, 404] {
+            s.send(StatusCode::from_u16(code).unwrap(), &HeaderMap::new());
+        }
+        assert!(!i.0.has_pending.load(Ordering::Acquire));
+        s.send(StatusCode::from_u16(102).unwrap(), &HeaderMap::new());
+        assert!(i.0.has_pending.load(Ordering::Acquire));
+        i.0.pending.lock().unwrap().clear();
+        i.0.has_pending.store(false, Ordering::Release);
+        i.end_request();
+        s.send(StatusCode::from_u16(103).unwrap(), &HeaderMap::new());
+        assert!(
+            !i.0.has_pending.load(Ordering::Acquire),
+            "a sender of an answered request is ignored"
+        );
+    }
+}
