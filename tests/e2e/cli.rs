@@ -6,20 +6,20 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_outpost");
 
-fn tmp(name: &str, body: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("outpost-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+/// A config file in a directory of its own; the directory goes when the pair is dropped.
+fn tmp(name: &str, body: &str) -> (crate::support::TempDir, std::path::PathBuf) {
+    let dir = crate::support::temp_dir(&format!("cli-{name}"));
     let p = dir.join("node.toml");
     std::fs::File::create(&p)
         .unwrap()
         .write_all(body.as_bytes())
         .unwrap();
-    p
+    (dir, p)
 }
 
 #[test]
 fn check_config_reports_every_problem_with_line_and_key() {
-    let p = tmp(
+    let (_dir, p) = tmp(
         "bad",
         r#"[admin]
 listen = "127.0.0.1:0"
@@ -92,7 +92,7 @@ fn bad_flags_and_missing_files_exit_2() {
 fn busy_port_is_one_clear_line_and_exit_2() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port();
-    let p = tmp(
+    let (_dir, p) = tmp(
         "busy",
         &format!("[edge]\nlisten = [\"127.0.0.1:{port}\"]\n[[edge.sites]]\nhosts = [\"a.test\"]\norigins = [\"http://127.0.0.1:1\"]\n"),
     );
@@ -123,7 +123,7 @@ fn run_serves_on_port_zero_and_stops_on_sigterm() {
             );
         }
     });
-    let p = tmp(
+    let (_dir, p) = tmp(
         "run",
         &format!(
             "[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"t\"\n[edge]\nlisten = [\"127.0.0.1:0\"]\n[[edge.sites]]\nhosts = [\"127.0.0.1\"]\norigins = [\"http://{origin_addr}\"]\n"

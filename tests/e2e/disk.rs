@@ -182,7 +182,7 @@ async fn the_tier_stays_within_its_size() {
         Origin::start(move |_, _| Reply::ok(&big, &[("cache-control", "max-age=600")])).await;
     let dir = temp_dir("disk-evict");
     let e = edge(&origin, |c| {
-        c.disk_path = Some(dir.clone());
+        c.disk_path = Some(dir.to_path_buf());
         c.disk_bytes = ByteSize(16 << 20);
         c.memory_bytes = ByteSize(64 << 20);
     })

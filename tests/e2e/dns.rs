@@ -17,11 +17,24 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 use tokio::process::Command;
 
-fn sample_db(tag: &str) -> std::path::PathBuf {
+/// The sample City database in a directory of its own, removed when the test ends.
+struct SampleDb {
+    path: std::path::PathBuf,
+    _dir: crate::support::TempDir,
+}
+
+impl std::ops::Deref for SampleDb {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+fn sample_db(tag: &str) -> SampleDb {
     let dir = crate::support::temp_dir(&format!("dns-{tag}"));
-    let p = dir.join("city.mmdb");
-    geo_dns::sample_db::write(&p, geo_dns::sample_db::WORLD).unwrap();
-    p
+    let path = dir.join("city.mmdb");
+    geo_dns::sample_db::write(&path, geo_dns::sample_db::WORLD).unwrap();
+    SampleDb { path, _dir: dir }
 }
 
 fn parse(toml_src: &str) -> DnsConfig {

@@ -78,7 +78,7 @@ async fn unsafe_methods_invalidate_the_disk_tier_too() {
     })
     .await;
     let dir = temp_dir("invalidate-disk");
-    let d = dir.clone();
+    let d = dir.to_path_buf();
     let edge = edge(&origin, move |c| {
         c.disk_path = Some(d);
         c.disk_bytes = edge_node::config::ByteSize(64 << 20);

@@ -45,7 +45,7 @@ async fn a_large_object_streams_to_disk_and_is_shared_and_ranged() {
     let dir = temp_dir("large");
     let e = edge(&origin, |c| {
         c.memory_bytes = ByteSize(8 << 20);
-        c.disk_path = Some(dir.clone());
+        c.disk_path = Some(dir.to_path_buf());
         c.disk_bytes = ByteSize(512 << 20);
     })
     .await;

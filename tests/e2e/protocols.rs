@@ -26,18 +26,13 @@ async fn http2_prior_knowledge_on_the_plain_listener() {
 }
 
 struct Certs {
-    dir: std::path::PathBuf,
+    dir: crate::support::TempDir,
     a_der: Vec<u8>,
     b_der: Vec<u8>,
 }
 
 fn make_certs() -> Certs {
-    let dir = std::env::temp_dir().join(format!(
-        "outpost-tls-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::support::temp_dir("tls");
     let mut ders = Vec::new();
     for (name, hosts) in [
         ("a", vec!["a.test".to_string()]),
@@ -55,13 +50,6 @@ fn make_certs() -> Certs {
     let b_der = ders.pop().unwrap();
     let a_der = ders.pop().unwrap();
     Certs { dir, a_der, b_der }
-}
-
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
 }
 
 #[tokio::test]
@@ -138,7 +126,6 @@ async fn tls_picks_the_certificate_by_sni_and_speaks_h2_and_http1() {
     // The scheme is part of the key: https objects are separate from http ones, and cached.
     assert_eq!(origin.requests(), 3);
     let _ = stop.send(true);
-    let _ = std::fs::remove_dir_all(&certs.dir);
 }
 
 #[tokio::test]
@@ -185,5 +172,4 @@ async fn a_broken_tls_handshake_does_not_hurt_the_listener() {
         "fine"
     );
     let _ = stop.send(true);
-    let _ = std::fs::remove_dir_all(&certs.dir);
 }

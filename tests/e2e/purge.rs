@@ -258,11 +258,11 @@ async fn a_restarted_edge_resumes_from_its_applied_version_and_the_hub_keeps_its
     let origin = tagged_origin().await;
     let hub_dir = temp_dir("hub");
     let edge_dir = temp_dir("edge");
-    let hub = Node::start(None, None, Some(hub_dir.clone()), |_| {}).await;
+    let hub = Node::start(None, None, Some(hub_dir.to_path_buf()), |_| {}).await;
     let edge = Node::start(
         Some(&origin.url()),
         Some(hub.admin_url()),
-        Some(edge_dir.clone()),
+        Some(edge_dir.to_path_buf()),
         |_| {},
     )
     .await;
@@ -275,13 +275,13 @@ async fn a_restarted_edge_resumes_from_its_applied_version_and_the_hub_keeps_its
     // The hub restarts too: its log and version survive.
     let hub_addr = hub.admin;
     hub.shutdown().await;
-    let hub = Node::start(None, None, Some(hub_dir.clone()), |_| {}).await;
+    let hub = Node::start(None, None, Some(hub_dir.to_path_buf()), |_| {}).await;
     assert_eq!(hub.purge.latest(), 3);
     assert_ne!(hub.admin, hub_addr);
     let edge = Node::start(
         Some(&origin.url()),
         Some(hub.admin_url()),
-        Some(edge_dir.clone()),
+        Some(edge_dir.to_path_buf()),
         |_| {},
     )
     .await;

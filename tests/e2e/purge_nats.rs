@@ -41,7 +41,7 @@ async fn purges_reach_every_edge_through_jetstream_across_a_server_restart() {
     let dir = temp_dir("nats-edge");
     let mut nodes = Vec::new();
     for i in 0..3 {
-        let d = (i == 2).then(|| dir.clone());
+        let d = (i == 2).then(|| dir.to_path_buf());
         nodes.push(nats_edge(&origin, &nats, &format!("edge-{i}"), d).await);
     }
     for n in &nodes {
@@ -92,7 +92,7 @@ async fn purges_reach_every_edge_through_jetstream_across_a_server_restart() {
     )
     .await;
     all_applied(&nodes, 4).await;
-    let back = nats_edge(&origin, &nats, "edge-2", Some(dir.clone())).await;
+    let back = nats_edge(&origin, &nats, "edge-2", Some(dir.to_path_buf())).await;
     assert_eq!(
         back.purge.applied(),
         2,

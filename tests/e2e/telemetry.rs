@@ -32,6 +32,7 @@ struct Node {
     child: Child,
     banner: Vec<String>,
     stderr: std::path::PathBuf,
+    _dir: crate::support::TempDir,
 }
 
 impl Node {
@@ -68,6 +69,7 @@ impl Node {
             child,
             banner,
             stderr,
+            _dir: dir,
         }
     }
 
@@ -90,9 +92,6 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if let Some(dir) = self.stderr.parent() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
     }
 }
 

@@ -3,7 +3,7 @@
 use super::headers::UpstreamHeaders;
 use super::sites::Site;
 use super::{ClientInfo, Proxy};
-use crate::cache::key::CacheKey;
+use crate::cache::key::{normalize_host, normalize_query, CacheKey};
 use crate::hooks::RequestInfo;
 use crate::interim::InterimSender;
 use http::{request, Method, Request};
@@ -33,6 +33,27 @@ pub(super) enum Purpose {
 }
 
 impl Ctx {
+    /// The cache key a `Location`/`Content-Location` value refers to, if on the same host.
+    pub(super) fn key_for_reference(&self, reference: &str) -> Option<CacheKey> {
+        let uri: http::Uri = reference.parse().ok()?;
+        if let Some(auth) = uri.authority() {
+            if normalize_host(auth.as_str())? != self.host {
+                return None;
+            }
+        }
+        let path = crate::cache::url::normalize_path(uri.path());
+        if !path.starts_with('/') {
+            return None;
+        }
+        let q = normalize_query(uri.query(), self.site.query, &self.site.drop_params);
+        Some(CacheKey::new(
+            self.client.scheme,
+            &self.host,
+            &path,
+            q.as_deref(),
+        ))
+    }
+
     /// The request's path in the cache's normal form: what the key, the upstream request and
     /// purges use.
     pub(super) fn path(&self) -> &str {

@@ -8,7 +8,6 @@ use super::ctx::{Ctx, Purpose};
 use super::post::Posted;
 use super::{headers, respond, Answer, Proxy};
 use crate::body::ProxyBody;
-use crate::cache::key::{normalize_host, normalize_query, CacheKey};
 use crate::metrics::Outcome;
 use crate::upstream::Retry;
 use http::header;
@@ -85,7 +84,7 @@ impl Proxy {
                     .headers()
                     .get(&h)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| key_for_reference(&ctx, v))
+                    .and_then(|v| ctx.key_for_reference(v))
                 {
                     self.cache.remove(&k);
                 }
@@ -98,25 +97,4 @@ impl Proxy {
         let p = format!("fwd=method; fwd-status={}", res.status().as_u16());
         self.relay(res, &ctx, &p)
     }
-}
-
-/// The cache key a `Location`/`Content-Location` value refers to, if on the same host.
-pub(super) fn key_for_reference(ctx: &Ctx, reference: &str) -> Option<CacheKey> {
-    let uri: http::Uri = reference.parse().ok()?;
-    if let Some(auth) = uri.authority() {
-        if normalize_host(auth.as_str())? != ctx.host {
-            return None;
-        }
-    }
-    let path = crate::cache::url::normalize_path(uri.path());
-    if !path.starts_with('/') {
-        return None;
-    }
-    let q = normalize_query(uri.query(), ctx.site.query, &ctx.site.drop_params);
-    Some(CacheKey::new(
-        ctx.client.scheme,
-        &ctx.host,
-        &path,
-        q.as_deref(),
-    ))
 }

@@ -63,7 +63,7 @@ impl Proxy {
         res.headers()
             .get(header::CONTENT_LOCATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| super::pass::key_for_reference(ctx, v))
+            .and_then(|v| ctx.key_for_reference(v))
             .is_some_and(|k| k == ctx.key)
     }
 }

@@ -197,8 +197,7 @@ impl Reply<'_> {
             let etag = etag_v.as_ref().and_then(|v| v.to_str().ok());
             let lm = lm_v.as_ref().and_then(|v| v.to_str().ok());
             // Without Last-Modified, If-Modified-Since compares with the Date (RFC 9111 4.3.2).
-            let date_v = lm_v
-                .is_none()
+            let date_v = (lm_v.is_none() && self.req.contains_key(header::IF_MODIFIED_SINCE))
                 .then(|| headers.get(header::DATE).cloned())
                 .flatten();
             let since = lm.or_else(|| date_v.as_ref().and_then(|v| v.to_str().ok()));

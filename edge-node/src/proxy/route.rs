@@ -83,16 +83,17 @@ impl Proxy {
 
     /// The site, host and key of a request, or why it has none.
     fn route(&self, parts: http::request::Parts, client: ClientInfo) -> Result<Ctx, Unrouted> {
+        let mut host_fields = parts.headers.get_all(header::HOST).iter();
+        let host_field = host_fields.next();
         // Two Host fields: which one is meant? (RFC 9112 section 3.2: 400.)
-        if parts.headers.get_all(header::HOST).iter().nth(1).is_some() {
+        if host_fields.next().is_some() {
             return Err(Unrouted::BadHost);
         }
-        let raw_host = parts.uri.authority().map(|a| a.as_str()).or_else(|| {
-            parts
-                .headers
-                .get(header::HOST)
-                .and_then(|v| v.to_str().ok())
-        });
+        let raw_host = parts
+            .uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| host_field.and_then(|v| v.to_str().ok()));
         let Some(host) = raw_host.and_then(normalize_host) else {
             return Err(Unrouted::BadHost);
         };

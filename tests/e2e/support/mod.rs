@@ -529,8 +529,31 @@ pub async fn purge(admin: &str, token: &str, json: &str) -> (u16, serde_json::Va
     (status, v)
 }
 
-/// A fresh temporary directory.
-pub fn temp_dir(name: &str) -> std::path::PathBuf {
+/// A fresh temporary directory, removed with everything in it when dropped (also when the
+/// test fails).
+pub struct TempDir(std::path::PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fresh temporary directory under the system's, named for the test.
+pub fn temp_dir(name: &str) -> TempDir {
     let d = std::env::temp_dir().join(format!(
         "outpost-{name}-{}-{}",
         std::process::id(),
@@ -540,13 +563,13 @@ pub fn temp_dir(name: &str) -> std::path::PathBuf {
             .as_nanos()
     ));
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TempDir(d)
 }
 
 /// A real nats-server with JetStream on a loopback port, killed on drop.
 pub struct NatsServer {
     pub port: u16,
-    pub store: std::path::PathBuf,
+    pub store: TempDir,
     child: Option<std::process::Child>,
 }
 
@@ -576,7 +599,7 @@ impl NatsServer {
                 &self.port.to_string(),
                 "-sd",
             ])
-            .arg(&self.store)
+            .arg(&*self.store)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

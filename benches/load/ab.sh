@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Two Outpost builds side by side on the 1 KiB hit load: before and after a change.
+#
+#   bash benches/load/ab.sh BEFORE_BIN AFTER_BIN
+#
+# One sample origin (from AFTER_BIN) feeds two edges, each `--workers 1` on CPU 0 with its own
+# port; wrk -t1 -c$CONNS on CPU 1 loads one edge at a time for DURATION s, alternating
+# before/after for ROUNDS rounds, so machine noise lands on both alike. Prints req/s per run
+# and the median of each side. Knobs: ROUNDS (5), DURATION (10), CONNS (32), PATH_ (/bytes/1024).
+set -euo pipefail
+
+BEFORE=${1:?before binary}
+AFTER=${2:?after binary}
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-32}
+PATH_=${PATH_:-/bytes/1024}
+ORIGIN_PORT=${ORIGIN_PORT:-18100}
+declare -A PORT=([before]=18101 [after]=18102)
+declare -A BIN=([before]=$BEFORE [after]=$AFTER)
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+wait_port() {
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "port $1 did not open" >&2
+    return 1
+}
+
+taskset -c 1 "$AFTER" --workers 1 sample-origin --listen "127.0.0.1:$ORIGIN_PORT" \
+    >"$WORK/origin.log" 2>&1 &
+PIDS+=($!)
+wait_port "$ORIGIN_PORT"
+for side in before after; do
+    sed -e "s|@PORT@|${PORT[$side]}|g" -e "s|@ORIGIN_PORT@|$ORIGIN_PORT|g" \
+        "$HERE/outpost.toml.in" >"$WORK/$side.toml"
+    OUTPOST_LOG=warn taskset -c 0 "${BIN[$side]}" --workers 1 run --config "$WORK/$side.toml" \
+        >"$WORK/$side.log" 2>&1 &
+    PIDS+=($!)
+    wait_port "${PORT[$side]}"
+    # Warm: the object stored, and the connections' first requests out of the way.
+    for _ in 1 2 3; do curl -s -o /dev/null "http://127.0.0.1:${PORT[$side]}$PATH_"; done
+    curl -s -D - -o /dev/null "http://127.0.0.1:${PORT[$side]}$PATH_" | grep -qi 'cache-status:.*hit' ||
+        { echo "$side: $PATH_ is not a hit" >&2; exit 1; }
+done
+
+declare -A RUNS=([before]="" [after]="")
+for r in $(seq "$ROUNDS"); do
+    for side in before after; do
+        rps=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" \
+            "http://127.0.0.1:${PORT[$side]}$PATH_" | awk '/Requests\/sec/ {print $2}')
+        RUNS[$side]="${RUNS[$side]} $rps"
+        echo "round $r $side $rps req/s"
+    done
+done
+for side in before after; do
+    med=$(printf '%s\n' ${RUNS[$side]} | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+    echo "$side median $med req/s (runs:${RUNS[$side]})"
+done
