@@ -17,8 +17,10 @@
 //! queued for a request that has since been answered is dropped too ([`Interim::end_request`]
 //! starts a new generation).
 //!
-//! Not for HTTP/2: hyper's server does not expose h2's `send_informational`, so an HTTP/2
-//! client gets the final response only. HTTP/1.0 clients never get a 1xx (RFC 9110 15.2).
+//! HTTP/2 needs none of this: each stream is a channel of its own, and the node's HTTP/2
+//! server (`listener/http2.rs`) gives the request path the stream's response handle
+//! ([`Interim::http2`]), on which a 1xx is a HEADERS frame sent before the final response's.
+//! HTTP/1.0 clients never get a 1xx (RFC 9110 15.2).
 
 use bytes::{BufMut, BytesMut};
 use futures_util::task::AtomicWaker;
@@ -43,40 +45,82 @@ struct Shared {
     task: AtomicWaker,
 }
 
-/// One connection's 1xx channel, held by the request path (cheap to clone).
-#[derive(Debug, Clone, Default)]
-pub struct Interim(Arc<Shared>);
+/// One HTTP/2 stream's response handle, until its final response takes it out.
+pub(crate) type Http2Slot = Arc<Mutex<Option<h2::server::SendResponse<bytes::Bytes>>>>;
+
+/// A connection's (HTTP/1.1) or a stream's (HTTP/2) 1xx channel, held by the request path
+/// (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Interim(Channel);
+
+#[derive(Debug, Clone)]
+enum Channel {
+    Http1(Arc<Shared>),
+    Http2(Http2Slot),
+}
+
+impl Default for Interim {
+    /// An HTTP/1.1 connection's channel; its I/O goes through [`InterimIo`].
+    fn default() -> Self {
+        Interim(Channel::Http1(Arc::default()))
+    }
+}
 
 /// A channel bound to one request: sends after that request is answered are dropped.
 #[derive(Debug, Clone)]
-pub(crate) struct InterimSender {
-    shared: Arc<Shared>,
-    generation: u64,
+pub(crate) struct InterimSender(Target);
+
+#[derive(Debug, Clone)]
+enum Target {
+    Http1 {
+        shared: Arc<Shared>,
+        generation: u64,
+    },
+    Http2(Http2Slot),
 }
 
 impl Interim {
+    /// An HTTP/2 stream's channel: 1xx responses go out on `slot` while it holds the stream's
+    /// response handle (the server takes it for the final response).
+    pub(crate) fn http2(slot: Http2Slot) -> Self {
+        Interim(Channel::Http2(slot))
+    }
+
     /// A sender for the request being served, whose 1xx responses reach the client, if the
     /// request's version allows them (HTTP/1.1). Registers the connection's task (the caller
     /// runs inside it: hyper polls an HTTP/1 service on the connection's task) so a queued
     /// 1xx gets written while the request is still being served.
     pub(crate) async fn sender(&self, version: Version) -> Option<InterimSender> {
+        let shared = match &self.0 {
+            Channel::Http2(slot) => return Some(InterimSender(Target::Http2(slot.clone()))),
+            Channel::Http1(shared) => shared,
+        };
         if version != Version::HTTP_11 {
             return None;
         }
         std::future::poll_fn(|cx| {
-            self.0.task.register(cx.waker());
+            shared.task.register(cx.waker());
             Poll::Ready(())
         })
         .await;
-        Some(InterimSender {
-            shared: self.0.clone(),
-            generation: self.0.generation.load(Ordering::Acquire),
-        })
+        Some(InterimSender(Target::Http1 {
+            shared: shared.clone(),
+            generation: shared.generation.load(Ordering::Acquire),
+        }))
     }
 
     /// The request being served has its final response: later sends for it are dropped.
     pub fn end_request(&self) {
-        self.0.generation.fetch_add(1, Ordering::AcqRel);
+        match &self.0 {
+            Channel::Http1(shared) => {
+                shared.generation.fetch_add(1, Ordering::AcqRel);
+            }
+            Channel::Http2(slot) => {
+                if let Ok(mut s) = slot.lock() {
+                    s.take();
+                }
+            }
+        }
     }
 }
 
@@ -91,16 +135,39 @@ impl InterimSender {
         {
             return;
         }
-        if self.shared.generation.load(Ordering::Acquire) != self.generation {
-            return;
+        match &self.0 {
+            Target::Http1 { shared, generation } => {
+                if shared.generation.load(Ordering::Acquire) != *generation {
+                    return;
+                }
+                let Ok(mut pending) = shared.pending.lock() else {
+                    return;
+                };
+                write_head(&mut pending, status, headers);
+                shared.has_pending.store(true, Ordering::Release);
+                drop(pending);
+                shared.task.wake();
+            }
+            Target::Http2(slot) => {
+                let Ok(mut slot) = slot.lock() else {
+                    return;
+                };
+                // Taken: the final response is out, and a late 1xx has no place.
+                let Some(respond) = slot.as_mut() else {
+                    return;
+                };
+                let mut res = http::Response::new(());
+                *res.status_mut() = status;
+                for (name, value) in headers {
+                    if !crate::proxy::headers::HOP_BY_HOP.contains(&name.as_str()) {
+                        res.headers_mut().append(name.clone(), value.clone());
+                    }
+                }
+                if let Err(e) = respond.send_informational(res) {
+                    tracing::debug!(error = %e, "a 1xx response could not be sent on HTTP/2");
+                }
+            }
         }
-        let Ok(mut pending) = self.shared.pending.lock() else {
-            return;
-        };
-        write_head(&mut pending, status, headers);
-        self.shared.has_pending.store(true, Ordering::Release);
-        drop(pending);
-        self.shared.task.wake();
     }
 }
 
@@ -138,9 +205,14 @@ pub(crate) struct InterimIo<T> {
 impl<T> InterimIo<T> {
     /// Wraps `inner`; `interim` is the channel the connection's requests send on.
     pub(crate) fn new(inner: T, interim: &Interim) -> Self {
+        let shared = match &interim.0 {
+            Channel::Http1(shared) => shared.clone(),
+            // Not an HTTP/1 channel: the wrapper writes nothing.
+            Channel::Http2(_) => Arc::default(),
+        };
         InterimIo {
             inner,
-            shared: interim.0.clone(),
+            shared,
             clean: true,
             out: BytesMut::new(),
         }
@@ -265,15 +337,18 @@ mod tests {
         for code in [100, 101, 200, 404] {
             s.send(StatusCode::from_u16(code).unwrap(), &HeaderMap::new());
         }
-        assert!(!i.0.has_pending.load(Ordering::Acquire));
+        let Channel::Http1(shared) = &i.0 else {
+            unreachable!()
+        };
+        assert!(!shared.has_pending.load(Ordering::Acquire));
         s.send(StatusCode::from_u16(102).unwrap(), &HeaderMap::new());
-        assert!(i.0.has_pending.load(Ordering::Acquire));
-        i.0.pending.lock().unwrap().clear();
-        i.0.has_pending.store(false, Ordering::Release);
+        assert!(shared.has_pending.load(Ordering::Acquire));
+        shared.pending.lock().unwrap().clear();
+        shared.has_pending.store(false, Ordering::Release);
         i.end_request();
         s.send(StatusCode::from_u16(103).unwrap(), &HeaderMap::new());
         assert!(
-            !i.0.has_pending.load(Ordering::Acquire),
+            !shared.has_pending.load(Ordering::Acquire),
             "a sender of an answered request is ignored"
         );
     }

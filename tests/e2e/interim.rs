@@ -301,3 +301,117 @@ async fn early_hints_cross_the_shield() {
         "one origin request, via the shield"
     );
 }
+
+/// An HTTP/2 client over a plain connection (prior knowledge); returns the request sender.
+async fn h2_client(addr: SocketAddr) -> h2::client::SendRequest<bytes::Bytes> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (send, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    send
+}
+
+/// One GET on `send`: the 1xx responses that came first (status and `link` values), then the
+/// final response's head and body.
+async fn h2_get(
+    send: &mut h2::client::SendRequest<bytes::Bytes>,
+    addr: SocketAddr,
+    path: &str,
+) -> (Vec<(u16, Vec<String>)>, http::response::Parts, String) {
+    let req = http::Request::get(format!("http://{addr}{path}"))
+        .body(())
+        .unwrap();
+    let mut send = send.clone().ready().await.unwrap();
+    let (mut res, _) = send.send_request(req, true).unwrap();
+    let exchange = async {
+        let mut interim = Vec::new();
+        while let Some(i) = std::future::poll_fn(|cx| res.poll_informational(cx)).await {
+            let i = i.unwrap();
+            let links = i
+                .headers()
+                .get_all("link")
+                .iter()
+                .map(|v| v.to_str().unwrap().to_string())
+                .collect();
+            interim.push((i.status().as_u16(), links));
+        }
+        let (head, mut body) = res.await.unwrap().into_parts();
+        let mut text = Vec::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.unwrap();
+            let _ = body.flow_control().release_capacity(chunk.len());
+            text.extend_from_slice(&chunk);
+        }
+        (interim, head, String::from_utf8(text).unwrap())
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .expect("the HTTP/2 exchange completes")
+}
+
+/// HTTP/2: the 103 arrives on the request's stream before its final response, whose fields
+/// do not include the 103's; the stored response answers the next request with no 1xx.
+#[tokio::test]
+async fn an_http2_client_gets_early_hints_on_its_stream() {
+    let (edge, count) = interim_edge().await;
+    let mut c = h2_client(edge.addr).await;
+    let (interim, head, body) = h2_get(&mut c, edge.addr, "/hinted").await;
+    assert_eq!(
+        interim,
+        vec![(103, vec!["</app.css>; rel=preload".to_string()])]
+    );
+    assert_eq!(head.status, 200);
+    assert_eq!(head.version, http::Version::HTTP_2);
+    assert!(!head.headers.contains_key("link"), "{:?}", head.headers);
+    assert_eq!(body, "final");
+    let (interim, head, body) = h2_get(&mut c, edge.addr, "/hinted").await;
+    assert!(interim.is_empty(), "no 1xx from the cache: {interim:?}");
+    assert!(head.headers["cache-status"]
+        .to_str()
+        .unwrap()
+        .contains("hit"));
+    assert_eq!(body, "final");
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+}
+
+/// HTTP/2, on a pass: 102 then 103, in order, then the final response; a stray 100 is not
+/// relayed; streams of the same connection keep their own 1xx.
+#[tokio::test]
+async fn http2_streams_get_their_own_interim_responses_in_order() {
+    let (edge, _) = interim_edge().await;
+    let mut c = h2_client(edge.addr).await;
+    let (mut a, mut b, mut d) = (c.clone(), c.clone(), c.clone());
+    let (pass, plain, cont) = tokio::join!(
+        h2_get(&mut a, edge.addr, "/pass"),
+        h2_get(&mut b, edge.addr, "/other"),
+        h2_get(&mut d, edge.addr, "/continue"),
+    );
+    let codes: Vec<u16> = pass.0.iter().map(|(s, _)| *s).collect();
+    assert_eq!(codes, vec![102, 103]);
+    assert_eq!((pass.1.status.as_u16(), pass.2.as_str()), (200, "passed"));
+    assert!(plain.0.is_empty(), "{:?}", plain.0);
+    assert_eq!(plain.2, "plain");
+    assert!(cont.0.is_empty(), "a 100 is never relayed: {:?}", cont.0);
+    // The connection still serves.
+    let (_, head, _) = h2_get(&mut c, edge.addr, "/other").await;
+    assert_eq!(head.status, 200);
+}
+
+/// HTTP/2 through the tiers: the origin's 103 crosses the shield and the edge.
+#[tokio::test]
+async fn http2_early_hints_cross_the_shield() {
+    let (origin, _) = raw_origin(script).await;
+    let shield = start_shield(shield_config(&format!("http://{origin}"))).await;
+    let mut cfg = edge_config(&format!("http://{origin}"));
+    cfg.shields = vec![format!("http://{}", shield.addr)];
+    cfg.shield_secret = Some(SHIELD_SECRET.into());
+    let edge = start_edge(cfg).await;
+    let mut c = h2_client(edge.addr).await;
+    let (interim, head, body) = h2_get(&mut c, edge.addr, "/hinted").await;
+    assert_eq!(
+        interim,
+        vec![(103, vec!["</app.css>; rel=preload".to_string()])]
+    );
+    assert_eq!((head.status.as_u16(), body.as_str()), (200, "final"));
+}

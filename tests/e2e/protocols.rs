@@ -25,6 +25,92 @@ async fn http2_prior_knowledge_on_the_plain_listener() {
     assert_eq!(origin.requests(), 1);
 }
 
+/// HTTP/2 flow control both ways: a request body and a response body each many times the
+/// 64 KiB initial window go through whole (the edge gives back the window of what it reads
+/// and sends only what the client's window allows).
+#[tokio::test]
+async fn http2_bodies_larger_than_the_flow_control_window() {
+    const BIG: usize = 1 << 20;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = listener.local_addr().unwrap();
+    let app = axum::Router::new()
+        .route(
+            "/up",
+            axum::routing::post(|body: axum::body::Bytes| async move {
+                let sum: u64 = body.iter().map(|b| u64::from(*b)).sum();
+                format!("{} {sum}", body.len())
+            }),
+        )
+        .route(
+            "/big",
+            axum::routing::get(|| async {
+                (
+                    [("cache-control", "max-age=60")],
+                    "0123456789abcdef".repeat(BIG / 16),
+                )
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let edge = start_edge(edge_config(&format!("http://{origin}"))).await;
+    let c = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let upload: Vec<u8> = (0..BIG).map(|i| (i % 251) as u8).collect();
+    let sum: u64 = upload.iter().map(|b| u64::from(*b)).sum();
+    let r = c.post(edge.url("/up")).body(upload).send().await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.text().await.unwrap(), format!("{BIG} {sum}"));
+    for _ in 0..2 {
+        let r = c.get(edge.url("/big")).send().await.unwrap();
+        let body = r.bytes().await.unwrap();
+        assert_eq!(body.len(), BIG);
+        assert!(body.starts_with(b"0123456789abcdef0123"));
+    }
+}
+
+/// A plain connection whose HTTP/2 preface arrives in two segments is still HTTP/2 (the
+/// server's first frame is its SETTINGS); one whose first bytes only look like the preface is
+/// HTTP/1 and gets an error response or a close, and the listener keeps serving.
+#[tokio::test]
+async fn a_split_preface_is_http2_and_a_false_one_is_not() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let origin = Origin::start(|_, _| Reply::ok("ok", &[("cache-control", "max-age=60")])).await;
+    let edge = edge(&origin, |_| {}).await;
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut s = tokio::net::TcpStream::connect(edge.addr).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    s.write_all(&preface[..10]).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    s.write_all(&preface[10..]).await.unwrap();
+    // An empty SETTINGS frame: length 0, type 4, no flags, stream 0.
+    s.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+    let mut head = [0u8; 9];
+    tokio::time::timeout(std::time::Duration::from_secs(5), s.read_exact(&mut head))
+        .await
+        .expect("the server answers")
+        .unwrap();
+    assert_eq!(head[3], 4, "a SETTINGS frame first: {head:?}");
+
+    let mut s = tokio::net::TcpStream::connect(edge.addr).await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    // A reset also ends it; what matters is that it ends.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("answered or closed, not left hanging");
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        out.is_empty() || text.starts_with("HTTP/1.1 4") || text.starts_with("HTTP/1.1 5"),
+        "{text}"
+    );
+    let r = reqwest::get(edge.url("/after")).await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
 struct Certs {
     dir: crate::support::TempDir,
     a_der: Vec<u8>,
@@ -172,4 +258,44 @@ async fn a_broken_tls_handshake_does_not_hurt_the_listener() {
         "fine"
     );
     let _ = stop.send(true);
+}
+
+/// Shutdown with an HTTP/2 request in flight: the listener closes, the request still gets its
+/// whole answer, and the edge's serve future ends once that connection has drained.
+#[tokio::test]
+async fn shutdown_drains_http2_streams_in_flight() {
+    let origin = Origin::start(|_, _| {
+        let mut r = Reply::ok("slow", &[("cache-control", "max-age=60")]);
+        r.delay = std::time::Duration::from_millis(500);
+        r
+    })
+    .await;
+    let e = edge_node::Edge::bind(&edge_config(&origin.url()))
+        .await
+        .unwrap();
+    let addr = e.local_addrs()[0];
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let served = tokio::spawn(e.serve(rx));
+    let c = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let pending = tokio::spawn(async move {
+        let r = c.get(format!("http://{addr}/slow")).send().await?;
+        r.text().await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    stop.send(true).unwrap();
+    let body = tokio::time::timeout(std::time::Duration::from_secs(5), pending)
+        .await
+        .expect("the request in flight finishes")
+        .unwrap()
+        .expect("and is answered");
+    assert_eq!(body, "slow");
+    tokio::time::timeout(std::time::Duration::from_secs(5), served)
+        .await
+        .expect("the edge stops once drained")
+        .unwrap();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }

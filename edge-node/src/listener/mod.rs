@@ -1,6 +1,12 @@
 //! Accept loops: plain and TLS listeners, HTTP/1.1 and HTTP/2 on each, header read timeout and
-//! size limit, graceful drain on shutdown. Each connection's I/O carries its 1xx channel
-//! (`interim.rs`).
+//! size limit, graceful drain on shutdown. HTTP/1.1 is hyper's, its I/O carrying the
+//! connection's 1xx channel (`interim.rs`); HTTP/2 (ALPN `h2`, or the client's preface on a
+//! plain connection) is the node's own server (`listener/http2.rs`), which can send 1xx responses.
+
+mod http2;
+mod limits;
+
+pub(crate) use limits::ConnLimits;
 
 use crate::interim::{Interim, InterimIo};
 use crate::proxy::{ClientInfo, Proxy};
@@ -12,17 +18,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
-
-/// Connection-level limits.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ConnLimits {
-    /// Time allowed for a request head.
-    pub header_read_timeout: Duration,
-    /// Largest request head.
-    pub max_header_bytes: usize,
-}
 
 fn builder(limits: ConnLimits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
@@ -47,6 +44,8 @@ pub(crate) async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
+    // Every HTTP/2 connection holds a sender: once all are dropped, they have drained.
+    let (alive, mut drained) = mpsc::channel::<()>(1);
     let b = builder(limits);
     let scheme = if tls.is_some() { "https" } else { "http" };
     loop {
@@ -69,6 +68,12 @@ pub(crate) async fn serve(
             scheme,
             interim: Some(interim.clone()),
         };
+        let h2 = (
+            proxy.clone(),
+            ClientInfo::new(addr, scheme),
+            shutdown.clone(),
+            alive.clone(),
+        );
         let p = proxy.clone();
         let svc = service_fn(move |req| {
             let p = p.clone();
@@ -90,12 +95,16 @@ pub(crate) async fn serve(
                 tokio::spawn(async move {
                     // A connection must start its request within the header timeout; hyper's own
                     // timer only starts at the first byte.
-                    let mut probe = [0u8; 1];
-                    match tokio::time::timeout(limits.header_read_timeout, stream.peek(&mut probe))
-                        .await
-                    {
-                        Ok(Ok(n)) if n > 0 => {}
-                        _ => return,
+                    let Ok(Some(is_h2)) =
+                        tokio::time::timeout(limits.header_read_timeout, sends_preface(&stream))
+                            .await
+                    else {
+                        return;
+                    };
+                    if is_h2 {
+                        let (p, client, shutdown, alive) = h2;
+                        http2::serve_connection(stream, p, client, limits, shutdown, alive).await;
+                        return;
                     }
                     let io = InterimIo::new(TokioIo::new(stream), &interim);
                     let conn = b.serve_connection(io, svc).into_owned();
@@ -116,6 +125,11 @@ pub(crate) async fn serve(
                         Ok(Ok(s)) => s,
                         _ => return,
                     };
+                    if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        let (p, client, shutdown, alive) = h2;
+                        http2::serve_connection(tls, p, client, limits, shutdown, alive).await;
+                        return;
+                    }
                     let io = InterimIo::new(TokioIo::new(tls), &interim);
                     let conn = b.serve_connection(io, svc).into_owned();
                     let _ = watcher.watch(conn).await;
@@ -124,7 +138,33 @@ pub(crate) async fn serve(
         }
     }
     drop(listener);
-    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+    drop(alive);
+    let drain = async {
+        graceful.shutdown().await;
+        let _ = drained.recv().await;
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
+}
+
+/// Waits for a plain connection's first bytes: `Some(true)` when they are the HTTP/2 preface
+/// (prior knowledge, RFC 9113 3.3), `Some(false)` for anything else, `None` when the client
+/// closes first. A preface split across segments is waited for (the caller bounds the wait).
+async fn sends_preface(stream: &tokio::net::TcpStream) -> Option<bool> {
+    let mut buf = [0u8; 24];
+    loop {
+        let n = stream.peek(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        if buf[..n] != http2::PREFACE[..n] {
+            return Some(false);
+        }
+        if n == buf.len() {
+            return Some(true);
+        }
+        // A prefix of the preface: the rest is on its way.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 async fn wait_true(rx: &mut watch::Receiver<bool>) {

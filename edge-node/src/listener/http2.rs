@@ -1,0 +1,247 @@
+//! The node's HTTP/2 server, on the h2 crate directly: hyper's server gives a request no way to
+//! send 1xx interim responses (RFC 9110 15.2), which HTTP/2 carries as HEADERS frames ahead of
+//! the final response's on the same stream (RFC 9113 8.1). Here each stream's response handle
+//! is shared with the request path ([`crate::interim::Interim::http2`]) until the final
+//! response takes it.
+//!
+//! One task drives a connection: it accepts streams, and while it waits in `accept` h2 does the
+//! connection's reads and writes. Each stream runs in a task of its own: the proxy answers the
+//! request, then the answer's body goes out within the stream's flow-control window. A stream
+//! the client resets stops its request. On shutdown the connection sends GOAWAY and ends once
+//! its streams have finished.
+
+use super::limits::ConnLimits;
+use crate::body::ProxyBody;
+use crate::interim::{Http2Slot, Interim};
+use crate::proxy::{ClientInfo, Proxy};
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::{Reason, RecvStream, SendStream};
+use http::{header, HeaderMap, Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, watch};
+
+/// What an HTTP/2 client sends first (RFC 9113 3.4).
+pub(crate) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Streams one client may have open at once.
+const MAX_CONCURRENT_STREAMS: u32 = 256;
+
+/// Fields that are about one HTTP/1.1 connection and malformed in HTTP/2 (RFC 9113 8.2.2).
+const CONNECTION_SPECIFIC: [header::HeaderName; 5] = [
+    header::CONNECTION,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::HeaderName::from_static("keep-alive"),
+    header::HeaderName::from_static("proxy-connection"),
+];
+
+/// Serves one HTTP/2 connection (after its TLS handshake, or with the client's preface next on
+/// a plain one) until the client leaves or `shutdown` flips and its streams are done. The
+/// connection holds `_alive` while it runs, so the listener can wait for it to drain.
+pub(crate) async fn serve_connection<T>(
+    io: T,
+    proxy: Arc<Proxy>,
+    client: ClientInfo,
+    limits: ConnLimits,
+    mut shutdown: watch::Receiver<bool>,
+    _alive: mpsc::Sender<()>,
+) where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut builder = h2::server::Builder::new();
+    builder
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    let handshake = builder.handshake::<T, Bytes>(io);
+    let mut conn = match tokio::time::timeout(limits.header_read_timeout, handshake).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, client = %client.addr, "HTTP/2 handshake failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    let mut closing = false;
+    loop {
+        let next = tokio::select! {
+            next = conn.accept() => next,
+            _ = shutdown.wait_for(|s| *s), if !closing => {
+                conn.graceful_shutdown();
+                closing = true;
+                continue;
+            }
+        };
+        match next {
+            Some(Ok((req, respond))) => {
+                tokio::spawn(serve_stream(req, respond, proxy.clone(), client.clone()));
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, client = %client.addr, "HTTP/2 connection ended");
+                break;
+            }
+            None => break,
+        }
+    }
+}
+
+/// Answers one stream: the proxy's answer, with the 1xx responses it relays first.
+async fn serve_stream(
+    req: Request<RecvStream>,
+    respond: SendResponse<Bytes>,
+    proxy: Arc<Proxy>,
+    mut client: ClientInfo,
+) {
+    let slot: Http2Slot = Arc::new(Mutex::new(Some(respond)));
+    client.interim = Some(Interim::http2(slot.clone()));
+    let length = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let req = req.map(|stream| RequestBody { stream, length });
+    let answer = proxy.handle(req, client);
+    let reset = poll_fn(|cx| match slot.lock() {
+        Ok(mut s) => match s.as_mut() {
+            Some(respond) => respond.poll_reset(cx).map(|_| ()),
+            None => Poll::Pending,
+        },
+        Err(_) => Poll::Ready(()),
+    });
+    let res = tokio::select! {
+        res = answer => res,
+        // The client gave up on the stream: so does its request.
+        _ = reset => return,
+    };
+    let respond = match slot.lock() {
+        Ok(mut s) => s.take(),
+        Err(_) => None,
+    };
+    if let Some(respond) = respond {
+        send_response(respond, res).await;
+    }
+}
+
+/// Sends the final response, its body within the stream's flow-control window, then its
+/// trailers if any.
+async fn send_response(mut respond: SendResponse<Bytes>, res: Response<ProxyBody>) {
+    let (mut head, mut body) = res.into_parts();
+    for name in &CONNECTION_SPECIFIC {
+        head.headers.remove(name);
+    }
+    if !head.headers.contains_key(header::DATE) {
+        if let Ok(v) = httpdate::fmt_http_date(std::time::SystemTime::now()).parse() {
+            head.headers.insert(header::DATE, v);
+        }
+    }
+    let empty = body.is_end_stream();
+    let mut stream = match respond.send_response(Response::from_parts(head, ()), empty) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(error = %e, "HTTP/2 response head not sent");
+            return;
+        }
+    };
+    if empty {
+        return;
+    }
+    loop {
+        let frame = match body.frame().await {
+            None => {
+                let _ = stream.send_data(Bytes::new(), true);
+                return;
+            }
+            Some(Ok(f)) => f,
+            Some(Err(e)) => {
+                // The body broke off (an upstream that went away mid-body): the client must
+                // not take what it got for the whole.
+                tracing::debug!(error = %e, "HTTP/2 response body failed");
+                stream.send_reset(Reason::INTERNAL_ERROR);
+                return;
+            }
+        };
+        match frame.into_data() {
+            Ok(data) => {
+                let last = body.is_end_stream();
+                if !send_data(&mut stream, data, last).await || last {
+                    return;
+                }
+            }
+            Err(frame) => {
+                let trailers = frame.into_trailers().unwrap_or_else(|_| HeaderMap::new());
+                let _ = stream.send_trailers(trailers);
+                return;
+            }
+        }
+    }
+}
+
+/// Sends `data` as the window allows; false when the stream is gone.
+async fn send_data(stream: &mut SendStream<Bytes>, mut data: Bytes, last: bool) -> bool {
+    if data.is_empty() {
+        return !last || stream.send_data(data, true).is_ok();
+    }
+    while !data.is_empty() {
+        stream.reserve_capacity(data.len());
+        let granted = match poll_fn(|cx| stream.poll_capacity(cx)).await {
+            Some(Ok(0)) => continue,
+            Some(Ok(n)) => n,
+            Some(Err(_)) | None => return false,
+        };
+        let chunk = data.split_to(granted.min(data.len()));
+        if stream.send_data(chunk, last && data.is_empty()).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// A request's body as it arrives on its stream; what is read is given back to the client's
+/// flow-control window.
+pub(crate) struct RequestBody {
+    stream: RecvStream,
+    /// The request's Content-Length, if it gave one.
+    length: Option<u64>,
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+        let me = self.get_mut();
+        match ready!(me.stream.poll_data(cx)) {
+            Some(Ok(data)) => {
+                let _ = me.stream.flow_control().release_capacity(data.len());
+                return Poll::Ready(Some(Ok(Frame::data(data))));
+            }
+            Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+            None => {}
+        }
+        match ready!(me.stream.poll_trailers(cx)) {
+            Ok(Some(t)) => Poll::Ready(Some(Ok(Frame::trailers(t)))),
+            Ok(None) => Poll::Ready(None),
+            Err(e) => Poll::Ready(Some(Err(e))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.stream.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.length {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
+}
