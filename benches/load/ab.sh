@@ -5,8 +5,11 @@
 #
 # One sample origin (from AFTER_BIN) feeds two edges, each `--workers 1` on CPU 0 with its own
 # port; wrk -t1 -c$CONNS on CPU 1 loads one edge at a time for DURATION s, alternating
-# before/after for ROUNDS rounds, so machine noise lands on both alike. Prints req/s per run
-# and the median of each side. Knobs: ROUNDS (5), DURATION (10), CONNS (32), PATH_ (/bytes/1024).
+# before/after for ROUNDS rounds, so machine noise lands on both alike. Prints req/s per run,
+# requests per CPU-second of the edge (steadier on a shared machine: the edge saturates its
+# core, so req/s follows whatever else runs there), and the median of each side. Knobs: ROUNDS (5), DURATION (10), CONNS (32), PATH_ (/bytes/1024),
+# PROTO (h1: wrk; h2: h2load with prior knowledge, STREAMS (10) concurrent streams per
+# connection).
 set -euo pipefail
 
 BEFORE=${1:?before binary}
@@ -15,9 +18,12 @@ ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-32}
 PATH_=${PATH_:-/bytes/1024}
+PROTO=${PROTO:-h1}
+STREAMS=${STREAMS:-10}
 ORIGIN_PORT=${ORIGIN_PORT:-18100}
 declare -A PORT=([before]=18101 [after]=18102)
 declare -A BIN=([before]=$BEFORE [after]=$AFTER)
+declare -A EDGE_PID=()
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 WORK=$(mktemp -d)
 PIDS=()
@@ -47,6 +53,7 @@ for side in before after; do
     OUTPOST_LOG=warn taskset -c 0 "${BIN[$side]}" --workers 1 run --config "$WORK/$side.toml" \
         >"$WORK/$side.log" 2>&1 &
     PIDS+=($!)
+    EDGE_PID[$side]=$!
     wait_port "${PORT[$side]}"
     # Warm: the object stored, and the connections' first requests out of the way.
     for _ in 1 2 3; do curl -s -o /dev/null "http://127.0.0.1:${PORT[$side]}$PATH_"; done
@@ -54,16 +61,34 @@ for side in before after; do
         { echo "$side: $PATH_ is not a hit" >&2; exit 1; }
 done
 
-declare -A RUNS=([before]="" [after]="")
+# CPU time (user + system, in clock ticks) the process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICK=$(getconf CLK_TCK)
+
+declare -A RUNS=([before]="" [after]="") PERCPU=([before]="" [after]="")
 for r in $(seq "$ROUNDS"); do
     for side in before after; do
-        rps=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" \
-            "http://127.0.0.1:${PORT[$side]}$PATH_" | awk '/Requests\/sec/ {print $2}')
+        url="http://127.0.0.1:${PORT[$side]}$PATH_"
+        t0=$(cpu_ticks "${EDGE_PID[$side]}")
+        if [ "$PROTO" = h2 ]; then
+            rps=$(taskset -c 1 h2load -t1 -c"$CONNS" -m"$STREAMS" -D"$DURATION" "$url" |
+                awk '/^finished in/ {print $4}')
+        else
+            rps=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" "$url" |
+                awk '/Requests\/sec/ {print $2}')
+        fi
+        t1=$(cpu_ticks "${EDGE_PID[$side]}")
+        # Requests per CPU-second of the edge: what a busy machine's noise hardly moves.
+        per=$(awk -v r="$rps" -v d="$DURATION" -v t=$((t1 - t0)) -v hz="$TICK" \
+            'BEGIN {printf "%.0f", (t > 0 ? r * d / (t / hz) : 0)}')
         RUNS[$side]="${RUNS[$side]} $rps"
-        echo "round $r $side $rps req/s"
+        PERCPU[$side]="${PERCPU[$side]} $per"
+        echo "round $r $side $rps req/s, $per req per CPU-second"
     done
 done
 for side in before after; do
     med=$(printf '%s\n' ${RUNS[$side]} | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
     echo "$side median $med req/s (runs:${RUNS[$side]})"
+    med=$(printf '%s\n' ${PERCPU[$side]} | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+    echo "$side median $med req per CPU-second (runs:${PERCPU[$side]})"
 done

@@ -106,7 +106,9 @@ async fn serve_stream(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
     let req = req.map(|stream| RequestBody { stream, length });
-    let answer = proxy.handle(req, client);
+    // Boxed: the request path's future is large, and a spawned task is moved whole; this one
+    // stays small.
+    let answer = Box::pin(proxy.handle(req, client));
     let reset = poll_fn(|cx| match slot.lock() {
         Ok(mut s) => match s.as_mut() {
             Some(respond) => respond.poll_reset(cx).map(|_| ()),
@@ -115,6 +117,8 @@ async fn serve_stream(
         Err(_) => Poll::Ready(()),
     });
     let res = tokio::select! {
+        // The answer first: a hit is ready at once, and never looks at the stream's state.
+        biased;
         res = answer => res,
         // The client gave up on the stream: so does its request.
         _ = reset => return,
