@@ -40,32 +40,27 @@ pub(crate) fn normalize_path(path: &str) -> Cow<'_, str> {
 /// for a path that is in fact normal (never true for one that is not).
 fn is_normal(path: &str) -> bool {
     let b = path.as_bytes();
+    // Only `/` and `%` start something to look at; every other byte costs one comparison each.
     for (i, &c) in b.iter().enumerate() {
-        match c {
-            b'%' => {
-                if let (Some(&h), Some(&l)) = (b.get(i + 1), b.get(i + 2)) {
-                    if let (Some(hi), Some(lo)) = (hex_val(h), hex_val(l)) {
-                        if h.is_ascii_lowercase()
-                            || l.is_ascii_lowercase()
-                            || is_unreserved(hi << 4 | lo)
-                        {
-                            return false;
-                        }
-                    }
+        if c > b'/' || (c != b'/' && c != b'%') {
+            continue;
+        }
+        if c == b'/' {
+            // The segment after this slash: empty (unless it ends the path), `.` or `..`.
+            let end = |j: usize| matches!(b.get(j), None | Some(b'/'));
+            match b.get(i + 1) {
+                Some(b'/') => return false,
+                Some(b'.') if end(i + 2) || (b.get(i + 2) == Some(&b'.') && end(i + 3)) => {
+                    return false
+                }
+                _ => {}
+            }
+        } else if let (Some(&h), Some(&l)) = (b.get(i + 1), b.get(i + 2)) {
+            if let (Some(hi), Some(lo)) = (hex_val(h), hex_val(l)) {
+                if h.is_ascii_lowercase() || l.is_ascii_lowercase() || is_unreserved(hi << 4 | lo) {
+                    return false;
                 }
             }
-            b'/' => {
-                // The segment after this slash: empty (unless it ends the path), `.` or `..`.
-                match &b[i + 1..] {
-                    [b'/', ..]
-                    | [b'.']
-                    | [b'.', b'/', ..]
-                    | [b'.', b'.']
-                    | [b'.', b'.', b'/', ..] => return false,
-                    _ => {}
-                }
-            }
-            _ => {}
         }
     }
     true
