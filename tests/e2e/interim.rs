@@ -280,15 +280,21 @@ async fn exchange_rest(c: &mut TcpStream, got: &mut Vec<u8>) -> String {
     String::from_utf8_lossy(got).into_owned()
 }
 
-/// Through the tiers: the origin's 103 crosses the shield and the edge to the client.
-#[tokio::test]
-async fn early_hints_cross_the_shield() {
-    let (origin, count) = raw_origin(script).await;
+/// A shield in front of `origin` and an edge behind the shield.
+async fn behind_a_shield(origin: SocketAddr) -> (TestEdge, TestEdge) {
     let shield = start_shield(shield_config(&format!("http://{origin}"))).await;
     let mut cfg = edge_config(&format!("http://{origin}"));
     cfg.shields = vec![format!("http://{}", shield.addr)];
     cfg.shield_secret = Some(SHIELD_SECRET.into());
     let edge = start_edge(cfg).await;
+    (shield, edge)
+}
+
+/// Through the tiers: the origin's 103 crosses the shield and the edge to the client.
+#[tokio::test]
+async fn early_hints_cross_the_shield() {
+    let (origin, count) = raw_origin(script).await;
+    let (_shield, edge) = behind_a_shield(origin).await;
     let wire = exchange(edge.addr, &get_req("/hinted", "HTTP/1.1"), 1).await;
     assert!(
         wire.starts_with("HTTP/1.1 103 Early Hints\r\nlink: </app.css>; rel=preload\r\n\r\n"),
@@ -402,11 +408,7 @@ async fn http2_streams_get_their_own_interim_responses_in_order() {
 #[tokio::test]
 async fn http2_early_hints_cross_the_shield() {
     let (origin, _) = raw_origin(script).await;
-    let shield = start_shield(shield_config(&format!("http://{origin}"))).await;
-    let mut cfg = edge_config(&format!("http://{origin}"));
-    cfg.shields = vec![format!("http://{}", shield.addr)];
-    cfg.shield_secret = Some(SHIELD_SECRET.into());
-    let edge = start_edge(cfg).await;
+    let (_shield, edge) = behind_a_shield(origin).await;
     let mut c = h2_client(edge.addr).await;
     let (interim, head, body) = h2_get(&mut c, edge.addr, "/hinted").await;
     assert_eq!(

@@ -3,17 +3,35 @@
 use crate::support::*;
 use edge_node::config::CertConfig;
 
+/// Writes `bytes` on a new connection and reads until the edge closes it (a reset counts as
+/// closed); panics if that takes more than 5 s.
+async fn send_raw(addr: std::net::SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("answered or closed, not left hanging");
+    out
+}
+
+/// A client speaking HTTP/2 with prior knowledge (no upgrade, no TLS).
+fn h2c_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn http2_prior_knowledge_on_the_plain_listener() {
     let origin =
         Origin::start(|_, n| Reply::ok(&format!("h2 {n}"), &[("cache-control", "max-age=60")]))
             .await;
     let edge = edge(&origin, |_| {}).await;
-    let c = reqwest::Client::builder()
-        .no_proxy()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
+    let c = h2c_client();
     let a = c.get(edge.url("/x")).send().await.unwrap();
     assert_eq!(a.version(), reqwest::Version::HTTP_2);
     assert_eq!(a.text().await.unwrap(), "h2 1");
@@ -52,11 +70,7 @@ async fn http2_bodies_larger_than_the_flow_control_window() {
         );
     tokio::spawn(async move { axum::serve(listener, app).await });
     let edge = start_edge(edge_config(&format!("http://{origin}"))).await;
-    let c = reqwest::Client::builder()
-        .no_proxy()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
+    let c = h2c_client();
     let upload: Vec<u8> = (0..BIG).map(|i| (i % 251) as u8).collect();
     let sum: u64 = upload.iter().map(|b| u64::from(*b)).sum();
     let r = c.post(edge.url("/up")).body(upload).send().await.unwrap();
@@ -93,15 +107,7 @@ async fn a_split_preface_is_http2_and_a_false_one_is_not() {
         .unwrap();
     assert_eq!(head[3], 4, "a SETTINGS frame first: {head:?}");
 
-    let mut s = tokio::net::TcpStream::connect(edge.addr).await.unwrap();
-    s.write_all(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n")
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    // A reset also ends it; what matters is that it ends.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out))
-        .await
-        .expect("answered or closed, not left hanging");
+    let out = send_raw(edge.addr, b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n").await;
     let text = String::from_utf8_lossy(&out);
     assert!(
         out.is_empty() || text.starts_with("HTTP/1.1 4") || text.starts_with("HTTP/1.1 5"),
@@ -231,15 +237,7 @@ async fn a_broken_tls_handshake_does_not_hurt_the_listener() {
     let addr = e.tls_local_addrs()[0];
     let (stop, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(e.serve(rx));
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = Vec::new();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut buf))
-        .await
-        .expect("plain text on a TLS port is dropped");
+    let _ = send_raw(addr, b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").await;
     let c = reqwest::Client::builder()
         .no_proxy()
         .use_rustls_tls()
@@ -276,11 +274,7 @@ async fn shutdown_drains_http2_streams_in_flight() {
     let addr = e.local_addrs()[0];
     let (stop, rx) = tokio::sync::watch::channel(false);
     let served = tokio::spawn(e.serve(rx));
-    let c = reqwest::Client::builder()
-        .no_proxy()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
+    let c = h2c_client();
     let pending = tokio::spawn(async move {
         let r = c.get(format!("http://{addr}/slow")).send().await?;
         r.text().await

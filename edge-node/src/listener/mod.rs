@@ -17,9 +17,11 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
+use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::either::Either;
 
 fn builder(limits: ConnLimits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
@@ -88,54 +90,22 @@ pub(crate) async fn serve(
                 Ok::<_, Infallible>(res)
             }
         });
-        match &tls {
-            None => {
-                let b = b.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    // A connection must start its request within the header timeout; hyper's own
-                    // timer only starts at the first byte.
-                    let Ok(Some(is_h2)) =
-                        tokio::time::timeout(limits.header_read_timeout, sends_preface(&stream))
-                            .await
-                    else {
-                        return;
-                    };
-                    if is_h2 {
-                        let (p, client, shutdown, alive) = h2;
-                        http2::serve_connection(stream, p, client, limits, shutdown, alive).await;
-                        return;
-                    }
-                    let io = InterimIo::new(TokioIo::new(stream), &interim);
-                    let conn = b.serve_connection(io, svc).into_owned();
-                    let _ = watcher.watch(conn).await;
-                });
+        let acceptor = tls.clone();
+        let b = b.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let Some((io, is_h2)) = open(stream, acceptor, limits.header_read_timeout).await else {
+                return;
+            };
+            if is_h2 {
+                let (p, client, shutdown, alive) = h2;
+                http2::serve_connection(io, p, client, limits, shutdown, alive).await;
+                return;
             }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                let b = b.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let tls = match tokio::time::timeout(
-                        limits.header_read_timeout,
-                        acceptor.accept(stream),
-                    )
-                    .await
-                    {
-                        Ok(Ok(s)) => s,
-                        _ => return,
-                    };
-                    if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-                        let (p, client, shutdown, alive) = h2;
-                        http2::serve_connection(tls, p, client, limits, shutdown, alive).await;
-                        return;
-                    }
-                    let io = InterimIo::new(TokioIo::new(tls), &interim);
-                    let conn = b.serve_connection(io, svc).into_owned();
-                    let _ = watcher.watch(conn).await;
-                });
-            }
-        }
+            let io = InterimIo::new(TokioIo::new(io), &interim);
+            let conn = b.serve_connection(io, svc).into_owned();
+            let _ = watcher.watch(conn).await;
+        });
     }
     drop(listener);
     drop(alive);
@@ -146,10 +116,40 @@ pub(crate) async fn serve(
     let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
 }
 
+/// A client connection: plain, or TLS.
+type Conn = Either<TcpStream, TlsStream<TcpStream>>;
+
+/// A connection ready for HTTP, and whether it speaks HTTP/2: after its TLS handshake (ALPN
+/// says), or once a plain one's first bytes are in (the preface says). `None` when the client
+/// leaves or takes longer than `timeout` (hyper's own header timer only starts at the first
+/// byte).
+async fn open(
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    timeout: Duration,
+) -> Option<(Conn, bool)> {
+    match tls {
+        None => {
+            let is_h2 = tokio::time::timeout(timeout, sends_preface(&stream))
+                .await
+                .ok()??;
+            Some((Either::Left(stream), is_h2))
+        }
+        Some(acceptor) => {
+            let tls = tokio::time::timeout(timeout, acceptor.accept(stream))
+                .await
+                .ok()?
+                .ok()?;
+            let is_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            Some((Either::Right(tls), is_h2))
+        }
+    }
+}
+
 /// Waits for a plain connection's first bytes: `Some(true)` when they are the HTTP/2 preface
 /// (prior knowledge, RFC 9113 3.3), `Some(false)` for anything else, `None` when the client
 /// closes first. A preface split across segments is waited for (the caller bounds the wait).
-async fn sends_preface(stream: &tokio::net::TcpStream) -> Option<bool> {
+async fn sends_preface(stream: &TcpStream) -> Option<bool> {
     let mut buf = [0u8; 24];
     loop {
         let n = stream.peek(&mut buf).await.ok()?;
