@@ -191,6 +191,50 @@ origins = ["http://127.0.0.1:1", "ftp://nope"]
 "#;
 
     #[test]
+    fn origin_tls_keys_are_checked_with_their_lines() {
+        let src = r#"[edge]
+listen = ["127.0.0.1:0"]
+
+[[edge.sites]]
+hosts = ["a.test"]
+origins = ["http://127.0.0.1:1"]
+origin_ca = "/nonexistent/ca.pem"
+
+[[edge.sites]]
+hosts = ["b.test"]
+origins = ["https://127.0.0.1:1"]
+origin_sni = "not a name"
+origin_host = "bad host/"
+
+[[edge.sites]]
+hosts = ["c.test"]
+origins = ["https://127.0.0.1:1"]
+origin_ca = "/etc/hostname"
+origin_insecure_skip_verify = true
+"#;
+        let errs = NodeConfig::parse("n.toml", src).unwrap_err();
+        let has = |line: usize, key: &str, words: &str| {
+            errs.iter().any(|e| {
+                e.starts_with(&format!("n.toml:{line}: edge.sites["))
+                    && e.contains(key)
+                    && e.contains(words)
+            })
+        };
+        assert!(
+            has(7, "origin_ca", "cannot read /nonexistent/ca.pem"),
+            "{errs:?}"
+        );
+        assert!(has(7, "origin_ca", "has none"), "{errs:?}");
+        assert!(has(12, "origin_sni", "not a server name"), "{errs:?}");
+        assert!(has(13, "origin_host", "not a host"), "{errs:?}");
+        assert!(
+            has(19, "origin_insecure_skip_verify", "contradicts origin_ca"),
+            "{errs:?}"
+        );
+        assert_eq!(errs.len(), 5, "{errs:?}");
+    }
+
+    #[test]
     fn locates_nested_keys() {
         assert_eq!(locate(SRC, "admin.token"), Some(3));
         assert_eq!(locate(SRC, "edge.listen"), Some(6));

@@ -255,7 +255,11 @@ impl Telemetry {
         let stats = Arc::new(ExportStats::default());
         let exporting = cfg.filter(|c| c.exports());
         let stderr_layer = {
-            let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+            // Colours only for a terminal: a log file or journald gets plain text.
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let fmt = tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(ansi);
             let layer: Box<dyn Layer<_> + Send + Sync> = if log.json {
                 fmt.event_format(StderrFormat).boxed()
             } else {

@@ -172,6 +172,22 @@ pub struct SiteConfig {
     /// Consecutive failed checks that take an origin out.
     #[serde(default = "defaults::unhealthy_after")]
     pub unhealthy_after: u32,
+    /// The Host sent to the origins instead of the client's (`bucket.s3.example.com`); also
+    /// the name checked on an https:// origin's certificate unless `origin_sni` says otherwise.
+    #[serde(default)]
+    pub origin_host: Option<String>,
+    /// The name sent as SNI to https:// origins and checked on their certificates, instead of
+    /// the origin URL's host.
+    #[serde(default)]
+    pub origin_sni: Option<String>,
+    /// PEM file of the CAs that sign the https:// origins' certificates, instead of the
+    /// system's roots.
+    #[serde(default)]
+    pub origin_ca: Option<PathBuf>,
+    /// Accept any certificate from https:// origins: encrypted, not authenticated. Warned
+    /// about at start.
+    #[serde(default)]
+    pub origin_insecure_skip_verify: bool,
 }
 
 impl SiteConfig {
@@ -197,6 +213,24 @@ impl SiteConfig {
             health_timeout: defaults::health_timeout(),
             healthy_after: defaults::healthy_after(),
             unhealthy_after: defaults::unhealthy_after(),
+            origin_host: None,
+            origin_sni: None,
+            origin_ca: None,
+            origin_insecure_skip_verify: false,
+        }
+    }
+
+    /// How this site's https:// origins are reached: the SNI is `origin_sni`, else
+    /// `origin_host` (without a port), else each origin URL's host.
+    pub(crate) fn origin_tls(&self) -> crate::upstream::tls::OriginTls {
+        let host_name = self.origin_host.as_deref().map(|h| {
+            h.parse::<http::uri::Authority>()
+                .map_or(h.to_string(), |a| a.host().to_string())
+        });
+        crate::upstream::tls::OriginTls {
+            ca_file: self.origin_ca.clone(),
+            server_name: self.origin_sni.clone().or(host_name),
+            insecure: self.origin_insecure_skip_verify,
         }
     }
 }
@@ -521,6 +555,7 @@ impl EdgeConfig {
                     out.push(ConfigProblem::new(format!("{p}.origins[{j}]"), e));
                 }
             }
+            out.extend(origin_tls_problems(s, &p));
             if let Some(hp) = &s.health_path {
                 if !hp.starts_with('/') || http::uri::PathAndQuery::try_from(hp.as_str()).is_err() {
                     out.push(ConfigProblem::new(
@@ -546,6 +581,60 @@ impl EdgeConfig {
         }
         out
     }
+}
+
+/// Problems with a site's settings for reaching its origins over TLS (`p` is its path).
+fn origin_tls_problems(s: &SiteConfig, p: &str) -> Vec<ConfigProblem> {
+    let mut out = Vec::new();
+    if let Some(h) = &s.origin_host {
+        if h.parse::<http::uri::Authority>().is_err() || http::HeaderValue::from_str(h).is_err() {
+            out.push(ConfigProblem::new(
+                format!("{p}.origin_host"),
+                format!("{h:?} is not a host[:port]"),
+            ));
+        }
+    }
+    if let Some(n) = &s.origin_sni {
+        if rustls::pki_types::ServerName::try_from(n.as_str()).is_err() {
+            out.push(ConfigProblem::new(
+                format!("{p}.origin_sni"),
+                format!("{n:?} is not a server name"),
+            ));
+        }
+    }
+    if let Some(ca) = &s.origin_ca {
+        if let Err(e) = std::fs::metadata(ca) {
+            out.push(ConfigProblem::new(
+                format!("{p}.origin_ca"),
+                format!("cannot read {}: {e}", ca.display()),
+            ));
+        }
+        if s.origin_insecure_skip_verify {
+            out.push(ConfigProblem::new(
+                format!("{p}.origin_insecure_skip_verify"),
+                "contradicts origin_ca: verify against that CA, or not at all",
+            ));
+        }
+    }
+    let any_tls = s
+        .origins
+        .iter()
+        .filter_map(|o| crate::upstream::addr::OriginAddr::parse(o).ok())
+        .any(|a| a.is_tls());
+    let tls_keys = [
+        ("origin_sni", s.origin_sni.is_some()),
+        ("origin_ca", s.origin_ca.is_some()),
+        ("origin_insecure_skip_verify", s.origin_insecure_skip_verify),
+    ];
+    for (key, set) in tls_keys {
+        if set && !any_tls {
+            out.push(ConfigProblem::new(
+                format!("{p}.{key}"),
+                "applies to https:// origins, and this site has none",
+            ));
+        }
+    }
+    out
 }
 
 fn valid_host_pattern(h: &str) -> bool {

@@ -116,10 +116,11 @@ impl<'a> EdgeBuilder<'a> {
             self.tier,
             &Sites::names(&cfg.sites),
         ));
+        let upstream = upstream(cfg, metrics.clone())?;
         let proxy = Proxy::new(proxy::Parts {
-            sites: Sites::new(&cfg.sites).map_err(EdgeError::Config)?,
+            sites: Sites::new(&cfg.sites, &upstream).map_err(EdgeError::Config)?,
             cache,
-            upstream: upstream(cfg, metrics.clone())?,
+            upstream,
             hooks: self.hooks,
             metrics,
             registry: self.registry,
@@ -188,7 +189,7 @@ fn upstream(cfg: &EdgeConfig, metrics: Arc<NodeMetrics>) -> Result<Upstream, Edg
             })?),
             None => None,
         };
-    Ok(Upstream::new(
+    Upstream::new(
         Timeouts {
             connect: cfg.connect_timeout.0,
             first_byte: cfg.first_byte_timeout.0,
@@ -198,7 +199,8 @@ fn upstream(cfg: &EdgeConfig, metrics: Arc<NodeMetrics>) -> Result<Upstream, Edg
         resolver,
         ParentTier { shields, secret },
         metrics,
-    ))
+    )
+    .map_err(EdgeError::Config)
 }
 
 async fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, EdgeError> {

@@ -15,6 +15,7 @@ mod conformance;
 mod disk;
 mod dns;
 mod freshness;
+mod https_origin;
 mod interim;
 mod invalidation;
 mod large;

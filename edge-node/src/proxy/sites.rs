@@ -5,6 +5,7 @@ use crate::cache::key::{normalize_query, CacheKey, QueryMode};
 use crate::config::SiteConfig;
 use crate::upstream::addr::OriginAddr;
 use crate::upstream::origins::{HealthCheck, OriginPool};
+use crate::upstream::Upstream;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -33,8 +34,10 @@ pub(crate) struct Sites {
 }
 
 impl Sites {
-    /// Builds the table; the config must have passed `validate()`.
-    pub(crate) fn new(cfg: &[SiteConfig]) -> Result<Self, String> {
+    /// Builds the table, each site's origins reached through `upstream` (with a client of
+    /// their own when the site's TLS settings ask for one); the config must have passed
+    /// `validate()`.
+    pub(crate) fn new(cfg: &[SiteConfig], upstream: &Upstream) -> Result<Self, String> {
         let mut out = Sites::default();
         for (index, s) in cfg.iter().enumerate() {
             let origins = s
@@ -42,20 +45,43 @@ impl Sites {
                 .iter()
                 .map(|o| OriginAddr::parse(o))
                 .collect::<Result<Vec<_>, _>>()?;
+            let mut pool = OriginPool::new(
+                origins,
+                s.health_path.as_ref().map(|path| HealthCheck {
+                    path: path.clone(),
+                    host: s.hosts.first().cloned().unwrap_or_default(),
+                    interval: s.health_interval.0,
+                    timeout: s.health_timeout.0,
+                    healthy_after: s.healthy_after,
+                    unhealthy_after: s.unhealthy_after,
+                }),
+            );
+            let tls = s.origin_tls();
+            if !tls.is_default() {
+                pool.client = Some(
+                    upstream
+                        .client_for(&tls)
+                        .map_err(|e| format!("sites[{index}]: {e}"))?,
+                );
+                if tls.insecure {
+                    tracing::warn!(
+                        site = s.display_name(),
+                        "origin certificates are NOT verified (origin_insecure_skip_verify): \
+                         the connection is encrypted, but anyone on the path can pose as the origin"
+                    );
+                }
+            }
+            pool.host = match &s.origin_host {
+                Some(h) => Some(
+                    http::HeaderValue::from_str(h)
+                        .map_err(|_| format!("sites[{index}].origin_host: {h:?} is not a host"))?,
+                ),
+                None => None,
+            };
             let site = Arc::new(Site {
                 name: s.display_name().to_string(),
                 index,
-                origins: Arc::new(OriginPool::new(
-                    origins,
-                    s.health_path.as_ref().map(|path| HealthCheck {
-                        path: path.clone(),
-                        host: s.hosts.first().cloned().unwrap_or_default(),
-                        interval: s.health_interval.0,
-                        timeout: s.health_timeout.0,
-                        healthy_after: s.healthy_after,
-                        unhealthy_after: s.unhealthy_after,
-                    }),
-                )),
+                origins: Arc::new(pool),
                 query: s.query,
                 drop_params: s.drop_params.clone(),
                 stale_if_unreachable: s.stale_if_unreachable.map(|d| d.0),

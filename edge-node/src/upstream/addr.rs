@@ -1,27 +1,29 @@
-//! Upstream addresses: an origin or shield base URL (`http://host:port`), parsed strictly.
+//! Upstream addresses: an origin or shield base URL (`http://host:port` or
+//! `https://host:port`), parsed strictly.
 
 use http::uri::{Authority, Scheme};
 use http::Uri;
 
-/// An origin base URL: `http://host:port`.
+/// An origin base URL: `http://host:port` or `https://host:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct OriginAddr {
-    /// Scheme (http).
+    /// Scheme (http or https).
     pub scheme: Scheme,
     /// host:port.
     pub authority: Authority,
 }
 
 impl OriginAddr {
-    /// Parses an origin URL; only `http://host[:port]` without a path is accepted.
+    /// Parses an origin URL; only `http://host[:port]` or `https://host[:port]` without a path
+    /// is accepted.
     pub(crate) fn parse(s: &str) -> Result<Self, String> {
         let uri: Uri = s.parse().map_err(|e| format!("{s:?} is not a URL: {e}"))?;
         let scheme = uri
             .scheme()
             .cloned()
-            .ok_or_else(|| format!("{s:?} needs a scheme (http://)"))?;
-        if scheme != Scheme::HTTP {
-            return Err(format!("{s:?}: only http:// origins are supported"));
+            .ok_or_else(|| format!("{s:?} needs a scheme (http:// or https://)"))?;
+        if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
+            return Err(format!("{s:?}: only http:// and https:// are supported"));
         }
         let authority = uri
             .authority()
@@ -33,6 +35,13 @@ impl OriginAddr {
             ));
         }
         Ok(Self { scheme, authority })
+    }
+}
+
+impl OriginAddr {
+    /// Whether it is reached over TLS.
+    pub(crate) fn is_tls(&self) -> bool {
+        self.scheme == Scheme::HTTPS
     }
 }
 

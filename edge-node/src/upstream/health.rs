@@ -8,14 +8,23 @@ use crate::body::ProxyBody;
 use std::time::Duration;
 
 impl Upstream {
-    /// One active health check: GET `path` on `addr`; healthy when it answers 2xx or 3xx.
+    /// One active health check: GET `path` on `addr` (one of `pool`'s origins, with its
+    /// client and Host); healthy when it answers 2xx or 3xx.
     pub(crate) async fn probe(
         &self,
+        pool: &OriginPool,
         addr: &OriginAddr,
         path: &str,
         host: &str,
         timeout: Duration,
     ) -> bool {
+        let host = match &pool.host {
+            Some(h) => h.clone(),
+            None => match http::HeaderValue::from_str(host) {
+                Ok(h) => h,
+                Err(_) => return false,
+            },
+        };
         let Ok(req) = http::Request::get(format!("{addr}{path}"))
             .header(http::header::HOST, host)
             .header(http::header::USER_AGENT, "outpost-health-check")
@@ -23,7 +32,8 @@ impl Upstream {
         else {
             return false;
         };
-        match tokio::time::timeout(timeout, self.client.request(req)).await {
+        let client = pool.client.as_ref().unwrap_or(&self.client);
+        match tokio::time::timeout(timeout, client.request(req)).await {
             Ok(Ok(res)) => {
                 let ok = res.status().is_success() || res.status().is_redirection();
                 let _ = tokio::time::timeout(
@@ -47,7 +57,9 @@ pub(crate) async fn check_origins(
     let Some(h) = pool.health.clone() else { return };
     loop {
         for o in pool.origins() {
-            let ok = upstream.probe(&o.addr, &h.path, &h.host, h.timeout).await;
+            let ok = upstream
+                .probe(&pool, &o.addr, &h.path, &h.host, h.timeout)
+                .await;
             match pool.record_check(o, ok) {
                 Some(true) => tracing::info!(origin = %o.addr, "origin is healthy again"),
                 Some(false) => {

@@ -9,6 +9,7 @@ pub(crate) mod health;
 pub(crate) mod origins;
 pub(crate) mod resolve;
 pub(crate) mod shields;
+pub(crate) mod tls;
 
 pub use shields::{PURGE_VERSION, SHIELD_RETRY, SHIELD_SECRET};
 
@@ -18,13 +19,11 @@ use addr::OriginAddr;
 use error::UpstreamError;
 use http::{request, Response, Uri};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use origins::OriginPool;
 use shields::{rank, ParentTier, Shield};
 use std::sync::Arc;
 use std::time::Duration;
+use tls::{OriginTls, UpstreamClient};
 use tracing::Instrument;
 
 /// Whether a request may go to the next target after the first one timed out.
@@ -75,7 +74,10 @@ pub(crate) struct Timeouts {
 /// The pooled upstream client.
 #[derive(Clone)]
 pub(crate) struct Upstream {
-    client: Client<HttpConnector<resolve::OriginResolver>, ProxyBody>,
+    /// For shields, and origins of sites with the default TLS settings.
+    client: UpstreamClient,
+    /// What further clients (sites with TLS settings of their own) are built with.
+    resolver: resolve::OriginResolver,
     /// Timeouts applied to every fetch.
     pub timeouts: Timeouts,
     /// Shields in front of the origins, if any.
@@ -91,20 +93,24 @@ impl Upstream {
         resolver: resolve::OriginResolver,
         parents: ParentTier,
         metrics: Arc<NodeMetrics>,
-    ) -> Self {
-        let mut conn = HttpConnector::new_with_resolver(resolver);
-        conn.set_connect_timeout(Some(timeouts.connect));
-        conn.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .build(conn);
-        Self {
+    ) -> Result<Self, String> {
+        let client = tls::client(&OriginTls::default(), resolver.clone(), timeouts.connect)?;
+        Ok(Self {
             client,
+            resolver,
             timeouts,
             parents: Arc::new(parents),
             metrics,
+        })
+    }
+
+    /// A client for upstreams reached with `tls`: this one's when those are the defaults
+    /// (one pool), else a client of its own.
+    pub(crate) fn client_for(&self, tls: &OriginTls) -> Result<UpstreamClient, String> {
+        if tls.is_default() {
+            return Ok(self.client.clone());
         }
+        tls::client(tls, self.resolver.clone(), self.timeouts.connect)
     }
 
     /// Sends `parts` (path and query in its URI) to the home shield of `key`, the next shields,
@@ -131,7 +137,7 @@ impl Upstream {
             let Some(b) = body.take().or_else(|| retry_allowed.then(ProxyBody::empty)) else {
                 break;
             };
-            let req = self.prepare(&parts, &target, purge_version)?;
+            let req = self.prepare(&parts, &target, origins, purge_version)?;
             let e = match self.attempt(&target, req, b, origins, now).await {
                 Ok(res) => return Ok(res),
                 Err(e) => e,
@@ -142,6 +148,7 @@ impl Upstream {
                 UpstreamError::Protocol { .. } => false,
             };
             if !moves_on || i + 1 == n {
+                tracing::warn!(upstream = %target.addr(), error = %e, "upstream request failed");
                 return Err(e);
             }
             tracing::warn!(upstream = %target.addr(), error = %e, "trying the next upstream");
@@ -164,24 +171,32 @@ impl Upstream {
             .collect()
     }
 
-    /// The request head for one target: its URI, and for a shield the secret and the purge
-    /// version this node has applied.
+    /// The request head for one target: its URI; for a shield the secret and the purge
+    /// version this node has applied; for an origin the site's Host override, if any.
     fn prepare(
         &self,
         parts: &request::Parts,
         target: &Target<'_>,
+        origins: &OriginPool,
         purge_version: u64,
     ) -> Result<request::Parts, UpstreamError> {
         let addr = target.addr();
         let mut p = parts.clone();
-        if let Target::Shield(_) = target {
-            if let Some(secret) = &self.parents.secret {
-                p.headers.insert(SHIELD_SECRET.clone(), secret.clone());
+        match target {
+            Target::Shield(_) => {
+                if let Some(secret) = &self.parents.secret {
+                    p.headers.insert(SHIELD_SECRET.clone(), secret.clone());
+                }
+                p.headers.insert(
+                    PURGE_VERSION.clone(),
+                    http::HeaderValue::from(purge_version),
+                );
             }
-            p.headers.insert(
-                PURGE_VERSION.clone(),
-                http::HeaderValue::from(purge_version),
-            );
+            Target::Origin(_) => {
+                if let Some(host) = &origins.host {
+                    p.headers.insert(http::header::HOST, host.clone());
+                }
+            }
         }
         let mut u = http::uri::Parts::default();
         u.scheme = Some(addr.scheme.clone());
@@ -215,7 +230,11 @@ impl Upstream {
         agent::propagation::inject(&span, &mut p.headers);
         let req = http::Request::from_parts(p, body);
         let started = std::time::Instant::now();
-        let attempt = tokio::time::timeout(self.timeouts.first_byte, self.client.request(req))
+        let client = match target {
+            Target::Origin(_) => origins.client.as_ref().unwrap_or(&self.client),
+            Target::Shield(_) => &self.client,
+        };
+        let attempt = tokio::time::timeout(self.timeouts.first_byte, client.request(req))
             .instrument(span.clone())
             .await;
         self.observe_attempt(&span, kind, started, &attempt);

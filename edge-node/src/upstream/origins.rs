@@ -5,6 +5,7 @@
 //! anyway: a guess beats a certain error.
 
 use super::addr::OriginAddr;
+use super::tls::UpstreamClient;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -62,12 +63,26 @@ impl Origin {
 }
 
 /// The origins of one site.
-#[derive(Debug)]
 pub(crate) struct OriginPool {
     origins: Vec<Origin>,
     next: AtomicUsize,
     /// Active checks, if configured.
     pub health: Option<HealthCheck>,
+    /// The site's own client, when its TLS settings differ from the defaults.
+    pub client: Option<UpstreamClient>,
+    /// The Host sent to origins instead of the client's (a bucket's name, say).
+    pub host: Option<http::HeaderValue>,
+}
+
+impl std::fmt::Debug for OriginPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OriginPool")
+            .field("origins", &self.origins)
+            .field("health", &self.health)
+            .field("own_client", &self.client.is_some())
+            .field("host", &self.host)
+            .finish()
+    }
 }
 
 impl OriginPool {
@@ -77,6 +92,8 @@ impl OriginPool {
             origins: addrs.into_iter().map(Origin::new).collect(),
             next: AtomicUsize::new(0),
             health,
+            client: None,
+            host: None,
         }
     }
 

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod otlp;
+pub mod pki;
+pub mod tls_origin;
 
 use bytes::Bytes;
 use edge_node::config::{EdgeConfig, SiteConfig};

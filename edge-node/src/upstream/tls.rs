@@ -1,0 +1,213 @@
+//! TLS to upstreams: whom to trust (the system's roots, or a site's own CA file), the name
+//! checked on the certificate and sent as SNI (the URL's host, or a site's override), ALPN
+//! offering HTTP/2 and HTTP/1.1, and the pooled client built on it. Skipping verification is
+//! a site's explicit choice ([`OriginTls::insecure`]), warned about when the node starts.
+
+use super::resolve::OriginResolver;
+use crate::body::ProxyBody;
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::ring::default_provider;
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// The connector every upstream client uses: plain or TLS by the URL's scheme.
+pub(crate) type Connector = HttpsConnector<HttpConnector<OriginResolver>>;
+
+/// A pooled upstream client (HTTP/1.1, or HTTP/2 where the TLS handshake agrees on it).
+pub(crate) type UpstreamClient = Client<Connector, ProxyBody>;
+
+/// How one set of upstreams is reached over TLS.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct OriginTls {
+    /// PEM file of the CAs to trust instead of the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// The name checked on the certificate and sent as SNI, instead of the URL's host.
+    pub server_name: Option<String>,
+    /// Accept any certificate (the connection is encrypted but not authenticated).
+    pub insecure: bool,
+}
+
+impl OriginTls {
+    /// Whether these are the defaults (system roots, the URL's host, verification on).
+    pub(crate) fn is_default(&self) -> bool {
+        *self == OriginTls::default()
+    }
+}
+
+/// A pooled client for `tls`, resolving names with `resolver`.
+pub(crate) fn client(
+    tls: &OriginTls,
+    resolver: OriginResolver,
+    connect_timeout: Duration,
+) -> Result<UpstreamClient, String> {
+    let mut http = HttpConnector::new_with_resolver(resolver);
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    // The scheme decides: https goes through the TLS layer, http straight through.
+    http.enforce_http(false);
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(client_config(tls)?)
+        .https_or_http();
+    let builder = match &tls.server_name {
+        Some(name) => {
+            let name = ServerName::try_from(name.clone())
+                .map_err(|e| format!("{name:?} is not a server name: {e}"))?;
+            builder.with_server_name_resolver(FixedServerNameResolver::new(name))
+        }
+        None => builder,
+    };
+    let connector = builder.enable_all_versions().wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(256)
+        .build(connector))
+}
+
+/// The rustls settings for `tls`.
+fn client_config(tls: &OriginTls) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS settings: {e}"))?;
+    let cfg = if tls.insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_no_client_auth()
+    } else {
+        let roots = match &tls.ca_file {
+            Some(path) => Arc::new(roots_from_file(path)?),
+            None => system_roots(),
+        };
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    Ok(cfg)
+}
+
+/// The CAs in a PEM file; an error names the file and what is wrong with it.
+fn roots_from_file(path: &std::path::Path) -> Result<RootCertStore, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut roots = RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let cert = cert.map_err(|e| format!("{}: bad PEM: {e}", path.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("{}: not a usable CA certificate: {e}", path.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{}: no certificate in it", path.display()));
+    }
+    Ok(roots)
+}
+
+/// The system's trusted roots, read once per process. Unreadable ones are skipped with a
+/// warning; none at all means every verified TLS upstream fails (and says so when it does).
+fn system_roots() -> Arc<RootCertStore> {
+    static ROOTS: OnceLock<Arc<RootCertStore>> = OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let found = rustls_native_certs::load_native_certs();
+            for e in &found.errors {
+                tracing::warn!(error = %e, "a system CA certificate could not be read");
+            }
+            let mut roots = RootCertStore::empty();
+            let (added, ignored) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                tracing::warn!(
+                    "no system CA certificates found: https:// upstreams need origin_ca"
+                );
+            } else if ignored > 0 {
+                tracing::debug!(added, ignored, "system CA certificates loaded");
+            }
+            Arc::new(roots)
+        })
+        .clone()
+}
+
+/// Accepts any certificate, but still checks that the server holds its key (the handshake
+/// signatures): what `origin_insecure_skip_verify` asks for, and nothing more.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ca_file_that_is_missing_empty_or_not_pem_is_a_clear_error() {
+        let dir = std::env::temp_dir().join(format!("outpost-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let junk = dir.join("junk.pem");
+        std::fs::write(
+            &junk,
+            "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let missing = dir.join("missing.pem");
+        let e = roots_from_file(&missing).unwrap_err();
+        assert!(
+            e.contains("cannot read") && e.contains("missing.pem"),
+            "{e}"
+        );
+        let e = roots_from_file(&empty).unwrap_err();
+        assert!(e.contains("no certificate"), "{e}");
+        let e = roots_from_file(&junk).unwrap_err();
+        assert!(e.contains("junk.pem"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
