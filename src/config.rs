@@ -235,6 +235,33 @@ origin_insecure_skip_verify = true
     }
 
     #[test]
+    fn tier_tls_keys_are_checked_with_their_lines() {
+        let src = r#"[edge]
+listen = ["127.0.0.1:0"]
+client_ca = "/etc/hostname"
+shields = ["http://127.0.0.1:2"]
+shield_secret = "s3cret-s3cret"
+shield_ca = "/nonexistent/fleet.pem"
+shield_client_cert = "/etc/hostname"
+
+[[edge.sites]]
+hosts = ["a.test"]
+origins = ["http://127.0.0.1:1"]
+"#;
+        let errs = NodeConfig::parse("n.toml", src).unwrap_err();
+        let has = |line: usize, words: &str| {
+            errs.iter()
+                .any(|e| e.starts_with(&format!("n.toml:{line}: edge.")) && e.contains(words))
+        };
+        assert!(has(3, "there is none"), "{errs:?}");
+        assert!(has(6, "cannot read /nonexistent/fleet.pem"), "{errs:?}");
+        assert!(has(6, "applies to https:// shields"), "{errs:?}");
+        assert!(has(7, "go together"), "{errs:?}");
+        assert!(has(7, "applies to https:// shields"), "{errs:?}");
+        assert_eq!(errs.len(), 5, "{errs:?}");
+    }
+
+    #[test]
     fn locates_nested_keys() {
         assert_eq!(locate(SRC, "admin.token"), Some(3));
         assert_eq!(locate(SRC, "edge.listen"), Some(6));

@@ -24,6 +24,10 @@ pub struct EdgeConfig {
     /// Certificates for `tls_listen`, chosen by the SNI host name.
     #[serde(default)]
     pub certificates: Vec<CertConfig>,
+    /// PEM file of CAs: `tls_listen` then requires client certificates they signed (mutual
+    /// TLS: a shield admitting only its fleet's edges).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
     /// Memory tier size, in bytes.
     #[serde(default = "defaults::memory_bytes")]
     pub memory_bytes: ByteSize,
@@ -97,6 +101,17 @@ pub struct EdgeConfig {
     /// The secret the shields expect from edges.
     #[serde(default)]
     pub shield_secret: Option<String>,
+    /// PEM file of the CAs that sign https:// shields' certificates (the fleet CA), instead
+    /// of the system's roots.
+    #[serde(default)]
+    pub shield_ca: Option<PathBuf>,
+    /// This node's certificate (PEM, with its chain) presented to https:// shields that
+    /// require one (mutual TLS).
+    #[serde(default)]
+    pub shield_client_cert: Option<PathBuf>,
+    /// The key of `shield_client_cert`.
+    #[serde(default)]
+    pub shield_client_key: Option<PathBuf>,
     /// Admin URL of the purge hub this node follows (`http://127.0.0.1:9900`); absent: this
     /// node is its own hub.
     #[serde(default)]
@@ -231,6 +246,7 @@ impl SiteConfig {
             ca_file: self.origin_ca.clone(),
             server_name: self.origin_sni.clone().or(host_name),
             insecure: self.origin_insecure_skip_verify,
+            ..Default::default()
         }
     }
 }
@@ -325,6 +341,7 @@ impl EdgeConfig {
             listen,
             tls_listen: Vec::new(),
             certificates: Vec::new(),
+            client_ca: None,
             memory_bytes: defaults::memory_bytes(),
             max_object_bytes: None,
             disk_path: None,
@@ -347,6 +364,9 @@ impl EdgeConfig {
             resolvers: Vec::new(),
             shields: Vec::new(),
             shield_secret: None,
+            shield_ca: None,
+            shield_client_cert: None,
+            shield_client_key: None,
             purge_hub: None,
             purge_hub_token: None,
             purge_nats_url: None,
@@ -355,6 +375,65 @@ impl EdgeConfig {
             state_dir: None,
             cache_name: defaults::cache_name(),
             sites,
+        }
+    }
+
+    /// Problems with the TLS keys between nodes: a client CA without TLS listeners, shield
+    /// TLS settings without an https:// shield, half a client certificate, unreadable files.
+    fn node_tls_problems(&self, prefix: &str) -> Vec<ConfigProblem> {
+        let mut out = Vec::new();
+        let unreadable = |key: &str, p: &Option<PathBuf>| {
+            let p = p.as_ref()?;
+            let e = std::fs::metadata(p).err()?;
+            Some(ConfigProblem::new(
+                format!("{prefix}.{key}"),
+                format!("cannot read {}: {e}", p.display()),
+            ))
+        };
+        out.extend(unreadable("client_ca", &self.client_ca));
+        out.extend(unreadable("shield_ca", &self.shield_ca));
+        out.extend(unreadable("shield_client_cert", &self.shield_client_cert));
+        out.extend(unreadable("shield_client_key", &self.shield_client_key));
+        if self.client_ca.is_some() && self.tls_listen.is_empty() {
+            out.push(ConfigProblem::new(
+                format!("{prefix}.client_ca"),
+                "client certificates are asked for on tls_listen, and there is none",
+            ));
+        }
+        if self.shield_client_cert.is_some() != self.shield_client_key.is_some() {
+            out.push(ConfigProblem::new(
+                format!("{prefix}.shield_client_cert"),
+                "shield_client_cert and shield_client_key go together",
+            ));
+        }
+        let tls_shield = self.shields.iter().any(|s| s.starts_with("https://"));
+        let keys = [
+            ("shield_ca", self.shield_ca.is_some()),
+            ("shield_client_cert", self.shield_client_cert.is_some()),
+        ];
+        for (key, set) in keys {
+            if set && !tls_shield {
+                out.push(ConfigProblem::new(
+                    format!("{prefix}.{key}"),
+                    "applies to https:// shields, and there is none",
+                ));
+            }
+        }
+        out
+    }
+
+    /// How this node reaches its https:// shields: the fleet CA, its client certificate.
+    /// Always HTTP/1.1 (the tiers relay 1xx responses, which hyper reports over HTTP/1.1
+    /// only); connections are pooled and kept alive, so handshakes are rare.
+    pub(crate) fn shield_tls(&self) -> crate::upstream::tls::OriginTls {
+        crate::upstream::tls::OriginTls {
+            ca_file: self.shield_ca.clone(),
+            client_cert: match (&self.shield_client_cert, &self.shield_client_key) {
+                (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+                _ => None,
+            },
+            http1_only: true,
+            ..Default::default()
         }
     }
 
@@ -375,6 +454,7 @@ impl EdgeConfig {
                 "at least one listen or tls_listen address is required",
             ));
         }
+        out.extend(self.node_tls_problems(prefix));
         if !self.tls_listen.is_empty() && self.certificates.is_empty() {
             out.push(ConfigProblem::new(
                 format!("{prefix}.certificates"),
@@ -436,10 +516,14 @@ impl EdgeConfig {
                 ));
             }
         }
-        if !self.shields.is_empty() && self.shield_secret.is_none() {
+        if !self.shields.is_empty()
+            && self.shield_secret.is_none()
+            && self.shield_client_cert.is_none()
+        {
             out.push(ConfigProblem::new(
                 format!("{prefix}.shield_secret"),
-                "shields need the shared secret",
+                "shields admit edges by the shared secret or by a fleet certificate \
+                 (shield_client_cert): set one",
             ));
         }
         if let Some(url) = &self.purge_nats_url {

@@ -20,6 +20,7 @@ pub mod hooks;
 pub mod interim;
 mod listener;
 mod metrics;
+mod pem;
 pub mod proxy;
 pub mod purge;
 mod tls;
@@ -146,7 +147,8 @@ impl<'a> EdgeBuilder<'a> {
             None
         } else {
             Some(tokio_rustls::TlsAcceptor::from(
-                tls::server_config(&cfg.certificates).map_err(EdgeError::Config)?,
+                tls::server_config(&cfg.certificates, cfg.client_ca.as_deref())
+                    .map_err(EdgeError::Config)?,
             ))
         };
         let limits = ConnLimits {
@@ -198,6 +200,7 @@ fn upstream(cfg: &EdgeConfig, metrics: Arc<NodeMetrics>) -> Result<Upstream, Edg
         },
         resolver,
         ParentTier { shields, secret },
+        &cfg.shield_tls(),
         metrics,
     )
     .map_err(EdgeError::Config)

@@ -1,13 +1,12 @@
 //! TLS: certificates loaded from PEM files and chosen by SNI (exact names, then `*.` wildcards,
-//! then the first certificate), with ALPN offering HTTP/2 and HTTP/1.1.
+//! then the first certificate), with ALPN offering HTTP/2 and HTTP/1.1; optionally client
+//! certificates required (mutual TLS between nodes).
 
 use crate::config::CertConfig;
 use rustls::crypto::ring::default_provider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use std::collections::HashMap;
-use std::io::BufReader;
 use std::sync::Arc;
 
 #[derive(Debug)]
@@ -37,20 +36,8 @@ impl ResolvesServerCert for SniResolver {
 }
 
 fn load_key(cfg: &CertConfig) -> Result<Arc<CertifiedKey>, String> {
-    let open = |p: &std::path::Path| {
-        std::fs::File::open(p)
-            .map(BufReader::new)
-            .map_err(|e| format!("cannot open {}: {e}", p.display()))
-    };
-    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut open(&cfg.cert)?)
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: bad PEM: {e}", cfg.cert.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no certificate found", cfg.cert.display()));
-    }
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut open(&cfg.key)?)
-        .map_err(|e| format!("{}: bad PEM: {e}", cfg.key.display()))?
-        .ok_or_else(|| format!("{}: no private key found", cfg.key.display()))?;
+    let certs = crate::pem::certs(&cfg.cert)?;
+    let key = crate::pem::private_key(&cfg.key)?;
     let provider = default_provider();
     let signing = provider
         .key_provider
@@ -59,8 +46,12 @@ fn load_key(cfg: &CertConfig) -> Result<Arc<CertifiedKey>, String> {
     Ok(Arc::new(CertifiedKey::new(certs, signing)))
 }
 
-/// A rustls server config serving `certs` by SNI.
-pub(crate) fn server_config(certs: &[CertConfig]) -> Result<Arc<rustls::ServerConfig>, String> {
+/// A rustls server config serving `certs` by SNI; with `client_ca`, clients must present a
+/// certificate signed by one of its CAs (mutual TLS), or the handshake fails.
+pub(crate) fn server_config(
+    certs: &[CertConfig],
+    client_ca: Option<&std::path::Path>,
+) -> Result<Arc<rustls::ServerConfig>, String> {
     let mut r = SniResolver {
         exact: HashMap::new(),
         wildcard: Vec::new(),
@@ -81,11 +72,22 @@ pub(crate) fn server_config(certs: &[CertConfig]) -> Result<Arc<rustls::ServerCo
             }
         }
     }
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(default_provider()))
+    let provider = Arc::new(default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS set-up failed: {e}"))?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(r));
+        .map_err(|e| format!("TLS set-up failed: {e}"))?;
+    let builder = match client_ca {
+        Some(path) => {
+            let roots = Arc::new(crate::pem::roots(path)?);
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider)
+                    .build()
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut cfg = builder.with_cert_resolver(Arc::new(r));
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }

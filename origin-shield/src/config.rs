@@ -15,8 +15,11 @@ use std::path::PathBuf;
 #[serde(deny_unknown_fields)]
 pub struct ShieldConfig {
     /// The secret every request must carry (`Outpost-Shield-Secret`, sent by edges from their
-    /// `shield_secret`); others get 403. At least 8 visible ASCII characters.
-    pub secret: String,
+    /// `shield_secret`); others get 403. At least 8 visible ASCII characters. Optional only
+    /// when edges are authenticated by their certificates instead: `client_ca` set and no
+    /// plain `listen`.
+    #[serde(default)]
+    pub secret: Option<String>,
     /// Plain HTTP listen addresses (HTTP/1.1 and h2c prior knowledge).
     #[serde(default)]
     pub listen: Vec<SocketAddr>,
@@ -26,6 +29,10 @@ pub struct ShieldConfig {
     /// Certificates for `tls_listen`, chosen by the SNI host name.
     #[serde(default)]
     pub certificates: Vec<CertConfig>,
+    /// PEM file of the fleet's CA: `tls_listen` then admits only clients (edges) with a
+    /// certificate it signed (mutual TLS; `outpost ca issue`).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
     /// Memory tier size.
     #[serde(default = "defaults::memory_bytes")]
     pub memory_bytes: ByteSize,
@@ -108,10 +115,11 @@ impl ShieldConfig {
     pub fn new(secret: &str, listen: Vec<SocketAddr>, sites: Vec<SiteConfig>) -> Self {
         let node = EdgeConfig::new(listen, sites);
         Self {
-            secret: secret.to_string(),
+            secret: Some(secret.to_string()),
             listen: node.listen,
             tls_listen: node.tls_listen,
             certificates: node.certificates,
+            client_ca: node.client_ca,
             memory_bytes: node.memory_bytes,
             disk_path: node.disk_path,
             disk_bytes: node.disk_bytes,
@@ -145,6 +153,7 @@ impl ShieldConfig {
             listen: self.listen.clone(),
             tls_listen: self.tls_listen.clone(),
             certificates: self.certificates.clone(),
+            client_ca: self.client_ca.clone(),
             memory_bytes: self.memory_bytes,
             disk_path: self.disk_path.clone(),
             disk_bytes: self.disk_bytes,
@@ -174,7 +183,17 @@ impl ShieldConfig {
     /// Every problem with this section; `prefix` is its key path (`shield`).
     pub fn validate(&self, prefix: &str) -> Vec<ConfigProblem> {
         let mut out = Vec::new();
-        let s = &self.secret;
+        let Some(s) = &self.secret else {
+            if self.client_ca.is_none() || !self.listen.is_empty() {
+                out.push(ConfigProblem::new(
+                    format!("{prefix}.secret"),
+                    "required unless edges are admitted by certificate only \
+                     (client_ca with tls_listen, and no plain listen)",
+                ));
+            }
+            out.extend(self.node_config().validate(prefix));
+            return out;
+        };
         if s.len() < 8 {
             out.push(ConfigProblem::new(
                 format!("{prefix}.secret"),
@@ -234,10 +253,26 @@ mod tests {
     }
 
     #[test]
+    fn the_secret_may_be_left_out_only_for_certificate_only_admission() {
+        let no_secret = BASE.replace("secret = \"s3cret-s3cret\"\n", "");
+        let f: File = toml::from_str(&no_secret).unwrap();
+        let p = f.shield.validate("shield");
+        assert!(p.iter().any(|p| p.path == "shield.secret"), "{p:?}");
+        let mtls = no_secret.replace(
+            "listen = [\"127.0.0.1:0\"]",
+            "tls_listen = [\"127.0.0.1:0\"]\nclient_ca = \"/etc/hostname\"",
+        );
+        let f: File = toml::from_str(&mtls).unwrap();
+        let p = f.shield.validate("shield");
+        assert!(!p.iter().any(|p| p.path == "shield.secret"), "{p:?}");
+        assert!(f.shield.node_config().client_ca.is_some());
+    }
+
+    #[test]
     fn a_short_or_binary_secret_is_refused() {
         for bad in ["short", "with space inside", "t\u{e9}l\u{e9}phone-secret"] {
             let mut f: File = toml::from_str(BASE).unwrap();
-            f.shield.secret = bad.to_string();
+            f.shield.secret = Some(bad.to_string());
             let p = f.shield.validate("shield");
             assert_eq!(
                 p.first().map(|p| p.path.as_str()),

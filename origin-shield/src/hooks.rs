@@ -25,7 +25,8 @@ pub const PURGE_WAIT: Duration = Duration::from_millis(500);
 
 /// The shield's hooks.
 pub struct ShieldHooks {
-    secret: Box<[u8]>,
+    /// None: edges were authenticated by their certificates in the TLS handshake.
+    secret: Option<Box<[u8]>>,
     marks: Arc<PurgeMarks>,
 }
 
@@ -36,14 +37,17 @@ impl std::fmt::Debug for ShieldHooks {
 }
 
 impl ShieldHooks {
-    /// Hooks admitting requests that carry `secret`, gating on the purge version `marks`
-    /// have applied (the marks of the shield's cache).
-    pub fn new(secret: &str, marks: Arc<PurgeMarks>) -> Result<Self, String> {
-        if secret.is_empty() || !secret.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err("must be visible ASCII".into());
+    /// Hooks admitting requests that carry `secret` (every request, when there is none: the
+    /// listeners admit only edges with a fleet certificate), gating on the purge version
+    /// `marks` have applied (the marks of the shield's cache).
+    pub fn new(secret: Option<&str>, marks: Arc<PurgeMarks>) -> Result<Self, String> {
+        if let Some(secret) = secret {
+            if secret.is_empty() || !secret.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err("must be visible ASCII".into());
+            }
         }
         Ok(Self {
-            secret: secret.as_bytes().into(),
+            secret: secret.map(|s| s.as_bytes().into()),
             marks,
         })
     }
@@ -51,10 +55,13 @@ impl ShieldHooks {
 
 impl Hooks for ShieldHooks {
     fn admit(&self, req: &RequestInfo<'_>) -> Result<(), Refusal> {
+        let Some(secret) = &self.secret else {
+            return Ok(());
+        };
         let ok = req
             .headers
             .get(&SHIELD_SECRET)
-            .is_some_and(|v| bool::from(v.as_bytes().ct_eq(&self.secret)));
+            .is_some_and(|v| bool::from(v.as_bytes().ct_eq(secret)));
         if ok {
             return Ok(());
         }
@@ -107,7 +114,7 @@ mod tests {
 
     #[test]
     fn only_the_secret_is_admitted() {
-        let hooks = ShieldHooks::new("s3cret-s3cret", Arc::default()).unwrap();
+        let hooks = ShieldHooks::new(Some("s3cret-s3cret"), Arc::default()).unwrap();
         let uri = Uri::from_static("/x");
         let mut h = HeaderMap::new();
         assert_eq!(hooks.admit(&info(&h, &uri)).unwrap_err().status, 403);
@@ -115,13 +122,13 @@ mod tests {
         assert!(hooks.admit(&info(&h, &uri)).is_err());
         h.insert(&SHIELD_SECRET, HeaderValue::from_static("s3cret-s3cret"));
         assert!(hooks.admit(&info(&h, &uri)).is_ok());
-        assert!(ShieldHooks::new("", Arc::default()).is_err());
+        assert!(ShieldHooks::new(Some(""), Arc::default()).is_err());
     }
 
     #[tokio::test]
     async fn a_shield_behind_the_edge_waits_then_bypasses_its_cache() {
         let marks = Arc::new(PurgeMarks::default());
-        let hooks = ShieldHooks::new("s3cret-s3cret", marks.clone()).unwrap();
+        let hooks = ShieldHooks::new(Some("s3cret-s3cret"), marks.clone()).unwrap();
         let uri = Uri::from_static("/x");
         let mut h = HeaderMap::new();
         assert!(matches!(

@@ -6,7 +6,7 @@
 //! ([`config::ShieldConfig`], which refuses the edge's keys), its own name in `Cache-Status`
 //! (`outpost-shield`) and telemetry (`cdn.tier = "shield"`), and request-phase hooks
 //! ([`hooks::ShieldHooks`]) for what makes it a shield: admission of edges only (the shared
-//! secret today; mTLS later) and the purge-version gate (it never answers an edge with an
+//! secret, or fleet certificates checked by mutual TLS) and the purge-version gate (it never answers an edge with an
 //! object older than a purge that edge has applied). See shared/DESIGN.md, "Origin shield".
 #![warn(missing_docs)]
 // A dependency no code of the crate uses is an error (checked where dev-dependencies are absent).
@@ -35,7 +35,7 @@ pub async fn bind(
     if let Some(p) = cfg.validate("shield").first() {
         return Err(EdgeError::Config(format!("{}: {}", p.path, p.message)));
     }
-    let hooks = hooks::ShieldHooks::new(&cfg.secret, marks.clone())
+    let hooks = hooks::ShieldHooks::new(cfg.secret.as_deref(), marks.clone())
         .map_err(|e| EdgeError::Config(format!("shield.secret: {e}")))?;
     let node = cfg.node_config();
     Edge::builder(&node)

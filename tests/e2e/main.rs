@@ -14,6 +14,8 @@ mod compression;
 mod conformance;
 mod disk;
 mod dns;
+mod fleet_ca;
+mod fleet_tls;
 mod freshness;
 mod https_origin;
 mod interim;

@@ -74,8 +74,10 @@ pub(crate) struct Timeouts {
 /// The pooled upstream client.
 #[derive(Clone)]
 pub(crate) struct Upstream {
-    /// For shields, and origins of sites with the default TLS settings.
+    /// For origins of sites with the default TLS settings.
     client: UpstreamClient,
+    /// For shields: the fleet's CA and this node's client certificate, HTTP/1.1.
+    shield_client: UpstreamClient,
     /// What further clients (sites with TLS settings of their own) are built with.
     resolver: resolve::OriginResolver,
     /// Timeouts applied to every fetch.
@@ -86,17 +88,21 @@ pub(crate) struct Upstream {
 }
 
 impl Upstream {
-    /// A client with these timeouts, sending misses to `parents` first, recording each
-    /// attempt in `metrics`.
+    /// A client with these timeouts, sending misses to `parents` first (reached with
+    /// `shield_tls`), recording each attempt in `metrics`.
     pub(crate) fn new(
         timeouts: Timeouts,
         resolver: resolve::OriginResolver,
         parents: ParentTier,
+        shield_tls: &OriginTls,
         metrics: Arc<NodeMetrics>,
     ) -> Result<Self, String> {
         let client = tls::client(&OriginTls::default(), resolver.clone(), timeouts.connect)?;
+        let shield_client = tls::client(shield_tls, resolver.clone(), timeouts.connect)
+            .map_err(|e| format!("shields: {e}"))?;
         Ok(Self {
             client,
+            shield_client,
             resolver,
             timeouts,
             parents: Arc::new(parents),
@@ -232,7 +238,7 @@ impl Upstream {
         let started = std::time::Instant::now();
         let client = match target {
             Target::Origin(_) => origins.client.as_ref().unwrap_or(&self.client),
-            Target::Shield(_) => &self.client,
+            Target::Shield(_) => &self.shield_client,
         };
         let attempt = tokio::time::timeout(self.timeouts.first_byte, client.request(req))
             .instrument(span.clone())

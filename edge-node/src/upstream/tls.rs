@@ -1,6 +1,7 @@
-//! TLS to upstreams: whom to trust (the system's roots, or a site's own CA file), the name
-//! checked on the certificate and sent as SNI (the URL's host, or a site's override), ALPN
-//! offering HTTP/2 and HTTP/1.1, and the pooled client built on it. Skipping verification is
+//! TLS to upstreams: whom to trust (the system's roots, or a CA file: a site's own, the
+//! fleet's for shields), the name checked on the certificate and sent as SNI (the URL's host,
+//! or a site's override), the client certificate shown to shields that ask (mutual TLS), ALPN
+//! offering HTTP/2 and HTTP/1.1 (HTTP/1.1 only to shields), and the pooled client built on it. Skipping verification is
 //! a site's explicit choice ([`OriginTls::insecure`]), warned about when the node starts.
 
 use super::resolve::OriginResolver;
@@ -33,6 +34,10 @@ pub(crate) struct OriginTls {
     pub server_name: Option<String>,
     /// Accept any certificate (the connection is encrypted but not authenticated).
     pub insecure: bool,
+    /// A certificate (PEM, with its chain) and key to present when the server asks for one.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// Offer only HTTP/1.1 by ALPN.
+    pub http1_only: bool,
 }
 
 impl OriginTls {
@@ -64,7 +69,11 @@ pub(crate) fn client(
         }
         None => builder,
     };
-    let connector = builder.enable_all_versions().wrap_connector(http);
+    let connector = if tls.http1_only {
+        builder.enable_http1().wrap_connector(http)
+    } else {
+        builder.enable_all_versions().wrap_connector(http)
+    };
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(256)
@@ -77,35 +86,23 @@ fn client_config(tls: &OriginTls) -> Result<rustls::ClientConfig, String> {
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS settings: {e}"))?;
-    let cfg = if tls.insecure {
+    let builder = if tls.insecure {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-            .with_no_client_auth()
     } else {
         let roots = match &tls.ca_file {
-            Some(path) => Arc::new(roots_from_file(path)?),
+            Some(path) => Arc::new(crate::pem::roots(path)?),
             None => system_roots(),
         };
-        builder.with_root_certificates(roots).with_no_client_auth()
+        builder.with_root_certificates(roots)
     };
-    Ok(cfg)
-}
-
-/// The CAs in a PEM file; an error names the file and what is wrong with it.
-fn roots_from_file(path: &std::path::Path) -> Result<RootCertStore, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut roots = RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        let cert = cert.map_err(|e| format!("{}: bad PEM: {e}", path.display()))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("{}: not a usable CA certificate: {e}", path.display()))?;
+    match &tls.client_cert {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(crate::pem::certs(cert)?, crate::pem::private_key(key)?)
+            .map_err(|e| format!("{}: {e}", key.display())),
+        None => Ok(builder.with_no_client_auth()),
     }
-    if roots.is_empty() {
-        return Err(format!("{}: no certificate in it", path.display()));
-    }
-    Ok(roots)
 }
 
 /// The system's trusted roots, read once per process. Unreadable ones are skipped with a
@@ -179,35 +176,5 @@ impl ServerCertVerifier for AnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_ca_file_that_is_missing_empty_or_not_pem_is_a_clear_error() {
-        let dir = std::env::temp_dir().join(format!("outpost-ca-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let empty = dir.join("empty.pem");
-        std::fs::write(&empty, "").unwrap();
-        let junk = dir.join("junk.pem");
-        std::fs::write(
-            &junk,
-            "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
-        )
-        .unwrap();
-        let missing = dir.join("missing.pem");
-        let e = roots_from_file(&missing).unwrap_err();
-        assert!(
-            e.contains("cannot read") && e.contains("missing.pem"),
-            "{e}"
-        );
-        let e = roots_from_file(&empty).unwrap_err();
-        assert!(e.contains("no certificate"), "{e}");
-        let e = roots_from_file(&junk).unwrap_err();
-        assert!(e.contains("junk.pem"), "{e}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -314,8 +314,14 @@ pub async fn start_shield(cfg: origin_shield::ShieldConfig) -> TestEdge {
     serve(e)
 }
 
+/// Serves `e`; its `addr` is the first plain listener, else the first TLS one.
 fn serve(e: Edge) -> TestEdge {
-    let addr = e.local_addrs()[0];
+    let addr = e
+        .local_addrs()
+        .into_iter()
+        .chain(e.tls_local_addrs())
+        .next()
+        .expect("a listener");
     let proxy = e.proxy();
     let (stop, rx) = watch::channel(false);
     tokio::spawn(e.serve(rx));
