@@ -93,7 +93,7 @@ async fn node(
     let state = AdminState::new(TOKEN, edges).with_purge(purge.clone());
     let rx = stop.clone();
     tokio::spawn(async move {
-        let _ = admin::serve(l, state, rx).await;
+        let _ = admin::serve(l, None, state, rx).await;
     });
     Node { edge, admin, purge }
 }
@@ -171,6 +171,7 @@ async fn run(backend: &str, n: usize, purges: usize, nats_port: Option<u16>) {
                     Role::Follower {
                         hub: format!("http://{}", hub.admin),
                         token: TOKEN.into(),
+                        ca: None,
                     },
                     true,
                     &stop,

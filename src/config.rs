@@ -239,6 +239,7 @@ origin_insecure_skip_verify = true
         let src = r#"[edge]
 listen = ["127.0.0.1:0"]
 client_ca = "/etc/hostname"
+purge_hub_ca = "/etc/hostname"
 shields = ["http://127.0.0.1:2"]
 shield_secret = "s3cret-s3cret"
 shield_ca = "/nonexistent/fleet.pem"
@@ -247,6 +248,11 @@ shield_client_cert = "/etc/hostname"
 [[edge.sites]]
 hosts = ["a.test"]
 origins = ["http://127.0.0.1:1"]
+
+[admin]
+listen = "127.0.0.1:0"
+token = "t"
+cert = "/etc/hostname"
 "#;
         let errs = NodeConfig::parse("n.toml", src).unwrap_err();
         let has = |line: usize, words: &str| {
@@ -254,11 +260,17 @@ origins = ["http://127.0.0.1:1"]
                 .any(|e| e.starts_with(&format!("n.toml:{line}: edge.")) && e.contains(words))
         };
         assert!(has(3, "there is none"), "{errs:?}");
-        assert!(has(6, "cannot read /nonexistent/fleet.pem"), "{errs:?}");
-        assert!(has(6, "applies to https:// shields"), "{errs:?}");
-        assert!(has(7, "go together"), "{errs:?}");
+        assert!(has(4, "an https:// purge_hub"), "{errs:?}");
+        assert!(has(7, "cannot read /nonexistent/fleet.pem"), "{errs:?}");
         assert!(has(7, "applies to https:// shields"), "{errs:?}");
-        assert_eq!(errs.len(), 5, "{errs:?}");
+        assert!(has(8, "go together"), "{errs:?}");
+        assert!(has(8, "applies to https:// shields"), "{errs:?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("n.toml:17: admin.cert") && e.contains("go together")),
+            "{errs:?}"
+        );
+        assert_eq!(errs.len(), 7, "{errs:?}");
     }
 
     #[test]

@@ -19,8 +19,12 @@ pub struct Running {
     pub edge_tls_addrs: Vec<SocketAddr>,
     /// Plain HTTP addresses of the shield.
     pub shield_addrs: Vec<SocketAddr>,
+    /// TLS addresses of the shield.
+    pub shield_tls_addrs: Vec<SocketAddr>,
     /// The admin address, if configured.
     pub admin_addr: Option<SocketAddr>,
+    /// Whether the admin API is on TLS.
+    pub admin_tls: bool,
     /// The DNS server, if configured.
     pub dns: Option<geo_dns::DnsServer>,
     shutdown: watch::Sender<bool>,
@@ -40,8 +44,12 @@ impl Running {
         for a in &self.shield_addrs {
             out.push(format!("outpost: shield listening on http://{a}"));
         }
+        for a in &self.shield_tls_addrs {
+            out.push(format!("outpost: shield listening on https://{a}"));
+        }
         if let Some(a) = self.admin_addr {
-            out.push(format!("outpost: admin listening on http://{a}"));
+            let scheme = if self.admin_tls { "https" } else { "http" };
+            out.push(format!("outpost: admin listening on {scheme}://{a}"));
         }
         for a in self.dns.iter().flat_map(|d| d.local_addrs()) {
             out.push(format!("outpost: dns listening on udp+tcp {a}"));
@@ -98,11 +106,13 @@ pub async fn start(
     let mut nodes = Vec::new();
     let mut bound = Vec::new();
     let mut shield_addrs = Vec::new();
+    let mut shield_tls_addrs = Vec::new();
     if let Some(sc) = &cfg.shield {
         let shield = origin_shield::bind(sc, marks.clone(), metrics)
             .await
             .map_err(|e| format!("shield: {e}"))?;
         shield_addrs = shield.local_addrs();
+        shield_tls_addrs = shield.tls_local_addrs();
         nodes.push(shield.proxy());
         bound.push(shield);
     }
@@ -138,7 +148,10 @@ pub async fn start(
         None => None,
     };
     let mut admin_addr = None;
+    let mut admin_tls = false;
     if let (Some(ac), Some(token)) = (&cfg.admin, &admin_token) {
+        let tls = admin::acceptor(ac)?;
+        admin_tls = tls.is_some();
         let l = tokio::net::TcpListener::bind(ac.listen)
             .await
             .map_err(|e| format!("admin: cannot listen on {}: {e}", ac.listen))?;
@@ -148,7 +161,7 @@ pub async fn start(
             .with_metrics(metrics.clone());
         let rx = rx.clone();
         tasks.spawn(async move {
-            if let Err(e) = admin::serve(l, state, rx).await {
+            if let Err(e) = admin::serve(l, tls, state, rx).await {
                 tracing::error!(error = %e, "admin listener failed");
             }
         });
@@ -156,8 +169,10 @@ pub async fn start(
     Ok(Running {
         edge_addrs,
         shield_addrs,
+        shield_tls_addrs,
         edge_tls_addrs,
         admin_addr,
+        admin_tls,
         dns,
         shutdown: tx,
         tasks,
@@ -209,6 +224,7 @@ async fn open_purge(
                 Role::Follower {
                     hub: hub.trim_end_matches('/').to_string(),
                     token,
+                    ca: edge.and_then(|e| e.purge_hub_ca.clone()),
                 }
             }
             None => Role::Hub,

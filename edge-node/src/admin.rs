@@ -19,6 +19,7 @@ use std::time::Duration;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 /// What the admin API reports on.
 #[derive(Clone)]
@@ -174,17 +175,40 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-/// Serves the admin API on `listener` until `shutdown` flips.
+/// TLS for the admin listener of `cfg`, if it has a certificate.
+pub fn acceptor(cfg: &crate::config::AdminConfig) -> Result<Option<TlsAcceptor>, String> {
+    let Some(cert) = cfg.certificate() else {
+        return Ok(None);
+    };
+    let tls = crate::tls::server_config(&[cert], None).map_err(|e| format!("admin: {e}"))?;
+    Ok(Some(TlsAcceptor::from(tls)))
+}
+
+/// Serves the admin API on `listener` (over TLS with `tls`) until `shutdown` flips.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     state: AdminState,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let mut state = state;
     state.shutdown = Some(shutdown.clone());
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        })
-        .await
+    let app = router(state);
+    let stop = async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+    };
+    match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+        Some(acceptor) => {
+            let listener =
+                crate::tls::TlsListener::new(listener, acceptor, Duration::from_secs(10))?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+    }
 }

@@ -119,6 +119,10 @@ pub struct EdgeConfig {
     /// Token for the hub's admin API; defaults to this node's `[admin]` token.
     #[serde(default)]
     pub purge_hub_token: Option<String>,
+    /// PEM file of the CAs that sign an https:// hub's certificate (the fleet CA), instead
+    /// of the system's roots.
+    #[serde(default)]
+    pub purge_hub_ca: Option<PathBuf>,
     /// NATS server for scaled-out purge propagation (`nats://127.0.0.1:4222`); instead of
     /// `purge_hub`.
     #[serde(default)]
@@ -263,6 +267,13 @@ pub struct AdminConfig {
     /// File holding the token (first line), instead of `token`.
     #[serde(default)]
     pub token_file: Option<PathBuf>,
+    /// Certificate (PEM, with its chain): the admin API then listens on TLS only, so the
+    /// token never crosses in clear (`outpost ca issue` makes one from the fleet CA).
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// The key of `cert`.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
 }
 
 /// The media types compressed by default: text, JSON, JavaScript, XML, SVG, wasm, fonts.
@@ -369,6 +380,7 @@ impl EdgeConfig {
             shield_client_key: None,
             purge_hub: None,
             purge_hub_token: None,
+            purge_hub_ca: None,
             purge_nats_url: None,
             purge_nats_stream: defaults::purge_nats_stream(),
             node_id: None,
@@ -394,6 +406,17 @@ impl EdgeConfig {
         out.extend(unreadable("shield_ca", &self.shield_ca));
         out.extend(unreadable("shield_client_cert", &self.shield_client_cert));
         out.extend(unreadable("shield_client_key", &self.shield_client_key));
+        out.extend(unreadable("purge_hub_ca", &self.purge_hub_ca));
+        let tls_hub = self
+            .purge_hub
+            .as_deref()
+            .is_some_and(|h| h.starts_with("https://"));
+        if self.purge_hub_ca.is_some() && !tls_hub {
+            out.push(ConfigProblem::new(
+                format!("{prefix}.purge_hub_ca"),
+                "applies to an https:// purge_hub, and there is none",
+            ));
+        }
         if self.client_ca.is_some() && self.tls_listen.is_empty() {
             out.push(ConfigProblem::new(
                 format!("{prefix}.client_ca"),
@@ -758,7 +781,36 @@ impl AdminConfig {
             }
             _ => {}
         }
+        match (&self.cert, &self.key) {
+            (Some(_), None) | (None, Some(_)) => out.push(ConfigProblem::new(
+                format!("{prefix}.cert"),
+                "cert and key go together",
+            )),
+            (Some(c), Some(k)) => {
+                for (key, p) in [("cert", c), ("key", k)] {
+                    if let Err(e) = std::fs::metadata(p) {
+                        out.push(ConfigProblem::new(
+                            format!("{prefix}.{key}"),
+                            format!("cannot read {}: {e}", p.display()),
+                        ));
+                    }
+                }
+            }
+            (None, None) => {}
+        }
         out
+    }
+
+    /// The certificate of the admin listener, if it is on TLS.
+    pub fn certificate(&self) -> Option<CertConfig> {
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => Some(CertConfig {
+                hosts: Vec::new(),
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        }
     }
 
     /// The token, read from `token` or the first line of `token_file`.

@@ -8,6 +8,8 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use std::collections::HashMap;
 use std::sync::Arc;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
 
 #[derive(Debug)]
 struct SniResolver {
@@ -90,4 +92,76 @@ pub(crate) fn server_config(
     let mut cfg = builder.with_cert_resolver(Arc::new(r));
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
+}
+
+/// A TLS listener for axum (the admin API): handshakes run in tasks of their own, bounded by
+/// `timeout`, so a slow or broken client never holds up the others.
+pub(crate) struct TlsListener {
+    addr: std::net::SocketAddr,
+    ready: tokio::sync::mpsc::Receiver<(TlsStream<TcpStream>, std::net::SocketAddr)>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl TlsListener {
+    /// Accepts on `tcp`, completing handshakes with `acceptor`.
+    pub(crate) fn new(
+        tcp: TcpListener,
+        acceptor: tokio_rustls::TlsAcceptor,
+        timeout: std::time::Duration,
+    ) -> std::io::Result<Self> {
+        let addr = tcp.local_addr()?;
+        let (tx, ready) = tokio::sync::mpsc::channel(64);
+        let accepting = tokio::spawn(async move {
+            loop {
+                let (stream, peer) = match tcp.accept().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "admin: accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, client = %peer, "admin: TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(client = %peer, "admin: TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener {
+            addr,
+            ready,
+            accepting,
+        })
+    }
+}
+
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        self.accepting.abort();
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(c) => c,
+            // The accept loop only ends with the listener: nothing more will come.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.addr)
+    }
 }

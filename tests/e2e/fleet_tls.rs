@@ -137,3 +137,152 @@ async fn the_secret_admits_an_edge_over_tls_and_a_wrong_one_is_refused() {
     assert_eq!(r.status, 403, "{:?}", r.body);
     assert_eq!(count.load(Ordering::SeqCst), 1);
 }
+
+const BIN: &str = env!("CARGO_BIN_EXE_outpost");
+
+/// A running `outpost run` and what its banner said.
+struct Process {
+    child: std::process::Child,
+    banner: Vec<String>,
+    log: std::path::PathBuf,
+}
+
+impl Process {
+    /// Starts `outpost run` on `toml` (written in `dir`) and reads `lines` banner lines.
+    fn start(dir: &std::path::Path, name: &str, toml: &str, lines: usize) -> Process {
+        use std::io::{BufRead, BufReader};
+        let cfg = dir.join(format!("{name}.toml"));
+        std::fs::write(&cfg, toml).unwrap();
+        let log = dir.join(format!("{name}.log"));
+        let mut child = std::process::Command::new(BIN)
+            .args(["--workers", "1", "run", "--config"])
+            .arg(&cfg)
+            .env("OUTPOST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+        let banner: Vec<String> = (0..lines)
+            .map(|_| match out.next() {
+                Some(Ok(l)) => l,
+                _ => panic!(
+                    "{name}: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                ),
+            })
+            .collect();
+        Process { child, banner, log }
+    }
+
+    /// The URL after "outpost: {what} listening on ".
+    fn url(&self, what: &str) -> String {
+        let prefix = format!("outpost: {what} listening on ");
+        self.banner
+            .iter()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {what} in {:?}", self.banner))
+            .to_string()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The purge hub's admin API on TLS with a fleet certificate: the follower edge verifies it
+/// with the fleet CA and receives a purge made there; the admin API speaks no plain HTTP.
+#[tokio::test]
+async fn purges_reach_a_follower_from_a_hub_whose_admin_api_is_on_tls() {
+    let fleet = TestCa::new("fleet");
+    let hub_leaf = fleet.leaf("hub", &["127.0.0.1"]);
+    let origin =
+        Origin::start(|_, n| Reply::ok(&format!("v{n}"), &[("cache-control", "max-age=600")]))
+            .await;
+    let dir = temp_dir("fleet-hub");
+    let site = format!(
+        "[[edge.sites]]\nhosts = [\"127.0.0.1\"]\norigins = [\"{}\"]\n",
+        origin.url()
+    );
+    let hub = Process::start(
+        &dir,
+        "hub",
+        &format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\ncert = \"{}\"\nkey = \"{}\"\n\n\
+             [edge]\nlisten = [\"127.0.0.1:0\"]\n\n{site}",
+            hub_leaf.cert_pem.display(),
+            hub_leaf.key_pem.display()
+        ),
+        2,
+    );
+    let hub_admin = hub.url("admin");
+    assert!(hub_admin.starts_with("https://127.0.0.1:"), "{hub_admin}");
+    let follower = Process::start(
+        &dir,
+        "follower",
+        &format!(
+            "[edge]\nlisten = [\"127.0.0.1:0\"]\npurge_hub = \"{hub_admin}\"\n\
+             purge_hub_token = \"{TOKEN}\"\npurge_hub_ca = \"{}\"\n\n{site}",
+            fleet.ca_pem.display()
+        ),
+        1,
+    );
+    let edge = follower.url("edge");
+    assert_eq!(get(&format!("{edge}/x"), &[]).await.body, "v1");
+    assert!(get(&format!("{edge}/x"), &[])
+        .await
+        .cache_status()
+        .contains("hit"));
+
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&fleet.ca_pem).unwrap()).unwrap();
+    let admin = reqwest::Client::builder()
+        .no_proxy()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let r = admin
+        .post(format!("{hub_admin}/purge"))
+        .bearer_auth(TOKEN)
+        .body(r#"{"urls":["http://127.0.0.1/x"]}"#)
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+
+    let purged = async {
+        loop {
+            let r = get(&format!("{edge}/x"), &[]).await;
+            if !r.cache_status().contains("hit") {
+                return r;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    let r = tokio::time::timeout(std::time::Duration::from_secs(10), purged)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the purge never reached the follower: {}",
+                std::fs::read_to_string(&follower.log).unwrap_or_default()
+            )
+        });
+    assert_eq!(r.body, "v2");
+
+    // Plain HTTP to the admin port gets no answer: the token never crosses in clear.
+    let plain = hub_admin.replace("https://", "http://");
+    let r = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .unwrap()
+        .get(format!("{plain}/purge/log"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await;
+    assert!(r.is_err(), "{r:?}");
+}

@@ -12,9 +12,9 @@ use crate::cache::marks::{GenState, PurgeMarks};
 use crate::cache::policy::unix_ms;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -32,10 +32,14 @@ pub enum Role {
     Nats(Arc<super::nats::NatsBus>),
     /// This node follows the hub at this admin URL, with this token.
     Follower {
-        /// Base URL of the hub's admin API (`http://127.0.0.1:9900`).
+        /// Base URL of the hub's admin API (`http://127.0.0.1:9900`, or `https://` when the
+        /// hub's admin API is on TLS).
         hub: String,
         /// Bearer token for the hub.
         token: String,
+        /// PEM file of the CAs that sign an https:// hub's certificate (the fleet CA);
+        /// absent: the system's roots.
+        ca: Option<PathBuf>,
     },
 }
 
@@ -74,7 +78,7 @@ pub struct PurgeService {
     state_path: Option<PathBuf>,
     applied: watch::Sender<u64>,
     apply_lock: Mutex<()>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl PurgeService {
@@ -116,9 +120,16 @@ impl PurgeService {
         if let Some(d) = &state_dir {
             std::fs::create_dir_all(d).map_err(|e| format!("state_dir {}: {e}", d.display()))?;
         }
-        let mut conn = HttpConnector::new();
-        conn.set_connect_timeout(Some(Duration::from_secs(3)));
-        conn.set_nodelay(true);
+        let hub_tls = crate::upstream::tls::OriginTls {
+            ca_file: match &role {
+                Role::Follower { ca, .. } => ca.clone(),
+                _ => None,
+            },
+            http1_only: true,
+            ..Default::default()
+        };
+        let client = crate::upstream::tls::system_client(&hub_tls, Duration::from_secs(3))
+            .map_err(|e| format!("purge hub: {e}"))?;
         let svc = Arc::new(Self {
             role,
             log: Arc::new(log),
@@ -127,9 +138,7 @@ impl PurgeService {
             state_path: state_dir.map(|d| d.join("purge-state.json")),
             applied: watch::Sender::new(applied),
             apply_lock: Mutex::new(()),
-            client: Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(90))
-                .build(conn),
+            client,
         });
         if matches!(svc.role, Role::Hub) {
             for ev in svc.log.since(applied) {
@@ -264,7 +273,7 @@ impl PurgeService {
                 self.wait_applied(v, Duration::from_secs(2)).await;
                 Ok(v)
             }
-            Role::Follower { hub, token } => {
+            Role::Follower { hub, token, .. } => {
                 let body = serde_json::to_vec(req).map_err(|e| PurgeError::Hub(e.to_string()))?;
                 let v = self.post_hub(hub, token, body).await?;
                 self.wait_applied(v, Duration::from_secs(2)).await;
@@ -328,7 +337,7 @@ impl PurgeService {
         if let Role::Nats(bus) = &self.role {
             return bus.clone().consume(self.clone(), shutdown).await;
         }
-        let Role::Follower { hub, token } = self.role.clone() else {
+        let Role::Follower { hub, token, .. } = self.role.clone() else {
             return;
         };
         let mut backoff = Duration::from_millis(100);

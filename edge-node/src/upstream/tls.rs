@@ -53,7 +53,39 @@ pub(crate) fn client(
     resolver: OriginResolver,
     connect_timeout: Duration,
 ) -> Result<UpstreamClient, String> {
-    let mut http = HttpConnector::new_with_resolver(resolver);
+    let connector = connector(
+        tls,
+        HttpConnector::new_with_resolver(resolver),
+        connect_timeout,
+    )?;
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(256)
+        .build(connector))
+}
+
+/// A client for `tls` with the system's resolver, for the node's own calls between nodes (a
+/// follower to its purge hub).
+pub(crate) fn system_client<B>(
+    tls: &OriginTls,
+    connect_timeout: Duration,
+) -> Result<Client<HttpsConnector<HttpConnector>, B>, String>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+{
+    let connector = connector(tls, HttpConnector::new(), connect_timeout)?;
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(connector))
+}
+
+/// `http` with TLS for https:// URLs as `tls` says.
+fn connector<R>(
+    tls: &OriginTls,
+    mut http: HttpConnector<R>,
+    connect_timeout: Duration,
+) -> Result<HttpsConnector<HttpConnector<R>>, String> {
     http.set_connect_timeout(Some(connect_timeout));
     http.set_nodelay(true);
     // The scheme decides: https goes through the TLS layer, http straight through.
@@ -69,15 +101,11 @@ pub(crate) fn client(
         }
         None => builder,
     };
-    let connector = if tls.http1_only {
+    Ok(if tls.http1_only {
         builder.enable_http1().wrap_connector(http)
     } else {
         builder.enable_all_versions().wrap_connector(http)
-    };
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(256)
-        .build(connector))
+    })
 }
 
 /// The rustls settings for `tls`.

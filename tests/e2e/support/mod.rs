@@ -439,6 +439,7 @@ impl Node {
             Some(hub) => Role::Follower {
                 hub,
                 token: TOKEN.into(),
+                ca: None,
             },
             None => Role::Hub,
         };
@@ -488,7 +489,7 @@ impl Node {
             .with_metrics(registry);
         let arx = rx.clone();
         tasks.push(tokio::spawn(async move {
-            let _ = edge_node::admin::serve(l, state, arx).await;
+            let _ = edge_node::admin::serve(l, None, state, arx).await;
         }));
         Node {
             edge: edge_addr,
