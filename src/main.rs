@@ -1,8 +1,9 @@
-//! The `outpost` command line: `run`, `demo`, `check-config`, `sample-origin`.
+//! The `outpost` command line: `run`, `demo`, `check-config`, `purge`, `ca`, `sample-origin`.
 
 // A dependency no code of the crate uses is an error (checked where dev-dependencies are absent).
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+mod ca;
 mod config;
 mod demo;
 mod purge_cli;
@@ -44,6 +45,12 @@ enum Cmd {
     },
     /// Purge cached objects on every node, through one node's admin API.
     Purge(purge_cli::PurgeArgs),
+    /// The fleet certificate authority: create it, issue node certificates.
+    ///
+    /// One certificate per node serves TLS and mutual TLS between edges, shields, the purge
+    /// hub and admin APIs.
+    #[command(subcommand)]
+    Ca(ca::CaCmd),
     /// Serve only the demo's sample origin (for benchmarks and experiments).
     SampleOrigin {
         /// Listen address.
@@ -206,6 +213,15 @@ fn main() -> ExitCode {
             println!("purge accepted: version {v}");
             Ok(())
         }),
+        Cmd::Ca(cmd) => match ca::run(cmd) {
+            Ok(lines) => {
+                for line in lines {
+                    println!("{line}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
         Cmd::SampleOrigin { listen } => block_on(cli.workers, async move {
             let l = tokio::net::TcpListener::bind(&listen)
                 .await

@@ -2,16 +2,19 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use std::time::Duration;
 
 /// What to purge, from the command line.
 #[derive(clap::Args)]
 pub struct PurgeArgs {
-    /// Admin URL of any node (`http://127.0.0.1:9901`).
+    /// Admin URL of any node (`http://127.0.0.1:9901`, or `https://` when its admin API is on
+    /// TLS).
     #[arg(long)]
     pub admin: String,
+    /// PEM file of the CAs that sign an https:// admin API's certificate (the fleet CA);
+    /// default: the system's roots.
+    #[arg(long)]
+    pub ca: Option<std::path::PathBuf>,
     /// Admin bearer token.
     #[arg(long, env = "OUTPOST_ADMIN_TOKEN")]
     pub token: String,
@@ -49,11 +52,11 @@ pub async fn run(a: PurgeArgs) -> Result<u64, String> {
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| format!("invalid --admin URL {:?}: {e}", a.admin))?;
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let client = edge_node::upstream::tls::admin_client::<Full<Bytes>>(a.ca.as_deref())?;
     let res = tokio::time::timeout(Duration::from_secs(15), client.request(http_req))
         .await
         .map_err(|_| format!("{url}: no answer within 15s"))?
-        .map_err(|e| format!("{url}: {e}"))?;
+        .map_err(|e| format!("{url}: {}", chain(&e)))?;
     let status = res.status();
     let bytes = res
         .into_body()
@@ -72,4 +75,16 @@ pub async fn run(a: PurgeArgs) -> Result<u64, String> {
     json.get("version")
         .and_then(|v| v.as_u64())
         .ok_or_else(|| format!("{url}: answer has no version"))
+}
+
+/// `e` and its causes, one after the other (a TLS error sits a few levels down).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }

@@ -55,6 +55,10 @@ pub struct HealthConfig {
     /// Consecutive failures that take an endpoint down.
     #[serde(default = "defaults::unhealthy_after")]
     pub unhealthy_after: u32,
+    /// PEM file of the CAs that sign https:// endpoints' certificates (the fleet CA),
+    /// instead of the system's roots.
+    #[serde(default)]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 impl Default for HealthConfig {
@@ -64,6 +68,7 @@ impl Default for HealthConfig {
             timeout: defaults::timeout(),
             healthy_after: defaults::healthy_after(),
             unhealthy_after: defaults::unhealthy_after(),
+            ca: None,
         }
     }
 }
@@ -231,6 +236,11 @@ impl DnsConfig {
             ));
         }
         let h = &self.health;
+        if let Some(ca) = &h.ca {
+            if let Err(e) = crate::tls::roots(ca) {
+                out.push(problem(format!("{prefix}.health.ca"), e));
+            }
+        }
         if h.interval.0.is_zero() {
             out.push(problem(
                 format!("{prefix}.health.interval"),
@@ -322,10 +332,12 @@ fn validate_geo(g: &GeoConfig, p: &str, out: &mut Vec<Problem>) {
             out.push(problem(format!("{rp}.weight"), "must be a positive number"));
         }
         for (n, h) in r.health.iter().enumerate() {
-            if !h.starts_with("http://") {
+            if !(h.starts_with("http://") || h.starts_with("https://"))
+                || h.parse::<hyper::Uri>().is_err()
+            {
                 out.push(problem(
                     format!("{rp}.health[{n}]"),
-                    "health endpoints are http:// URLs",
+                    "health endpoints are http:// or https:// URLs",
                 ));
             }
         }

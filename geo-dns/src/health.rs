@@ -1,13 +1,11 @@
-//! Active health checks of region endpoints: an HTTP GET of each URL every interval; an endpoint
+//! Active health checks of region endpoints: an HTTP GET of each URL every interval (https://
+//! ones verified against the system's roots or `[dns.health] ca`, the fleet CA); an endpoint
 //! goes down after `unhealthy_after` failed probes in a row and comes back after `healthy_after`
 //! good ones. Endpoints are shared by URL and outlive reloads, so a reload neither forgets that a
 //! region is down nor probes one URL twice.
 
 use crate::config::HealthConfig;
-use bytes::Bytes;
 use http_body_util::Empty;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -84,9 +82,14 @@ impl HealthBoard {
 }
 
 async fn probe(ep: Arc<Endpoint>, cfg: HealthConfig) {
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(1)
-        .build_http();
+    let client = match crate::tls::client(cfg.ca.as_deref(), cfg.timeout.0) {
+        Ok(c) => c,
+        Err(e) => {
+            // validate() has read the CA file; it went away since. The endpoint stays as it is.
+            tracing::error!(url = %ep.url, error = %e, "health checks cannot start");
+            return;
+        }
+    };
     let uri: Option<hyper::Uri> = ep.url.parse().ok();
     let mut tick = tokio::time::interval(cfg.interval.0);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -27,6 +27,7 @@ pub mod sample_db;
 pub mod server;
 pub mod stats;
 mod telemetry;
+mod tls;
 mod udp;
 pub mod wire;
 pub mod zone;

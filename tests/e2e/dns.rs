@@ -829,3 +829,81 @@ async fn sighup_reloads_the_zones_of_a_running_process() {
     );
     child.kill().await.unwrap();
 }
+
+/// https:// health endpoints: verified with `[dns.health] ca` (the fleet CA), a region stays in
+/// the answers; with a CA that did not sign the endpoint's certificate, the probe fails and the
+/// region leaves them.
+#[tokio::test]
+async fn https_health_endpoints_are_verified_with_the_configured_ca() {
+    use crate::support::pki::TestCa;
+    use crate::support::tls_origin::TlsOrigin;
+    let db = sample_db("https-health");
+    let fleet = TestCa::new("dns-fleet");
+    let other = TestCa::new("dns-other");
+    let eu = TlsOrigin::start(&fleet.leaf("eu", &["127.0.0.1"])).await;
+    let ok = || Reply::ok("ok", &[]);
+    let us = Origin::start(move |_, _| ok()).await;
+    let ap = Origin::start(move |_, _| ok()).await;
+    let h = |o: &Origin| format!("{}/healthz", o.url());
+    let eu_health = format!("{}/healthz", eu.url());
+    let config = |ca: &std::path::Path| {
+        geo_config("127.0.0.1:0", &db, [&eu_health, &h(&us), &h(&ap)], "").replace(
+            "unhealthy_after = 1 }",
+            &format!("unhealthy_after = 1, ca = \"{}\" }}", ca.display()),
+        )
+    };
+    let frankfurt = |addr| {
+        ask(
+            addr,
+            "cdn.example.test.",
+            RecordType::A,
+            Some(("81.2.3.0", 24)),
+        )
+    };
+    // Bad input: a CA file that is not there, an endpoint that is not an http(s) URL.
+    let bad = parse(
+        &config(std::path::Path::new("/nonexistent/ca.pem")).replacen(
+            &eu_health,
+            "ftp://127.0.0.1/healthz",
+            1,
+        ),
+    );
+    let problems: Vec<String> = bad
+        .validate("dns")
+        .into_iter()
+        .map(|p| format!("{}: {}", p.path, p.message))
+        .collect();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("dns.health.ca: cannot read")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains(".health[0]") && p.contains("http:// or https://")),
+        "{problems:?}"
+    );
+    let (trusted, addr) = start(&config(&fleet.ca_pem)).await;
+    // Several probe intervals (200 ms): the verified endpoint keeps eu in.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(addresses(&frankfurt(addr).await), vec!["192.0.2.10"]);
+    assert!(!eu.seen().is_empty(), "eu's endpoint was probed over TLS");
+    trusted.stop().await;
+
+    let (untrusted, addr) = start(&config(&other.ca_pem)).await;
+    let mut left = false;
+    for _ in 0..100 {
+        if addresses(&frankfurt(addr).await) == vec!["192.0.2.20"] {
+            left = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        left,
+        "an endpoint that fails verification takes its region out"
+    );
+    untrusted.stop().await;
+}

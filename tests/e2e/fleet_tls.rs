@@ -237,22 +237,26 @@ async fn purges_reach_a_follower_from_a_hub_whose_admin_api_is_on_tls() {
         .cache_status()
         .contains("hit"));
 
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(&fleet.ca_pem).unwrap()).unwrap();
-    let admin = reqwest::Client::builder()
-        .no_proxy()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(ca)
-        .build()
-        .unwrap();
-    let r = admin
-        .post(format!("{hub_admin}/purge"))
-        .bearer_auth(TOKEN)
-        .body(r#"{"urls":["http://127.0.0.1/x"]}"#)
-        .header("content-type", "application/json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    // `outpost purge` verifies the hub with the fleet CA; with another CA it refuses.
+    let purge = |ca: &std::path::Path| {
+        std::process::Command::new(BIN)
+            .args(["purge", "--admin", &hub_admin, "--token", TOKEN, "--ca"])
+            .arg(ca)
+            .args(["--url", "http://127.0.0.1/x"])
+            .output()
+            .unwrap()
+    };
+    let stranger = TestCa::new("stranger");
+    let refused = purge(&stranger.ca_pem);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr).to_lowercase();
+    assert!(err.contains("certificate"), "{err}");
+    let done = purge(&fleet.ca_pem);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
 
     let purged = async {
         loop {

@@ -9,7 +9,7 @@ pub(crate) mod health;
 pub(crate) mod origins;
 pub(crate) mod resolve;
 pub(crate) mod shields;
-pub(crate) mod tls;
+pub mod tls;
 
 pub use shields::{PURGE_VERSION, SHIELD_RETRY, SHIELD_SECRET};
 

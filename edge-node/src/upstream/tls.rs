@@ -80,6 +80,23 @@ where
         .build(connector))
 }
 
+/// A client for a node's admin API (the purge CLI, scripts): https:// URLs verified with `ca`
+/// (the fleet CA), else the system's roots; http:// as it is.
+pub fn admin_client<B>(
+    ca: Option<&std::path::Path>,
+) -> Result<Client<HttpsConnector<HttpConnector>, B>, String>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+{
+    let tls = OriginTls {
+        ca_file: ca.map(|p| p.to_path_buf()),
+        http1_only: true,
+        ..Default::default()
+    };
+    system_client(&tls, Duration::from_secs(5))
+}
+
 /// `http` with TLS for https:// URLs as `tls` says.
 fn connector<R>(
     tls: &OriginTls,
