@@ -3,7 +3,7 @@
 
 pub use agent::config::TelemetryConfig;
 use agent::role::config::AgentConfig;
-use edge_node::config::{AdminConfig, ConfigProblem, EdgeConfig};
+use edge_node::config::{AcmeConfig, AdminConfig, ConfigProblem, EdgeConfig};
 use serde::Deserialize;
 use std::path::Path;
 
@@ -29,6 +29,9 @@ pub struct NodeConfig {
     /// The agent role: host metrics and log shipping.
     #[serde(default)]
     pub agent: Option<AgentConfig>,
+    /// Certificates from an ACME CA for the edge's sites with `acme = true`.
+    #[serde(default)]
+    pub acme: Option<AcmeConfig>,
 }
 
 impl NodeConfig {
@@ -60,6 +63,19 @@ impl NodeConfig {
         }
         if let Some(e) = &cfg.edge {
             problems.extend(e.validate("edge"));
+            if cfg.acme.is_none() {
+                for (i, s) in e.sites.iter().enumerate() {
+                    if s.acme {
+                        problems.push(ConfigProblem::new(
+                            format!("edge.sites[{i}].acme"),
+                            "needs an [acme] section (directory, contact)",
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(a) = &cfg.acme {
+            problems.extend(a.validate("acme"));
         }
         if let Some(sh) = &cfg.shield {
             problems.extend(sh.validate("shield"));

@@ -122,6 +122,7 @@ pub async fn start(
         let edge = Edge::builder(ec)
             .purge_marks(marks.clone())
             .metrics(metrics)
+            .acme(cfg.acme.as_ref())
             .bind()
             .await
             .map_err(|e| format!("edge: {e}"))?;

@@ -180,7 +180,8 @@ pub fn acceptor(cfg: &crate::config::AdminConfig) -> Result<Option<TlsAcceptor>,
     let Some(cert) = cfg.certificate() else {
         return Ok(None);
     };
-    let tls = crate::tls::server_config(&[cert], None).map_err(|e| format!("admin: {e}"))?;
+    let tls = crate::tls::server_config(&[cert], None, Arc::default())
+        .map_err(|e| format!("admin: {e}"))?;
     Ok(Some(TlsAcceptor::from(tls)))
 }
 

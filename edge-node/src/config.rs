@@ -207,6 +207,9 @@ pub struct SiteConfig {
     /// about at start.
     #[serde(default)]
     pub origin_insecure_skip_verify: bool,
+    /// Get a certificate for the site's hosts from the `[acme]` CA (wildcards left out).
+    #[serde(default)]
+    pub acme: bool,
 }
 
 impl SiteConfig {
@@ -236,6 +239,7 @@ impl SiteConfig {
             origin_sni: None,
             origin_ca: None,
             origin_insecure_skip_verify: false,
+            acme: false,
         }
     }
 
@@ -276,6 +280,73 @@ pub struct AdminConfig {
     pub key: Option<PathBuf>,
 }
 
+/// The `[acme]` section: where certificates for `acme = true` sites come from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeConfig {
+    /// The CA's directory URL (default: Let's Encrypt).
+    #[serde(default = "defaults::acme_directory")]
+    pub directory: String,
+    /// Contact URLs for the account (`mailto:ops@example.com`).
+    #[serde(default)]
+    pub contact: Vec<String>,
+    /// External account binding: the key identifier the CA gave (ZeroSSL, Google, ...).
+    #[serde(default)]
+    pub eab_kid: Option<String>,
+    /// External account binding: the HMAC key the CA gave, base64url.
+    #[serde(default)]
+    pub eab_hmac_key: Option<String>,
+    /// PEM file of the CAs that sign the ACME server's own HTTPS certificate (a private CA,
+    /// a test server); absent: the system's roots.
+    #[serde(default)]
+    pub directory_ca: Option<PathBuf>,
+    /// First wait after a failed order; it doubles up to an hour.
+    #[serde(default = "defaults::acme_retry_after")]
+    pub retry_after: Dur,
+}
+
+impl AcmeConfig {
+    /// Every problem with this section.
+    pub fn validate(&self, prefix: &str) -> Vec<ConfigProblem> {
+        let mut out = Vec::new();
+        if !self.directory.starts_with("https://") || self.directory.parse::<http::Uri>().is_err() {
+            out.push(ConfigProblem::new(
+                format!("{prefix}.directory"),
+                "must be an https:// URL",
+            ));
+        }
+        for (i, c) in self.contact.iter().enumerate() {
+            if !c.starts_with("mailto:") {
+                out.push(ConfigProblem::new(
+                    format!("{prefix}.contact[{i}]"),
+                    "must be a mailto: URL",
+                ));
+            }
+        }
+        if self.eab_kid.is_some() != self.eab_hmac_key.is_some() {
+            out.push(ConfigProblem::new(
+                format!("{prefix}.eab_kid"),
+                "eab_kid and eab_hmac_key go together",
+            ));
+        }
+        if let Some(ca) = &self.directory_ca {
+            if let Err(e) = std::fs::metadata(ca) {
+                out.push(ConfigProblem::new(
+                    format!("{prefix}.directory_ca"),
+                    format!("cannot read {}: {e}", ca.display()),
+                ));
+            }
+        }
+        if self.retry_after.0.is_zero() {
+            out.push(ConfigProblem::new(
+                format!("{prefix}.retry_after"),
+                "must be above zero",
+            ));
+        }
+        out
+    }
+}
+
 /// The media types compressed by default: text, JSON, JavaScript, XML, SVG, wasm, fonts.
 pub fn default_compress_types() -> Vec<String> {
     crate::cache::compress::default_types()
@@ -294,6 +365,12 @@ pub mod defaults {
     }
     pub fn max_variants() -> usize {
         8
+    }
+    pub fn acme_directory() -> String {
+        "https://acme-v02.api.letsencrypt.org/directory".to_string()
+    }
+    pub fn acme_retry_after() -> Dur {
+        Dur(Duration::from_secs(60))
     }
     pub fn zero() -> Dur {
         Dur(Duration::ZERO)
@@ -460,6 +537,14 @@ impl EdgeConfig {
         }
     }
 
+    /// Where state that must outlive a restart goes: `state_dir`, else `state` in the disk
+    /// tier's directory, else nowhere.
+    pub fn effective_state_dir(&self) -> Option<PathBuf> {
+        self.state_dir
+            .clone()
+            .or_else(|| self.disk_path.as_ref().map(|p| p.join("state")))
+    }
+
     /// The largest object the memory tier stores: the configured value, else 1/8 of the tier.
     pub fn effective_max_object_bytes(&self) -> u64 {
         self.max_object_bytes
@@ -478,7 +563,14 @@ impl EdgeConfig {
             ));
         }
         out.extend(self.node_tls_problems(prefix));
-        if !self.tls_listen.is_empty() && self.certificates.is_empty() {
+        let acme = self.sites.iter().any(|s| s.acme);
+        if acme && self.state_dir.is_none() && self.disk_path.is_none() {
+            out.push(ConfigProblem::new(
+                format!("{prefix}.state_dir"),
+                "sites with acme = true need a state_dir for the account and certificates",
+            ));
+        }
+        if !self.tls_listen.is_empty() && self.certificates.is_empty() && !acme {
             out.push(ConfigProblem::new(
                 format!("{prefix}.certificates"),
                 "tls_listen needs at least one [[certificates]] entry",

@@ -11,6 +11,7 @@
 // A dependency no code of the crate uses is an error (checked where dev-dependencies are absent).
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+mod acme;
 pub mod admin;
 pub mod body;
 pub mod cache;
@@ -68,6 +69,7 @@ pub struct Edge {
     tls: Vec<TcpListener>,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     limits: ConnLimits,
+    acme: Option<Arc<acme::AcmeService>>,
 }
 
 /// How a caching node is put together beyond its config: its role's name, hooks, the purge
@@ -78,6 +80,7 @@ pub struct EdgeBuilder<'a> {
     hooks: Arc<dyn Hooks>,
     marks: Arc<PurgeMarks>,
     registry: Registry,
+    acme: Option<config::AcmeConfig>,
 }
 
 impl<'a> EdgeBuilder<'a> {
@@ -99,6 +102,13 @@ impl<'a> EdgeBuilder<'a> {
         self
     }
 
+    /// The `[acme]` section, for the sites with `acme = true` (default: none; such sites are
+    /// then an error).
+    pub fn acme(mut self, acme: Option<&config::AcmeConfig>) -> Self {
+        self.acme = acme.cloned();
+        self
+    }
+
     /// The registry the node's instruments go to (default: one of its own).
     pub fn metrics(mut self, registry: &Registry) -> Self {
         self.registry = registry.clone();
@@ -111,14 +121,18 @@ impl<'a> EdgeBuilder<'a> {
         if let Some(p) = cfg.validate(self.tier).first() {
             return Err(EdgeError::Config(format!("{}: {}", p.path, p.message)));
         }
-        let cache = Arc::new(Cache::new(&cache_options(cfg), self.marks));
+        let cache = Arc::new(Cache::new(&cache_options(cfg), self.marks.clone()));
         let metrics = Arc::new(NodeMetrics::new(
             &self.registry.meter(),
             self.tier,
             &Sites::names(&cfg.sites),
         ));
         let upstream = upstream(cfg, metrics.clone())?;
+        let live = Arc::new(acme::certs::LiveCerts::default());
+        let challenges = Arc::new(acme::challenges::Challenges::default());
+        let acme = self.acme_service(&live, &challenges)?;
         let proxy = Proxy::new(proxy::Parts {
+            challenges,
             sites: Sites::new(&cfg.sites, &upstream).map_err(EdgeError::Config)?,
             cache,
             upstream,
@@ -147,7 +161,7 @@ impl<'a> EdgeBuilder<'a> {
             None
         } else {
             Some(tokio_rustls::TlsAcceptor::from(
-                tls::server_config(&cfg.certificates, cfg.client_ca.as_deref())
+                tls::server_config(&cfg.certificates, cfg.client_ca.as_deref(), live)
                     .map_err(EdgeError::Config)?,
             ))
         };
@@ -161,7 +175,38 @@ impl<'a> EdgeBuilder<'a> {
             tls,
             acceptor,
             limits,
+            acme,
         })
+    }
+
+    /// The ACME service for the `acme = true` sites, with the certificates it saved before
+    /// already served; none when no site asks.
+    fn acme_service(
+        &self,
+        live: &Arc<acme::certs::LiveCerts>,
+        challenges: &Arc<acme::challenges::Challenges>,
+    ) -> Result<Option<Arc<acme::AcmeService>>, EdgeError> {
+        let cfg = self.cfg;
+        if !cfg.sites.iter().any(|s| s.acme) {
+            return Ok(None);
+        }
+        let acme_cfg = self.acme.as_ref().ok_or_else(|| {
+            EdgeError::Config("sites with acme = true need an [acme] section".into())
+        })?;
+        let state_dir = cfg
+            .effective_state_dir()
+            .ok_or_else(|| EdgeError::Config("sites with acme = true need a state_dir".into()))?;
+        let service = acme::AcmeService::new(
+            acme_cfg,
+            &cfg.sites,
+            &state_dir,
+            live.clone(),
+            challenges.clone(),
+        )
+        .map_err(|e| EdgeError::Config(format!("acme: {e}")))?;
+        service.load_saved();
+        acme::register_expiry_gauge(&self.registry.meter(), live);
+        Ok(Some(Arc::new(service)))
     }
 }
 
@@ -235,6 +280,7 @@ impl Edge {
             hooks: Arc::new(NoHooks),
             marks: Arc::default(),
             registry: Registry::default(),
+            acme: None,
         }
     }
 
@@ -271,6 +317,9 @@ impl Edge {
                 self.limits,
                 shutdown.clone(),
             ));
+        }
+        if let Some(acme) = self.acme {
+            tasks.spawn(acme.run(shutdown.clone()));
         }
         for l in self.tls {
             tasks.spawn(listener::serve(

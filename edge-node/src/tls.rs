@@ -1,7 +1,8 @@
-//! TLS: certificates loaded from PEM files and chosen by SNI (exact names, then `*.` wildcards,
-//! then the first certificate), with ALPN offering HTTP/2 and HTTP/1.1; optionally client
+//! TLS: certificates loaded from PEM files and chosen by SNI (exact names, then those ACME
+//! issued, then `*.` wildcards, then the first certificate), with ALPN offering HTTP/2 and HTTP/1.1; optionally client
 //! certificates required (mutual TLS between nodes).
 
+use crate::acme::certs::LiveCerts;
 use crate::config::CertConfig;
 use rustls::crypto::ring::default_provider;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -16,6 +17,8 @@ struct SniResolver {
     exact: HashMap<String, Arc<CertifiedKey>>,
     wildcard: Vec<(String, Arc<CertifiedKey>)>,
     default: Option<Arc<CertifiedKey>>,
+    /// Certificates from ACME, swapped in while serving.
+    live: Arc<LiveCerts>,
 }
 
 impl ResolvesServerCert for SniResolver {
@@ -25,6 +28,9 @@ impl ResolvesServerCert for SniResolver {
         };
         if let Some(k) = self.exact.get(&name) {
             return Some(k.clone());
+        }
+        if let Some(k) = self.live.get(&name) {
+            return Some(k);
         }
         for (suffix, k) in &self.wildcard {
             if let Some(label) = name.strip_suffix(suffix.as_str()) {
@@ -53,11 +59,13 @@ fn load_key(cfg: &CertConfig) -> Result<Arc<CertifiedKey>, String> {
 pub(crate) fn server_config(
     certs: &[CertConfig],
     client_ca: Option<&std::path::Path>,
+    live: Arc<LiveCerts>,
 ) -> Result<Arc<rustls::ServerConfig>, String> {
     let mut r = SniResolver {
         exact: HashMap::new(),
         wildcard: Vec::new(),
         default: None,
+        live,
     };
     for c in certs {
         let k = load_key(c)?;

@@ -112,6 +112,8 @@ impl Answer {
 /// The parts of a node the request path works with.
 pub(crate) struct Parts {
     pub sites: Sites,
+    /// HTTP-01 answers of the ACME orders under way.
+    pub challenges: Arc<crate::acme::challenges::Challenges>,
     pub cache: Arc<Cache>,
     pub upstream: Upstream,
     pub hooks: Arc<dyn Hooks>,
@@ -123,6 +125,7 @@ pub(crate) struct Parts {
 /// A caching node's request path, shared by every connection.
 pub struct Proxy {
     sites: Sites,
+    challenges: Arc<crate::acme::challenges::Challenges>,
     cache: Arc<Cache>,
     inflight: Inflight,
     upstream: Upstream,
@@ -144,6 +147,7 @@ impl Proxy {
             .unwrap_or_else(|_| HeaderValue::from_static("1.1 outpost"));
         let proxy = Arc::new(Self {
             sites: p.sites,
+            challenges: p.challenges,
             cache: p.cache,
             inflight: Inflight::default(),
             upstream: p.upstream,

@@ -31,6 +31,9 @@ impl Proxy {
         B::Error: Into<BoxError>,
     {
         let (parts, body) = req.into_parts();
+        if let Some(answer) = self.acme_challenge(&parts) {
+            return answer;
+        }
         let ctx = match self.route(parts, client) {
             Ok(ctx) => ctx,
             Err(unrouted) => return self.refuse(unrouted),
@@ -126,5 +129,28 @@ impl Proxy {
             upstream_pq,
             client,
         })
+    }
+}
+
+impl Proxy {
+    /// The answer to an ACME HTTP-01 validation (RFC 8555 8.3) of an order under way: the key
+    /// authorization as it is, on any Host. Anything else under the path goes on as usual.
+    fn acme_challenge(&self, parts: &http::request::Parts) -> Option<Answer> {
+        let path = parts.uri.path();
+        if parts.method != Method::GET || !path.starts_with(crate::acme::challenges::PATH_PREFIX) {
+            return None;
+        }
+        let key_authorization = self.challenges.answer(path)?;
+        let len = key_authorization.len() as u64;
+        let res = http::Response::builder()
+            .header(http::header::CONTENT_TYPE, "application/octet-stream")
+            .header(http::header::CACHE_CONTROL, "no-store")
+            .header(
+                super::respond::CACHE_STATUS.clone(),
+                self.status_value("fwd=request; detail=acme-challenge"),
+            )
+            .body(ProxyBody::full(key_authorization))
+            .ok()?;
+        Some(Answer::new(res, Outcome::Pass, Some(len)))
     }
 }

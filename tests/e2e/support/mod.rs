@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod otlp;
+pub mod pebble;
 pub mod pki;
 pub mod tls_origin;
 

@@ -1,0 +1,132 @@
+//! The certificates ACME gave this node, by host name, read by the TLS handshake (a new one is
+//! used from the next handshake on: no restart, no connection dropped), with when each expires.
+
+use rustls::sign::CertifiedKey;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// When a certificate is valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Validity {
+    pub not_before: SystemTime,
+    pub not_after: SystemTime,
+}
+
+impl Validity {
+    /// The validity of the first certificate of a PEM chain.
+    pub(crate) fn of_chain(chain_pem: &str) -> Result<Validity, String> {
+        let der = rustls_pemfile::certs(&mut chain_pem.as_bytes())
+            .next()
+            .ok_or("no certificate in the chain")?
+            .map_err(|e| format!("bad PEM: {e}"))?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| format!("not a certificate: {e}"))?;
+        let at = |t: i64| UNIX_EPOCH + Duration::from_secs(u64::try_from(t).unwrap_or(0));
+        Ok(Validity {
+            not_before: at(cert.validity().not_before.timestamp()),
+            not_after: at(cert.validity().not_after.timestamp()),
+        })
+    }
+
+    /// When to renew: two thirds into the lifetime, moved by up to `jitter` of it (0 to 1) so a
+    /// fleet's certificates do not all renew in the same minute.
+    pub(crate) fn renew_at(&self, jitter: f64) -> SystemTime {
+        let life = self
+            .not_after
+            .duration_since(self.not_before)
+            .unwrap_or_default();
+        let base = life.mul_f64(2.0 / 3.0);
+        let spread = life.mul_f64(jitter.clamp(0.0, 1.0) / 20.0);
+        self.not_before + base.saturating_sub(spread)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Live {
+    key: Arc<CertifiedKey>,
+    validity: Validity,
+}
+
+/// Host name -> the certificate to present.
+#[derive(Debug, Default)]
+pub(crate) struct LiveCerts(RwLock<HashMap<String, Live>>);
+
+impl LiveCerts {
+    /// Presents `chain_pem` / `key_pem` for `names` from the next handshake on.
+    pub(crate) fn install(
+        &self,
+        names: &[String],
+        chain_pem: &str,
+        key_pem: &str,
+    ) -> Result<Validity, String> {
+        let validity = Validity::of_chain(chain_pem)?;
+        let certs = rustls_pemfile::certs(&mut chain_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("bad certificate PEM: {e}"))?;
+        let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
+            .map_err(|e| format!("bad key PEM: {e}"))?
+            .ok_or("no private key")?;
+        let signing = rustls::crypto::ring::default_provider()
+            .key_provider
+            .load_private_key(key)
+            .map_err(|e| format!("unusable private key: {e}"))?;
+        let live = Live {
+            key: Arc::new(CertifiedKey::new(certs, signing)),
+            validity,
+        };
+        let mut m = self.0.write().map_err(|_| "certificate map poisoned")?;
+        for n in names {
+            m.insert(n.to_ascii_lowercase(), live.clone());
+        }
+        Ok(validity)
+    }
+
+    /// The certificate for `name` (lower case), if ACME gave one.
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+        self.0.read().ok()?.get(name).map(|l| l.key.clone())
+    }
+
+    /// Every name with the time left until its certificate expires (negative when expired).
+    pub(crate) fn expiries(&self) -> Vec<(String, f64)> {
+        let now = SystemTime::now();
+        let Ok(m) = self.0.read() else {
+            return Vec::new();
+        };
+        m.iter()
+            .map(|(n, l)| {
+                let left = match l.validity.not_after.duration_since(now) {
+                    Ok(d) => d.as_secs_f64(),
+                    Err(e) => -e.duration().as_secs_f64(),
+                };
+                (n.clone(), left)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewal_comes_at_two_thirds_of_the_lifetime_less_a_little_jitter() {
+        let start = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let v = Validity {
+            not_before: start,
+            not_after: start + Duration::from_secs(90 * 86400),
+        };
+        assert_eq!(v.renew_at(0.0), start + Duration::from_secs(60 * 86400));
+        let late = v.renew_at(1.0);
+        assert!(late < start + Duration::from_secs(60 * 86400));
+        assert!(late > start + Duration::from_secs(55 * 86400));
+    }
+
+    #[test]
+    fn bad_pem_is_an_error_not_a_panic() {
+        let c = LiveCerts::default();
+        assert!(c.install(&["a.test".into()], "junk", "junk").is_err());
+        assert!(Validity::of_chain("").is_err());
+        assert!(c.get("a.test").is_none());
+    }
+}

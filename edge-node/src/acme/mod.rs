@@ -1,0 +1,318 @@
+//! Certificates from an ACME CA (RFC 8555; Let's Encrypt by default) for the hosts of the
+//! sites that ask (`acme = true`), with the `[acme]` section's directory, contact and external
+//! account binding.
+//!
+//! - The account key and the certificates live under `state_dir/acme/` (mode 0600,
+//!   `store.rs`); at start the saved certificates serve from the first handshake.
+//! - One task per site keeps its certificate: it orders one when there is none, then sleeps
+//!   until two thirds of the lifetime (less up to a twentieth of it, at random, so a fleet
+//!   does not renew all at once) and renews. A failed order is retried after `retry_after`,
+//!   doubling to an hour; meanwhile the current certificate keeps serving. Fourteen days
+//!   before expiry every check logs a warning; `outpost.tls.certificate.expiry` says the
+//!   time left of each name.
+//! - Validation is HTTP-01 (`challenges.rs`): the node answers the CA's validator on
+//!   `/.well-known/acme-challenge/` of its plain listeners while the order waits.
+//! - A new certificate is handed to the TLS handshake (`certs.rs`): the next connection gets
+//!   it, open ones are not touched.
+
+pub(crate) mod certs;
+pub(crate) mod challenges;
+mod store;
+
+use crate::config::{AcmeConfig, SiteConfig};
+use certs::{LiveCerts, Validity};
+use challenges::Challenges;
+use instant_acme::{
+    Account, AccountCredentials, AuthorizationStatus, ChallengeType, ExternalAccountKey,
+    Identifier, NewAccount, NewOrder, Order, OrderStatus, RetryPolicy,
+};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use store::Store;
+use tokio::sync::watch;
+
+/// Longest wait between two attempts after failures.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+/// How far ahead of expiry each check warns.
+const WARN_AHEAD: Duration = Duration::from_secs(14 * 86400);
+/// Longest sleep before looking again (the clock may jump; warnings repeat daily).
+const RECHECK: Duration = Duration::from_secs(12 * 3600);
+
+/// The node's ACME client and the certificates it keeps.
+pub(crate) struct AcmeService {
+    cfg: AcmeConfig,
+    /// The names of each certificate (a site's hosts, wildcards left out: they need DNS-01).
+    orders: Vec<Vec<String>>,
+    store: Store,
+    live: Arc<LiveCerts>,
+    challenges: Arc<Challenges>,
+    account: tokio::sync::Mutex<Option<Account>>,
+}
+
+impl AcmeService {
+    /// The service for the `acme = true` sites of `sites`, keeping its state in `state_dir`.
+    pub(crate) fn new(
+        cfg: &AcmeConfig,
+        sites: &[SiteConfig],
+        state_dir: &Path,
+        live: Arc<LiveCerts>,
+        challenges: Arc<Challenges>,
+    ) -> Result<AcmeService, String> {
+        let orders = sites
+            .iter()
+            .filter(|s| s.acme)
+            .map(|s| {
+                s.hosts
+                    .iter()
+                    .filter(|h| !h.starts_with("*."))
+                    .map(|h| h.to_ascii_lowercase())
+                    .collect::<Vec<_>>()
+            })
+            .filter(|names| !names.is_empty())
+            .collect();
+        Ok(AcmeService {
+            cfg: cfg.clone(),
+            orders,
+            store: Store::open(state_dir)?,
+            live,
+            challenges,
+            account: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// Serves the certificates saved by an earlier run, from the first handshake on.
+    pub(crate) fn load_saved(&self) {
+        for names in &self.orders {
+            match self.store.cert(&names[0]) {
+                Ok(Some((chain, key))) => match self.live.install(names, &chain, &key) {
+                    Ok(v) => {
+                        tracing::info!(names = ?names, not_after = %httpdate::fmt_http_date(v.not_after), "ACME certificate loaded")
+                    }
+                    Err(e) => {
+                        tracing::warn!(names = ?names, error = %e, "a saved ACME certificate is unusable; ordering a new one")
+                    }
+                },
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(names = ?names, error = %e, "cannot read a saved ACME certificate")
+                }
+            }
+        }
+    }
+
+    /// Keeps every certificate until `shutdown` flips.
+    pub(crate) async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for names in self.orders.clone() {
+            tasks.spawn(self.clone().keep(names, shutdown.clone()));
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// Orders, renews and retries the certificate for `names`.
+    async fn keep(self: Arc<Self>, names: Vec<String>, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = self.cfg.retry_after.0;
+        loop {
+            if let Some(due) = self.renewal_due(&names) {
+                let wait = due
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default()
+                    .min(RECHECK);
+                if !wait.is_zero() {
+                    if sleep_or_stop(wait, &mut shutdown).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+            match self.issue(&names).await {
+                Ok(v) => {
+                    tracing::info!(names = ?names, not_after = %httpdate::fmt_http_date(v.not_after), "ACME certificate issued");
+                    backoff = self.cfg.retry_after.0;
+                }
+                Err(e) => {
+                    tracing::warn!(names = ?names, error = %e, retry_in = ?backoff, "ACME order failed; the current certificate, if any, keeps serving");
+                    if sleep_or_stop(backoff, &mut shutdown).await {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// When the saved certificate for `names` is due for renewal (None: there is none, order
+    /// now); warns when it expires within [`WARN_AHEAD`].
+    fn renewal_due(&self, names: &[String]) -> Option<SystemTime> {
+        let (chain, _) = self.store.cert(&names[0]).ok()??;
+        let v = Validity::of_chain(&chain).ok()?;
+        let left = v
+            .not_after
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        if left < WARN_AHEAD {
+            tracing::warn!(names = ?names, expires_in = ?left, "TLS certificate expires soon");
+        }
+        Some(v.renew_at(jitter(&names[0])))
+    }
+
+    /// One order: HTTP-01 for every name, then the certificate, saved and served.
+    async fn issue(&self, names: &[String]) -> Result<Validity, String> {
+        let account = self.account().await?;
+        let idents: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
+        let mut order = account
+            .new_order(&NewOrder::new(&idents))
+            .await
+            .map_err(|e| format!("new order: {e}"))?;
+        let mut tokens = Vec::new();
+        let validated = self.validate(&mut order, &mut tokens).await;
+        for t in &tokens {
+            self.challenges.remove(t);
+        }
+        validated?;
+        let key = order
+            .finalize()
+            .await
+            .map_err(|e| format!("finalize: {e}"))?;
+        let chain = order
+            .poll_certificate(&poll_policy())
+            .await
+            .map_err(|e| format!("certificate: {e}"))?;
+        self.store.save_cert(&names[0], &chain, &key)?;
+        self.live.install(names, &chain, &key)
+    }
+
+    /// Answers every pending authorization of `order` by HTTP-01 and waits until the CA has
+    /// validated them all; the tokens it put up go into `tokens`.
+    async fn validate(&self, order: &mut Order, tokens: &mut Vec<String>) -> Result<(), String> {
+        let mut authorizations = order.authorizations();
+        while let Some(a) = authorizations.next().await {
+            let mut a = a.map_err(|e| format!("authorization: {e}"))?;
+            match a.status {
+                AuthorizationStatus::Pending => {}
+                AuthorizationStatus::Valid => continue,
+                other => return Err(format!("authorization is {other:?}")),
+            }
+            let mut challenge = a
+                .challenge(ChallengeType::Http01)
+                .ok_or("the CA offers no http-01 challenge")?;
+            self.challenges
+                .put(&challenge.token, challenge.key_authorization().as_str());
+            tokens.push(challenge.token.clone());
+            challenge
+                .set_ready()
+                .await
+                .map_err(|e| format!("challenge: {e}"))?;
+        }
+        let status = order
+            .poll_ready(&poll_policy())
+            .await
+            .map_err(|e| format!("validation: {e}"))?;
+        if status != OrderStatus::Ready {
+            return Err(format!("the CA did not validate the order: {status:?}"));
+        }
+        Ok(())
+    }
+
+    /// The ACME account: saved credentials, else a new account (saved).
+    async fn account(&self) -> Result<Account, String> {
+        let mut slot = self.account.lock().await;
+        if let Some(a) = &*slot {
+            return Ok(a.clone());
+        }
+        let builder = match &self.cfg.directory_ca {
+            Some(ca) => Account::builder_with_root(ca),
+            None => Account::builder(),
+        }
+        .map_err(|e| format!("ACME client: {e}"))?;
+        let account = match self.store.account()? {
+            Some(json) => {
+                let creds: AccountCredentials =
+                    serde_json::from_str(&json).map_err(|e| format!("saved ACME account: {e}"))?;
+                builder
+                    .from_credentials(creds)
+                    .await
+                    .map_err(|e| format!("saved ACME account: {e}"))?
+            }
+            None => {
+                let contact: Vec<&str> = self.cfg.contact.iter().map(String::as_str).collect();
+                let eab = self.external_account()?;
+                let (account, creds) = builder
+                    .create(
+                        &NewAccount {
+                            contact: &contact,
+                            terms_of_service_agreed: true,
+                            only_return_existing: false,
+                        },
+                        self.cfg.directory.clone(),
+                        eab.as_ref(),
+                    )
+                    .await
+                    .map_err(|e| format!("new ACME account at {}: {e}", self.cfg.directory))?;
+                let json = serde_json::to_string(&creds).map_err(|e| e.to_string())?;
+                self.store.save_account(&json)?;
+                tracing::info!(directory = %self.cfg.directory, id = %account.id(), "ACME account created");
+                account
+            }
+        };
+        *slot = Some(account.clone());
+        Ok(account)
+    }
+
+    /// The external account binding of the config, if any (its HMAC key is base64url).
+    fn external_account(&self) -> Result<Option<ExternalAccountKey>, String> {
+        use base64::Engine;
+        match (&self.cfg.eab_kid, &self.cfg.eab_hmac_key) {
+            (Some(kid), Some(key)) => {
+                let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(key.trim_end_matches('='))
+                    .map_err(|e| format!("acme.eab_hmac_key is not base64url: {e}"))?;
+                Ok(Some(ExternalAccountKey::new(kid.clone(), &key)))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+/// `outpost.tls.certificate.expiry`: seconds until each ACME certificate expires, by name.
+pub(crate) fn register_expiry_gauge(meter: &opentelemetry::metrics::Meter, live: &Arc<LiveCerts>) {
+    let live = Arc::downgrade(live);
+    let _ = meter
+        .f64_observable_gauge("outpost.tls.certificate.expiry")
+        .with_unit("s")
+        .with_description("Seconds until the certificate expires (negative once expired).")
+        .with_callback(move |o| {
+            if let Some(live) = live.upgrade() {
+                for (name, left) in live.expiries() {
+                    o.observe(
+                        left,
+                        &[opentelemetry::KeyValue::new("tls.server.name", name)],
+                    );
+                }
+            }
+        })
+        .build();
+}
+
+/// How long to wait on the CA while it validates or issues.
+fn poll_policy() -> RetryPolicy {
+    RetryPolicy::new()
+        .initial_delay(Duration::from_millis(250))
+        .timeout(Duration::from_secs(90))
+}
+
+/// A number in [0, 1) that differs between names and runs.
+fn jitter(name: &str) -> f64 {
+    use std::hash::BuildHasher;
+    let h = std::collections::hash_map::RandomState::new().hash_one(name);
+    (h % 10_000) as f64 / 10_000.0
+}
+
+/// Sleeps `d`; true when `shutdown` flipped first.
+async fn sleep_or_stop(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = shutdown.wait_for(|s| *s) => true,
+    }
+}

@@ -1,0 +1,159 @@
+//! ACME against a real CA: Pebble on loopback resolves the names through Outpost's own DNS
+//! and validates HTTP-01 on the edge's plain listener; the edge serves the issued certificate
+//! on its TLS listener without a restart, keeps it (mode 0600) in its state directory, and
+//! serves it again after a restart while the CA is gone.
+
+use crate::support::pebble::Pebble;
+use crate::support::*;
+use edge_node::config::{AcmeConfig, EdgeConfig};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Outpost's DNS with `names` of the zone `acme.test` pointing at 127.0.0.1.
+async fn dns(names: &[&str]) -> geo_dns::DnsServer {
+    let records: String = names
+        .iter()
+        .map(|n| format!("  {{ name = \"{n}\", type = \"A\", value = \"127.0.0.1\" }},\n"))
+        .collect();
+    let src = format!(
+        "[dns]\nlisten = [\"127.0.0.1:0\"]\n\n[[dns.zones]]\nname = \"acme.test\"\n\
+         ns = [\"ns1\"]\nrecords = [\n{records}]\n"
+    );
+    #[derive(serde::Deserialize)]
+    struct W {
+        dns: geo_dns::DnsConfig,
+    }
+    let cfg = toml::from_str::<W>(&src).unwrap().dns;
+    let registry = agent::metrics::Registry::default();
+    geo_dns::DnsServer::start(&cfg, &registry.meter())
+        .await
+        .unwrap()
+}
+
+fn acme_config(pebble: &Pebble) -> AcmeConfig {
+    let src = format!(
+        "directory = \"{}\"\ncontact = [\"mailto:ops@acme.test\"]\ndirectory_ca = \"{}\"\n\
+         retry_after = \"1s\"\n",
+        pebble.dir_url,
+        pebble.https_ca.ca_pem.display()
+    );
+    toml::from_str(&src).unwrap()
+}
+
+/// An edge with a plain and a TLS listener and one `acme = true` site for `hosts`.
+fn edge_cfg(origin: &Origin, hosts: &[&str], state: &std::path::Path) -> EdgeConfig {
+    let mut cfg = edge_config(&origin.url());
+    cfg.sites[0].hosts = hosts.iter().map(|h| h.to_string()).collect();
+    cfg.sites[0].acme = true;
+    cfg.tls_listen = vec!["127.0.0.1:0".parse().unwrap()];
+    cfg.state_dir = Some(state.to_path_buf());
+    cfg
+}
+
+/// GET https://HOST/PATH at `addr`, trusting only `root`: Ok(body) once a certificate for
+/// HOST that chains to `root` is served.
+async fn https_get(
+    root: &[u8],
+    host: &str,
+    addr: SocketAddr,
+    path: &str,
+) -> Result<String, String> {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(root).map_err(|e| e.to_string())?)
+        .resolve(host, addr)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let r = client
+        .get(format!("https://{host}:{}{path}", addr.port()))
+        .send()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    r.text().await.map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http01_issues_a_certificate_that_is_served_at_once_and_kept() {
+    let origin =
+        Origin::start(|_, _| Reply::ok("over tls", &[("cache-control", "max-age=60")])).await;
+    let dns = dns(&["www", "shop"]).await;
+    let state = temp_dir("acme-state");
+    let hosts = ["www.acme.test", "shop.acme.test"];
+    // Bound first, so Pebble knows where to validate.
+    let mut cfg = edge_cfg(&origin, &hosts, &state);
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let http_port = probe.local_addr().unwrap().port();
+    drop(probe);
+    cfg.listen = vec![format!("127.0.0.1:{http_port}").parse().unwrap()];
+    let pebble = Pebble::start(http_port, dns.local_addrs()[0]).await;
+    let edge = edge_node::Edge::builder(&cfg)
+        .acme(Some(&acme_config(&pebble)))
+        .bind()
+        .await
+        .unwrap();
+    let tls = edge.tls_local_addrs()[0];
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let served = tokio::spawn(edge.serve(rx));
+    let root = pebble.root_pem().await;
+
+    let mut last = String::new();
+    let issued = async {
+        loop {
+            match https_get(&root, "www.acme.test", tls, "/x").await {
+                Ok(body) => return body,
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let body = tokio::time::timeout(Duration::from_secs(60), issued)
+        .await
+        .unwrap_or_else(|_| panic!("no certificate: {last}\npebble: {}", pebble.log()));
+    assert_eq!(body, "over tls");
+    // One certificate for every host of the site.
+    assert_eq!(
+        https_get(&root, "shop.acme.test", tls, "/y").await.unwrap(),
+        "over tls"
+    );
+    // A name the site does not have gets no certificate.
+    assert!(https_get(&root, "other.acme.test", tls, "/").await.is_err());
+
+    // Kept on disk, private.
+    use std::os::unix::fs::PermissionsExt;
+    for f in [
+        "acme/account.json",
+        "acme/certs/www.acme.test.key",
+        "acme/certs/www.acme.test.pem",
+    ] {
+        let mode = std::fs::metadata(state.join(f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+
+    // The CA goes away and the node restarts: the saved certificate serves at once.
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), served).await;
+    let mut pebble = pebble;
+    pebble.stop();
+    let mut cfg = edge_cfg(&origin, &hosts, &state);
+    cfg.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    let edge = edge_node::Edge::builder(&cfg)
+        .acme(Some(&acme_config(&pebble)))
+        .bind()
+        .await
+        .unwrap();
+    let tls = edge.tls_local_addrs()[0];
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let served = tokio::spawn(edge.serve(rx));
+    assert_eq!(
+        https_get(&root, "www.acme.test", tls, "/z").await.unwrap(),
+        "over tls"
+    );
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), served).await;
+    dns.stop().await;
+}
