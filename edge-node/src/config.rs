@@ -300,9 +300,14 @@ pub struct AcmeConfig {
     /// a test server); absent: the system's roots.
     #[serde(default)]
     pub directory_ca: Option<PathBuf>,
-    /// First wait after a failed order; it doubles up to an hour.
+    /// First wait after a failed order; it doubles up to an hour. Also the least time
+    /// between two orders for one certificate.
     #[serde(default = "defaults::acme_retry_after")]
     pub retry_after: Dur,
+    /// Renew when this little of the lifetime is left, if that comes before two thirds of
+    /// it (`"30d"`); default: at two thirds.
+    #[serde(default)]
+    pub renew_before: Option<Dur>,
 }
 
 impl AcmeConfig {

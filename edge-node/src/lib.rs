@@ -202,6 +202,7 @@ impl<'a> EdgeBuilder<'a> {
             &state_dir,
             live.clone(),
             challenges.clone(),
+            &self.registry.meter(),
         )
         .map_err(|e| EdgeError::Config(format!("acme: {e}")))?;
         service.load_saved();

@@ -157,3 +157,173 @@ async fn http01_issues_a_certificate_that_is_served_at_once_and_kept() {
     let _ = tokio::time::timeout(Duration::from_secs(10), served).await;
     dns.stop().await;
 }
+
+/// Renewal under load: with `renew_before` longer than the lifetime, the edge renews as often
+/// as `retry_after` allows; clients opening new connections all along see the new
+/// certificates come in, and not one request fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewed_certificates_are_swapped_in_under_load_with_no_failed_request() {
+    let origin = Origin::start(|_, _| Reply::ok("ok", &[("cache-control", "max-age=60")])).await;
+    let dns = dns(&["live"]).await;
+    let state = temp_dir("acme-renew");
+    let mut cfg = edge_cfg(&origin, &["live.acme.test"], &state);
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let http_port = probe.local_addr().unwrap().port();
+    drop(probe);
+    cfg.listen = vec![format!("127.0.0.1:{http_port}").parse().unwrap()];
+    let pebble = Pebble::start(http_port, dns.local_addrs()[0]).await;
+    let mut acme = acme_config(&pebble);
+    acme.renew_before = Some(agent::units::Dur(Duration::from_secs(100_000 * 86400)));
+    let edge = edge_node::Edge::builder(&cfg)
+        .acme(Some(&acme))
+        .bind()
+        .await
+        .unwrap();
+    let tls = edge.tls_local_addrs()[0];
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let served = tokio::spawn(edge.serve(rx));
+    let root = pebble.root_pem().await;
+    let first = async {
+        while https_get(&root, "live.acme.test", tls, "/").await.is_err() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), first)
+        .await
+        .unwrap_or_else(|_| panic!("no first certificate: {}", pebble.log()));
+
+    // Four clients, each request on a new connection (a new handshake), for six seconds.
+    let until = std::time::Instant::now() + Duration::from_secs(6);
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let root = root.clone();
+        workers.push(tokio::spawn(async move {
+            let (mut ok, mut failed, mut certs) =
+                (0u32, Vec::new(), std::collections::HashSet::new());
+            while std::time::Instant::now() < until {
+                let client = reqwest::Client::builder()
+                    .no_proxy()
+                    .tls_built_in_root_certs(false)
+                    .add_root_certificate(reqwest::Certificate::from_pem(&root).unwrap())
+                    .resolve("live.acme.test", tls)
+                    .tls_info(true)
+                    .timeout(Duration::from_secs(5))
+                    .build()
+                    .unwrap();
+                match client
+                    .get(format!("https://live.acme.test:{}/r", tls.port()))
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == 200 => {
+                        if let Some(info) = r.extensions().get::<reqwest::tls::TlsInfo>() {
+                            certs.insert(info.peer_certificate().map(<[u8]>::to_vec));
+                        }
+                        ok += 1;
+                    }
+                    Ok(r) => failed.push(format!("status {}", r.status())),
+                    Err(e) => failed.push(format!("{e:?}")),
+                }
+            }
+            (ok, failed, certs)
+        }));
+    }
+    let (mut ok, mut failed, mut certs) = (0, Vec::new(), std::collections::HashSet::new());
+    for w in workers {
+        let (o, f, c) = w.await.unwrap();
+        ok += o;
+        failed.extend(f);
+        certs.extend(c);
+    }
+    assert!(
+        failed.is_empty(),
+        "{} failed of {}: {:?}",
+        failed.len(),
+        ok as usize + failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    assert!(ok > 20, "only {ok} requests");
+    assert!(
+        certs.len() >= 2,
+        "renewed certificates were served without a restart: saw {}",
+        certs.len()
+    );
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), served).await;
+    dns.stop().await;
+}
+
+/// The CA goes down while a renewal is due: the current certificate keeps serving, failed
+/// orders are counted and retried with a doubling wait (1 s, 2 s, 4 s: three in five seconds,
+/// not five), and the expiry gauge still reports the certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_ca_down_the_current_certificate_serves_and_retries_back_off() {
+    let origin = Origin::start(|_, _| Reply::ok("ok", &[("cache-control", "max-age=60")])).await;
+    let dns = dns(&["down"]).await;
+    let state = temp_dir("acme-down");
+    let mut cfg = edge_cfg(&origin, &["down.acme.test"], &state);
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let http_port = probe.local_addr().unwrap().port();
+    drop(probe);
+    cfg.listen = vec![format!("127.0.0.1:{http_port}").parse().unwrap()];
+    let mut pebble = Pebble::start(http_port, dns.local_addrs()[0]).await;
+    let mut acme = acme_config(&pebble);
+    // Due again right after it is issued.
+    acme.renew_before = Some(agent::units::Dur(Duration::from_secs(100_000 * 86400)));
+    let registry = agent::metrics::Registry::default();
+    let edge = edge_node::Edge::builder(&cfg)
+        .acme(Some(&acme))
+        .metrics(&registry)
+        .bind()
+        .await
+        .unwrap();
+    let tls = edge.tls_local_addrs()[0];
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let served = tokio::spawn(edge.serve(rx));
+    let root = pebble.root_pem().await;
+    let first = async {
+        while https_get(&root, "down.acme.test", tls, "/").await.is_err() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), first)
+        .await
+        .unwrap_or_else(|_| panic!("no first certificate: {}", pebble.log()));
+    pebble.stop();
+    let counted = |outcome: &str| -> u64 {
+        let text = registry.render();
+        text.lines()
+            .find(|l| {
+                l.starts_with("outpost_acme_orders_total")
+                    && l.contains(&format!("outcome=\"{outcome}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let failed_before = counted("failed");
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        assert_eq!(
+            https_get(&root, "down.acme.test", tls, "/").await.unwrap(),
+            "ok",
+            "the current certificate keeps serving"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let failed = counted("failed") - failed_before;
+    assert!(
+        (1..=3).contains(&failed),
+        "failed orders in 5 s with retry_after 1 s and doubling: {failed}"
+    );
+    let text = registry.render();
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("outpost_tls_certificate_expiry") && l.contains("down.acme.test")
+        ),
+        "{text}"
+    );
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), served).await;
+    dns.stop().await;
+}

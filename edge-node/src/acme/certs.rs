@@ -30,8 +30,24 @@ impl Validity {
     }
 
     /// When to renew: two thirds into the lifetime, moved by up to `jitter` of it (0 to 1) so a
-    /// fleet's certificates do not all renew in the same minute.
-    pub(crate) fn renew_at(&self, jitter: f64) -> SystemTime {
+    /// fleet's certificates do not all renew in the same minute; earlier when less than
+    /// `before` is then left.
+    pub(crate) fn renew_at(&self, jitter: f64, before: Option<Duration>) -> SystemTime {
+        let at = self.two_thirds(jitter);
+        match before {
+            Some(b) => {
+                let by_rest = self
+                    .not_after
+                    .checked_sub(b)
+                    .unwrap_or(UNIX_EPOCH)
+                    .max(self.not_before);
+                at.min(by_rest)
+            }
+            None => at,
+        }
+    }
+
+    fn two_thirds(&self, jitter: f64) -> SystemTime {
         let life = self
             .not_after
             .duration_since(self.not_before)
@@ -116,8 +132,20 @@ mod tests {
             not_before: start,
             not_after: start + Duration::from_secs(90 * 86400),
         };
-        assert_eq!(v.renew_at(0.0), start + Duration::from_secs(60 * 86400));
-        let late = v.renew_at(1.0);
+        assert_eq!(
+            v.renew_at(0.0, None),
+            start + Duration::from_secs(60 * 86400)
+        );
+        // Thirty days before the end is earlier than two thirds: that wins.
+        assert_eq!(
+            v.renew_at(0.0, Some(Duration::from_secs(40 * 86400))),
+            start + Duration::from_secs(50 * 86400)
+        );
+        assert_eq!(
+            v.renew_at(0.0, Some(Duration::from_secs(1000 * 86400))),
+            start
+        );
+        let late = v.renew_at(1.0, None);
         assert!(late < start + Duration::from_secs(60 * 86400));
         assert!(late > start + Duration::from_secs(55 * 86400));
     }

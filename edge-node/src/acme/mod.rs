@@ -6,7 +6,7 @@
 //!   `store.rs`); at start the saved certificates serve from the first handshake.
 //! - One task per site keeps its certificate: it orders one when there is none, then sleeps
 //!   until two thirds of the lifetime (less up to a twentieth of it, at random, so a fleet
-//!   does not renew all at once) and renews. A failed order is retried after `retry_after`,
+//!   does not renew all at once; earlier if `renew_before` says so) and renews. A failed order is retried after `retry_after`,
 //!   doubling to an hour; meanwhile the current certificate keeps serving. Fourteen days
 //!   before expiry every check logs a warning; `outpost.tls.certificate.expiry` says the
 //!   time left of each name.
@@ -48,6 +48,8 @@ pub(crate) struct AcmeService {
     live: Arc<LiveCerts>,
     challenges: Arc<Challenges>,
     account: tokio::sync::Mutex<Option<Account>>,
+    /// `outpost.acme.orders`, by `outcome` (`issued`, `failed`).
+    orders_made: opentelemetry::metrics::Counter<u64>,
 }
 
 impl AcmeService {
@@ -58,6 +60,7 @@ impl AcmeService {
         state_dir: &Path,
         live: Arc<LiveCerts>,
         challenges: Arc<Challenges>,
+        meter: &opentelemetry::metrics::Meter,
     ) -> Result<AcmeService, String> {
         let orders = sites
             .iter()
@@ -78,6 +81,10 @@ impl AcmeService {
             live,
             challenges,
             account: tokio::sync::Mutex::new(None),
+            orders_made: meter
+                .u64_counter("outpost.acme.orders")
+                .with_description("Certificate orders, by outcome (issued, failed).")
+                .build(),
         })
     }
 
@@ -128,10 +135,18 @@ impl AcmeService {
             }
             match self.issue(&names).await {
                 Ok(v) => {
+                    self.orders_made
+                        .add(1, &[opentelemetry::KeyValue::new("outcome", "issued")]);
                     tracing::info!(names = ?names, not_after = %httpdate::fmt_http_date(v.not_after), "ACME certificate issued");
                     backoff = self.cfg.retry_after.0;
+                    // Never two orders for one certificate closer than that.
+                    if sleep_or_stop(backoff, &mut shutdown).await {
+                        return;
+                    }
                 }
                 Err(e) => {
+                    self.orders_made
+                        .add(1, &[opentelemetry::KeyValue::new("outcome", "failed")]);
                     tracing::warn!(names = ?names, error = %e, retry_in = ?backoff, "ACME order failed; the current certificate, if any, keeps serving");
                     if sleep_or_stop(backoff, &mut shutdown).await {
                         return;
@@ -154,7 +169,7 @@ impl AcmeService {
         if left < WARN_AHEAD {
             tracing::warn!(names = ?names, expires_in = ?left, "TLS certificate expires soon");
         }
-        Some(v.renew_at(jitter(&names[0])))
+        Some(v.renew_at(jitter(&names[0]), self.cfg.renew_before.map(|d| d.0)))
     }
 
     /// One order: HTTP-01 for every name, then the certificate, saved and served.
