@@ -290,6 +290,51 @@ cert = "/etc/hostname"
     }
 
     #[test]
+    fn acme_keys_are_checked_with_their_lines() {
+        let src = r#"[edge]
+listen = ["127.0.0.1:0"]
+
+[[edge.sites]]
+hosts = ["a.test"]
+origins = ["http://127.0.0.1:1"]
+acme = true
+"#;
+        let errs = NodeConfig::parse("n.toml", src).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("n.toml:7: edge.sites[0].acme: needs an [acme]")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter().any(|e| e.contains("edge.state_dir")),
+            "{errs:?}"
+        );
+        let with = format!(
+            "{src}\n[acme]\ndirectory = \"http://ca.test/dir\"\ncontact = [\"ops@x.test\"]\n\
+             eab_kid = \"k\"\nretry_after = \"0s\"\nchallenge = \"dns-99\"\n"
+        );
+        let errs = NodeConfig::parse("n.toml", &with).unwrap_err();
+        assert!(
+            errs[0].contains("challenge") && errs[0].contains("dns-99"),
+            "{errs:?}"
+        );
+        let with = with.replace("challenge = \"dns-99\"\n", "");
+        let errs = NodeConfig::parse("n.toml", &with).unwrap_err();
+        for (line, key) in [
+            (10, "acme.directory"),
+            (11, "acme.contact[0]"),
+            (12, "acme.eab_kid"),
+            (13, "acme.retry_after"),
+        ] {
+            assert!(
+                errs.iter()
+                    .any(|e| e.starts_with(&format!("n.toml:{line}: {key}:"))),
+                "{key}: {errs:?}"
+            );
+        }
+    }
+
+    #[test]
     fn locates_nested_keys() {
         assert_eq!(locate(SRC, "admin.token"), Some(3));
         assert_eq!(locate(SRC, "edge.listen"), Some(6));

@@ -308,6 +308,22 @@ pub struct AcmeConfig {
     /// it (`"30d"`); default: at two thirds.
     #[serde(default)]
     pub renew_before: Option<Dur>,
+    /// How the CA validates: `"http-01"` (port 80, the plain listeners) or `"tls-alpn-01"`
+    /// (port 443, the TLS listeners).
+    #[serde(default)]
+    pub challenge: AcmeChallenge,
+}
+
+/// The ACME validation method.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum AcmeChallenge {
+    /// `GET /.well-known/acme-challenge/TOKEN` over plain HTTP (RFC 8555 8.3).
+    #[default]
+    #[serde(rename = "http-01")]
+    Http01,
+    /// A TLS handshake with ALPN `acme-tls/1` (RFC 8737).
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
 }
 
 impl AcmeConfig {

@@ -2,7 +2,7 @@
 //! issued, then `*.` wildcards, then the first certificate), with ALPN offering HTTP/2 and HTTP/1.1; optionally client
 //! certificates required (mutual TLS between nodes).
 
-use crate::acme::certs::LiveCerts;
+use crate::acme::certs::{LiveCerts, ACME_TLS_ALPN};
 use crate::config::CertConfig;
 use rustls::crypto::ring::default_provider;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -26,6 +26,13 @@ impl ResolvesServerCert for SniResolver {
         let Some(name) = hello.server_name().map(|n| n.to_ascii_lowercase()) else {
             return self.default.clone();
         };
+        if hello
+            .alpn()
+            .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN))
+        {
+            // A CA validating TLS-ALPN-01 (RFC 8737): the challenge certificate or nothing.
+            return self.live.challenge(&name);
+        }
         if let Some(k) = self.exact.get(&name) {
             return Some(k.clone());
         }
@@ -98,7 +105,7 @@ pub(crate) fn server_config(
         None => builder.with_no_client_auth(),
     };
     let mut cfg = builder.with_cert_resolver(Arc::new(r));
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), ACME_TLS_ALPN.to_vec()];
     Ok(Arc::new(cfg))
 }
 

@@ -327,3 +327,50 @@ async fn with_the_ca_down_the_current_certificate_serves_and_retries_back_off() 
     let _ = tokio::time::timeout(Duration::from_secs(10), served).await;
     dns.stop().await;
 }
+
+/// TLS-ALPN-01 (RFC 8737) with no plain listener at all: the CA's `acme-tls/1` handshake gets
+/// the challenge certificate, the order succeeds, and ordinary clients get the issued one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_alpn01_issues_on_the_tls_listener_alone() {
+    let origin = Origin::start(|_, _| Reply::ok("alpn", &[("cache-control", "max-age=60")])).await;
+    let dns = dns(&["alpn"]).await;
+    let state = temp_dir("acme-alpn");
+    let mut cfg = edge_cfg(&origin, &["alpn.acme.test"], &state);
+    cfg.listen = Vec::new();
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tls_port = probe.local_addr().unwrap().port();
+    drop(probe);
+    cfg.tls_listen = vec![format!("127.0.0.1:{tls_port}").parse().unwrap()];
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_http = probe.local_addr().unwrap().port();
+    drop(probe);
+    let pebble = Pebble::start_with(closed_http, tls_port, dns.local_addrs()[0]).await;
+    let mut acme = acme_config(&pebble);
+    acme.challenge = edge_node::config::AcmeChallenge::TlsAlpn01;
+    let edge = edge_node::Edge::builder(&cfg)
+        .acme(Some(&acme))
+        .bind()
+        .await
+        .unwrap();
+    let tls = edge.tls_local_addrs()[0];
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let served = tokio::spawn(edge.serve(rx));
+    let root = pebble.root_pem().await;
+    let mut last = String::new();
+    let issued = async {
+        loop {
+            match https_get(&root, "alpn.acme.test", tls, "/").await {
+                Ok(body) => return body,
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let body = tokio::time::timeout(Duration::from_secs(60), issued)
+        .await
+        .unwrap_or_else(|_| panic!("no certificate: {last}\npebble: {}", pebble.log()));
+    assert_eq!(body, "alpn");
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), served).await;
+    dns.stop().await;
+}

@@ -64,9 +64,17 @@ struct Live {
     validity: Validity,
 }
 
-/// Host name -> the certificate to present.
+/// Host name -> the certificate to present; and, while a TLS-ALPN-01 validation is under way
+/// (RFC 8737), host name -> the challenge certificate shown to clients asking for
+/// `acme-tls/1`.
 #[derive(Debug, Default)]
-pub(crate) struct LiveCerts(RwLock<HashMap<String, Live>>);
+pub(crate) struct LiveCerts(
+    RwLock<HashMap<String, Live>>,
+    RwLock<HashMap<String, Arc<CertifiedKey>>>,
+);
+
+/// The ALPN protocol of TLS-ALPN-01 validation.
+pub(crate) const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
 impl LiveCerts {
     /// Presents `chain_pem` / `key_pem` for `names` from the next handshake on.
@@ -96,6 +104,46 @@ impl LiveCerts {
             m.insert(n.to_ascii_lowercase(), live.clone());
         }
         Ok(validity)
+    }
+
+    /// Shows a TLS-ALPN-01 challenge certificate for `name` to `acme-tls/1` clients: self-signed
+    /// for `name` with the critical acmeIdentifier extension holding `digest` (the SHA-256 of
+    /// the key authorization).
+    pub(crate) fn put_challenge(&self, name: &str, digest: &[u8]) -> Result<(), String> {
+        if digest.len() != 32 {
+            return Err("a key authorization digest is 32 bytes".into());
+        }
+        let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+        let mut params =
+            rcgen::CertificateParams::new(vec![name.to_string()]).map_err(|e| e.to_string())?;
+        params
+            .custom_extensions
+            .push(rcgen::CustomExtension::new_acme_identifier(digest));
+        let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+        let der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der())
+            .map_err(|e| e.to_string())?;
+        let signing = rustls::crypto::ring::default_provider()
+            .key_provider
+            .load_private_key(der)
+            .map_err(|e| e.to_string())?;
+        let ck = Arc::new(CertifiedKey::new(vec![cert.der().clone()], signing));
+        self.1
+            .write()
+            .map_err(|_| "challenge map poisoned")?
+            .insert(name.to_ascii_lowercase(), ck);
+        Ok(())
+    }
+
+    /// Stops showing the challenge certificate for `name`.
+    pub(crate) fn remove_challenge(&self, name: &str) {
+        if let Ok(mut m) = self.1.write() {
+            m.remove(&name.to_ascii_lowercase());
+        }
+    }
+
+    /// The TLS-ALPN-01 challenge certificate for `name`, if a validation is under way.
+    pub(crate) fn challenge(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+        self.1.read().ok()?.get(name).cloned()
     }
 
     /// The certificate for `name` (lower case), if ACME gave one.
@@ -156,5 +204,10 @@ mod tests {
         assert!(c.install(&["a.test".into()], "junk", "junk").is_err());
         assert!(Validity::of_chain("").is_err());
         assert!(c.get("a.test").is_none());
+        assert!(c.put_challenge("a.test", &[0; 31]).is_err());
+        c.put_challenge("a.test", &[7; 32]).unwrap();
+        assert!(c.challenge("a.test").is_some());
+        c.remove_challenge("A.test");
+        assert!(c.challenge("a.test").is_none());
     }
 }

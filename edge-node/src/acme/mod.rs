@@ -11,7 +11,9 @@
 //!   before expiry every check logs a warning; `outpost.tls.certificate.expiry` says the
 //!   time left of each name.
 //! - Validation is HTTP-01 (`challenges.rs`): the node answers the CA's validator on
-//!   `/.well-known/acme-challenge/` of its plain listeners while the order waits.
+//!   `/.well-known/acme-challenge/` of its plain listeners while the order waits; or
+//!   TLS-ALPN-01 (RFC 8737): its TLS listeners show a challenge certificate to clients asking
+//!   for `acme-tls/1` (`certs.rs`, `tls.rs`).
 //! - A new certificate is handed to the TLS handshake (`certs.rs`): the next connection gets
 //!   it, open ones are not touched.
 
@@ -19,7 +21,7 @@ pub(crate) mod certs;
 pub(crate) mod challenges;
 mod store;
 
-use crate::config::{AcmeConfig, SiteConfig};
+use crate::config::{AcmeChallenge, AcmeConfig, SiteConfig};
 use certs::{LiveCerts, Validity};
 use challenges::Challenges;
 use instant_acme::{
@@ -180,10 +182,13 @@ impl AcmeService {
             .new_order(&NewOrder::new(&idents))
             .await
             .map_err(|e| format!("new order: {e}"))?;
-        let mut tokens = Vec::new();
-        let validated = self.validate(&mut order, &mut tokens).await;
-        for t in &tokens {
-            self.challenges.remove(t);
+        let mut shown = Vec::new();
+        let validated = self.validate(&mut order, &mut shown).await;
+        for s in &shown {
+            match self.cfg.challenge {
+                AcmeChallenge::Http01 => self.challenges.remove(s),
+                AcmeChallenge::TlsAlpn01 => self.live.remove_challenge(s),
+            }
         }
         validated?;
         let key = order
@@ -198,9 +203,10 @@ impl AcmeService {
         self.live.install(names, &chain, &key)
     }
 
-    /// Answers every pending authorization of `order` by HTTP-01 and waits until the CA has
-    /// validated them all; the tokens it put up go into `tokens`.
-    async fn validate(&self, order: &mut Order, tokens: &mut Vec<String>) -> Result<(), String> {
+    /// Answers every pending authorization of `order` (HTTP-01 or TLS-ALPN-01, as configured)
+    /// and waits until the CA has validated them all; what it put up (tokens, or names with a
+    /// challenge certificate) goes into `shown`.
+    async fn validate(&self, order: &mut Order, shown: &mut Vec<String>) -> Result<(), String> {
         let mut authorizations = order.authorizations();
         while let Some(a) = authorizations.next().await {
             let mut a = a.map_err(|e| format!("authorization: {e}"))?;
@@ -209,12 +215,26 @@ impl AcmeService {
                 AuthorizationStatus::Valid => continue,
                 other => return Err(format!("authorization is {other:?}")),
             }
+            let (kind, name) = match self.cfg.challenge {
+                AcmeChallenge::Http01 => (ChallengeType::Http01, "http-01"),
+                AcmeChallenge::TlsAlpn01 => (ChallengeType::TlsAlpn01, "tls-alpn-01"),
+            };
             let mut challenge = a
-                .challenge(ChallengeType::Http01)
-                .ok_or("the CA offers no http-01 challenge")?;
-            self.challenges
-                .put(&challenge.token, challenge.key_authorization().as_str());
-            tokens.push(challenge.token.clone());
+                .challenge(kind)
+                .ok_or_else(|| format!("the CA offers no {name} challenge"))?;
+            match self.cfg.challenge {
+                AcmeChallenge::Http01 => {
+                    self.challenges
+                        .put(&challenge.token, challenge.key_authorization().as_str());
+                    shown.push(challenge.token.clone());
+                }
+                AcmeChallenge::TlsAlpn01 => {
+                    let host = challenge.identifier().to_string();
+                    let digest = challenge.key_authorization().digest();
+                    self.live.put_challenge(&host, digest.as_ref())?;
+                    shown.push(host);
+                }
+            }
             challenge
                 .set_ready()
                 .await

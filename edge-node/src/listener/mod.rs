@@ -140,7 +140,12 @@ async fn open(
                 .await
                 .ok()?
                 .ok()?;
-            let is_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let alpn = tls.get_ref().1.alpn_protocol();
+            if alpn == Some(crate::acme::certs::ACME_TLS_ALPN) {
+                // A TLS-ALPN-01 validation: the handshake was the answer; no HTTP follows.
+                return None;
+            }
+            let is_h2 = alpn == Some(b"h2");
             Some((Either::Right(tls), is_h2))
         }
     }

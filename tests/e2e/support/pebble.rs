@@ -25,6 +25,11 @@ fn free_port() -> u16 {
 impl Pebble {
     /// Starts Pebble validating HTTP-01 on `http_port` of whatever `dns` resolves names to.
     pub async fn start(http_port: u16, dns: SocketAddr) -> Pebble {
+        Self::start_with(http_port, free_port(), dns).await
+    }
+
+    /// Starts Pebble validating HTTP-01 on `http_port` and TLS-ALPN-01 on `tls_port`.
+    pub async fn start_with(http_port: u16, tls_port: u16, dns: SocketAddr) -> Pebble {
         let https_ca = TestCa::new("pebble-https");
         let leaf = https_ca.leaf("pebble", &["127.0.0.1", "localhost"]);
         let (acme, management) = (free_port(), free_port());
@@ -38,7 +43,7 @@ impl Pebble {
                     "certificate": leaf.cert_pem,
                     "privateKey": leaf.key_pem,
                     "httpPort": http_port,
-                    "tlsPort": free_port(),
+                    "tlsPort": tls_port,
                     "ocspResponderURL": "",
                     "externalAccountBindingRequired": false
                 }
