@@ -118,16 +118,19 @@ pub async fn start(
     }
     let mut edge_addrs = Vec::new();
     let mut edge_tls_addrs = Vec::new();
+    let mut acme = None;
     if let Some(ec) = &cfg.edge {
         let edge = Edge::builder(ec)
             .purge_marks(marks.clone())
             .metrics(metrics)
             .acme(cfg.acme.as_ref())
+            .acme_hub(acme_hub(ec, admin_token.as_deref()))
             .bind()
             .await
             .map_err(|e| format!("edge: {e}"))?;
         edge_addrs = edge.local_addrs();
         edge_tls_addrs = edge.tls_local_addrs();
+        acme = edge.acme();
         nodes.push(edge.proxy());
         bound.push(edge);
     }
@@ -157,7 +160,10 @@ pub async fn start(
             .await
             .map_err(|e| format!("admin: cannot listen on {}: {e}", ac.listen))?;
         admin_addr = l.local_addr().ok();
+        // Keys cross only encrypted, or not off this host.
+        let private_channel = admin_tls || ac.listen.ip().is_loopback();
         let state = AdminState::new(token, nodes)
+            .with_acme(acme, private_channel)
             .with_purge(purge.clone())
             .with_metrics(metrics.clone());
         let rx = rx.clone();
@@ -194,6 +200,24 @@ fn state_dir(cfg: &NodeConfig) -> Option<std::path::PathBuf> {
             .or_else(|| c.disk_path.as_ref().map(|p| p.join("state")))
     });
     edge.or(shield)
+}
+
+/// The hub whose ACME state an edge follows: its purge hub, when it has one (the purge hub
+/// orders the fleet's certificates); none with NATS or as the hub itself.
+fn acme_hub(
+    ec: &edge_node::config::EdgeConfig,
+    admin_token: Option<&str>,
+) -> Option<edge_node::AcmeHub> {
+    let url = ec.purge_hub.clone()?;
+    let token = ec
+        .purge_hub_token
+        .clone()
+        .or_else(|| admin_token.map(str::to_string))?;
+    Some(edge_node::AcmeHub {
+        url,
+        token,
+        ca: ec.purge_hub_ca.clone(),
+    })
 }
 
 /// The purge service of this process: a follower of `edge.purge_hub` when set, a NATS

@@ -29,6 +29,8 @@ pub struct AdminState {
     purge: Option<Arc<PurgeService>>,
     metrics: Option<Registry>,
     shutdown: Option<watch::Receiver<bool>>,
+    /// The node's ACME state, and whether its keys may be served here.
+    acme: Option<(crate::AcmeHandle, bool)>,
 }
 
 impl AdminState {
@@ -40,7 +42,16 @@ impl AdminState {
             purge: None,
             metrics: None,
             shutdown: None,
+            acme: None,
         }
+    }
+
+    /// Shares the node's ACME state with its followers (`GET /acme/state`). It holds private
+    /// keys: `private_channel` says the admin API is on TLS or reachable from this host only;
+    /// otherwise the endpoint refuses.
+    pub fn with_acme(mut self, acme: Option<crate::AcmeHandle>, private_channel: bool) -> Self {
+        self.acme = acme.map(|a| (a, private_channel));
+        self
     }
 
     /// The registry `/metrics` renders: every instrument of every role of the process.
@@ -160,6 +171,37 @@ async fn purge_log(
         .into_response()
 }
 
+/// `GET /acme/state?since=V&wait=MS`: the ACME challenges and certificates followers take.
+async fn acme_state(
+    State(st): State<AdminState>,
+    q: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Some((acme, private_channel)) = &st.acme else {
+        return error(StatusCode::NOT_FOUND, "no acme = true site on this node");
+    };
+    if !private_channel {
+        return error(
+            StatusCode::FORBIDDEN,
+            "certificate keys are only shared over TLS ([admin] cert and key) or on loopback",
+        );
+    }
+    let Ok(Query(q)) = q else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "use ?since=N&wait=MS with integers",
+        );
+    };
+    let wait = Duration::from_millis(q.wait.min(60_000));
+    let state = match st.shutdown.clone() {
+        Some(mut stop) => tokio::select! {
+            s = acme.state_since(q.since, wait) => s,
+            _ = async move { let _ = stop.wait_for(|s| *s).await; } => acme.state_since(q.since, Duration::ZERO).await,
+        },
+        None => acme.state_since(q.since, wait).await,
+    };
+    Json(state).into_response()
+}
+
 /// The admin router.
 pub fn router(state: AdminState) -> Router {
     let protected = Router::new()
@@ -167,6 +209,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/stats", get(stats))
         .route("/purge", axum::routing::post(purge))
         .route("/purge/log", get(purge_log))
+        .route("/acme/state", get(acme_state))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(healthz))

@@ -13,6 +13,7 @@
 
 mod acme;
 pub mod admin;
+pub use acme::{AcmeHandle, AcmeHub};
 pub mod body;
 pub mod cache;
 pub mod config;
@@ -81,6 +82,7 @@ pub struct EdgeBuilder<'a> {
     marks: Arc<PurgeMarks>,
     registry: Registry,
     acme: Option<config::AcmeConfig>,
+    acme_hub: Option<acme::AcmeHub>,
 }
 
 impl<'a> EdgeBuilder<'a> {
@@ -106,6 +108,12 @@ impl<'a> EdgeBuilder<'a> {
     /// then an error).
     pub fn acme(mut self, acme: Option<&config::AcmeConfig>) -> Self {
         self.acme = acme.cloned();
+        self
+    }
+
+    /// Follow this hub's ACME state instead of ordering certificates (default: order them).
+    pub fn acme_hub(mut self, hub: Option<AcmeHub>) -> Self {
+        self.acme_hub = hub;
         self
     }
 
@@ -202,6 +210,7 @@ impl<'a> EdgeBuilder<'a> {
             &state_dir,
             live.clone(),
             challenges.clone(),
+            self.acme_hub.clone(),
             &self.registry.meter(),
         )
         .map_err(|e| EdgeError::Config(format!("acme: {e}")))?;
@@ -282,6 +291,7 @@ impl Edge {
             marks: Arc::default(),
             registry: Registry::default(),
             acme: None,
+            acme_hub: None,
         }
     }
 
@@ -304,6 +314,11 @@ impl Edge {
     /// The request path, for the admin API, purges and embedding.
     pub fn proxy(&self) -> Arc<Proxy> {
         self.proxy.clone()
+    }
+
+    /// The node's ACME state, if it has `acme = true` sites (for the admin API).
+    pub fn acme(&self) -> Option<AcmeHandle> {
+        self.acme.clone().map(AcmeHandle)
     }
 
     /// Serves until `shutdown` becomes true, then drains connections.

@@ -374,3 +374,131 @@ async fn tls_alpn01_issues_on_the_tls_listener_alone() {
     let _ = tokio::time::timeout(Duration::from_secs(10), served).await;
     dns.stop().await;
 }
+
+/// The fleet: the purge hub orders, and the CA's validator reaches a *different* edge (the
+/// follower), which answers with the token it got from the hub; the follower then serves the
+/// hub's certificate too, without ordering one of its own. Both as `outpost run` processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_challenge_is_answered_by_another_edge_and_the_fleet_shares_the_certificate() {
+    use crate::support::process::Process;
+    let origin = Origin::start(|_, _| Reply::ok("fleet", &[("cache-control", "max-age=60")])).await;
+    let dns = dns(&["fleet"]).await;
+    let dir = temp_dir("acme-fleet");
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let follower_http = probe.local_addr().unwrap().port();
+    drop(probe);
+    // Pebble validates on the follower's port only.
+    let pebble = Pebble::start(follower_http, dns.local_addrs()[0]).await;
+    let acme = format!(
+        "[acme]\ndirectory = \"{}\"\ndirectory_ca = \"{}\"\nretry_after = \"1s\"\n",
+        pebble.dir_url,
+        pebble.https_ca.ca_pem.display()
+    );
+    let site = format!(
+        "[[edge.sites]]\nhosts = [\"fleet.acme.test\"]\norigins = [\"{}\"]\nacme = true\n",
+        origin.url()
+    );
+    let hub = Process::start(
+        &dir,
+        "hub",
+        &format!(
+            "{acme}\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n\n[edge]\n\
+             listen = [\"127.0.0.1:0\"]\ntls_listen = [\"127.0.0.1:0\"]\nstate_dir = \"{}\"\n\n{site}",
+            dir.join("hub-state").display()
+        ),
+        3,
+    );
+    let hub_admin = hub.url("admin");
+    let follower = Process::start(
+        &dir,
+        "follower",
+        &format!(
+            "{acme}\n[edge]\nlisten = [\"127.0.0.1:{follower_http}\"]\ntls_listen = [\"127.0.0.1:0\"]\n\
+             state_dir = \"{}\"\npurge_hub = \"{hub_admin}\"\npurge_hub_token = \"{TOKEN}\"\n\n{site}",
+            dir.join("follower-state").display()
+        ),
+        2,
+    );
+    let root = pebble.root_pem().await;
+    let tls_of = |p: &Process| -> SocketAddr {
+        p.banner
+            .iter()
+            .find_map(|l| l.strip_prefix("outpost: edge listening on https://"))
+            .unwrap_or_else(|| panic!("{:?}", p.banner))
+            .parse()
+            .unwrap()
+    };
+    let (hub_tls, follower_tls) = (tls_of(&hub), tls_of(&follower));
+    let mut last = String::new();
+    let both = async {
+        loop {
+            let a = https_get(&root, "fleet.acme.test", hub_tls, "/").await;
+            let b = https_get(&root, "fleet.acme.test", follower_tls, "/").await;
+            match (a, b) {
+                (Ok(a), Ok(b)) => return (a, b),
+                (a, b) => last = format!("hub: {a:?}; follower: {b:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let (a, b) = tokio::time::timeout(Duration::from_secs(60), both)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "{last}\nhub log: {}\nfollower log: {}\npebble: {}",
+                std::fs::read_to_string(&hub.log).unwrap_or_default(),
+                std::fs::read_to_string(&follower.log).unwrap_or_default(),
+                pebble.log()
+            )
+        });
+    assert_eq!((a.as_str(), b.as_str()), ("fleet", "fleet"));
+    let follower_log = std::fs::read_to_string(&follower.log).unwrap_or_default();
+    assert!(
+        follower_log.contains("received from the hub"),
+        "{follower_log}"
+    );
+    assert!(
+        !follower_log.contains("ACME certificate issued"),
+        "{follower_log}"
+    );
+    assert!(
+        !follower_log.contains("ACME account created"),
+        "the follower never orders: {follower_log}"
+    );
+    // The follower keeps it on disk too.
+    assert!(dir
+        .join("follower-state/acme/certs/fleet.acme.test.pem")
+        .exists());
+    dns.stop().await;
+}
+
+/// Certificate keys never cross in clear: a hub whose admin API is plain HTTP on a
+/// non-loopback address refuses `/acme/state`; so does any request without the token.
+#[tokio::test]
+async fn keys_are_not_served_over_a_plain_public_admin_api() {
+    use crate::support::process::Process;
+    let dir = temp_dir("acme-refuse");
+    let hub = Process::start(
+        &dir,
+        "hub",
+        &format!(
+            "[acme]\ndirectory = \"https://127.0.0.1:1/dir\"\n\n[admin]\nlisten = \"0.0.0.0:0\"\n\
+             token = \"{TOKEN}\"\n\n[edge]\nlisten = [\"127.0.0.1:0\"]\nstate_dir = \"{}\"\n\n\
+             [[edge.sites]]\nhosts = [\"x.acme.test\"]\norigins = [\"http://127.0.0.1:1\"]\nacme = true\n",
+            dir.join("state").display()
+        ),
+        2,
+    );
+    let admin = hub.url("admin").replace("0.0.0.0", "127.0.0.1");
+    let c = reqwest::Client::builder().no_proxy().build().unwrap();
+    let r = c
+        .get(format!("{admin}/acme/state"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("only shared over TLS"));
+    let r = c.get(format!("{admin}/acme/state")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+}

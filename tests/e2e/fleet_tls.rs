@@ -4,6 +4,7 @@
 //! secret or the request crosses in clear.
 
 use crate::support::pki::{Leaf, TestCa};
+use crate::support::process::{Process, BIN};
 use crate::support::*;
 use edge_node::config::CertConfig;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -136,61 +137,6 @@ async fn the_secret_admits_an_edge_over_tls_and_a_wrong_one_is_refused() {
     let r = get(&bad.url("/b"), &[]).await;
     assert_eq!(r.status, 403, "{:?}", r.body);
     assert_eq!(count.load(Ordering::SeqCst), 1);
-}
-
-const BIN: &str = env!("CARGO_BIN_EXE_outpost");
-
-/// A running `outpost run` and what its banner said.
-struct Process {
-    child: std::process::Child,
-    banner: Vec<String>,
-    log: std::path::PathBuf,
-}
-
-impl Process {
-    /// Starts `outpost run` on `toml` (written in `dir`) and reads `lines` banner lines.
-    fn start(dir: &std::path::Path, name: &str, toml: &str, lines: usize) -> Process {
-        use std::io::{BufRead, BufReader};
-        let cfg = dir.join(format!("{name}.toml"));
-        std::fs::write(&cfg, toml).unwrap();
-        let log = dir.join(format!("{name}.log"));
-        let mut child = std::process::Command::new(BIN)
-            .args(["--workers", "1", "run", "--config"])
-            .arg(&cfg)
-            .env("OUTPOST_LOG", "info")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-        let banner: Vec<String> = (0..lines)
-            .map(|_| match out.next() {
-                Some(Ok(l)) => l,
-                _ => panic!(
-                    "{name}: {}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                ),
-            })
-            .collect();
-        Process { child, banner, log }
-    }
-
-    /// The URL after "outpost: {what} listening on ".
-    fn url(&self, what: &str) -> String {
-        let prefix = format!("outpost: {what} listening on ");
-        self.banner
-            .iter()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .unwrap_or_else(|| panic!("no {what} in {:?}", self.banner))
-            .to_string()
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The purge hub's admin API on TLS with a fleet certificate: the follower edge verifies it

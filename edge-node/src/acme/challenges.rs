@@ -27,6 +27,18 @@ impl Challenges {
         }
     }
 
+    /// Every token with its key authorization (what a hub shares).
+    pub(crate) fn all(&self) -> HashMap<String, String> {
+        self.0.read().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Answers exactly `tokens` from now on (a follower taking its hub's).
+    pub(crate) fn replace_all(&self, tokens: &HashMap<String, String>) {
+        if let Ok(mut m) = self.0.write() {
+            m.clone_from(tokens);
+        }
+    }
+
     /// The answer for a request to `path`, if it is a challenge this node knows.
     pub(crate) fn answer(&self, path: &str) -> Option<String> {
         let token = path.strip_prefix(PATH_PREFIX)?;

@@ -16,9 +16,13 @@
 //!   for `acme-tls/1` (`certs.rs`, `tls.rs`).
 //! - A new certificate is handed to the TLS handshake (`certs.rs`): the next connection gets
 //!   it, open ones are not touched.
+//! - In a fleet, only the purge hub orders; the others follow it (`fleet.rs`): its challenges
+//!   and certificates reach every node, so any node can answer the CA's validator and none
+//!   orders on its own (the CA's rate limits count one order per name).
 
 pub(crate) mod certs;
 pub(crate) mod challenges;
+mod fleet;
 mod store;
 
 use crate::config::{AcmeChallenge, AcmeConfig, SiteConfig};
@@ -28,11 +32,22 @@ use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, ChallengeType, ExternalAccountKey,
     Identifier, NewAccount, NewOrder, Order, OrderStatus, RetryPolicy,
 };
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use store::Store;
 use tokio::sync::watch;
+
+/// The hub a follower gets its ACME state from.
+#[derive(Debug, Clone)]
+pub struct AcmeHub {
+    /// Base URL of the hub's admin API.
+    pub url: String,
+    /// The admin token.
+    pub token: String,
+    /// PEM file of the CAs that sign an https:// hub's certificate (the fleet CA).
+    pub ca: Option<PathBuf>,
+}
 
 /// Longest wait between two attempts after failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
@@ -50,6 +65,12 @@ pub(crate) struct AcmeService {
     live: Arc<LiveCerts>,
     challenges: Arc<Challenges>,
     account: tokio::sync::Mutex<Option<Account>>,
+    /// Where certificates come from: this node orders them (None), or it follows a hub.
+    hub: Option<AcmeHub>,
+    /// TLS-ALPN-01 digests shown now, by name (what a hub shares).
+    alpn_digests: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
+    /// Bumped at every change followers should see.
+    version: watch::Sender<u64>,
     /// `outpost.acme.orders`, by `outcome` (`issued`, `failed`).
     orders_made: opentelemetry::metrics::Counter<u64>,
 }
@@ -62,6 +83,7 @@ impl AcmeService {
         state_dir: &Path,
         live: Arc<LiveCerts>,
         challenges: Arc<Challenges>,
+        hub: Option<AcmeHub>,
         meter: &opentelemetry::metrics::Meter,
     ) -> Result<AcmeService, String> {
         let orders = sites
@@ -83,6 +105,9 @@ impl AcmeService {
             live,
             challenges,
             account: tokio::sync::Mutex::new(None),
+            hub,
+            alpn_digests: std::sync::Mutex::default(),
+            version: watch::Sender::new(0),
             orders_made: meter
                 .u64_counter("outpost.acme.orders")
                 .with_description("Certificate orders, by outcome (issued, failed).")
@@ -110,8 +135,11 @@ impl AcmeService {
         }
     }
 
-    /// Keeps every certificate until `shutdown` flips.
+    /// Keeps every certificate until `shutdown` flips: orders them, or follows the hub.
     pub(crate) async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+        if let Some(hub) = self.hub.clone() {
+            return self.follow(hub, shutdown).await;
+        }
         let mut tasks = tokio::task::JoinSet::new();
         for names in self.orders.clone() {
             tasks.spawn(self.clone().keep(names, shutdown.clone()));
@@ -187,9 +215,15 @@ impl AcmeService {
         for s in &shown {
             match self.cfg.challenge {
                 AcmeChallenge::Http01 => self.challenges.remove(s),
-                AcmeChallenge::TlsAlpn01 => self.live.remove_challenge(s),
+                AcmeChallenge::TlsAlpn01 => {
+                    self.live.remove_challenge(s);
+                    if let Ok(mut m) = self.alpn_digests.lock() {
+                        m.remove(s);
+                    }
+                }
             }
         }
+        self.bump();
         validated?;
         let key = order
             .finalize()
@@ -200,7 +234,9 @@ impl AcmeService {
             .await
             .map_err(|e| format!("certificate: {e}"))?;
         self.store.save_cert(&names[0], &chain, &key)?;
-        self.live.install(names, &chain, &key)
+        let v = self.live.install(names, &chain, &key)?;
+        self.bump();
+        Ok(v)
     }
 
     /// Answers every pending authorization of `order` (HTTP-01 or TLS-ALPN-01, as configured)
@@ -227,12 +263,17 @@ impl AcmeService {
                     self.challenges
                         .put(&challenge.token, challenge.key_authorization().as_str());
                     shown.push(challenge.token.clone());
+                    self.bump();
                 }
                 AcmeChallenge::TlsAlpn01 => {
                     let host = challenge.identifier().to_string();
                     let digest = challenge.key_authorization().digest();
                     self.live.put_challenge(&host, digest.as_ref())?;
+                    if let Ok(mut m) = self.alpn_digests.lock() {
+                        m.insert(host.clone(), digest.as_ref().to_vec());
+                    }
                     shown.push(host);
+                    self.bump();
                 }
             }
             challenge
@@ -349,5 +390,18 @@ async fn sleep_or_stop(d: Duration, shutdown: &mut watch::Receiver<bool>) -> boo
     tokio::select! {
         _ = tokio::time::sleep(d) => false,
         _ = shutdown.wait_for(|s| *s) => true,
+    }
+}
+
+/// A handle on a node's ACME state, for the admin API (`GET /acme/state`).
+#[derive(Clone)]
+pub struct AcmeHandle(pub(crate) Arc<AcmeService>);
+
+impl AcmeHandle {
+    /// The shared state (challenges, certificates and their keys) as JSON, once its version is
+    /// above `since` or after `wait`.
+    pub async fn state_since(&self, since: u64, wait: Duration) -> serde_json::Value {
+        serde_json::to_value(self.0.fleet_state_since(since, wait).await)
+            .unwrap_or(serde_json::Value::Null)
     }
 }

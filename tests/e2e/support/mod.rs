@@ -5,6 +5,7 @@
 pub mod otlp;
 pub mod pebble;
 pub mod pki;
+pub mod process;
 pub mod tls_origin;
 
 use bytes::Bytes;

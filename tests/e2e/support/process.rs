@@ -1,0 +1,56 @@
+//! `outpost run` as a child process, for tests of the binary as operators run it.
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_outpost");
+
+/// A running `outpost run` and what its banner said.
+pub struct Process {
+    child: std::process::Child,
+    pub banner: Vec<String>,
+    pub log: std::path::PathBuf,
+}
+
+impl Process {
+    /// Starts `outpost run` on `toml` (written in `dir`) and reads `lines` banner lines.
+    pub fn start(dir: &std::path::Path, name: &str, toml: &str, lines: usize) -> Process {
+        use std::io::{BufRead, BufReader};
+        let cfg = dir.join(format!("{name}.toml"));
+        std::fs::write(&cfg, toml).unwrap();
+        let log = dir.join(format!("{name}.log"));
+        let mut child = std::process::Command::new(BIN)
+            .args(["--workers", "1", "run", "--config"])
+            .arg(&cfg)
+            .env("OUTPOST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+        let banner: Vec<String> = (0..lines)
+            .map(|_| match out.next() {
+                Some(Ok(l)) => l,
+                _ => panic!(
+                    "{name}: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                ),
+            })
+            .collect();
+        Process { child, banner, log }
+    }
+
+    /// The URL after "outpost: {what} listening on ".
+    pub fn url(&self, what: &str) -> String {
+        let prefix = format!("outpost: {what} listening on ");
+        self.banner
+            .iter()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {what} in {:?}", self.banner))
+            .to_string()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
