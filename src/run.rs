@@ -162,8 +162,12 @@ pub async fn start(
         admin_addr = l.local_addr().ok();
         // Keys cross only encrypted, or not off this host.
         let private_channel = admin_tls || ac.listen.ip().is_loopback();
+        let dns_records = dns
+            .as_ref()
+            .map(|d| Arc::new(DnsChallenges(d.acme_txt())) as Arc<dyn admin::ChallengeRecords>);
         let state = AdminState::new(token, nodes)
             .with_acme(acme, private_channel)
+            .with_dns_challenges(dns_records)
             .with_purge(purge.clone())
             .with_metrics(metrics.clone());
         let rx = rx.clone();
@@ -200,6 +204,18 @@ fn state_dir(cfg: &NodeConfig) -> Option<std::path::PathBuf> {
             .or_else(|| c.disk_path.as_ref().map(|p| p.join("state")))
     });
     edge.or(shield)
+}
+
+/// The `[dns]` role's DNS-01 records, as the admin API publishes them.
+struct DnsChallenges(Arc<geo_dns::acme_txt::AcmeTxt>);
+
+impl admin::ChallengeRecords for DnsChallenges {
+    fn add(&self, name: &str, value: &str) -> Result<(), String> {
+        self.0.add(name, value)
+    }
+    fn remove(&self, name: &str, value: &str) -> Result<(), String> {
+        self.0.remove(name, value)
+    }
 }
 
 /// The hub whose ACME state an edge follows: its purge hub, when it has one (the purge hub

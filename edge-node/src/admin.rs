@@ -31,6 +31,17 @@ pub struct AdminState {
     shutdown: Option<watch::Receiver<bool>>,
     /// The node's ACME state, and whether its keys may be served here.
     acme: Option<(crate::AcmeHandle, bool)>,
+    /// The DNS-01 records of this node's `[dns]` role.
+    dns_challenges: Option<Arc<dyn ChallengeRecords>>,
+}
+
+/// The ACME DNS-01 records a `[dns]` node publishes (`_acme-challenge.NAME` TXT), which
+/// `POST` and `DELETE /dns/acme-challenge` add and withdraw.
+pub trait ChallengeRecords: Send + Sync {
+    /// Publishes `value` at `name`.
+    fn add(&self, name: &str, value: &str) -> Result<(), String>;
+    /// Withdraws `value` from `name`.
+    fn remove(&self, name: &str, value: &str) -> Result<(), String>;
 }
 
 impl AdminState {
@@ -43,7 +54,14 @@ impl AdminState {
             metrics: None,
             shutdown: None,
             acme: None,
+            dns_challenges: None,
         }
+    }
+
+    /// Lets the fleet's ACME clients publish DNS-01 records in this node's zones.
+    pub fn with_dns_challenges(mut self, records: Option<Arc<dyn ChallengeRecords>>) -> Self {
+        self.dns_challenges = records;
+        self
     }
 
     /// Shares the node's ACME state with its followers (`GET /acme/state`). It holds private
@@ -202,6 +220,56 @@ async fn acme_state(
     Json(state).into_response()
 }
 
+/// The body of `/dns/acme-challenge`.
+#[derive(serde::Deserialize, serde::Serialize)]
+pub struct ChallengeRecord {
+    /// `_acme-challenge.NAME`.
+    pub name: String,
+    /// The TXT value.
+    pub value: String,
+}
+
+async fn dns_challenge(
+    st: &AdminState,
+    body: Result<Json<ChallengeRecord>, axum::extract::rejection::JsonRejection>,
+    add: bool,
+) -> Response {
+    let Some(records) = &st.dns_challenges else {
+        return error(StatusCode::NOT_FOUND, "no [dns] role on this node");
+    };
+    let Ok(Json(r)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "send JSON: {\"name\": \"_acme-challenge.example.com\", \"value\": \"...\"}",
+        );
+    };
+    let done = if add {
+        records.add(&r.name, &r.value)
+    } else {
+        records.remove(&r.name, &r.value)
+    };
+    match done {
+        Ok(()) => Json(serde_json::json!({ "ok": true })).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, &e),
+    }
+}
+
+/// `POST /dns/acme-challenge`: publishes a DNS-01 record.
+async fn dns_challenge_add(
+    State(st): State<AdminState>,
+    body: Result<Json<ChallengeRecord>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    dns_challenge(&st, body, true).await
+}
+
+/// `DELETE /dns/acme-challenge`: withdraws a DNS-01 record.
+async fn dns_challenge_remove(
+    State(st): State<AdminState>,
+    body: Result<Json<ChallengeRecord>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    dns_challenge(&st, body, false).await
+}
+
 /// The admin router.
 pub fn router(state: AdminState) -> Router {
     let protected = Router::new()
@@ -210,6 +278,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/purge", axum::routing::post(purge))
         .route("/purge/log", get(purge_log))
         .route("/acme/state", get(acme_state))
+        .route(
+            "/dns/acme-challenge",
+            axum::routing::post(dns_challenge_add).delete(dns_challenge_remove),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(healthz))

@@ -308,10 +308,20 @@ pub struct AcmeConfig {
     /// it (`"30d"`); default: at two thirds.
     #[serde(default)]
     pub renew_before: Option<Dur>,
-    /// How the CA validates: `"http-01"` (port 80, the plain listeners) or `"tls-alpn-01"`
-    /// (port 443, the TLS listeners).
+    /// How the CA validates: `"http-01"` (port 80, the plain listeners), `"tls-alpn-01"`
+    /// (port 443, the TLS listeners) or `"dns-01"` (a TXT record in an Outpost `[dns]` node's
+    /// zone, through its admin API: `dns_api`; wildcard hosts need it).
     #[serde(default)]
     pub challenge: AcmeChallenge,
+    /// Admin URL of the Outpost `[dns]` node serving the zone, for `dns-01`.
+    #[serde(default)]
+    pub dns_api: Option<String>,
+    /// Its admin token.
+    #[serde(default)]
+    pub dns_api_token: Option<String>,
+    /// PEM file of the CAs that sign its admin API's certificate (the fleet CA).
+    #[serde(default)]
+    pub dns_api_ca: Option<PathBuf>,
 }
 
 /// The ACME validation method.
@@ -324,6 +334,10 @@ pub enum AcmeChallenge {
     /// A TLS handshake with ALPN `acme-tls/1` (RFC 8737).
     #[serde(rename = "tls-alpn-01")]
     TlsAlpn01,
+    /// A TXT record at `_acme-challenge.NAME` (RFC 8555 8.4), published through an Outpost
+    /// `[dns]` node's admin API.
+    #[serde(rename = "dns-01")]
+    Dns01,
 }
 
 impl AcmeConfig {
@@ -363,6 +377,22 @@ impl AcmeConfig {
                 format!("{prefix}.retry_after"),
                 "must be above zero",
             ));
+        }
+        if self.challenge == AcmeChallenge::Dns01
+            && (self.dns_api.is_none() || self.dns_api_token.is_none())
+        {
+            out.push(ConfigProblem::new(
+                format!("{prefix}.challenge"),
+                "dns-01 needs dns_api and dns_api_token (the admin API of the [dns] node)",
+            ));
+        }
+        if let Some(u) = &self.dns_api {
+            if crate::upstream::addr::OriginAddr::parse(u).is_err() {
+                out.push(ConfigProblem::new(
+                    format!("{prefix}.dns_api"),
+                    "must be an http:// or https:// base URL",
+                ));
+            }
         }
         out
     }

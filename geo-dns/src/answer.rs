@@ -21,6 +21,8 @@ pub struct Catalog {
     zones: Zones,
     geo: Vec<GeoRouting>,
     udp_payload: u16,
+    /// DNS-01 challenge records, shared by every catalog of the server (they outlive reloads).
+    acme: Arc<crate::acme_txt::AcmeTxt>,
 }
 
 /// One geo name's routing and the live state of its regions.
@@ -58,6 +60,7 @@ impl Catalog {
             zones: Zones::default(),
             geo: Vec::new(),
             udp_payload: 1232,
+            acme: Arc::default(),
         }
     }
 
@@ -69,6 +72,7 @@ impl Catalog {
         db: Option<&GeoDb>,
         board: &HealthBoard,
         stats: &Stats,
+        acme: &Arc<crate::acme_txt::AcmeTxt>,
     ) -> Result<Catalog, Vec<Problem>> {
         let problems = cfg.validate("dns");
         if !problems.is_empty() {
@@ -122,6 +126,7 @@ impl Catalog {
             zones,
             geo,
             udp_payload: cfg.udp_payload,
+            acme: acme.clone(),
         })
     }
 
@@ -221,7 +226,17 @@ impl Catalog {
             _ => {}
         }
         let owned;
-        let answer: &Answer = match self.zones.find(q.name()) {
+        let found = self.zones.find(q.name());
+        let challenge = match (&found, q.qtype) {
+            (Found::NotOurs, _) => None,
+            (_, 16) => self.acme.answer(q.name()),
+            _ => None,
+        };
+        let answer: &Answer = match found {
+            _ if challenge.is_some() => {
+                owned = challenge.unwrap_or_default();
+                &owned
+            }
             Found::NotOurs => return refuse(rcode::REFUSED, &reply, out),
             Found::Missing(zone) => {
                 owned = zone.nxdomain(q.name_len);

@@ -18,6 +18,7 @@
 // A dependency no code of the crate uses is an error (checked where dev-dependencies are absent).
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+pub mod acme_txt;
 pub mod answer;
 pub mod config;
 pub mod geo;

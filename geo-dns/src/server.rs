@@ -36,6 +36,7 @@ struct Shared {
     catalog: ArcSwap<Catalog>,
     stats: Arc<Stats>,
     board: Arc<HealthBoard>,
+    acme: Arc<crate::acme_txt::AcmeTxt>,
     stopping: AtomicBool,
 }
 
@@ -53,7 +54,7 @@ async fn build(shared: &Arc<Shared>, cfg: &DnsConfig) -> Result<Catalog, String>
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let _guard = handle.enter();
-        Catalog::build(&cfg2, db.as_ref(), &sh.board, &sh.stats)
+        Catalog::build(&cfg2, db.as_ref(), &sh.board, &sh.stats, &sh.acme)
     })
     .await
     .map_err(|e| format!("dns: catalog build failed: {e}"))?
@@ -77,6 +78,7 @@ impl DnsServer {
             catalog: ArcSwap::from_pointee(placeholder),
             stats: Arc::default(),
             board: Arc::default(),
+            acme: Arc::default(),
             stopping: AtomicBool::new(false),
         });
         let catalog = build(&shared, cfg).await?;
@@ -121,6 +123,11 @@ impl DnsServer {
             tasks,
             stop_tx,
         })
+    }
+
+    /// The ACME DNS-01 records this server publishes (the admin API adds and removes them).
+    pub fn acme_txt(&self) -> Arc<crate::acme_txt::AcmeTxt> {
+        self.shared.acme.clone()
     }
 
     /// The bound addresses (each UDP and TCP).

@@ -163,7 +163,7 @@ fn problem(path: impl Into<String>, message: impl Into<String>) -> Problem {
     Problem::new(path, message)
 }
 
-fn wire(name: &Name) -> Box<[u8]> {
+pub(crate) fn wire(name: &Name) -> Box<[u8]> {
     let mut buf = Vec::new();
     let mut enc = BinEncoder::new(&mut buf);
     enc.set_name_encoding(NameEncoding::UncompressedLowercase);
@@ -590,7 +590,7 @@ impl Builder {
 }
 
 /// Encodes the sections after a question for `name`, with names compressed against it.
-fn encode(
+pub(crate) fn encode(
     name: &Name,
     qtype: RecordType,
     rcode: u16,

@@ -502,3 +502,125 @@ async fn keys_are_not_served_over_a_plain_public_admin_api() {
     let r = c.get(format!("{admin}/acme/state")).send().await.unwrap();
     assert_eq!(r.status(), 401);
 }
+
+/// DNS-01 through Outpost's own DNS: the edge publishes `_acme-challenge` TXT records through
+/// the `[dns]` node's admin API, Pebble reads them from that DNS server, and the wildcard
+/// certificate serves any name under it; the records are withdrawn afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns01_through_outposts_dns_issues_a_wildcard() {
+    use crate::support::process::Process;
+    let origin = Origin::start(|_, _| Reply::ok("wild", &[("cache-control", "max-age=60")])).await;
+    let dir = temp_dir("acme-dns01");
+    let dns_node = Process::start(
+        &dir,
+        "dns",
+        &format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n\n[dns]\nlisten = [\"127.0.0.1:0\"]\n\n\
+             [[dns.zones]]\nname = \"acme.test\"\nns = [\"ns1\"]\nrecords = [\n  {{ name = \"ns1\", type = \"A\", value = \"127.0.0.1\" }},\n]\n"
+        ),
+        2,
+    );
+    let dns_addr: SocketAddr = dns_node
+        .url("dns")
+        .strip_prefix("udp+tcp ")
+        .unwrap_or_else(|| panic!("{:?}", dns_node.banner))
+        .parse()
+        .unwrap();
+    let pebble = Pebble::start(1, dns_addr).await;
+    let mut acme = acme_config(&pebble);
+    acme.challenge = edge_node::config::AcmeChallenge::Dns01;
+    acme.dns_api = Some(dns_node.url("admin"));
+    acme.dns_api_token = Some(TOKEN.into());
+    let state = temp_dir("acme-dns01-state");
+    let mut cfg = edge_cfg(&origin, &["wild.acme.test", "*.wild.acme.test"], &state);
+    cfg.listen = Vec::new();
+    let edge = edge_node::Edge::builder(&cfg)
+        .acme(Some(&acme))
+        .bind()
+        .await
+        .unwrap();
+    let tls = edge.tls_local_addrs()[0];
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let served = tokio::spawn(edge.serve(rx));
+    let root = pebble.root_pem().await;
+    let mut last = String::new();
+    let issued = async {
+        loop {
+            match https_get(&root, "a.wild.acme.test", tls, "/").await {
+                Ok(body) => return body,
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let body = tokio::time::timeout(Duration::from_secs(60), issued)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "no wildcard certificate: {last}\npebble: {}\ndns: {}",
+                pebble.log(),
+                std::fs::read_to_string(&dns_node.log).unwrap_or_default()
+            )
+        });
+    assert_eq!(body, "wild");
+    assert_eq!(
+        https_get(&root, "wild.acme.test", tls, "/").await.unwrap(),
+        "wild"
+    );
+    assert_eq!(
+        https_get(&root, "b.wild.acme.test", tls, "/")
+            .await
+            .unwrap(),
+        "wild"
+    );
+    // Two levels down is not covered by the wildcard.
+    assert!(https_get(&root, "x.b.wild.acme.test", tls, "/")
+        .await
+        .is_err());
+    // The challenge records are gone.
+    let out = tokio::process::Command::new("dig")
+        .args([
+            "+short",
+            "-p",
+            &dns_addr.port().to_string(),
+            "@127.0.0.1",
+            "TXT",
+            "_acme-challenge.wild.acme.test",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).trim().is_empty(),
+        "{out:?}"
+    );
+    // Bad input to the DNS node's admin API: clear 400s and 401, nothing published.
+    let c = reqwest::Client::builder().no_proxy().build().unwrap();
+    let api = format!("{}/dns/acme-challenge", dns_node.url("admin"));
+    for (body, words) in [
+        ("not json", "send JSON"),
+        (
+            r#"{"name":"www.acme.test","value":"x"}"#,
+            "only _acme-challenge",
+        ),
+        (
+            r#"{"name":"_acme-challenge.acme.test","value":"has space"}"#,
+            "visible ASCII",
+        ),
+    ] {
+        let r = c
+            .post(&api)
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{body}");
+        assert!(r.text().await.unwrap().contains(words), "{body}");
+    }
+    let r = c.post(&api).body("{}").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), served).await;
+}

@@ -13,7 +13,8 @@
 //! - Validation is HTTP-01 (`challenges.rs`): the node answers the CA's validator on
 //!   `/.well-known/acme-challenge/` of its plain listeners while the order waits; or
 //!   TLS-ALPN-01 (RFC 8737): its TLS listeners show a challenge certificate to clients asking
-//!   for `acme-tls/1` (`certs.rs`, `tls.rs`).
+//!   for `acme-tls/1` (`certs.rs`, `tls.rs`); or DNS-01: a TXT record published in the zone
+//!   by an Outpost `[dns]` node's admin API (wildcard names need it).
 //! - A new certificate is handed to the TLS handshake (`certs.rs`): the next connection gets
 //!   it, open ones are not touched.
 //! - In a fleet, only the purge hub orders; the others follow it (`fleet.rs`): its challenges
@@ -86,13 +87,15 @@ impl AcmeService {
         hub: Option<AcmeHub>,
         meter: &opentelemetry::metrics::Meter,
     ) -> Result<AcmeService, String> {
+        // Wildcards can only be validated by DNS-01.
+        let wildcards = cfg.challenge == AcmeChallenge::Dns01;
         let orders = sites
             .iter()
             .filter(|s| s.acme)
             .map(|s| {
                 s.hosts
                     .iter()
-                    .filter(|h| !h.starts_with("*."))
+                    .filter(|h| wildcards || !h.starts_with("*."))
                     .map(|h| h.to_ascii_lowercase())
                     .collect::<Vec<_>>()
             })
@@ -215,6 +218,13 @@ impl AcmeService {
         for s in &shown {
             match self.cfg.challenge {
                 AcmeChallenge::Http01 => self.challenges.remove(s),
+                AcmeChallenge::Dns01 => {
+                    if let Some((name, value)) = s.split_once(' ') {
+                        if let Err(e) = self.dns_record(false, name, value).await {
+                            tracing::warn!(name, error = %e, "cannot withdraw a DNS-01 record");
+                        }
+                    }
+                }
                 AcmeChallenge::TlsAlpn01 => {
                     self.live.remove_challenge(s);
                     if let Ok(mut m) = self.alpn_digests.lock() {
@@ -254,6 +264,7 @@ impl AcmeService {
             let (kind, name) = match self.cfg.challenge {
                 AcmeChallenge::Http01 => (ChallengeType::Http01, "http-01"),
                 AcmeChallenge::TlsAlpn01 => (ChallengeType::TlsAlpn01, "tls-alpn-01"),
+                AcmeChallenge::Dns01 => (ChallengeType::Dns01, "dns-01"),
             };
             let mut challenge = a
                 .challenge(kind)
@@ -264,6 +275,15 @@ impl AcmeService {
                         .put(&challenge.token, challenge.key_authorization().as_str());
                     shown.push(challenge.token.clone());
                     self.bump();
+                }
+                AcmeChallenge::Dns01 => {
+                    // The record of `*.example.com` is at `_acme-challenge.example.com`.
+                    let host = challenge.identifier().to_string();
+                    let base = host.strip_prefix("*.").unwrap_or(&host).to_string();
+                    let name = format!("_acme-challenge.{base}");
+                    let value = challenge.key_authorization().dns_value();
+                    self.dns_record(true, &name, &value).await?;
+                    shown.push(format!("{name} {value}"));
                 }
                 AcmeChallenge::TlsAlpn01 => {
                     let host = challenge.identifier().to_string();
@@ -289,6 +309,45 @@ impl AcmeService {
             return Err(format!("the CA did not validate the order: {status:?}"));
         }
         Ok(())
+    }
+
+    /// Publishes (`add`) or withdraws a DNS-01 record through the `[dns]` node's admin API.
+    async fn dns_record(&self, add: bool, name: &str, value: &str) -> Result<(), String> {
+        use http_body_util::BodyExt;
+        let (Some(api), Some(token)) = (&self.cfg.dns_api, &self.cfg.dns_api_token) else {
+            return Err("dns-01 needs dns_api and dns_api_token".into());
+        };
+        let client = crate::upstream::tls::admin_client::<http_body_util::Full<bytes::Bytes>>(
+            self.cfg.dns_api_ca.as_deref(),
+        )?;
+        let url = format!("{}/dns/acme-challenge", api.trim_end_matches('/'));
+        let body = serde_json::json!({ "name": name, "value": value }).to_string();
+        let req = http::Request::builder()
+            .method(if add {
+                http::Method::POST
+            } else {
+                http::Method::DELETE
+            })
+            .uri(&url)
+            .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let res = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+            .await
+            .map_err(|_| format!("{url}: no answer within 10 s"))?
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = res.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = res
+            .into_body()
+            .collect()
+            .await
+            .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+            .unwrap_or_default();
+        Err(format!("{url}: {status}: {text}"))
     }
 
     /// The ACME account: saved credentials, else a new account (saved).
