@@ -14,9 +14,12 @@ use std::sync::RwLock;
 /// The label every DNS-01 record starts with.
 const LABEL: &str = "_acme-challenge.";
 
+/// One published name and its values.
+type Published = (Name, Vec<String>);
+
 /// The published challenge records: name (wire form, lower case) -> its values.
 #[derive(Debug, Default)]
-pub struct AcmeTxt(RwLock<HashMap<Box<[u8]>, (Name, Vec<String>)>>);
+pub struct AcmeTxt(RwLock<HashMap<Box<[u8]>, Published>>);
 
 impl AcmeTxt {
     /// Publishes `value` at `name` (`_acme-challenge.example.com`), beside values already
