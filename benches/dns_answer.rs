@@ -66,8 +66,14 @@ regions = [
     let cfg = toml::from_str::<W>(&src).expect("config").dns;
     let geo = geo_dns::geo::GeoDb::open(&db).expect("db");
     let stats = Stats::default();
-    let catalog =
-        Catalog::build(&cfg, Some(&geo), &HealthBoard::default(), &stats).expect("catalog");
+    let catalog = Catalog::build(
+        &cfg,
+        Some(&geo),
+        &HealthBoard::default(),
+        &stats,
+        &Default::default(),
+    )
+    .expect("catalog");
     let _ = std::fs::remove_file(&db);
     let src_ip = "198.51.100.7".parse().expect("ip");
     let mut out = Vec::with_capacity(512);
