@@ -49,7 +49,8 @@ regions = [
         let geo = geo_dns::geo::GeoDb::open(&db).expect("open");
         let stats = Stats::default();
         let catalog =
-            Catalog::build(&cfg, Some(&geo), &HealthBoard::default(), &stats).expect("catalog");
+            Catalog::build(&cfg, Some(&geo), &HealthBoard::default(), &stats, &Default::default())
+                .expect("catalog");
         World { catalog, stats }
     })
 }
