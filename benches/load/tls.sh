@@ -55,7 +55,7 @@
 # Knobs (environment): ROUNDS (3), DURATION (10), CONNS (32), STREAMS (10), MISS_CONNS (32),
 # HS_RATE (calibrated), HS_LOAD_PCT (75), PHASES ("1 2"), NOISE_PCT (10), MAX_ATTEMPTS (2),
 # RETRY_BUDGET (12), QUIET_WAIT (10), SKIP_INSTALL=1, SKIP_BUILD=1, OUTPOST_BIN (a binary to use
-# instead of building), PERF=1 (after phase 1: `perf record -g` on each server during an hs
+# instead of building; OUTPOST_GIT names its commit in meta.txt), PERF=1 (after phase 1: `perf record -g` on each server during an hs
 # run, top symbols in perf-<server>.txt), *_PORT.
 set -euo pipefail
 
@@ -539,7 +539,11 @@ printf 'case\tserver\tround\tattempt\traw\trequests\telapsed_s\trps\tserver_tick
     echo "openssl: $(openssl version)"
     echo "wrk: $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')"
     echo "h2load: $(h2load --version 2>&1 | head -1)"
-    echo "outpost: $("$BIN" --version), sha256 $(sha256sum "$BIN" | cut -c1-12), from $SRC_BIN (git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- edge-node origin-shield src 2>/dev/null || echo ', uncommitted changes in the tree'))"
+    if [[ -n "${OUTPOST_BIN:-}" ]]; then
+        echo "outpost: $("$BIN" --version), sha256 $(sha256sum "$BIN" | cut -c1-12), $SRC_BIN (git ${OUTPOST_GIT:-unknown})"
+    else
+        echo "outpost: $("$BIN" --version), sha256 $(sha256sum "$BIN" | cut -c1-12), built here (git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- edge-node origin-shield src agent 2>/dev/null || echo ', uncommitted changes in the tree'))"
+    fi
     echo "rounds: $ROUNDS; duration: ${DURATION}s; conns: $CONNS; streams: $STREAMS; miss conns: $MISS_CONNS; phases: $PHASES"
     echo "noise: retry a run if other processes used > ${NOISE_PCT}% of a benchmark CPU (max $MAX_ATTEMPTS attempts, $RETRY_BUDGET retries in all; wait up to ${QUIET_WAIT}s for quiet)"
     echo "clk_tck: $CLK_TCK"

@@ -138,6 +138,15 @@ async fn damaged_entries_are_dropped_and_refetched_never_served() {
         !dir.join("tmp").join("half-written").exists(),
         "temporary files are cleaned at start"
     );
+    // The refetched entries are written in the background: let them land before the
+    // directory goes.
+    for _ in 0..100 {
+        if e.proxy.gauges().disk.is_some_and(|d| d.writes >= 4) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(e);
     let _ = std::fs::remove_dir_all(dir);
 }
 
