@@ -189,10 +189,22 @@ async fn purge_log(
         .into_response()
 }
 
-/// `GET /acme/state?since=V&wait=MS`: the ACME challenges and certificates followers take.
+#[derive(serde::Deserialize)]
+struct AcmeStateQuery {
+    #[serde(default)]
+    since: u64,
+    #[serde(default)]
+    wait: u64,
+    /// The follower asking.
+    #[serde(default)]
+    node: Option<String>,
+}
+
+/// `GET /acme/state?since=V&wait=MS&node=ID`: the ACME challenges and certificates followers
+/// take.
 async fn acme_state(
     State(st): State<AdminState>,
-    q: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
+    q: Result<Query<AcmeStateQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Some((acme, private_channel)) = &st.acme else {
         return error(StatusCode::NOT_FOUND, "no acme = true site on this node");
@@ -210,12 +222,13 @@ async fn acme_state(
         );
     };
     let wait = Duration::from_millis(q.wait.min(60_000));
+    let node = q.node.as_deref().filter(|n| n.len() <= 64);
     let state = match st.shutdown.clone() {
         Some(mut stop) => tokio::select! {
-            s = acme.state_since(q.since, wait) => s,
-            _ = async move { let _ = stop.wait_for(|s| *s).await; } => acme.state_since(q.since, Duration::ZERO).await,
+            s = acme.state_since(q.since, wait, node) => s,
+            _ = async move { let _ = stop.wait_for(|s| *s).await; } => acme.state_since(q.since, Duration::ZERO, node).await,
         },
-        None => acme.state_since(q.since, wait).await,
+        None => acme.state_since(q.since, wait, node).await,
     };
     Json(state).into_response()
 }

@@ -380,17 +380,30 @@ async fn tls_alpn01_issues_on_the_tls_listener_alone() {
 /// hub's certificate too, without ordering one of its own. Both as `outpost run` processes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_challenge_is_answered_by_another_edge_and_the_fleet_shares_the_certificate() {
+    fleet_shares("http-01").await;
+}
+
+/// The same with TLS-ALPN-01: the follower shows the hub's challenge certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_alpn_challenge_is_answered_by_another_edge() {
+    fleet_shares("tls-alpn-01").await;
+}
+
+async fn fleet_shares(challenge: &str) {
     use crate::support::process::Process;
     let origin = Origin::start(|_, _| Reply::ok("fleet", &[("cache-control", "max-age=60")])).await;
     let dns = dns(&["fleet"]).await;
     let dir = temp_dir("acme-fleet");
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let follower_http = probe.local_addr().unwrap().port();
-    drop(probe);
-    // Pebble validates on the follower's port only.
-    let pebble = Pebble::start(follower_http, dns.local_addrs()[0]).await;
+    let free = || {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let (follower_http, follower_https) = (free(), free());
+    // Pebble validates on the follower's ports only.
+    let pebble = Pebble::start_with(follower_http, follower_https, dns.local_addrs()[0]).await;
     let acme = format!(
-        "[acme]\ndirectory = \"{}\"\ndirectory_ca = \"{}\"\nretry_after = \"1s\"\n",
+        "[acme]\ndirectory = \"{}\"\ndirectory_ca = \"{}\"\nretry_after = \"1s\"\n\
+         challenge = \"{challenge}\"\n",
         pebble.dir_url,
         pebble.https_ca.ca_pem.display()
     );
@@ -413,7 +426,8 @@ async fn a_challenge_is_answered_by_another_edge_and_the_fleet_shares_the_certif
         &dir,
         "follower",
         &format!(
-            "{acme}\n[edge]\nlisten = [\"127.0.0.1:{follower_http}\"]\ntls_listen = [\"127.0.0.1:0\"]\n\
+            "{acme}\n[edge]\nlisten = [\"127.0.0.1:{follower_http}\"]\n\
+             tls_listen = [\"127.0.0.1:{follower_https}\"]\n\
              state_dir = \"{}\"\npurge_hub = \"{hub_admin}\"\npurge_hub_token = \"{TOKEN}\"\n\n{site}",
             dir.join("follower-state").display()
         ),

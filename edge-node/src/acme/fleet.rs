@@ -15,6 +15,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// A follower not heard from for this long is not waited for.
+const FOLLOWER_GONE: Duration = Duration::from_secs(60);
+/// Longest wait for the followers to take a new challenge before the CA is told.
+const PROPAGATION_WAIT: Duration = Duration::from_secs(5);
+
 /// What a hub shares, as JSON.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct FleetState {
@@ -64,8 +69,21 @@ impl AcmeService {
         }
     }
 
-    /// The shared state once its version is above `since`, or after `wait`.
-    pub(crate) async fn fleet_state_since(&self, since: u64, wait: Duration) -> FleetState {
+    /// The shared state once its version is above `since`, or after `wait`. A follower that
+    /// names itself (`node`) is remembered with `since`, the version it has applied.
+    pub(crate) async fn fleet_state_since(
+        &self,
+        since: u64,
+        wait: Duration,
+        node: Option<&str>,
+    ) -> FleetState {
+        if let (Some(node), Ok(mut f)) = (node, self.followers.lock()) {
+            let now = std::time::Instant::now();
+            f.retain(|_, (seen, _)| now.duration_since(*seen) < FOLLOWER_GONE);
+            if f.len() < 1024 || f.contains_key(node) {
+                f.insert(node.to_string(), (now, since));
+            }
+        }
         let mut rx = self.version.subscribe();
         let _ = tokio::time::timeout(wait, rx.wait_for(|v| *v > since)).await;
         self.fleet_state()
@@ -74,6 +92,37 @@ impl AcmeService {
     /// Something followers should see changed.
     pub(crate) fn bump(&self) {
         self.version.send_modify(|v| *v += 1);
+    }
+
+    /// Waits (up to [`PROPAGATION_WAIT`]) until every follower seen lately has applied the
+    /// current version: a challenge is only announced to the CA once every edge can answer it.
+    pub(crate) async fn wait_for_followers(&self) {
+        let wanted = *self.version.borrow();
+        let deadline = std::time::Instant::now() + PROPAGATION_WAIT;
+        loop {
+            let behind = match self.followers.lock() {
+                Ok(f) => {
+                    let now = std::time::Instant::now();
+                    f.values()
+                        .filter(|(seen, v)| {
+                            now.duration_since(*seen) < FOLLOWER_GONE && *v < wanted
+                        })
+                        .count()
+                }
+                Err(_) => 0,
+            };
+            if behind == 0 {
+                return;
+            }
+            if std::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    behind,
+                    "ACME: followers did not take the challenge in time; going on"
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Takes the hub's state: exactly its challenges, and its certificates where they differ
@@ -138,10 +187,14 @@ impl AcmeService {
             }
         };
         let base = hub.url.trim_end_matches('/').to_string();
+        let node = format!("{:016x}", {
+            use std::hash::BuildHasher;
+            std::collections::hash_map::RandomState::new().hash_one(std::process::id())
+        });
         let mut since = 0u64;
         let mut backoff = Duration::from_secs(1);
         loop {
-            let url = format!("{base}/acme/state?since={since}&wait=25000");
+            let url = format!("{base}/acme/state?since={since}&wait=25000&node={node}");
             let got = async {
                 let req = http::Request::get(&url)
                     .header(http::header::AUTHORIZATION, format!("Bearer {}", hub.token))

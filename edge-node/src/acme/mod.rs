@@ -72,6 +72,8 @@ pub(crate) struct AcmeService {
     alpn_digests: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
     /// Bumped at every change followers should see.
     version: watch::Sender<u64>,
+    /// Followers by the id they poll with: when last seen, and the version they had then.
+    followers: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, u64)>>,
     /// `outpost.acme.orders`, by `outcome` (`issued`, `failed`).
     orders_made: opentelemetry::metrics::Counter<u64>,
 }
@@ -111,6 +113,7 @@ impl AcmeService {
             hub,
             alpn_digests: std::sync::Mutex::default(),
             version: watch::Sender::new(0),
+            followers: std::sync::Mutex::default(),
             orders_made: meter
                 .u64_counter("outpost.acme.orders")
                 .with_description("Certificate orders, by outcome (issued, failed).")
@@ -296,6 +299,8 @@ impl AcmeService {
                     self.bump();
                 }
             }
+            // Every edge must be able to answer before the CA asks.
+            self.wait_for_followers().await;
             challenge
                 .set_ready()
                 .await
@@ -458,9 +463,15 @@ pub struct AcmeHandle(pub(crate) Arc<AcmeService>);
 
 impl AcmeHandle {
     /// The shared state (challenges, certificates and their keys) as JSON, once its version is
-    /// above `since` or after `wait`.
-    pub async fn state_since(&self, since: u64, wait: Duration) -> serde_json::Value {
-        serde_json::to_value(self.0.fleet_state_since(since, wait).await)
+    /// above `since` or after `wait`; `node` names the follower asking (it is waited for
+    /// before the CA is told a challenge is ready).
+    pub async fn state_since(
+        &self,
+        since: u64,
+        wait: Duration,
+        node: Option<&str>,
+    ) -> serde_json::Value {
+        serde_json::to_value(self.0.fleet_state_since(since, wait, node).await)
             .unwrap_or(serde_json::Value::Null)
     }
 }
