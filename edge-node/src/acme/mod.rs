@@ -198,11 +198,7 @@ impl AcmeService {
     fn renewal_due(&self, names: &[String]) -> Option<SystemTime> {
         let (chain, _) = self.store.cert(&names[0]).ok()??;
         let v = Validity::of_chain(&chain).ok()?;
-        let left = v
-            .not_after
-            .duration_since(SystemTime::now())
-            .unwrap_or_default();
-        if left < WARN_AHEAD {
+        if let Some(left) = expires_soon(&v, SystemTime::now()) {
             tracing::warn!(names = ?names, expires_in = ?left, "TLS certificate expires soon");
         }
         Some(v.renew_at(jitter(&names[0]), self.cfg.renew_before.map(|d| d.0)))
@@ -435,6 +431,12 @@ pub(crate) fn register_expiry_gauge(meter: &opentelemetry::metrics::Meter, live:
         .build();
 }
 
+/// The time left when it is under [`WARN_AHEAD`] (zero once expired).
+fn expires_soon(v: &Validity, now: SystemTime) -> Option<Duration> {
+    let left = v.not_after.duration_since(now).unwrap_or_default();
+    (left < WARN_AHEAD).then_some(left)
+}
+
 /// How long to wait on the CA while it validates or issues.
 fn poll_policy() -> RetryPolicy {
     RetryPolicy::new()
@@ -473,5 +475,26 @@ impl AcmeHandle {
     ) -> serde_json::Value {
         serde_json::to_value(self.0.fleet_state_since(since, wait, node).await)
             .unwrap_or(serde_json::Value::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_warning_comes_fourteen_days_ahead() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        let v = |days_left: u64| Validity {
+            not_before: now - Duration::from_secs(80 * 86400),
+            not_after: now + Duration::from_secs(days_left * 86400),
+        };
+        assert_eq!(expires_soon(&v(15), now), None);
+        assert_eq!(expires_soon(&v(13), now), Some(Duration::from_secs(13 * 86400)));
+        let expired = Validity {
+            not_before: now - Duration::from_secs(100 * 86400),
+            not_after: now - Duration::from_secs(86400),
+        };
+        assert_eq!(expires_soon(&expired, now), Some(Duration::ZERO));
     }
 }
