@@ -56,7 +56,7 @@ pub async fn run(a: PurgeArgs) -> Result<u64, String> {
     let res = tokio::time::timeout(Duration::from_secs(15), client.request(http_req))
         .await
         .map_err(|_| format!("{url}: no answer within 15s"))?
-        .map_err(|e| format!("{url}: {}", chain(&e)))?;
+        .map_err(|e| format!("{url}: {}", edge_node::upstream::error_chain(&e)))?;
     let status = res.status();
     let bytes = res
         .into_body()
@@ -75,16 +75,4 @@ pub async fn run(a: PurgeArgs) -> Result<u64, String> {
     json.get("version")
         .and_then(|v| v.as_u64())
         .ok_or_else(|| format!("{url}: answer has no version"))
-}
-
-/// `e` and its causes, one after the other (a TLS error sits a few levels down).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

@@ -55,8 +55,9 @@
 # Knobs (environment): ROUNDS (3), DURATION (10), CONNS (32), STREAMS (10), MISS_CONNS (32),
 # HS_RATE (calibrated), HS_LOAD_PCT (75), PHASES ("1 2"), NOISE_PCT (10), MAX_ATTEMPTS (2),
 # RETRY_BUDGET (12), QUIET_WAIT (10), SKIP_INSTALL=1, SKIP_BUILD=1, OUTPOST_BIN (a binary to use
-# instead of building; OUTPOST_GIT names its commit in meta.txt), PERF=1 (after phase 1: `perf record -g` on each server during an hs
-# run, top symbols in perf-<server>.txt), *_PORT.
+# instead of building; OUTPOST_GIT names its commit in meta.txt), PERF=1 (after phase 1:
+# `perf record -g -e cpu-clock` on each server during an extra hs run and an extra h2 run, not
+# counted; top symbols and binaries in perf-<case>-<server>-{symbol,dso}.txt), *_PORT.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -364,7 +365,8 @@ parse_output() {
 # One measured client run.
 #   measure CASE SERVER ROUND ATTEMPT TOOL ROLES SHIELD_PORT -- command...
 # ROLES: "name:pid,..." of the server processes whose CPU counts (their whole trees).
-# SHIELD_PORT: count the connections opened to it during the run ("-": none).
+# SHIELD_PORT: count the connections opened to it during the run, and those open at its end
+# ("-": none).
 # Appends a row to runs.tsv; sets OTHER_PCT (the larger share of CPU 0 or CPU 1, in percent
 # of one CPU, used by anything but the servers, the client and the origin) and LAST_ROW.
 measure() {
@@ -404,9 +406,10 @@ measure() {
     local oticks
     oticks=$(cpu_delta "$WORK/cpu0-origin" "$WORK/cpu1-origin")
     read -r creal cuser csys <"$WORK/time"
-    local new_conns=-
+    local new_conns=- pool=-
     if [[ $sport != - ]]; then
         new_conns=$(comm -13 <(echo "$before_conns") <(echo "$after_conns") | grep -c . || true)
+        pool=$(grep -c . <<<"$after_conns" || true)
     fi
     local req el rps p50 p99 mean err
     read -r req el rps p50 p99 mean err < <(parse_output "$tool" "$RESULTS/$f")
@@ -420,7 +423,7 @@ measure() {
                  x = o0 > o1 ? o0 : o1; if (x < 0) x = 0; printf "%d", x * 100 + 0.5 }')
     LAST_ROW=$(printf '%s\t' "$case" "$server" "$round" "$attempt" "$f" "$req" "$el" "$rps" \
         "$ticks" "$detail" "$CLK_TCK" "$p50" "$p99" "$mean" "$err" "$((po1 - po0))" "$new_conns" \
-        "$creal" "$cuser" "$csys" "$oticks" "$((b1s - b0s))" "$((b1c - b0c))")
+        "$pool" "$creal" "$cuser" "$csys" "$oticks" "$((b1s - b0s))" "$((b1c - b0c))")
     LAST_ROW="${LAST_ROW}${OTHER_PCT}"
     printf '%s\n' "$LAST_ROW" >>"$RESULTS/runs.tsv"
     local per note=""
@@ -526,7 +529,7 @@ RESULTS=$ROOT/benches/results/tls-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$RESULTS/raw"
 CLK_TCK=$(getconf CLK_TCK)
 RETRIES_LEFT=$RETRY_BUDGET
-printf 'case\tserver\tround\tattempt\traw\trequests\telapsed_s\trps\tserver_ticks\tticks_by_role\tclk_tck\tp50_ms\tp99_ms\tmean_ms\terrors\ttcp_accepts\tnew_conns\tclient_real_s\tclient_user_s\tclient_sys_s\torigin_ticks\tcpu0_busy_ticks\tcpu1_busy_ticks\tother_pct\n' \
+printf 'case\tserver\tround\tattempt\traw\trequests\telapsed_s\trps\tserver_ticks\tticks_by_role\tclk_tck\tp50_ms\tp99_ms\tmean_ms\terrors\ttcp_accepts\tnew_conns\tpooled_conns\tclient_real_s\tclient_user_s\tclient_sys_s\torigin_ticks\tcpu0_busy_ticks\tcpu1_busy_ticks\tother_pct\n' \
     >"$RESULTS/runs.tsv"
 
 {
@@ -654,20 +657,31 @@ EOF
     done
 
     if [[ -n "$PERF" ]]; then
-        for name in "${SERVERS[@]}"; do
-            log "perf record -g on $name during an hs run"
-            perf record -g -e cpu-clock -o "$WORK/perf-$name.data" -p "$(tree_pids "${PID[$name]}" | paste -sd,)" \
-                >/dev/null 2>&1 &
-            perf_pid=$!
-            sleep 0.5
-            hs_cmd "$name"
-            "${HS_CMD[@]}" >"$RESULTS/raw/perf-hs-$name.txt" 2>&1 || true
-            kill -INT "$perf_pid" 2>/dev/null || true
-            wait "$perf_pid" 2>/dev/null || true
-            perf report -i "$WORK/perf-$name.data" --no-children --sort symbol --stdio 2>/dev/null |
-                grep -v '^#' | grep -v '^$' | grep -E '^ +[0-9.]+%' | head -40 >"$RESULTS/perf-$name.txt" || true
-            perf report -i "$WORK/perf-$name.data" --no-children --sort dso --stdio 2>/dev/null |
-                grep -E '^ +[0-9.]+%' | head -15 >"$RESULTS/perf-$name-dso.txt" || true
+        for pcase in hs h2; do
+            for name in "${SERVERS[@]}"; do
+                log "perf record -g on $name during a $pcase run"
+                data=$WORK/perf-$pcase-$name.data
+                perf record -g -e cpu-clock -o "$data" -p "$(tree_pids "${PID[$name]}" | paste -sd,)" \
+                    >/dev/null 2>&1 &
+                perf_pid=$!
+                sleep 0.5
+                if [[ $pcase == hs ]]; then
+                    hs_cmd "$name"
+                    "${HS_CMD[@]}" >"$RESULTS/raw/perf-$pcase-$name.txt" 2>&1 || true
+                else
+                    taskset -c "$CLIENT_CPU" h2load -t1 -c"$CONNS" -m"$STREAMS" -D"$DURATION" \
+                        "https://127.0.0.1:${TLS_PORT[$name]}$OBJ" >"$RESULTS/raw/perf-$pcase-$name.txt" 2>&1 || true
+                fi
+                kill -INT "$perf_pid" 2>/dev/null || true
+                wait "$perf_pid" 2>/dev/null || true
+                # Self time per symbol, then per binary (dso).
+                for key in symbol dso; do
+                    perf report -i "$data" --no-children --sort "$key" --stdio 2>/dev/null |
+                        grep -E '^ +[0-9.]+%' | sed -E 's/[[:space:]]+(-[[:space:]]+)*$//' |
+                        head -40 >"$RESULTS/perf-$pcase-$name-$key.txt" || true
+                done
+                rm -f "$data"
+            done
         done
     fi
 
@@ -839,7 +853,7 @@ if cases:
 miss = sorted({r["case"] for r in rows if r["case"].startswith("miss-")}, key=lambda c: -int(c[6:]))
 if miss:
     out.append("### Edge to shield on a miss (Outpost; medians of the rounds)\n")
-    out.append("| mode | conns | misses/s | p50 ms | p99 ms | edge µs CPU/miss | shield µs CPU/miss | edge+shield µs CPU/miss | misses per edge+shield CPU-s | new edge-shield conns per run |")
+    out.append("| mode | conns | misses/s | p50 ms | p99 ms | edge µs CPU/miss | shield µs CPU/miss | edge+shield µs CPU/miss | misses per edge+shield CPU-s | edge-shield conns: new during run / open at end |")
     out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     base = {}
     for c in miss:
@@ -858,7 +872,7 @@ if miss:
                 delta = f" ({tot - base[c][0]:+.1f})"
             out.append(f"| {m} | {c[6:]} | {f0(med([num(r['rps']) for r in rs]))} | {f2(p50)} | {f2(p99)} | "
                        f"{f2(med([role_us(r, 'edge') for r in rs]))} | {f2(med([role_us(r, 'shield') for r in rs]))} | "
-                       f"{f2(tot)}{delta} | {f0(pc)} | {', '.join(r['new_conns'] for r in rs)} |")
+                       f"{f2(tot)}{delta} | {f0(pc)} | {', '.join(r['new_conns'] + '/' + r['pooled_conns'] for r in rs)} |")
     out.append("")
 hs = [m for m in ("tls", "mtls") if ("shield-hs", m) in runs]
 if hs:

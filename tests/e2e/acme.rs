@@ -74,6 +74,67 @@ async fn https_get(
     r.text().await.map_err(|e| e.to_string())
 }
 
+/// A free loopback port (bound, then released for the process or CA that needs it).
+fn free_port() -> u16 {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap().port()
+}
+
+/// An edge serving in this process until dropped (or `stop`ped).
+struct Running {
+    tls: SocketAddr,
+    stop: tokio::sync::watch::Sender<bool>,
+    served: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Binds the edge of `cfg` with `acme` (instruments on `registry`) and serves it.
+    async fn start(
+        cfg: &EdgeConfig,
+        acme: &AcmeConfig,
+        registry: &agent::metrics::Registry,
+    ) -> Running {
+        let edge = edge_node::Edge::builder(cfg)
+            .acme(Some(acme))
+            .metrics(registry)
+            .bind()
+            .await
+            .unwrap();
+        let tls = edge.tls_local_addrs()[0];
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let served = tokio::spawn(edge.serve(rx));
+        Running { tls, stop, served }
+    }
+
+    /// Stops it and waits for it to drain.
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.served).await;
+    }
+}
+
+/// Waits (60 s at most) until `host` is served at `tls` with a certificate chaining to
+/// `root`; returns the body of `/`.
+async fn until_served(root: &[u8], host: &str, tls: SocketAddr, pebble: &Pebble) -> String {
+    let mut last = String::new();
+    let served = async {
+        loop {
+            match https_get(root, host, tls, "/").await {
+                Ok(body) => return body,
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    match tokio::time::timeout(Duration::from_secs(60), served).await {
+        Ok(body) => body,
+        Err(_) => panic!(
+            "no certificate for {host}: {last}\npebble: {}",
+            pebble.log()
+        ),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http01_issues_a_certificate_that_is_served_at_once_and_kept() {
     let origin =
@@ -83,34 +144,14 @@ async fn http01_issues_a_certificate_that_is_served_at_once_and_kept() {
     let hosts = ["www.acme.test", "shop.acme.test"];
     // Bound first, so Pebble knows where to validate.
     let mut cfg = edge_cfg(&origin, &hosts, &state);
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let http_port = probe.local_addr().unwrap().port();
-    drop(probe);
+    let http_port = free_port();
     cfg.listen = vec![format!("127.0.0.1:{http_port}").parse().unwrap()];
     let pebble = Pebble::start(http_port, dns.local_addrs()[0]).await;
-    let edge = edge_node::Edge::builder(&cfg)
-        .acme(Some(&acme_config(&pebble)))
-        .bind()
-        .await
-        .unwrap();
-    let tls = edge.tls_local_addrs()[0];
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    let served = tokio::spawn(edge.serve(rx));
+    let edge = Running::start(&cfg, &acme_config(&pebble), &Default::default()).await;
+    let tls = edge.tls;
     let root = pebble.root_pem().await;
 
-    let mut last = String::new();
-    let issued = async {
-        loop {
-            match https_get(&root, "www.acme.test", tls, "/x").await {
-                Ok(body) => return body,
-                Err(e) => last = e,
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    };
-    let body = tokio::time::timeout(Duration::from_secs(60), issued)
-        .await
-        .unwrap_or_else(|_| panic!("no certificate: {last}\npebble: {}", pebble.log()));
+    let body = until_served(&root, "www.acme.test", tls, &pebble).await;
     assert_eq!(body, "over tls");
     // One certificate for every host of the site.
     assert_eq!(
@@ -135,26 +176,18 @@ async fn http01_issues_a_certificate_that_is_served_at_once_and_kept() {
     }
 
     // The CA goes away and the node restarts: the saved certificate serves at once.
-    let _ = stop.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(10), served).await;
+    edge.stop().await;
     let mut pebble = pebble;
     pebble.stop();
     let mut cfg = edge_cfg(&origin, &hosts, &state);
     cfg.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    let edge = edge_node::Edge::builder(&cfg)
-        .acme(Some(&acme_config(&pebble)))
-        .bind()
-        .await
-        .unwrap();
-    let tls = edge.tls_local_addrs()[0];
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    let served = tokio::spawn(edge.serve(rx));
+    let edge = Running::start(&cfg, &acme_config(&pebble), &Default::default()).await;
+    let tls = edge.tls;
     assert_eq!(
         https_get(&root, "www.acme.test", tls, "/z").await.unwrap(),
         "over tls"
     );
-    let _ = stop.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(10), served).await;
+    edge.stop().await;
     dns.stop().await;
 }
 
@@ -167,30 +200,15 @@ async fn renewed_certificates_are_swapped_in_under_load_with_no_failed_request()
     let dns = dns(&["live"]).await;
     let state = temp_dir("acme-renew");
     let mut cfg = edge_cfg(&origin, &["live.acme.test"], &state);
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let http_port = probe.local_addr().unwrap().port();
-    drop(probe);
+    let http_port = free_port();
     cfg.listen = vec![format!("127.0.0.1:{http_port}").parse().unwrap()];
     let pebble = Pebble::start(http_port, dns.local_addrs()[0]).await;
     let mut acme = acme_config(&pebble);
     acme.renew_before = Some(agent::units::Dur(Duration::from_secs(100_000 * 86400)));
-    let edge = edge_node::Edge::builder(&cfg)
-        .acme(Some(&acme))
-        .bind()
-        .await
-        .unwrap();
-    let tls = edge.tls_local_addrs()[0];
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    let served = tokio::spawn(edge.serve(rx));
+    let edge = Running::start(&cfg, &acme, &Default::default()).await;
+    let tls = edge.tls;
     let root = pebble.root_pem().await;
-    let first = async {
-        while https_get(&root, "live.acme.test", tls, "/").await.is_err() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(60), first)
-        .await
-        .unwrap_or_else(|_| panic!("no first certificate: {}", pebble.log()));
+    until_served(&root, "live.acme.test", tls, &pebble).await;
 
     // Four clients, each request on a new connection (a new handshake), for six seconds.
     let until = std::time::Instant::now() + Duration::from_secs(6);
@@ -248,8 +266,7 @@ async fn renewed_certificates_are_swapped_in_under_load_with_no_failed_request()
         "renewed certificates were served without a restart: saw {}",
         certs.len()
     );
-    let _ = stop.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(10), served).await;
+    edge.stop().await;
     dns.stop().await;
 }
 
@@ -262,33 +279,17 @@ async fn with_the_ca_down_the_current_certificate_serves_and_retries_back_off() 
     let dns = dns(&["down"]).await;
     let state = temp_dir("acme-down");
     let mut cfg = edge_cfg(&origin, &["down.acme.test"], &state);
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let http_port = probe.local_addr().unwrap().port();
-    drop(probe);
+    let http_port = free_port();
     cfg.listen = vec![format!("127.0.0.1:{http_port}").parse().unwrap()];
     let mut pebble = Pebble::start(http_port, dns.local_addrs()[0]).await;
     let mut acme = acme_config(&pebble);
     // Due again right after it is issued.
     acme.renew_before = Some(agent::units::Dur(Duration::from_secs(100_000 * 86400)));
     let registry = agent::metrics::Registry::default();
-    let edge = edge_node::Edge::builder(&cfg)
-        .acme(Some(&acme))
-        .metrics(&registry)
-        .bind()
-        .await
-        .unwrap();
-    let tls = edge.tls_local_addrs()[0];
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    let served = tokio::spawn(edge.serve(rx));
+    let edge = Running::start(&cfg, &acme, &registry).await;
+    let tls = edge.tls;
     let root = pebble.root_pem().await;
-    let first = async {
-        while https_get(&root, "down.acme.test", tls, "/").await.is_err() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(60), first)
-        .await
-        .unwrap_or_else(|_| panic!("no first certificate: {}", pebble.log()));
+    until_served(&root, "down.acme.test", tls, &pebble).await;
     pebble.stop();
     let counted = |outcome: &str| -> u64 {
         let text = registry.render();
@@ -323,8 +324,7 @@ async fn with_the_ca_down_the_current_certificate_serves_and_retries_back_off() 
         ),
         "{text}"
     );
-    let _ = stop.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(10), served).await;
+    edge.stop().await;
     dns.stop().await;
 }
 
@@ -337,41 +337,18 @@ async fn tls_alpn01_issues_on_the_tls_listener_alone() {
     let state = temp_dir("acme-alpn");
     let mut cfg = edge_cfg(&origin, &["alpn.acme.test"], &state);
     cfg.listen = Vec::new();
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let tls_port = probe.local_addr().unwrap().port();
-    drop(probe);
+    let tls_port = free_port();
     cfg.tls_listen = vec![format!("127.0.0.1:{tls_port}").parse().unwrap()];
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed_http = probe.local_addr().unwrap().port();
-    drop(probe);
+    let closed_http = free_port();
     let pebble = Pebble::start_with(closed_http, tls_port, dns.local_addrs()[0]).await;
     let mut acme = acme_config(&pebble);
     acme.challenge = edge_node::config::AcmeChallenge::TlsAlpn01;
-    let edge = edge_node::Edge::builder(&cfg)
-        .acme(Some(&acme))
-        .bind()
-        .await
-        .unwrap();
-    let tls = edge.tls_local_addrs()[0];
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    let served = tokio::spawn(edge.serve(rx));
+    let edge = Running::start(&cfg, &acme, &Default::default()).await;
+    let tls = edge.tls;
     let root = pebble.root_pem().await;
-    let mut last = String::new();
-    let issued = async {
-        loop {
-            match https_get(&root, "alpn.acme.test", tls, "/").await {
-                Ok(body) => return body,
-                Err(e) => last = e,
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    };
-    let body = tokio::time::timeout(Duration::from_secs(60), issued)
-        .await
-        .unwrap_or_else(|_| panic!("no certificate: {last}\npebble: {}", pebble.log()));
+    let body = until_served(&root, "alpn.acme.test", tls, &pebble).await;
     assert_eq!(body, "alpn");
-    let _ = stop.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(10), served).await;
+    edge.stop().await;
     dns.stop().await;
 }
 
@@ -548,34 +525,10 @@ async fn dns01_through_outposts_dns_issues_a_wildcard() {
     let state = temp_dir("acme-dns01-state");
     let mut cfg = edge_cfg(&origin, &["wild.acme.test", "*.wild.acme.test"], &state);
     cfg.listen = Vec::new();
-    let edge = edge_node::Edge::builder(&cfg)
-        .acme(Some(&acme))
-        .bind()
-        .await
-        .unwrap();
-    let tls = edge.tls_local_addrs()[0];
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    let served = tokio::spawn(edge.serve(rx));
+    let edge = Running::start(&cfg, &acme, &Default::default()).await;
+    let tls = edge.tls;
     let root = pebble.root_pem().await;
-    let mut last = String::new();
-    let issued = async {
-        loop {
-            match https_get(&root, "a.wild.acme.test", tls, "/").await {
-                Ok(body) => return body,
-                Err(e) => last = e,
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    };
-    let body = tokio::time::timeout(Duration::from_secs(60), issued)
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "no wildcard certificate: {last}\npebble: {}\ndns: {}",
-                pebble.log(),
-                std::fs::read_to_string(&dns_node.log).unwrap_or_default()
-            )
-        });
+    let body = until_served(&root, "a.wild.acme.test", tls, &pebble).await;
     assert_eq!(body, "wild");
     assert_eq!(
         https_get(&root, "wild.acme.test", tls, "/").await.unwrap(),
@@ -635,6 +588,5 @@ async fn dns01_through_outposts_dns_issues_a_wildcard() {
     }
     let r = c.post(&api).body("{}").send().await.unwrap();
     assert_eq!(r.status(), 401);
-    let _ = stop.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(10), served).await;
+    edge.stop().await;
 }

@@ -101,42 +101,26 @@ async fn verification_is_skipped_only_when_the_site_says_so() {
     assert_eq!(r.status, 200);
 }
 
-const BIN: &str = env!("CARGO_BIN_EXE_outpost");
-
 /// As a process: a site that skips verification is warned about at start; a certificate that
 /// does not verify leaves a log line with the origin and the reason.
 #[tokio::test]
 async fn the_log_says_when_verification_is_off_and_why_an_origin_was_refused() {
-    use std::io::{BufRead, BufReader};
+    use crate::support::process::Process;
     let ca = TestCa::new("log");
     let origin = TlsOrigin::start(&ca.leaf("origin", &["127.0.0.1"])).await;
     let dir = temp_dir("https-origin-log");
-    let cfg = dir.join("node.toml");
-    std::fs::write(
-        &cfg,
-        format!(
+    let node = Process::start(
+        &dir,
+        "node",
+        &format!(
             "[edge]\nlisten = [\"127.0.0.1:0\"]\n\n[[edge.sites]]\nhosts = [\"a.test\"]\n\
              origins = [\"{0}\"]\n\n[[edge.sites]]\nhosts = [\"b.test\"]\norigins = [\"{0}\"]\n\
              origin_insecure_skip_verify = true\n",
             origin.url()
         ),
-    )
-    .unwrap();
-    let log = dir.join("stderr.log");
-    let mut child = std::process::Command::new(BIN)
-        .args(["--workers", "1", "run", "--config"])
-        .arg(&cfg)
-        .env("OUTPOST_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let url = first
-        .strip_prefix("outpost: edge listening on ")
-        .expect(&first)
-        .to_string();
+        1,
+    );
+    let url = node.url("edge");
     let c = reqwest::Client::builder().no_proxy().build().unwrap();
     let refused = c
         .get(format!("{url}/x"))
@@ -151,9 +135,7 @@ async fn the_log_says_when_verification_is_off_and_why_an_origin_was_refused() {
         .await
         .unwrap();
     let (refused, skipped) = (refused.status(), skipped.status());
-    let _ = child.kill();
-    let _ = child.wait();
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = std::fs::read_to_string(&node.log).unwrap();
     assert_eq!((refused.as_u16(), skipped.as_u16()), (502, 200), "{text}");
     assert!(
         !text.contains('\u{1b}'),

@@ -490,7 +490,10 @@ mod tests {
             not_after: now + Duration::from_secs(days_left * 86400),
         };
         assert_eq!(expires_soon(&v(15), now), None);
-        assert_eq!(expires_soon(&v(13), now), Some(Duration::from_secs(13 * 86400)));
+        assert_eq!(
+            expires_soon(&v(13), now),
+            Some(Duration::from_secs(13 * 86400))
+        );
         let expired = Validity {
             not_before: now - Duration::from_secs(100 * 86400),
             not_after: now - Duration::from_secs(86400),

@@ -333,7 +333,8 @@ fn client_span(p: &request::Parts, addr: &OriginAddr, kind: &'static str) -> tra
     )
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// `e` and its causes, one after the other (a TLS or connect error sits a few levels down).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
