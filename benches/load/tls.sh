@@ -21,13 +21,13 @@
 #            Why h2load and not wrk: wrk with `Connection: close` reconnects with SSL_clear()
 #            on its old SSL object, which keeps the session, so it resumes (PSK, no certificate,
 #            no signature) on every reconnect. h2load makes a new SSL object per client and
-#            never sets a session. Checked here on every run, by the servers: nginx logs
+#            never sets a session. Checked by the servers: before measuring, nginx logs
 #            $ssl_session_reused for requests carrying ?tlscheck= (tlscheck.txt: one wrk and
 #            one h2load run; h2load must show "." (full handshake) and one request per
-#            connection on every line, wrk shows "r"); and for both servers the kernel's TCP
-#            PassiveOpens counter (/proc/net/snmp) must grow by one per request during each
-#            hs run (accepts_per_req in runs.tsv and the summary: other processes on the
-#            machine may add a few). The client is the same for both servers, so Outpost's
+#            connection on every line, or the script stops; wrk shows "r"); and during every
+#            hs run, for both servers, the kernel's TCP PassiveOpens counter (/proc/net/snmp)
+#            grows by one per request (tcp_accepts in runs.tsv, "accepts per req" in the
+#            summary; other processes on the machine may add a few). The client is the same for both servers, so Outpost's
 #            connections are full handshakes too (no PSK is ever offered).
 #   hs-only  the handshake alone, no HTTP: `openssl s_time -new` (sequential, one connection
 #            at a time, no resumption by construction), DURATION s.
