@@ -590,3 +590,54 @@ async fn dns01_through_outposts_dns_issues_a_wildcard() {
     assert_eq!(r.status(), 401);
     edge.stop().await;
 }
+
+/// External account binding: a CA that requires it issues with the configured key id and HMAC
+/// key, and refuses an account without them (the order fails and is counted, nothing served).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_account_binding_is_sent_when_configured() {
+    const KID: &str = "kid-1";
+    const KEY: &str = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+    let origin = Origin::start(|_, _| Reply::ok("eab", &[("cache-control", "max-age=60")])).await;
+    let dns = dns(&["eab", "noeab"]).await;
+    let http_port = free_port();
+    let pebble = Pebble::start_with_eab(http_port, dns.local_addrs()[0], KID, KEY).await;
+    let root = pebble.root_pem().await;
+
+    // Without the binding: refused.
+    let state = temp_dir("acme-noeab");
+    let mut cfg = edge_cfg(&origin, &["noeab.acme.test"], &state);
+    cfg.listen = vec![format!("127.0.0.1:{http_port}").parse().unwrap()];
+    let registry = agent::metrics::Registry::default();
+    let edge = Running::start(&cfg, &acme_config(&pebble), &registry).await;
+    let failed = async {
+        while !registry
+            .render()
+            .lines()
+            .any(|l| l.starts_with("outpost_acme_orders_total") && l.contains("failed"))
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), failed)
+        .await
+        .expect("the order without a binding fails");
+    assert!(https_get(&root, "noeab.acme.test", edge.tls, "/")
+        .await
+        .is_err());
+    edge.stop().await;
+
+    // With it: issued.
+    let state = temp_dir("acme-eab");
+    let mut cfg = edge_cfg(&origin, &["eab.acme.test"], &state);
+    cfg.listen = vec![format!("127.0.0.1:{http_port}").parse().unwrap()];
+    let mut acme = acme_config(&pebble);
+    acme.eab_kid = Some(KID.into());
+    acme.eab_hmac_key = Some(KEY.into());
+    let edge = Running::start(&cfg, &acme, &Default::default()).await;
+    assert_eq!(
+        until_served(&root, "eab.acme.test", edge.tls, &pebble).await,
+        "eab"
+    );
+    edge.stop().await;
+    dns.stop().await;
+}

@@ -30,25 +30,41 @@ impl Pebble {
 
     /// Starts Pebble validating HTTP-01 on `http_port` and TLS-ALPN-01 on `tls_port`.
     pub async fn start_with(http_port: u16, tls_port: u16, dns: SocketAddr) -> Pebble {
+        Self::launch(http_port, tls_port, dns, None).await
+    }
+
+    /// Starts Pebble requiring external account binding with this key id and HMAC key
+    /// (base64url).
+    pub async fn start_with_eab(http_port: u16, dns: SocketAddr, kid: &str, key: &str) -> Pebble {
+        Self::launch(http_port, free_port(), dns, Some((kid, key))).await
+    }
+
+    async fn launch(
+        http_port: u16,
+        tls_port: u16,
+        dns: SocketAddr,
+        eab: Option<(&str, &str)>,
+    ) -> Pebble {
         let https_ca = TestCa::new("pebble-https");
         let leaf = https_ca.leaf("pebble", &["127.0.0.1", "localhost"]);
         let (acme, management) = (free_port(), free_port());
         let config = https_ca.dir.join("pebble-config.json");
+        let mut settings = serde_json::json!({
+            "listenAddress": format!("127.0.0.1:{acme}"),
+            "managementListenAddress": format!("127.0.0.1:{management}"),
+            "certificate": leaf.cert_pem,
+            "privateKey": leaf.key_pem,
+            "httpPort": http_port,
+            "tlsPort": tls_port,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": eab.is_some(),
+        });
+        if let Some((kid, key)) = eab {
+            settings["externalAccountMACKeys"] = serde_json::json!({ kid: key });
+        }
         std::fs::write(
             &config,
-            serde_json::json!({
-                "pebble": {
-                    "listenAddress": format!("127.0.0.1:{acme}"),
-                    "managementListenAddress": format!("127.0.0.1:{management}"),
-                    "certificate": leaf.cert_pem,
-                    "privateKey": leaf.key_pem,
-                    "httpPort": http_port,
-                    "tlsPort": tls_port,
-                    "ocspResponderURL": "",
-                    "externalAccountBindingRequired": false
-                }
-            })
-            .to_string(),
+            serde_json::json!({ "pebble": settings }).to_string(),
         )
         .unwrap();
         let log = std::fs::File::create(https_ca.dir.join("pebble.log")).unwrap();
