@@ -21,6 +21,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE=$ROOT/benches/load
+# shellcheck source=benches/load/lib.sh
+source "$HERE/lib.sh"
 BIN=$ROOT/target/release/outpost
 
 ROUNDS=${ROUNDS:-3}
@@ -104,13 +106,6 @@ pss_kib() {
     echo "$sum"
 }
 
-# Busy ticks (everything but idle and iowait) of CPUs 0 and 1 so far: "cpu0 cpu1".
-busy_ticks() {
-    awk '$1 == "cpu'"$SERVER_CPU"'" { a = $2 + $3 + $4 + $7 + $8 + $9 }
-         $1 == "cpu'"$CLIENT_CPU"'" { b = $2 + $3 + $4 + $7 + $8 + $9 }
-         END { print a, b }' /proc/stat
-}
-
 threads_of() {
     local p sum=0 v
     for p in "$@"; do
@@ -120,65 +115,8 @@ threads_of() {
     echo "$sum"
 }
 
-# Stop one process tree we started: SIGTERM to its root, then SIGKILL to what is left.
-stop_tree() {
-    local root=$1 pids p i
-    pids=$(tree_pids "$root")
-    [[ -n "$pids" ]] || return 0
-    kill -TERM "$root" 2>/dev/null || true
-    for i in $(seq 50); do
-        local alive=""
-        for p in $pids; do
-            if kill -0 "$p" 2>/dev/null; then alive="$alive $p"; fi
-        done
-        if [[ -z "$alive" ]]; then break; fi
-        sleep 0.1
-    done
-    for p in $pids; do
-        kill -KILL "$p" 2>/dev/null || true
-    done
-    wait "$root" 2>/dev/null || true
-}
-
-stop_server() {
-    local name=$1
-    if [[ -n "${PID[$name]:-}" ]]; then
-        stop_tree "${PID[$name]}"
-        unset "PID[$name]"
-    fi
-}
-
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    local name
-    for name in "${!PID[@]}"; do
-        stop_tree "${PID[$name]}"
-    done
-    if [[ -n "$MOUNTED" ]]; then
-        umount "$MOUNTED" 2>/dev/null || umount -l "$MOUNTED" 2>/dev/null || true
-    fi
-    if [[ -n "$SHM_DIR" && -d "$SHM_DIR" ]]; then
-        rm -rf "$SHM_DIR"
-    fi
-    if [[ -n "$WORK" && -d "$WORK" ]]; then
-        rm -rf "$WORK"
-    fi
-    exit "$rc"
-}
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
-
-wait_port() {
-    local port=$1 i
-    for i in $(seq 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    return 1
-}
 
 # Requests the origin has served so far (this request included).
 origin_count() {
@@ -210,13 +148,6 @@ warm() {
 }
 
 # ---------------------------------------------------------------- servers
-
-start_origin() {
-    taskset -c "$CLIENT_CPU" "$BIN" --workers 1 sample-origin --listen "127.0.0.1:$ORIGIN_PORT" \
-        >"$WORK/origin.log" 2>&1 &
-    PID[origin]=$!
-    wait_port "$ORIGIN_PORT" || die "origin did not start: $(cat "$WORK/origin.log")"
-}
 
 start_nginx() {
     local d=$WORK/nginx
