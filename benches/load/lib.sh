@@ -76,3 +76,30 @@ cleanup() {
     fi
     exit "$rc"
 }
+
+# The pid and all its descendants.
+tree_pids() {
+    local p=$1 c
+    [[ -d /proc/$p ]] || return 0
+    echo "$p"
+    for c in $(ps -o pid= --ppid "$p" 2>/dev/null); do
+        tree_pids "$c"
+    done
+}
+
+# "pid utime+stime" (clock ticks) for each running pid given.
+cpu_snapshot() {
+    local p
+    for p in "$@"; do
+        # Fields after "pid (comm) ": state is $1, utime $12, stime $13.
+        if [[ -r /proc/$p/stat ]]; then
+            sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk -v p="$p" '{print p, $12 + $13}' || true
+        fi
+    done
+}
+
+# Ticks used between two snapshots: per pid, so a process that starts or ends between
+# them does not skew the sum.
+cpu_delta() {
+    awk 'NR == FNR { a[$1] = $2; next } { d += $2 - (($1 in a) ? a[$1] : 0) } END { print d + 0 }' "$1" "$2"
+}

@@ -11,12 +11,11 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::metric;
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, Span};
 use otlp::{attr, service_of, wait_for, Collector};
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_outpost");
 const SECRET: &str = "sh1eld-secret";
 
 // ---------------------------------------------------------------- the receiver: support/otlp.rs
@@ -27,11 +26,10 @@ fn hex(b: &[u8]) -> String {
 
 // ---------------------------------------------------------------- nodes as processes
 
-/// An `outpost run` process, killed on drop; its stderr goes to a file shown on failure.
+/// An `outpost run` process in a directory of its own, killed on drop; its stderr goes to a
+/// file shown on failure.
 struct Node {
-    child: Child,
-    banner: Vec<String>,
-    stderr: std::path::PathBuf,
+    process: crate::support::process::Process,
     _dir: crate::support::TempDir,
 }
 
@@ -42,56 +40,18 @@ impl Node {
 
     fn start_env(name: &str, toml: &str, banner_lines: usize, env: &[(&str, &str)]) -> Node {
         let dir = temp_dir(&format!("telemetry-{name}"));
-        let cfg = dir.join("node.toml");
-        std::fs::write(&cfg, toml).unwrap();
-        let stderr = dir.join("stderr.log");
-        let mut child = Command::new(BIN)
-            .args(["--workers", "1", "run", "--config"])
-            .arg(&cfg)
-            .env("OUTPOST_LOG", "info")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut banner = Vec::new();
-        while banner.len() < banner_lines {
-            match lines.next() {
-                Some(Ok(l)) => banner.push(l),
-                _ => panic!(
-                    "{name} did not start: {}",
-                    std::fs::read_to_string(&stderr).unwrap_or_default()
-                ),
-            }
-        }
-        Node {
-            child,
-            banner,
-            stderr,
-            _dir: dir,
-        }
+        let process =
+            crate::support::process::Process::start_env(&dir, name, toml, banner_lines, env);
+        Node { process, _dir: dir }
     }
 
     /// The URL after "outpost: {what} listening on ".
     fn url(&self, what: &str) -> String {
-        let prefix = format!("outpost: {what} listening on ");
-        self.banner
-            .iter()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .unwrap_or_else(|| panic!("no {what} in {:?}", self.banner))
-            .to_string()
+        self.process.url(what)
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.log()
     }
 }
 

@@ -12,6 +12,17 @@ pub struct Process {
 impl Process {
     /// Starts `outpost run` on `toml` (written in `dir`) and reads `lines` banner lines.
     pub fn start(dir: &std::path::Path, name: &str, toml: &str, lines: usize) -> Process {
+        Self::start_env(dir, name, toml, lines, &[])
+    }
+
+    /// [`Process::start`] with more environment variables.
+    pub fn start_env(
+        dir: &std::path::Path,
+        name: &str,
+        toml: &str,
+        lines: usize,
+        env: &[(&str, &str)],
+    ) -> Process {
         use std::io::{BufRead, BufReader};
         let cfg = dir.join(format!("{name}.toml"));
         std::fs::write(&cfg, toml).unwrap();
@@ -20,6 +31,7 @@ impl Process {
             .args(["--workers", "1", "run", "--config"])
             .arg(&cfg)
             .env("OUTPOST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -45,6 +57,13 @@ impl Process {
             .find_map(|l| l.strip_prefix(&prefix))
             .unwrap_or_else(|| panic!("no {what} in {:?}", self.banner))
             .to_string()
+    }
+}
+
+impl Process {
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
 
