@@ -5,8 +5,10 @@
 //! response takes it.
 //!
 //! One task drives a connection: it accepts streams, and while it waits in `accept` h2 does the
-//! connection's reads and writes. Each stream runs in a task of its own: the proxy answers the
-//! request, then the answer's body goes out within the stream's flow-control window. A stream
+//! connection's reads and writes. A stream is first polled right there (a cache hit is
+//! answered at once, without a task); one that has to wait runs on in a task of its own: the
+//! proxy answers the request, then the answer's body goes out within the stream's
+//! flow-control window. A stream
 //! the client resets stops its request. On shutdown the connection sends GOAWAY and ends once
 //! its streams have finished.
 
@@ -80,7 +82,13 @@ pub(crate) async fn serve_connection<T>(
         };
         match next {
             Some(Ok((req, respond))) => {
-                tokio::spawn(serve_stream(req, respond, proxy.clone(), client.clone()));
+                // Most answers (cache hits) are ready at once: try here first, and spawn a
+                // task only for a stream that has to wait (a miss, a slow client window).
+                let mut stream =
+                    Box::pin(serve_stream(req, respond, proxy.clone(), client.clone()));
+                if futures_util::FutureExt::now_or_never(&mut stream).is_none() {
+                    tokio::spawn(stream);
+                }
             }
             Some(Err(e)) => {
                 tracing::debug!(error = %e, client = %client.addr, "HTTP/2 connection ended");
