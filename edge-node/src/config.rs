@@ -364,14 +364,10 @@ impl AcmeConfig {
                 "eab_kid and eab_hmac_key go together",
             ));
         }
-        if let Some(ca) = &self.directory_ca {
-            if let Err(e) = std::fs::metadata(ca) {
-                out.push(ConfigProblem::new(
-                    format!("{prefix}.directory_ca"),
-                    format!("cannot read {}: {e}", ca.display()),
-                ));
-            }
-        }
+        out.extend(unreadable(
+            &format!("{prefix}.directory_ca"),
+            self.directory_ca.as_deref(),
+        ));
         if self.retry_after.0.is_zero() {
             out.push(ConfigProblem::new(
                 format!("{prefix}.retry_after"),
@@ -522,19 +518,15 @@ impl EdgeConfig {
     /// TLS settings without an https:// shield, half a client certificate, unreadable files.
     fn node_tls_problems(&self, prefix: &str) -> Vec<ConfigProblem> {
         let mut out = Vec::new();
-        let unreadable = |key: &str, p: &Option<PathBuf>| {
-            let p = p.as_ref()?;
-            let e = std::fs::metadata(p).err()?;
-            Some(ConfigProblem::new(
-                format!("{prefix}.{key}"),
-                format!("cannot read {}: {e}", p.display()),
-            ))
-        };
-        out.extend(unreadable("client_ca", &self.client_ca));
-        out.extend(unreadable("shield_ca", &self.shield_ca));
-        out.extend(unreadable("shield_client_cert", &self.shield_client_cert));
-        out.extend(unreadable("shield_client_key", &self.shield_client_key));
-        out.extend(unreadable("purge_hub_ca", &self.purge_hub_ca));
+        for (key, p) in [
+            ("client_ca", &self.client_ca),
+            ("shield_ca", &self.shield_ca),
+            ("shield_client_cert", &self.shield_client_cert),
+            ("shield_client_key", &self.shield_client_key),
+            ("purge_hub_ca", &self.purge_hub_ca),
+        ] {
+            out.extend(unreadable(&format!("{prefix}.{key}"), p.as_deref()));
+        }
         let tls_hub = self
             .purge_hub
             .as_deref()
@@ -833,6 +825,16 @@ impl EdgeConfig {
     }
 }
 
+/// The problem at `key` when the file `path` (if set) cannot be read.
+fn unreadable(key: &str, path: Option<&std::path::Path>) -> Option<ConfigProblem> {
+    let path = path?;
+    let e = std::fs::metadata(path).err()?;
+    Some(ConfigProblem::new(
+        key,
+        format!("cannot read {}: {e}", path.display()),
+    ))
+}
+
 /// Problems with a site's settings for reaching its origins over TLS (`p` is its path).
 fn origin_tls_problems(s: &SiteConfig, p: &str) -> Vec<ConfigProblem> {
     let mut out = Vec::new();
@@ -852,13 +854,11 @@ fn origin_tls_problems(s: &SiteConfig, p: &str) -> Vec<ConfigProblem> {
             ));
         }
     }
-    if let Some(ca) = &s.origin_ca {
-        if let Err(e) = std::fs::metadata(ca) {
-            out.push(ConfigProblem::new(
-                format!("{p}.origin_ca"),
-                format!("cannot read {}: {e}", ca.display()),
-            ));
-        }
+    if s.origin_ca.is_some() {
+        out.extend(unreadable(
+            &format!("{p}.origin_ca"),
+            s.origin_ca.as_deref(),
+        ));
         if s.origin_insecure_skip_verify {
             out.push(ConfigProblem::new(
                 format!("{p}.origin_insecure_skip_verify"),
@@ -930,14 +930,8 @@ impl AdminConfig {
                 "cert and key go together",
             )),
             (Some(c), Some(k)) => {
-                for (key, p) in [("cert", c), ("key", k)] {
-                    if let Err(e) = std::fs::metadata(p) {
-                        out.push(ConfigProblem::new(
-                            format!("{prefix}.{key}"),
-                            format!("cannot read {}: {e}", p.display()),
-                        ));
-                    }
-                }
+                out.extend(unreadable(&format!("{prefix}.cert"), Some(c)));
+                out.extend(unreadable(&format!("{prefix}.key"), Some(k)));
             }
             (None, None) => {}
         }

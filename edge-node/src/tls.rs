@@ -39,11 +39,6 @@ impl ResolvesServerCert for SniResolver {
         if let Some(k) = self.live.get(&name) {
             return Some(k);
         }
-        if let Some((_, parent)) = name.split_once('.') {
-            if let Some(k) = self.live.get(&format!("*.{parent}")) {
-                return Some(k);
-            }
-        }
         for (suffix, k) in &self.wildcard {
             if let Some(label) = name.strip_suffix(suffix.as_str()) {
                 if !label.is_empty() && !label.contains('.') {

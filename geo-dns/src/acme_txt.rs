@@ -11,6 +11,9 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::RwLock;
 
+/// Most names published at once (the admin API must not grow memory without bound).
+const MAX_NAMES: usize = 256;
+
 /// The label every DNS-01 record starts with.
 const LABEL: &str = "_acme-challenge.";
 
@@ -31,6 +34,9 @@ impl AcmeTxt {
         }
         let key = wire(&parsed);
         let mut m = self.0.write().map_err(|_| "poisoned")?;
+        if m.len() >= MAX_NAMES && !m.contains_key(&key) {
+            return Err(format!("at most {MAX_NAMES} challenge names at once"));
+        }
         let entry = m.entry(key).or_insert_with(|| (parsed, Vec::new()));
         if !entry.1.iter().any(|v| v == value) {
             if entry.1.len() >= 8 {
@@ -105,5 +111,17 @@ mod tests {
         assert_eq!(t.answer(&key).unwrap().counts[0], 1);
         t.remove("_acme-challenge.example.test", "two").unwrap();
         assert!(t.answer(&key).is_none());
+    }
+
+    #[test]
+    fn the_number_of_names_is_bounded() {
+        let t = AcmeTxt::default();
+        for i in 0..MAX_NAMES {
+            t.add(&format!("_acme-challenge.n{i}.test"), "v").unwrap();
+        }
+        let e = t.add("_acme-challenge.one-more.test", "v").unwrap_err();
+        assert!(e.contains("at most"), "{e}");
+        // A name already there still takes another value.
+        t.add("_acme-challenge.n0.test", "w").unwrap();
     }
 }

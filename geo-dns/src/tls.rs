@@ -27,18 +27,26 @@ pub(crate) fn roots(path: &Path) -> Result<rustls::RootCertStore, String> {
     Ok(roots)
 }
 
+/// The system's roots, read once per process (every probed endpoint has a client).
+fn system_roots() -> Arc<rustls::RootCertStore> {
+    static ROOTS: std::sync::OnceLock<Arc<rustls::RootCertStore>> = std::sync::OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            Arc::new(roots)
+        })
+        .clone()
+}
+
 /// A client for http:// and https:// endpoints, trusting `ca` (else the system's roots).
 pub(crate) fn client(
     ca: Option<&Path>,
     timeout: Duration,
 ) -> Result<Client<HttpsConnector<HttpConnector>, Empty<Bytes>>, String> {
     let roots = match ca {
-        Some(ca) => roots(ca)?,
-        None => {
-            let mut roots = rustls::RootCertStore::empty();
-            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-            roots
-        }
+        Some(ca) => Arc::new(roots(ca)?),
+        None => system_roots(),
     };
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),

@@ -101,7 +101,11 @@ impl LiveCerts {
         };
         let mut m = self.0.write().map_err(|_| "certificate map poisoned")?;
         for n in names {
-            m.insert(n.to_ascii_lowercase(), live.clone());
+            // `*.example.com` is kept as `.example.com`: a handshake for `a.example.com` then
+            // finds it by the name's own suffix, with no allocation.
+            let n = n.to_ascii_lowercase();
+            let key = n.strip_prefix('*').map(str::to_string).unwrap_or(n);
+            m.insert(key, live.clone());
         }
         Ok(validity)
     }
@@ -146,9 +150,15 @@ impl LiveCerts {
         self.1.read().ok()?.get(name).cloned()
     }
 
-    /// The certificate for `name` (lower case), if ACME gave one.
+    /// The certificate for `name` (lower case), if ACME gave one for it or for the wildcard
+    /// one label above it.
     pub(crate) fn get(&self, name: &str) -> Option<Arc<CertifiedKey>> {
-        self.0.read().ok()?.get(name).map(|l| l.key.clone())
+        let m = self.0.read().ok()?;
+        let live = match m.get(name) {
+            Some(l) => l,
+            None => m.get(&name[name.find('.')?..])?,
+        };
+        Some(live.key.clone())
     }
 
     /// Every name with the time left until its certificate expires (negative when expired).
@@ -163,7 +173,12 @@ impl LiveCerts {
                     Ok(d) => d.as_secs_f64(),
                     Err(e) => -e.duration().as_secs_f64(),
                 };
-                (n.clone(), left)
+                let name = if n.starts_with('.') {
+                    format!("*{n}")
+                } else {
+                    n.clone()
+                };
+                (name, left)
             })
             .collect()
     }

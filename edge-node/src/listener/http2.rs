@@ -35,15 +35,6 @@ pub(crate) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Streams one client may have open at once.
 const MAX_CONCURRENT_STREAMS: u32 = 256;
 
-/// Fields that are about one HTTP/1.1 connection and malformed in HTTP/2 (RFC 9113 8.2.2).
-const CONNECTION_SPECIFIC: [header::HeaderName; 5] = [
-    header::CONNECTION,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::HeaderName::from_static("keep-alive"),
-    header::HeaderName::from_static("proxy-connection"),
-];
-
 /// Serves one HTTP/2 connection (after its TLS handshake, or with the client's preface next on
 /// a plain one) until the client leaves or `shutdown` flips and its streams are done. The
 /// connection holds `_alive` while it runs, so the listener can wait for it to drain.
@@ -144,8 +135,10 @@ async fn serve_stream(
 /// trailers if any.
 async fn send_response(mut respond: SendResponse<Bytes>, res: Response<ProxyBody>) {
     let (mut head, mut body) = res.into_parts();
-    for name in &CONNECTION_SPECIFIC {
-        head.headers.remove(name);
+    // Connection-specific fields are malformed in HTTP/2 (RFC 9113 8.2.2): the same list
+    // that never crosses a hop.
+    for name in crate::proxy::headers::HOP_BY_HOP {
+        head.headers.remove(*name);
     }
     if !head.headers.contains_key(header::DATE) {
         if let Ok(v) = httpdate::fmt_http_date(std::time::SystemTime::now()).parse() {

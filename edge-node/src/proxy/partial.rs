@@ -28,9 +28,11 @@ use crate::cache::object::Object;
 use crate::cache::parts::{combine, strong_etag, Span};
 use crate::cache::policy::unix_ms;
 use crate::metrics::Outcome;
+use crate::upstream::error::UpstreamError;
 use crate::upstream::Retry;
-use http::header::{self, HeaderValue};
-use http::StatusCode;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Response, StatusCode};
+use hyper::body::Incoming;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -49,24 +51,11 @@ impl Proxy {
     /// stored when it may be, and served.
     pub(super) async fn range_miss(self: &Arc<Self>, ctx: Ctx, variant: u64, fwd: &str) -> Answer {
         let version = self.cache.purge_version();
-        let mut up = self.upstream_parts_relaying(&ctx, Purpose::Fill).await;
-        for name in [header::RANGE, header::IF_RANGE] {
-            if let Some(v) = ctx.parts.headers.get(&name) {
-                up.headers.insert(name, v.clone());
-            }
-        }
-        let sent = self
-            .upstream
-            .send(
-                &ctx.site.origins,
-                ctx.key.0,
-                up,
-                crate::body::ProxyBody::empty(),
-                Retry::Idempotent,
-                version,
-            )
-            .await;
-        let res = match sent {
+        let fields: Vec<(HeaderName, HeaderValue)> = [header::RANGE, header::IF_RANGE]
+            .into_iter()
+            .filter_map(|name| Some((name.clone(), ctx.parts.headers.get(&name)?.clone())))
+            .collect();
+        let res = match self.send_range(&ctx, version, fields).await {
             Ok(r) => r,
             Err(e) => return self.upstream_failed(fwd, &e),
         };
@@ -151,27 +140,14 @@ impl Proxy {
             return self.refetch(ctx, want, variant).await;
         }
         let version = self.cache.purge_version();
-        let mut up = self.upstream_parts_relaying(&ctx, Purpose::Fill).await;
         let (Ok(range), Ok(if_range)) = (
             HeaderValue::from_str(&format!("bytes={a}-{b}")),
             HeaderValue::from_str(&etag),
         ) else {
             return self.refetch(ctx, want, variant).await;
         };
-        up.headers.insert(header::RANGE, range);
-        up.headers.insert(header::IF_RANGE, if_range);
-        let sent = self
-            .upstream
-            .send(
-                &ctx.site.origins,
-                ctx.key.0,
-                up,
-                crate::body::ProxyBody::empty(),
-                Retry::Idempotent,
-                version,
-            )
-            .await;
-        let res = match sent {
+        let fields = [(header::RANGE, range), (header::IF_RANGE, if_range)];
+        let res = match self.send_range(&ctx, version, fields).await {
             Ok(r) => r,
             Err(e) => return self.upstream_failed("fwd=partial", &e),
         };
@@ -196,6 +172,29 @@ impl Proxy {
         self.metrics.stored();
         let params = format!("fwd=partial; fwd-status={status}; stored");
         self.answer_stored(ctx, &obj, &params).await
+    }
+
+    /// Sends the fill request of `ctx` with `fields` (`Range`, `If-Range`) to the next tier.
+    async fn send_range(
+        &self,
+        ctx: &Ctx,
+        version: u64,
+        fields: impl IntoIterator<Item = (HeaderName, HeaderValue)>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let mut up = self.upstream_parts_relaying(ctx, Purpose::Fill).await;
+        for (name, value) in fields {
+            up.headers.insert(name, value);
+        }
+        self.upstream
+            .send(
+                &ctx.site.origins,
+                ctx.key.0,
+                up,
+                crate::body::ProxyBody::empty(),
+                Retry::Idempotent,
+                version,
+            )
+            .await
     }
 
     /// Stores what a completion fetch brought: the part and the new span combined when both
