@@ -28,7 +28,7 @@ use http::{HeaderMap, StatusCode, Version};
 use hyper::rt::{Read, ReadBufCursor, Write};
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 
@@ -68,7 +68,11 @@ impl Default for Interim {
 
 /// A channel bound to one request: sends after that request is answered are dropped.
 #[derive(Debug, Clone)]
-pub(crate) struct InterimSender(Target);
+pub(crate) struct InterimSender(Target, Arc<AtomicU32>);
+
+/// Most 1xx responses relayed for one request: an upstream sending them without end must not
+/// make the edge buffer without end for a client that does not read.
+const MAX_PER_REQUEST: u32 = 16;
 
 #[derive(Debug, Clone)]
 enum Target {
@@ -92,7 +96,9 @@ impl Interim {
     /// 1xx gets written while the request is still being served.
     pub(crate) async fn sender(&self, version: Version) -> Option<InterimSender> {
         let shared = match &self.0 {
-            Channel::Http2(slot) => return Some(InterimSender(Target::Http2(slot.clone()))),
+            Channel::Http2(slot) => {
+                return Some(InterimSender(Target::Http2(slot.clone()), Arc::default()))
+            }
             Channel::Http1(shared) => shared,
         };
         if version != Version::HTTP_11 {
@@ -103,10 +109,13 @@ impl Interim {
             Poll::Ready(())
         })
         .await;
-        Some(InterimSender(Target::Http1 {
-            shared: shared.clone(),
-            generation: shared.generation.load(Ordering::Acquire),
-        }))
+        Some(InterimSender(
+            Target::Http1 {
+                shared: shared.clone(),
+                generation: shared.generation.load(Ordering::Acquire),
+            },
+            Arc::default(),
+        ))
     }
 
     /// The request being served has its final response: later sends for it are dropped.
@@ -133,6 +142,10 @@ impl InterimSender {
             || status == StatusCode::CONTINUE
             || status == StatusCode::SWITCHING_PROTOCOLS
         {
+            return;
+        }
+        if self.1.fetch_add(1, Ordering::AcqRel) >= MAX_PER_REQUEST {
+            tracing::debug!(%status, "a 1xx response dropped: too many for one request");
             return;
         }
         match &self.0 {
@@ -351,5 +364,20 @@ mod tests {
             !shared.has_pending.load(Ordering::Acquire),
             "a sender of an answered request is ignored"
         );
+    }
+
+    #[tokio::test]
+    async fn at_most_sixteen_interim_responses_per_request() {
+        let i = Interim::default();
+        let s = i.sender(Version::HTTP_11).await.unwrap();
+        for _ in 0..40 {
+            s.send(StatusCode::from_u16(102).unwrap(), &HeaderMap::new());
+        }
+        let Channel::Http1(shared) = &i.0 else {
+            unreachable!()
+        };
+        let pending = shared.pending.lock().unwrap();
+        let heads = pending.windows(12).filter(|w| w == b"HTTP/1.1 102").count();
+        assert_eq!(heads, MAX_PER_REQUEST as usize);
     }
 }
