@@ -335,6 +335,19 @@ acme = true
     }
 
     #[test]
+    fn an_eab_key_that_is_not_base64url_is_refused() {
+        let src = "[edge]\nlisten = [\"127.0.0.1:0\"]\n\n[[edge.sites]]\nhosts = [\"a.test\"]\n\
+                   origins = [\"http://127.0.0.1:1\"]\n\n[acme]\neab_kid = \"k\"\n\
+                   eab_hmac_key = \"not base64!\"\n";
+        let errs = NodeConfig::parse("n.toml", src).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("n.toml:10: acme.eab_hmac_key: must be the base64url")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
     fn locates_nested_keys() {
         assert_eq!(locate(SRC, "admin.token"), Some(3));
         assert_eq!(locate(SRC, "edge.listen"), Some(6));

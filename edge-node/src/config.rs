@@ -341,6 +341,21 @@ pub enum AcmeChallenge {
 }
 
 impl AcmeConfig {
+    /// The external account binding: key id and the HMAC key decoded, if both are set.
+    pub(crate) fn eab_key(&self) -> Result<Option<(String, Vec<u8>)>, String> {
+        use base64::Engine;
+        let (Some(kid), Some(key)) = (&self.eab_kid, &self.eab_hmac_key) else {
+            return Ok(None);
+        };
+        let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(key.trim_end_matches('='))
+            .map_err(|e| format!("acme.eab_hmac_key is not base64url: {e}"))?;
+        if key.is_empty() {
+            return Err("acme.eab_hmac_key is empty".into());
+        }
+        Ok(Some((kid.clone(), key)))
+    }
+
     /// Every problem with this section.
     pub fn validate(&self, prefix: &str) -> Vec<ConfigProblem> {
         let mut out = Vec::new();
@@ -363,6 +378,17 @@ impl AcmeConfig {
                 format!("{prefix}.eab_kid"),
                 "eab_kid and eab_hmac_key go together",
             ));
+        }
+        if let Some(key) = &self.eab_hmac_key {
+            use base64::Engine;
+            let decoded =
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(key.trim_end_matches('='));
+            if decoded.map_or(true, |k| k.is_empty()) {
+                out.push(ConfigProblem::new(
+                    format!("{prefix}.eab_hmac_key"),
+                    "must be the base64url key the CA gave",
+                ));
+            }
         }
         out.extend(unreadable(
             &format!("{prefix}.directory_ca"),

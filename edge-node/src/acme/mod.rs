@@ -396,18 +396,12 @@ impl AcmeService {
         Ok(account)
     }
 
-    /// The external account binding of the config, if any (its HMAC key is base64url).
+    /// The external account binding of the config, if any.
     fn external_account(&self) -> Result<Option<ExternalAccountKey>, String> {
-        use base64::Engine;
-        match (&self.cfg.eab_kid, &self.cfg.eab_hmac_key) {
-            (Some(kid), Some(key)) => {
-                let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(key.trim_end_matches('='))
-                    .map_err(|e| format!("acme.eab_hmac_key is not base64url: {e}"))?;
-                Ok(Some(ExternalAccountKey::new(kid.clone(), &key)))
-            }
-            _ => Ok(None),
-        }
+        Ok(self
+            .cfg
+            .eab_key()?
+            .map(|(kid, key)| ExternalAccountKey::new(kid, &key)))
     }
 }
 
