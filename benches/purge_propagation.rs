@@ -77,7 +77,7 @@ async fn node(
         let cfg = EdgeConfig::new(vec!["127.0.0.1:0".parse().expect("addr")], vec![site]);
         let e = Edge::bind(&cfg).await.expect("edge");
         edge = Some(e.local_addrs()[0]);
-        edges.push(e.proxy());
+        edges.push(e.node());
         tokio::spawn(e.serve(stop.clone()));
     }
     let sinks = edges

@@ -7,7 +7,9 @@ mod ca;
 mod config;
 mod demo;
 mod purge_cli;
+mod reload;
 mod run;
+mod startup;
 
 use clap::{Parser, Subcommand};
 use config::NodeConfig;
@@ -167,9 +169,12 @@ fn main() -> ExitCode {
             }
             let metrics = telemetry.metrics();
             let code = block_on(cli.workers, async move {
-                let running = run::start(&cfg, &metrics).await?;
+                let running = run::start(&cfg, &metrics, Some(&config)).await?;
                 for line in running.banner("edge") {
                     println!("{line}");
+                }
+                for line in startup::describe(&cfg) {
+                    tracing::info!("{line}");
                 }
                 let mut hup =
                     tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
@@ -178,14 +183,9 @@ fn main() -> ExitCode {
                 loop {
                     tokio::select! {
                         _ = &mut stop => break,
-                        _ = run::hangup(&mut hup) => match running.reload(&config).await {
-                            Ok(()) => tracing::info!(config = %config.display(), "reloaded"),
-                            Err(errors) => {
-                                for e in &errors {
-                                    tracing::error!("reload rejected, the old config keeps serving: {e}");
-                                }
-                            }
-                        },
+                        _ = run::hangup(&mut hup) => {
+                            run::log_reload("SIGHUP", &running.reload().await);
+                        }
                     }
                 }
                 running.stop().await;

@@ -1,11 +1,12 @@
 //! Starting the roles a node config names, and stopping them on SIGINT/SIGTERM.
 
 use crate::config::NodeConfig;
+use crate::reload::Reloader;
 use edge_node::admin::{self, AdminState};
 use edge_node::cache::PurgeMarks;
 use edge_node::purge::NatsBus;
 use edge_node::purge::{PurgeService, PurgeSink, Role};
-use edge_node::Edge;
+use edge_node::{Edge, Node};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -27,6 +28,10 @@ pub struct Running {
     pub admin_tls: bool,
     /// The DNS server, if configured.
     pub dns: Option<geo_dns::DnsServer>,
+    /// Applies a changed config file, when the node was started from one.
+    pub reloader: Option<Arc<Reloader>>,
+    /// The edge and shield roles, serving.
+    nodes: Vec<Arc<Node>>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -57,26 +62,41 @@ impl Running {
         out
     }
 
-    /// Re-reads the config file and applies what can change without a restart: the `[dns]`
-    /// zones and geo maps. A bad file changes nothing and returns every problem.
-    pub async fn reload(&self, path: &std::path::Path) -> Result<(), Vec<String>> {
-        let cfg = NodeConfig::load(path)?;
-        match (&self.dns, &cfg.dns) {
-            (Some(server), Some(dc)) => server.reload(dc).await.map_err(|e| vec![e]),
-            (None, Some(_)) => Err(vec![
-                "a [dns] section was added: restart outpost to start the DNS role".into(),
-            ]),
-            _ => Ok(()),
+    /// Re-reads the config file and applies it (see `reload.rs`): what changed, or every
+    /// reason nothing was applied.
+    pub async fn reload(&self) -> Result<Vec<String>, Vec<String>> {
+        match &self.reloader {
+            Some(r) => r.reload().await,
+            None => Err(vec!["this node was not started from a config file".into()]),
         }
     }
 
-    /// Stops every role and waits for connections to drain.
+    /// Stops every role: first the edge and shield stop accepting and finish the requests
+    /// under way (up to their `drain_timeout`; `/healthz` says 503 meanwhile), logged; then
+    /// the rest stops.
     pub async fn stop(mut self) {
+        let mut drains = JoinSet::new();
+        for n in self.nodes.clone() {
+            drains.spawn(async move {
+                let role = n.tier();
+                tracing::info!(
+                    role,
+                    "draining: no new connections; finishing the requests under way"
+                );
+                if n.drain().await {
+                    tracing::info!(role, "drained: every request under way finished");
+                } else {
+                    tracing::warn!(role, "drain timeout: requests still under way were cut off");
+                }
+            });
+        }
+        while drains.join_next().await.is_some() {}
         let _ = self.shutdown.send(true);
         if let Some(d) = self.dns.take() {
             d.stop().await;
         }
         while self.tasks.join_next().await.is_some() {}
+        tracing::info!("stopped");
     }
 }
 
@@ -84,6 +104,7 @@ impl Running {
 pub async fn start(
     cfg: &NodeConfig,
     metrics: &agent::metrics::Registry,
+    path: Option<&std::path::Path>,
 ) -> Result<Running, String> {
     let (tx, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -103,8 +124,9 @@ pub async fn start(
     let state_dir = state_dir(cfg);
     let marks =
         PurgeService::restore_marks(state_dir.as_deref()).map_err(|e| format!("purge: {e}"))?;
-    let mut nodes = Vec::new();
+    let mut nodes: Vec<Arc<Node>> = Vec::new();
     let mut bound = Vec::new();
+    let (mut edge_node, mut shield_node) = (None, None);
     let mut shield_addrs = Vec::new();
     let mut shield_tls_addrs = Vec::new();
     if let Some(sc) = &cfg.shield {
@@ -113,7 +135,8 @@ pub async fn start(
             .map_err(|e| format!("shield: {e}"))?;
         shield_addrs = shield.local_addrs();
         shield_tls_addrs = shield.tls_local_addrs();
-        nodes.push(shield.proxy());
+        shield_node = Some(shield.node());
+        nodes.push(shield.node());
         bound.push(shield);
     }
     let mut edge_addrs = Vec::new();
@@ -131,14 +154,15 @@ pub async fn start(
         edge_addrs = edge.local_addrs();
         edge_tls_addrs = edge.tls_local_addrs();
         acme = edge.acme();
-        nodes.push(edge.proxy());
+        edge_node = Some(edge.node());
+        nodes.push(edge.node());
         bound.push(edge);
     }
     let sinks = nodes
         .iter()
         .map(|n| n.clone() as Arc<dyn PurgeSink>)
         .collect();
-    let purge = open_purge(cfg, admin_token.as_deref(), state_dir, marks, sinks).await?;
+    let purge = open_purge(cfg, admin_token.as_deref(), state_dir, marks.clone(), sinks).await?;
     purge.register_metrics(&metrics.meter());
     // Only now, with purges logged before a crash applied to every cache, do they serve.
     for node in bound {
@@ -149,6 +173,19 @@ pub async fn start(
     }
     let dns = match &cfg.dns {
         Some(dc) => Some(geo_dns::DnsServer::start(dc, &metrics.meter()).await?),
+        None => None,
+    };
+    let reloader = match path {
+        Some(path) => Some(Arc::new(Reloader::new(crate::reload::Parts {
+            path: path.to_path_buf(),
+            cfg: cfg.clone(),
+            edge: edge_node,
+            shield: shield_node,
+            dns: dns.as_ref().map(geo_dns::DnsServer::handle),
+            marks: marks.clone(),
+            registry: metrics.clone(),
+            admin_token: admin_token.clone(),
+        })?)),
         None => None,
     };
     let mut admin_addr = None;
@@ -165,11 +202,14 @@ pub async fn start(
         let dns_records = dns
             .as_ref()
             .map(|d| Arc::new(DnsChallenges(d.acme_txt())) as Arc<dyn admin::ChallengeRecords>);
-        let state = AdminState::new(token, nodes)
+        let mut state = AdminState::new(token, nodes.clone())
             .with_acme(acme, private_channel)
             .with_dns_challenges(dns_records)
             .with_purge(purge.clone())
             .with_metrics(metrics.clone());
+        if let Some(r) = &reloader {
+            state = state.with_reload(Arc::new(AdminReload(r.clone())));
+        }
         let rx = rx.clone();
         tasks.spawn(async move {
             if let Err(e) = admin::serve(l, tls, state, rx).await {
@@ -185,9 +225,51 @@ pub async fn start(
         admin_addr,
         admin_tls,
         dns,
+        reloader,
+        nodes,
         shutdown: tx,
         tasks,
     })
+}
+
+/// `POST /reload` runs the node's reloader, and logs the outcome as SIGHUP does.
+struct AdminReload(Arc<Reloader>);
+
+impl admin::Reload for AdminReload {
+    fn reload(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = admin::ReloadOutcome> + Send + '_>>
+    {
+        Box::pin(async move {
+            let r = self.0.reload().await;
+            log_reload("admin API", &r);
+            r
+        })
+    }
+}
+
+/// Logs a reload's outcome: what changed, nothing, or why nothing was applied.
+pub fn log_reload(by: &str, r: &Result<Vec<String>, Vec<String>>) {
+    match r {
+        Ok(changes) if changes.is_empty() => {
+            tracing::info!(by, "reload: the config file is unchanged; nothing to apply")
+        }
+        Ok(changes) => {
+            tracing::info!(
+                by,
+                changes = changes.len(),
+                "reloaded: the new config serves new requests"
+            );
+            for c in changes {
+                tracing::info!("reload changed {c}");
+            }
+        }
+        Err(errors) => {
+            for e in errors {
+                tracing::error!(by, "reload refused, the old config keeps serving: {e}");
+            }
+        }
+    }
 }
 
 /// Where purge state lives: `state_dir` of the edge or shield, else beside a disk cache
@@ -220,7 +302,7 @@ impl admin::ChallengeRecords for DnsChallenges {
 
 /// The hub whose ACME state an edge follows: its purge hub, when it has one (the purge hub
 /// orders the fleet's certificates); none with NATS or as the hub itself.
-fn acme_hub(
+pub fn acme_hub(
     ec: &edge_node::config::EdgeConfig,
     admin_token: Option<&str>,
 ) -> Option<edge_node::AcmeHub> {

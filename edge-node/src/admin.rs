@@ -1,9 +1,11 @@
-//! The admin API (axum, its own listener): `GET /healthz` (open, for probes), and behind a
-//! bearer token compared in constant time: `GET /metrics` (the process's instruments as
-//! Prometheus text), `GET /stats` (the same added up per node, as JSON, with the caches'
-//! gauges), `POST /purge` and `GET /purge/log?since=N&wait=MS`.
+//! The admin API (axum, its own listener): `GET /healthz` (open, for probes and geo-DNS: 503
+//! with the reason while a caching role cannot serve, see [`crate::readiness`]) and `GET
+//! /livez` (open: the process answers), and behind a bearer token compared in constant time:
+//! `GET /metrics` (the process's instruments as Prometheus text), `GET /stats` (the same added
+//! up per node and per site, as JSON, with the caches' gauges), `POST /purge`, `GET
+//! /purge/log?since=N&wait=MS` and `POST /reload`.
 
-use crate::proxy::Proxy;
+use crate::node::Node;
 use crate::purge::event::PurgeRequest;
 use crate::purge::service::{PurgeError, PurgeService};
 use agent::metrics::Registry;
@@ -25,7 +27,8 @@ use tokio_rustls::TlsAcceptor;
 #[derive(Clone)]
 pub struct AdminState {
     token: Arc<str>,
-    nodes: Vec<Arc<Proxy>>,
+    nodes: Vec<Arc<Node>>,
+    reload: Option<Arc<dyn Reload>>,
     purge: Option<Arc<PurgeService>>,
     metrics: Option<Registry>,
     shutdown: Option<watch::Receiver<bool>>,
@@ -44,12 +47,25 @@ pub trait ChallengeRecords: Send + Sync {
     fn remove(&self, name: &str, value: &str) -> Result<(), String>;
 }
 
+/// A reload's outcome: `Ok` lists what changed (empty: nothing did), `Err` every reason
+/// nothing was applied.
+pub type ReloadOutcome = Result<Vec<String>, Vec<String>>;
+
+/// What `POST /reload` runs: re-reads the node's config and applies it.
+pub trait Reload: Send + Sync {
+    /// Reloads.
+    fn reload(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ReloadOutcome> + Send + '_>>;
+}
+
 impl AdminState {
     /// State for a token and the caching nodes (edge, shield) of this process.
-    pub fn new(token: &str, nodes: Vec<Arc<Proxy>>) -> Self {
+    pub fn new(token: &str, nodes: Vec<Arc<Node>>) -> Self {
         Self {
             token: Arc::from(token),
             nodes,
+            reload: None,
             purge: None,
             metrics: None,
             shutdown: None,
@@ -78,6 +94,12 @@ impl AdminState {
         self
     }
 
+    /// Enables `POST /reload`.
+    pub fn with_reload(mut self, reload: Arc<dyn Reload>) -> Self {
+        self.reload = Some(reload);
+        self
+    }
+
     /// Adds the purge service (enables `/purge` and `/purge/log`).
     pub fn with_purge(mut self, purge: Arc<PurgeService>) -> Self {
         self.purge = Some(purge);
@@ -103,8 +125,45 @@ async fn require_token(State(st): State<AdminState>, req: Request, next: Next) -
     }
 }
 
-async fn healthz() -> Response {
+/// `GET /healthz`: 200 while every caching role can serve, else 503 with the reasons.
+async fn healthz(State(st): State<AdminState>) -> Response {
+    let mut reasons = Vec::new();
+    for n in &st.nodes {
+        if let Some(why) = crate::readiness::unready(n).await {
+            reasons.push(why);
+        }
+    }
+    if reasons.is_empty() {
+        (StatusCode::OK, Json(serde_json::json!({ "status": "ok" }))).into_response()
+    } else {
+        let body = serde_json::json!({ "status": "unavailable", "reasons": reasons });
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    }
+}
+
+/// `GET /livez`: the process is up and answering (whatever its upstreams do).
+async fn livez() -> Response {
     (StatusCode::OK, Json(serde_json::json!({ "status": "ok" }))).into_response()
+}
+
+/// `POST /reload`: re-reads the config file and applies it, or says why nothing changed.
+async fn reload(State(st): State<AdminState>) -> Response {
+    let Some(r) = &st.reload else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "this process has no config file to reload",
+        );
+    };
+    match r.reload().await {
+        Ok(changes) => {
+            Json(serde_json::json!({ "reloaded": true, "changes": changes })).into_response()
+        }
+        Err(problems) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(serde_json::json!({ "reloaded": false, "errors": problems })),
+        )
+            .into_response(),
+    }
 }
 
 async fn metrics(State(st): State<AdminState>) -> Response {
@@ -119,9 +178,8 @@ async fn metrics(State(st): State<AdminState>) -> Response {
 async fn stats(State(st): State<AdminState>) -> Response {
     let mut json = serde_json::json!({});
     for n in &st.nodes {
-        let entry = json[n.tier()].as_array().cloned().unwrap_or_default();
-        let mut entry = entry;
-        entry.push(n.stats_json());
+        let mut entry = json[n.tier()].as_array().cloned().unwrap_or_default();
+        entry.push(n.proxy().stats_json());
         json[n.tier()] = serde_json::Value::Array(entry);
     }
     json["purge"] = st
@@ -290,6 +348,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/stats", get(stats))
         .route("/purge", axum::routing::post(purge))
         .route("/purge/log", get(purge_log))
+        .route("/reload", axum::routing::post(reload))
         .route("/acme/state", get(acme_state))
         .route(
             "/dns/acme-challenge",
@@ -298,6 +357,7 @@ pub fn router(state: AdminState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/livez", get(livez))
         .merge(protected)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such admin endpoint") })
         .with_state(state)

@@ -62,6 +62,9 @@ pub struct EdgeConfig {
     /// Time a client has to send its request headers.
     #[serde(default = "defaults::header_read_timeout")]
     pub header_read_timeout: Dur,
+    /// On stop (SIGTERM), how long requests under way may take to finish.
+    #[serde(default = "defaults::drain_timeout")]
+    pub drain_timeout: Dur,
     /// Largest request head (request line plus headers) accepted, in bytes.
     #[serde(default = "defaults::max_header_bytes")]
     pub max_header_bytes: ByteSize,
@@ -460,6 +463,9 @@ pub mod defaults {
     pub fn header_read_timeout() -> Dur {
         Dur(Duration::from_secs(10))
     }
+    pub fn drain_timeout() -> Dur {
+        Dur(Duration::from_secs(10))
+    }
     pub fn max_header_bytes() -> ByteSize {
         ByteSize(32 << 10)
     }
@@ -514,6 +520,7 @@ impl EdgeConfig {
             stale_if_unreachable: defaults::stale_if_unreachable(),
             collapse_timeout: defaults::collapse_timeout(),
             header_read_timeout: defaults::header_read_timeout(),
+            drain_timeout: defaults::drain_timeout(),
             max_header_bytes: defaults::max_header_bytes(),
             connect_timeout: defaults::connect_timeout(),
             first_byte_timeout: defaults::first_byte_timeout(),

@@ -14,6 +14,7 @@
 mod acme;
 pub mod admin;
 pub use acme::{AcmeHandle, AcmeHub};
+pub use node::Node;
 pub mod body;
 pub mod cache;
 pub mod config;
@@ -22,9 +23,11 @@ pub mod hooks;
 pub mod interim;
 mod listener;
 mod metrics;
+mod node;
 mod pem;
 pub mod proxy;
 pub mod purge;
+pub mod readiness;
 mod tls;
 pub mod upstream;
 
@@ -37,6 +40,7 @@ use config::EdgeConfig;
 use hooks::{Hooks, NoHooks};
 use listener::ConnLimits;
 use metrics::NodeMetrics;
+use node::Bound;
 use proxy::sites::Sites;
 use proxy::{Proxy, ProxySettings};
 use std::net::SocketAddr;
@@ -65,12 +69,43 @@ pub enum EdgeError {
 
 /// An edge with its listeners bound, ready to serve.
 pub struct Edge {
-    proxy: Arc<Proxy>,
-    plain: Vec<TcpListener>,
-    tls: Vec<TcpListener>,
-    acceptor: Option<tokio_rustls::TlsAcceptor>,
-    limits: ConnLimits,
+    node: Arc<Node>,
+    bound: Vec<Bound>,
     acme: Option<Arc<acme::AcmeService>>,
+}
+
+/// A new config for a serving node, ready to apply ([`EdgeBuilder::prepare_reload`]).
+pub struct Reload {
+    node: Arc<Node>,
+    generation: node::Generation,
+    listen: Vec<(SocketAddr, bool)>,
+    bound: Vec<Bound>,
+    kept: Kept,
+}
+
+impl Reload {
+    /// Makes the new config current: the cache takes its new sizes (a smaller tier evicts
+    /// now), new requests and connections use the new request path and TLS (those under way
+    /// finish on the old), listeners the config dropped stop accepting and drain, new ones
+    /// start.
+    pub fn apply(self) {
+        self.kept.cache.resize(&cache_options(&self.kept.cfg));
+        self.node
+            .replace(self.generation, self.kept, &self.listen, self.bound);
+    }
+}
+
+/// What a node keeps from one config to the next.
+#[derive(Clone)]
+pub(crate) struct Kept {
+    cache: Arc<Cache>,
+    inflight: Arc<proxy::collapse::Inflight>,
+    live: Arc<acme::certs::LiveCerts>,
+    challenges: Arc<acme::challenges::Challenges>,
+    /// Where the node's instruments go.
+    registry: Registry,
+    /// The config of the current generation (for what a reload may not change).
+    cfg: EdgeConfig,
 }
 
 /// How a caching node is put together beyond its config: its role's name, hooks, the purge
@@ -80,7 +115,7 @@ pub struct EdgeBuilder<'a> {
     tier: &'static str,
     hooks: Arc<dyn Hooks>,
     marks: Arc<PurgeMarks>,
-    registry: Registry,
+    registry: Option<Registry>,
     acme: Option<config::AcmeConfig>,
     acme_hub: Option<acme::AcmeHub>,
 }
@@ -119,7 +154,7 @@ impl<'a> EdgeBuilder<'a> {
 
     /// The registry the node's instruments go to (default: one of its own).
     pub fn metrics(mut self, registry: &Registry) -> Self {
-        self.registry = registry.clone();
+        self.registry = Some(registry.clone());
         self
     }
 
@@ -129,24 +164,72 @@ impl<'a> EdgeBuilder<'a> {
         if let Some(p) = cfg.validate(self.tier).first() {
             return Err(EdgeError::Config(format!("{}: {}", p.path, p.message)));
         }
-        let cache = Arc::new(Cache::new(&cache_options(cfg), self.marks.clone()));
+        let kept = Kept {
+            cache: Arc::new(Cache::new(&cache_options(cfg), self.marks.clone())),
+            inflight: Arc::default(),
+            live: Arc::default(),
+            challenges: Arc::default(),
+            registry: self.registry.clone().unwrap_or_default(),
+            cfg: cfg.clone(),
+        };
+        let acme = self.acme_service(&kept)?;
+        let generation = self.generation(&kept)?;
+        let bound = bind_new(cfg, &[]).await?;
+        Ok(Edge {
+            node: Node::new(generation, kept),
+            bound,
+            acme,
+        })
+    }
+
+    /// Prepares this builder's config for `node` while it serves: a new request path (sites,
+    /// origins, timeouts, hooks), certificates and connection limits for new connections,
+    /// the listeners the config adds, bound. Nothing changes until [`Reload::apply`]; an
+    /// error (a bad certificate, an address in use, a change only a restart can make: the
+    /// disk tier's or state directory, the sites with `acme = true`) changes nothing.
+    pub async fn prepare_reload(self, node: &Arc<Node>) -> Result<Reload, EdgeError> {
+        let cfg = self.cfg;
+        if let Some(p) = cfg.validate(self.tier).first() {
+            return Err(EdgeError::Config(format!("{}: {}", p.path, p.message)));
+        }
+        let kept = node.kept();
+        if let Some(why) = needs_restart(&kept.cfg, cfg) {
+            return Err(EdgeError::Config(format!(
+                "{why}: restart outpost to change it"
+            )));
+        }
+        let generation = self.generation(&kept)?;
+        let bound = bind_new(cfg, &node.listening()).await?;
+        Ok(Reload {
+            node: node.clone(),
+            generation,
+            listen: listen_set(cfg),
+            bound,
+            kept: Kept {
+                cfg: cfg.clone(),
+                ..kept
+            },
+        })
+    }
+
+    /// The request path, TLS and connection limits of this config, over what `kept` keeps.
+    fn generation(&self, kept: &Kept) -> Result<node::Generation, EdgeError> {
+        let cfg = self.cfg;
         let metrics = Arc::new(NodeMetrics::new(
-            &self.registry.meter(),
+            &kept.registry.meter(),
             self.tier,
             &Sites::names(&cfg.sites),
         ));
         let upstream = upstream(cfg, metrics.clone())?;
-        let live = Arc::new(acme::certs::LiveCerts::default());
-        let challenges = Arc::new(acme::challenges::Challenges::default());
-        let acme = self.acme_service(&live, &challenges)?;
         let proxy = Proxy::new(proxy::Parts {
-            challenges,
+            challenges: kept.challenges.clone(),
             sites: Sites::new(&cfg.sites, &upstream).map_err(EdgeError::Config)?,
-            cache,
+            cache: kept.cache.clone(),
+            inflight: kept.inflight.clone(),
             upstream,
-            hooks: self.hooks,
+            hooks: self.hooks.clone(),
             metrics,
-            registry: self.registry,
+            registry: kept.registry.clone(),
             settings: ProxySettings {
                 policy: PolicyOptions {
                     default_swr: cfg.stale_while_revalidate.0,
@@ -163,37 +246,29 @@ impl<'a> EdgeBuilder<'a> {
                 },
             },
         });
-        let plain = bind_all(&cfg.listen).await?;
-        let tls = bind_all(&cfg.tls_listen).await?;
-        let acceptor = if tls.is_empty() {
+        let acceptor = if cfg.tls_listen.is_empty() {
             None
         } else {
             Some(tokio_rustls::TlsAcceptor::from(
-                tls::server_config(&cfg.certificates, cfg.client_ca.as_deref(), live)
-                    .map_err(EdgeError::Config)?,
+                tls::server_config(
+                    &cfg.certificates,
+                    cfg.client_ca.as_deref(),
+                    kept.live.clone(),
+                )
+                .map_err(EdgeError::Config)?,
             ))
         };
         let limits = ConnLimits {
             header_read_timeout: cfg.header_read_timeout.0,
             max_header_bytes: usize::try_from(cfg.max_header_bytes.0).unwrap_or(usize::MAX),
         };
-        Ok(Edge {
-            proxy,
-            plain,
-            tls,
-            acceptor,
-            limits,
-            acme,
-        })
+        Ok(node::Generation::new(proxy, acceptor, limits))
     }
 
     /// The ACME service for the `acme = true` sites, with the certificates it saved before
     /// already served; none when no site asks.
-    fn acme_service(
-        &self,
-        live: &Arc<acme::certs::LiveCerts>,
-        challenges: &Arc<acme::challenges::Challenges>,
-    ) -> Result<Option<Arc<acme::AcmeService>>, EdgeError> {
+    fn acme_service(&self, kept: &Kept) -> Result<Option<Arc<acme::AcmeService>>, EdgeError> {
+        let (live, challenges) = (&kept.live, &kept.challenges);
         let cfg = self.cfg;
         if !cfg.sites.iter().any(|s| s.acme) {
             return Ok(None);
@@ -211,11 +286,11 @@ impl<'a> EdgeBuilder<'a> {
             live.clone(),
             challenges.clone(),
             self.acme_hub.clone(),
-            &self.registry.meter(),
+            &kept.registry.meter(),
         )
         .map_err(|e| EdgeError::Config(format!("acme: {e}")))?;
         service.load_saved();
-        acme::register_expiry_gauge(&self.registry.meter(), live);
+        acme::register_expiry_gauge(&kept.registry.meter(), live);
         Ok(Some(Arc::new(service)))
     }
 }
@@ -261,19 +336,54 @@ fn upstream(cfg: &EdgeConfig, metrics: Arc<NodeMetrics>) -> Result<Upstream, Edg
     .map_err(EdgeError::Config)
 }
 
-async fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, EdgeError> {
+/// The addresses `cfg` listens on, each with whether it is TLS.
+fn listen_set(cfg: &EdgeConfig) -> Vec<(SocketAddr, bool)> {
+    let plain = cfg.listen.iter().map(|a| (*a, false));
+    plain
+        .chain(cfg.tls_listen.iter().map(|a| (*a, true)))
+        .collect()
+}
+
+/// Binds the listeners of `cfg` not in `already` (listening now).
+async fn bind_new(
+    cfg: &EdgeConfig,
+    already: &[(SocketAddr, bool)],
+) -> Result<Vec<Bound>, EdgeError> {
     let mut out = Vec::new();
-    for addr in addrs {
-        out.push(
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| EdgeError::Bind {
-                    addr: *addr,
-                    source,
-                })?,
-        );
+    for (addr, tls) in listen_set(cfg) {
+        if already.contains(&(addr, tls)) {
+            continue;
+        }
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| EdgeError::Bind { addr, source })?;
+        out.push(Bound {
+            configured: addr,
+            tls,
+            listener,
+        });
     }
     Ok(out)
+}
+
+/// What differs between `old` and `new` that only a restart can change, if anything.
+fn needs_restart(old: &EdgeConfig, new: &EdgeConfig) -> Option<&'static str> {
+    let acme_hosts = |c: &EdgeConfig| -> Vec<Vec<String>> {
+        c.sites
+            .iter()
+            .filter(|s| s.acme)
+            .map(|s| s.hosts.clone())
+            .collect()
+    };
+    if old.disk_path != new.disk_path {
+        Some("disk_path changed")
+    } else if old.effective_state_dir() != new.effective_state_dir() {
+        Some("state_dir changed")
+    } else if acme_hosts(old) != acme_hosts(new) {
+        Some("the sites with acme = true changed")
+    } else {
+        None
+    }
 }
 
 impl Edge {
@@ -289,7 +399,7 @@ impl Edge {
             tier: "edge",
             hooks: Arc::new(NoHooks),
             marks: Arc::default(),
-            registry: Registry::default(),
+            registry: None,
             acme: None,
             acme_hub: None,
         }
@@ -297,23 +407,30 @@ impl Edge {
 
     /// Bound plain-HTTP addresses.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.plain
-            .iter()
-            .filter_map(|l| l.local_addr().ok())
-            .collect()
+        self.addrs(false)
     }
 
     /// Bound TLS addresses.
     pub fn tls_local_addrs(&self) -> Vec<SocketAddr> {
-        self.tls
+        self.addrs(true)
+    }
+
+    fn addrs(&self, tls: bool) -> Vec<SocketAddr> {
+        self.bound
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .filter(|b| b.tls == tls)
+            .filter_map(|b| b.listener.local_addr().ok())
             .collect()
     }
 
     /// The request path, for the admin API, purges and embedding.
     pub fn proxy(&self) -> Arc<Proxy> {
-        self.proxy.clone()
+        self.node.proxy()
+    }
+
+    /// The serving node: its current request path, its reloads and its drain.
+    pub fn node(&self) -> Arc<Node> {
+        self.node.clone()
     }
 
     /// The node's ACME state, if it has `acme = true` sites (for the admin API).
@@ -321,31 +438,14 @@ impl Edge {
         self.acme.clone().map(AcmeHandle)
     }
 
-    /// Serves until `shutdown` becomes true, then drains connections.
-    pub async fn serve(self, shutdown: watch::Receiver<bool>) {
-        let mut tasks = tokio::task::JoinSet::new();
-        self.proxy.spawn_health_checks(&shutdown, &mut tasks);
-        for l in self.plain {
-            tasks.spawn(listener::serve(
-                l,
-                None,
-                self.proxy.clone(),
-                self.limits,
-                shutdown.clone(),
-            ));
-        }
+    /// Serves until `shutdown` becomes true, then stops accepting and drains the requests
+    /// under way (up to `drain_timeout`).
+    pub async fn serve(self, mut shutdown: watch::Receiver<bool>) {
+        self.node.start(self.bound);
         if let Some(acme) = self.acme {
-            tasks.spawn(acme.run(shutdown.clone()));
+            self.node.spawn(acme.run(shutdown.clone()));
         }
-        for l in self.tls {
-            tasks.spawn(listener::serve(
-                l,
-                self.acceptor.clone(),
-                self.proxy.clone(),
-                self.limits,
-                shutdown.clone(),
-            ));
-        }
-        while tasks.join_next().await.is_some() {}
+        let _ = shutdown.wait_for(|s| *s).await;
+        self.node.drain().await;
     }
 }

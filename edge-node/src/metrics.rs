@@ -215,12 +215,15 @@ impl NodeMetrics {
     pub(crate) fn upstream_attempt(
         &self,
         secs: f64,
+        site: usize,
         target: &'static str,
         status: u16,
         error: Option<&'static str>,
     ) {
+        let no_site = self.sites.len() - 1;
         let mut attrs = vec![
             KeyValue::new("cdn.tier", self.tier),
+            KeyValue::new("cdn.site", self.sites[site.min(no_site)].clone()),
             KeyValue::new("cdn.upstream", target),
         ];
         if status > 0 {

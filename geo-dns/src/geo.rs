@@ -111,6 +111,18 @@ impl GeoDb {
         Ok(Self { reader })
     }
 
+    /// What the database is and when it was built: `GeoLite2-City, built 2026-11-28`.
+    pub fn describe(&self) -> String {
+        let m = self.reader.metadata();
+        let built = std::time::UNIX_EPOCH + std::time::Duration::from_secs(m.build_epoch);
+        let date = humantime::format_rfc3339_seconds(built).to_string();
+        format!(
+            "{}, built {}",
+            m.database_type,
+            date.get(..10).unwrap_or(&date)
+        )
+    }
+
     /// Where the database puts `ip`.
     pub fn locate(&self, ip: IpAddr) -> Location {
         self.reader

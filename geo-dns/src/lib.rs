@@ -34,7 +34,7 @@ pub mod wire;
 pub mod zone;
 
 pub use config::DnsConfig;
-pub use server::DnsServer;
+pub use server::{DnsHandle, DnsServer};
 
 /// Every problem `cfg` has, as `outpost check-config` reports them: the keys, the record data
 /// (by compiling the zones) and the GeoIP database (by opening it).

@@ -48,6 +48,9 @@ fn open_geo_db(cfg: &DnsConfig) -> Result<Option<GeoDb>, String> {
 
 async fn build(shared: &Arc<Shared>, cfg: &DnsConfig) -> Result<Catalog, String> {
     let db = open_geo_db(cfg)?;
+    if let (Some(db), Some(path)) = (&db, &cfg.geoip_db) {
+        tracing::info!(path = %path.display(), "dns: GeoIP database {}", db.describe());
+    }
     let sh = shared.clone();
     let cfg2 = cfg.clone();
     // The database walk is CPU work: keep it off the async workers.
@@ -138,11 +141,14 @@ impl DnsServer {
     /// Replaces zones and geo maps with those of `cfg`; on any error the old ones keep serving.
     /// Listen addresses and worker counts are not changed by a reload.
     pub async fn reload(&self, cfg: &DnsConfig) -> Result<(), String> {
-        let catalog = build(&self.shared, cfg).await?;
-        let keep = catalog.health_urls();
-        self.shared.catalog.store(Arc::new(catalog));
-        self.shared.board.retain(&keep);
-        Ok(())
+        self.handle().reload(cfg).await
+    }
+
+    /// A handle that reloads this server's zones while it runs.
+    pub fn handle(&self) -> DnsHandle {
+        DnsHandle {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Stops the listeners and probes and waits for the UDP threads.
@@ -299,5 +305,23 @@ async fn tcp_conn(
         ) {
             return;
         }
+    }
+}
+
+/// Reloads a running [`DnsServer`]'s zones and geo maps.
+#[derive(Clone)]
+pub struct DnsHandle {
+    shared: Arc<Shared>,
+}
+
+impl DnsHandle {
+    /// Replaces zones and geo maps with those of `cfg`; on any error the old ones keep
+    /// serving. Listen addresses and worker counts are not changed by a reload.
+    pub async fn reload(&self, cfg: &DnsConfig) -> Result<(), String> {
+        let catalog = build(&self.shared, cfg).await?;
+        let keep = catalog.health_urls();
+        self.shared.catalog.store(Arc::new(catalog));
+        self.shared.board.retain(&keep);
+        Ok(())
     }
 }

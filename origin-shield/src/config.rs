@@ -67,6 +67,9 @@ pub struct ShieldConfig {
     /// Time a client (an edge) has to send its request headers.
     #[serde(default = "defaults::header_read_timeout")]
     pub header_read_timeout: Dur,
+    /// On stop (SIGTERM), how long requests under way may take to finish.
+    #[serde(default = "defaults::drain_timeout")]
+    pub drain_timeout: Dur,
     /// Largest request head accepted.
     #[serde(default = "defaults::max_header_bytes")]
     pub max_header_bytes: ByteSize,
@@ -131,6 +134,7 @@ impl ShieldConfig {
             stale_if_unreachable: node.stale_if_unreachable,
             collapse_timeout: node.collapse_timeout,
             header_read_timeout: node.header_read_timeout,
+            drain_timeout: node.drain_timeout,
             max_header_bytes: node.max_header_bytes,
             connect_timeout: node.connect_timeout,
             first_byte_timeout: node.first_byte_timeout,
@@ -165,6 +169,7 @@ impl ShieldConfig {
             stale_if_unreachable: self.stale_if_unreachable,
             collapse_timeout: self.collapse_timeout,
             header_read_timeout: self.header_read_timeout,
+            drain_timeout: self.drain_timeout,
             max_header_bytes: self.max_header_bytes,
             connect_timeout: self.connect_timeout,
             first_byte_timeout: self.first_byte_timeout,

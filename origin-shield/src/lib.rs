@@ -19,30 +19,52 @@ pub use config::ShieldConfig;
 
 use agent::metrics::Registry;
 use edge_node::cache::PurgeMarks;
-use edge_node::{Edge, EdgeError};
+use edge_node::config::EdgeConfig;
+use edge_node::{Edge, EdgeBuilder, EdgeError, Node, Reload};
 use std::sync::Arc;
 
 /// The `cdn.tier` of a shield's telemetry.
 pub const TIER: &str = "shield";
 
-/// Builds the shield of `cfg` and binds its listeners: its cache checks `marks` (shared with
-/// the other caches of the process), its instruments go to `registry`.
+/// Builds a shield of `cfg` and binds its listeners.
 pub async fn bind(
     cfg: &ShieldConfig,
     marks: Arc<PurgeMarks>,
     registry: &Registry,
 ) -> Result<Edge, EdgeError> {
+    let node = cfg.node_config();
+    builder(cfg, &node, marks, registry)?.bind().await
+}
+
+/// Prepares `cfg` as the new config of the serving shield `node` (see
+/// [`edge_node::EdgeBuilder::prepare_reload`]): nothing changes until it is applied.
+pub async fn prepare_reload(
+    cfg: &ShieldConfig,
+    node: &Arc<Node>,
+    marks: Arc<PurgeMarks>,
+    registry: &Registry,
+) -> Result<Reload, EdgeError> {
+    let node_cfg = cfg.node_config();
+    builder(cfg, &node_cfg, marks, registry)?
+        .prepare_reload(node)
+        .await
+}
+
+/// The shield of `cfg` (`node_cfg` is `cfg.node_config()`): its tier name, hooks, marks.
+fn builder<'a>(
+    cfg: &ShieldConfig,
+    node_cfg: &'a EdgeConfig,
+    marks: Arc<PurgeMarks>,
+    registry: &Registry,
+) -> Result<EdgeBuilder<'a>, EdgeError> {
     if let Some(p) = cfg.validate("shield").first() {
         return Err(EdgeError::Config(format!("{}: {}", p.path, p.message)));
     }
     let hooks = hooks::ShieldHooks::new(cfg.secret.as_deref(), marks.clone())
         .map_err(|e| EdgeError::Config(format!("shield.secret: {e}")))?;
-    let node = cfg.node_config();
-    Edge::builder(&node)
+    Ok(Edge::builder(node_cfg)
         .tier(TIER)
         .hooks(Arc::new(hooks))
         .purge_marks(marks)
-        .metrics(registry)
-        .bind()
-        .await
+        .metrics(registry))
 }

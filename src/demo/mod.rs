@@ -161,13 +161,13 @@ pub async fn run(
     let hub_cfg = NodeConfig::parse("<demo shield>", &hub_src).map_err(|e| e.join("; "))?;
     running.push((
         "shield".to_string(),
-        run::start(&hub_cfg, &node_metrics(&hub_cfg)).await?,
+        run::start(&hub_cfg, &node_metrics(&hub_cfg), None).await?,
     ));
     for (region, port, admin) in edges {
         let src = edge_config(region, *port, *admin, &origin_url);
         let cfg =
             NodeConfig::parse(&format!("<demo edge {region}>"), &src).map_err(|e| e.join("; "))?;
-        let r = run::start(&cfg, &node_metrics(&cfg)).await?;
+        let r = run::start(&cfg, &node_metrics(&cfg), None).await?;
         running.push((region.to_string(), r));
     }
     println!("outpost demo: sample origin on {origin_url}");

@@ -14,7 +14,7 @@ async fn metrics_and_stats_need_the_token_and_count_requests() {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = listener.local_addr().unwrap();
-    let state = AdminState::new("s3cret", vec![edge.proxy.clone()])
+    let state = AdminState::new("s3cret", vec![edge.node.clone()])
         .with_metrics(edge.proxy.registry().clone());
     tokio::spawn(async move { axum::serve(listener, router(state)).await });
     let base = format!("http://{admin}");

@@ -139,6 +139,20 @@ impl MemoryTier {
             .insert(key, Arc::new(Entry { vary, first, rest }));
     }
 
+    /// Most variants kept per URL.
+    pub(crate) fn max_variants(&self) -> usize {
+        self.max_variants
+    }
+
+    /// Copies what this tier holds into `to`, except keys `to` already holds (newer there);
+    /// when `to` is smaller, its admission policy decides what stays.
+    pub(crate) fn copy_into(&self, to: &MemoryTier) {
+        for (k, v) in self.cache.iter() {
+            to.cache.entry(*k).or_insert(v);
+        }
+        to.cache.run_pending_tasks();
+    }
+
     /// Removes everything stored for `key` (all variants). Returns whether anything was there.
     pub(crate) fn remove(&self, key: &CacheKey) -> bool {
         self.cache.remove(key).is_some()

@@ -33,12 +33,14 @@ pub use object::Object;
 pub use policy::Freshness;
 pub use vary::{VarySpec, VaryValues};
 
+use arc_swap::ArcSwap;
 use disk::{DiskStore, DiskWriter};
 use http::HeaderMap;
 use memory::{MemoryLookup, MemoryTier};
 use policy::Usability;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use vary::values_hash;
 
 /// The shape of a cache: tier sizes and where the disk tier lives.
@@ -148,18 +150,22 @@ pub struct DiskGauges {
 
 /// The storage tiers and purge marks of one node.
 pub struct Cache {
-    memory: MemoryTier,
+    /// Replaced whole when a reload changes its size (moka's bound is fixed at build).
+    memory: ArcSwap<MemoryTier>,
     disk: Option<Arc<DiskStore>>,
     marks: Arc<PurgeMarks>,
-    max_object: u64,
-    memory_capacity: u64,
+    max_object: AtomicU64,
+    memory_capacity: AtomicU64,
+    /// Held by a resize while it copies the old memory tier into the new one, and by every
+    /// removal, so nothing removed during the copy comes back with it.
+    resizing: Mutex<()>,
 }
 
 impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cache")
-            .field("memory_capacity", &self.memory_capacity)
-            .field("max_object", &self.max_object)
+            .field("memory_capacity", &self.memory_capacity.load(Relaxed))
+            .field("max_object", &self.max_object())
             .field("disk", &self.disk)
             .finish()
     }
@@ -170,20 +176,47 @@ impl Cache {
     /// disk tier, if any, rebuilds its index in the background: call inside a Tokio runtime.
     pub fn new(opts: &CacheOptions, marks: Arc<PurgeMarks>) -> Self {
         Self {
-            memory: MemoryTier::new(opts.memory_bytes, opts.max_variants),
+            memory: ArcSwap::from_pointee(MemoryTier::new(opts.memory_bytes, opts.max_variants)),
             disk: opts
                 .disk
                 .as_ref()
                 .map(|(path, bytes)| DiskStore::open(path, *bytes)),
             marks,
-            max_object: opts.max_object_bytes,
-            memory_capacity: opts.memory_bytes,
+            max_object: AtomicU64::new(opts.max_object_bytes),
+            memory_capacity: AtomicU64::new(opts.memory_bytes),
+            resizing: Mutex::new(()),
         }
+    }
+
+    /// Takes the sizes of `opts` (its disk directory is not changed): the memory tier's and
+    /// the disk tier's bounds (a smaller tier evicts down to its new size now), the variants
+    /// per URL and the largest object kept in memory. Lookups and stores go on meanwhile.
+    pub fn resize(&self, opts: &CacheOptions) {
+        if let (Some(d), Some((_, disk_bytes))) = (&self.disk, &opts.disk) {
+            if d.capacity() != *disk_bytes {
+                d.resize(*disk_bytes);
+            }
+        }
+        self.max_object.store(opts.max_object_bytes, Relaxed);
+        let memory_bytes = opts.memory_bytes;
+        let old = self.memory.load_full();
+        if self.memory_capacity.load(Relaxed) == memory_bytes
+            && old.max_variants() == opts.max_variants.max(1)
+        {
+            return;
+        }
+        let _copying = self.resizing.lock();
+        let old = self.memory.load_full();
+        let new = Arc::new(MemoryTier::new(memory_bytes, opts.max_variants));
+        // New stores go to the new tier from here on; the copy never overwrites them.
+        self.memory.store(new.clone());
+        self.memory_capacity.store(memory_bytes, Relaxed);
+        old.copy_into(&new);
     }
 
     /// The largest object kept in memory.
     pub fn max_object(&self) -> u64 {
-        self.max_object
+        self.max_object.load(Relaxed)
     }
 
     /// The purge marks this cache checks.
@@ -200,10 +233,10 @@ impl Cache {
     /// The verdict for `req` at `now_ms`: memory, then disk (promoting what it finds into
     /// memory), then the purge marks, then freshness.
     pub async fn lookup(&self, req: Request<'_>, now_ms: u64) -> Lookup {
-        let mut found = self.memory.lookup(req.key, req.headers);
+        let mut found = self.memory.load().lookup(req.key, req.headers);
         if let (MemoryLookup::Miss | MemoryLookup::VaryMiss(_), Some(disk)) = (&found, &self.disk) {
             if let Some((obj, vary, values)) =
-                disk.lookup(req.key, req.headers, self.max_object).await
+                disk.lookup(req.key, req.headers, self.max_object()).await
             {
                 // Promote: the memory tier decides whether it keeps it.
                 let obj = Arc::new(obj);
@@ -212,9 +245,13 @@ impl Cache {
                 } else {
                     0
                 };
-                self.memory.insert(*req.key, vary, values, obj.clone());
+                self.memory
+                    .load()
+                    .insert(*req.key, vary, values, obj.clone());
                 found = MemoryLookup::Found(obj, variant);
-            } else if let Some(entry) = disk.open_large(req.key, req.headers, self.max_object).await
+            } else if let Some(entry) = disk
+                .open_large(req.key, req.headers, self.max_object())
+                .await
             {
                 // Too large for memory: served from disk while fresh and not purged; else it
                 // is a miss (no stale use of large objects).
@@ -274,7 +311,7 @@ impl Cache {
         if let Some(d) = &self.disk {
             d.write(key, vary.clone(), values.clone(), object.clone());
         }
-        self.memory.insert(key, vary, values, object);
+        self.memory.load().insert(key, vary, values, object);
     }
 
     /// Starts writing a response too large for memory straight to disk while it streams;
@@ -290,7 +327,8 @@ impl Cache {
     /// Removes everything stored for `key` (every variant) from every tier, including a copy
     /// still being written to disk.
     pub fn remove(&self, key: &CacheKey) {
-        self.memory.remove(key);
+        let _no_copy = self.resizing.lock();
+        self.memory.load().remove(key);
         if let Some(d) = &self.disk {
             d.remove(*key);
         }
@@ -298,7 +336,8 @@ impl Cache {
 
     /// Removes everything from every tier.
     pub fn clear(&self) {
-        self.memory.clear();
+        let _no_copy = self.resizing.lock();
+        self.memory.load().clear();
         if let Some(d) = &self.disk {
             d.clear();
         }
@@ -349,9 +388,9 @@ impl Cache {
     /// Figures of every tier.
     pub fn gauges(&self) -> CacheGauges {
         CacheGauges {
-            memory_bytes: self.memory.weighted_size(),
-            memory_capacity_bytes: self.memory_capacity,
-            objects: self.memory.entry_count(),
+            memory_bytes: self.memory.load().weighted_size(),
+            memory_capacity_bytes: self.memory_capacity.load(Relaxed),
+            objects: self.memory.load().entry_count(),
             disk: self.disk.as_ref().map(|d| {
                 use std::sync::atomic::Ordering::Relaxed;
                 let (bytes, objects) = d.usage();

@@ -15,6 +15,7 @@
 use super::limits::ConnLimits;
 use crate::body::ProxyBody;
 use crate::interim::{Http2Slot, Interim};
+use crate::node::Node;
 use crate::proxy::{ClientInfo, Proxy};
 use bytes::Bytes;
 use h2::server::SendResponse;
@@ -40,7 +41,7 @@ const MAX_CONCURRENT_STREAMS: u32 = 256;
 /// connection holds `_alive` while it runs, so the listener can wait for it to drain.
 pub(crate) async fn serve_connection<T>(
     io: T,
-    proxy: Arc<Proxy>,
+    node: Arc<Node>,
     client: ClientInfo,
     limits: ConnLimits,
     mut shutdown: watch::Receiver<bool>,
@@ -75,8 +76,7 @@ pub(crate) async fn serve_connection<T>(
             Some(Ok((req, respond))) => {
                 // Most answers (cache hits) are ready at once: try here first, and spawn a
                 // task only for a stream that has to wait (a miss, a slow client window).
-                let mut stream =
-                    Box::pin(serve_stream(req, respond, proxy.clone(), client.clone()));
+                let mut stream = Box::pin(serve_stream(req, respond, node.proxy(), client.clone()));
                 if futures_util::FutureExt::now_or_never(&mut stream).is_none() {
                     tokio::spawn(stream);
                 }

@@ -9,7 +9,8 @@ mod limits;
 pub(crate) use limits::ConnLimits;
 
 use crate::interim::{Interim, InterimIo};
-use crate::proxy::{ClientInfo, Proxy};
+use crate::node::Node;
+use crate::proxy::ClientInfo;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -23,7 +24,8 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::either::Either;
 
-fn builder(limits: ConnLimits) -> auto::Builder<TokioExecutor> {
+/// hyper's server for one connection under `limits`.
+pub(crate) fn builder(limits: ConnLimits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
@@ -37,19 +39,20 @@ fn builder(limits: ConnLimits) -> auto::Builder<TokioExecutor> {
     b
 }
 
-/// Accepts connections on `listener` until `shutdown` flips, then drains them.
+/// Accepts connections on `listener` until `shutdown` flips, then drains them for up to
+/// `drain`. Each connection takes the node's generation current when it is accepted (TLS,
+/// limits); each request on it the request path current when the request arrives.
 pub(crate) async fn serve(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    proxy: Arc<Proxy>,
-    limits: ConnLimits,
+    tls: bool,
+    node: Arc<Node>,
     mut shutdown: watch::Receiver<bool>,
+    drain: Duration,
 ) {
     let graceful = GracefulShutdown::new();
     // Every HTTP/2 connection holds a sender: once all are dropped, they have drained.
     let (alive, mut drained) = mpsc::channel::<()>(1);
-    let b = builder(limits);
-    let scheme = if tls.is_some() { "https" } else { "http" };
+    let scheme = if tls { "https" } else { "http" };
     loop {
         let (stream, addr) = tokio::select! {
             r = listener.accept() => match r {
@@ -64,6 +67,14 @@ pub(crate) async fn serve(
             _ = wait_true(&mut shutdown) => break,
         };
         let _ = stream.set_nodelay(true);
+        let generation = node.generation();
+        let limits = generation.limits;
+        let acceptor = match (tls, &generation.acceptor) {
+            (false, _) => None,
+            (true, Some(a)) => Some(a.clone()),
+            // A TLS listener with no certificates configured any more: it is being stopped.
+            (true, None) => continue,
+        };
         let interim = Interim::default();
         let client = ClientInfo {
             addr,
@@ -71,14 +82,14 @@ pub(crate) async fn serve(
             interim: Some(interim.clone()),
         };
         let h2 = (
-            proxy.clone(),
+            node.clone(),
             ClientInfo::new(addr, scheme),
             shutdown.clone(),
             alive.clone(),
         );
-        let p = proxy.clone();
+        let n = node.clone();
         let svc = service_fn(move |req| {
-            let p = p.clone();
+            let p = n.proxy();
             let client = client.clone();
             async move {
                 let interim = client.interim.clone();
@@ -90,16 +101,15 @@ pub(crate) async fn serve(
                 Ok::<_, Infallible>(res)
             }
         });
-        let acceptor = tls.clone();
-        let b = b.clone();
+        let b = generation.http.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let Some((io, is_h2)) = open(stream, acceptor, limits.header_read_timeout).await else {
                 return;
             };
             if is_h2 {
-                let (p, client, shutdown, alive) = h2;
-                http2::serve_connection(io, p, client, limits, shutdown, alive).await;
+                let (node, client, shutdown, alive) = h2;
+                http2::serve_connection(io, node, client, limits, shutdown, alive).await;
                 return;
             }
             let io = InterimIo::new(TokioIo::new(io), &interim);
@@ -109,11 +119,11 @@ pub(crate) async fn serve(
     }
     drop(listener);
     drop(alive);
-    let drain = async {
+    let drain_all = async {
         graceful.shutdown().await;
         let _ = drained.recv().await;
     };
-    let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
+    let _ = tokio::time::timeout(drain, drain_all).await;
 }
 
 /// A client connection: plain, or TLS.

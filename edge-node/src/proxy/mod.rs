@@ -115,6 +115,8 @@ pub(crate) struct Parts {
     /// HTTP-01 answers of the ACME orders under way.
     pub challenges: Arc<crate::acme::challenges::Challenges>,
     pub cache: Arc<Cache>,
+    /// The fills in flight (kept across reloads, so a fill under way is joined, not repeated).
+    pub inflight: Arc<Inflight>,
     pub upstream: Upstream,
     pub hooks: Arc<dyn Hooks>,
     pub metrics: Arc<NodeMetrics>,
@@ -127,7 +129,7 @@ pub struct Proxy {
     sites: Sites,
     challenges: Arc<crate::acme::challenges::Challenges>,
     cache: Arc<Cache>,
-    inflight: Inflight,
+    inflight: Arc<Inflight>,
     upstream: Upstream,
     hooks: Arc<dyn Hooks>,
     metrics: Arc<NodeMetrics>,
@@ -149,7 +151,7 @@ impl Proxy {
             sites: p.sites,
             challenges: p.challenges,
             cache: p.cache,
-            inflight: Inflight::default(),
+            inflight: p.inflight,
             upstream: p.upstream,
             hooks: p.hooks,
             metrics: p.metrics,
@@ -213,11 +215,11 @@ impl Proxy {
         self.inflight.len()
     }
 
-    /// Starts the active health checks of every site that has them.
-    pub fn spawn_health_checks(
+    /// Starts the active health checks of every site that has them, until `shutdown` flips.
+    pub(crate) fn spawn_health_checks(
         &self,
         shutdown: &tokio::sync::watch::Receiver<bool>,
-        tasks: &mut tokio::task::JoinSet<()>,
+        tasks: &tokio_util::task::TaskTracker,
     ) {
         for site in self.sites.all() {
             if site.origins.health.is_some() {
@@ -228,6 +230,16 @@ impl Proxy {
                 ));
             }
         }
+    }
+
+    /// The configured sites.
+    pub(crate) fn sites(&self) -> Vec<Arc<sites::Site>> {
+        self.sites.all()
+    }
+
+    /// The shields this node fetches through (none for a shield or an edge without them).
+    pub(crate) fn shields(&self) -> &[crate::upstream::shields::Shield] {
+        &self.upstream.parents.shields
     }
 
     /// Whether each upstream of this node takes requests now: (`origin` or `shield`, its

@@ -56,6 +56,7 @@ impl Sites {
                     unhealthy_after: s.unhealthy_after,
                 }),
             );
+            pool.site = index;
             let tls = s.origin_tls();
             if !tls.is_default() {
                 pool.client = Some(

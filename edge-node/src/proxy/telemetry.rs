@@ -158,5 +158,51 @@ fn stats_json(p: &Proxy) -> serde_json::Value {
             "truncated": body_errors.get("truncated").copied().unwrap_or(0),
         },
         "cache": cache,
+        "sites": sites_json(p, &snap),
     })
+}
+
+/// Per site (by `cdn.site`): requests, hits, hit ratio, bytes sent, upstream errors.
+fn sites_json(p: &Proxy, snap: &agent::metrics::Snapshot) -> serde_json::Value {
+    let mut names: Vec<String> = p.sites().iter().map(|s| s.name.clone()).collect();
+    names.sort();
+    names.dedup();
+    let mut out = serde_json::Map::new();
+    for name in names {
+        let f = [("cdn.tier", p.tier()), ("cdn.site", name.as_str())];
+        let by_status = snap.totals_by(names::HTTP_SERVER_DURATION, &f, Some("cdn.cache.status"));
+        let status = |s: &str| by_status.get(s).copied().unwrap_or(0);
+        let requests: u64 = by_status.values().sum();
+        let hits = status("hit") + status("stale");
+        let lookups = hits + status("miss");
+        let attempts = snap.totals_by(names::HTTP_CLIENT_DURATION, &f, Some("error.type"));
+        let by_class = snap.totals_by(
+            names::HTTP_CLIENT_DURATION,
+            &f,
+            Some("http.response.status_class"),
+        );
+        let ratio = if lookups == 0 {
+            serde_json::Value::Null
+        } else {
+            serde_json::json!((hits as f64 / lookups as f64 * 1000.0).round() / 1000.0)
+        };
+        out.insert(
+            name.clone(),
+            serde_json::json!({
+                "requests": requests,
+                "hits": hits,
+                "misses": status("miss"),
+                "passes": status("pass"),
+                "errors": status("error"),
+                "hit_ratio": ratio,
+                "response_body_bytes": snap.total(names::RESPONSE_BYTES, &f),
+                "upstream": {
+                    "attempts": snap.total(names::HTTP_CLIENT_DURATION, &f),
+                    "errors": attempts.values().sum::<u64>()
+                        + by_class.get("5xx").copied().unwrap_or(0),
+                },
+            }),
+        );
+    }
+    serde_json::Value::Object(out)
 }

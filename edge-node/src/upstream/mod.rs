@@ -243,7 +243,7 @@ impl Upstream {
         let attempt = tokio::time::timeout(self.timeouts.first_byte, client.request(req))
             .instrument(span.clone())
             .await;
-        self.observe_attempt(&span, kind, started, &attempt);
+        self.observe_attempt(&span, origins.site, kind, started, &attempt);
         let failed = || match target {
             Target::Shield(s) => s.mark_down(now),
             Target::Origin(o) => origins.report_failure(o, now),
@@ -280,6 +280,7 @@ impl Upstream {
     fn observe_attempt(
         &self,
         span: &tracing::Span,
+        site: usize,
         kind: &'static str,
         started: std::time::Instant,
         attempt: &Result<
@@ -305,7 +306,7 @@ impl Upstream {
             }
         }
         self.metrics
-            .upstream_attempt(started.elapsed().as_secs_f64(), kind, status, error);
+            .upstream_attempt(started.elapsed().as_secs_f64(), site, kind, status, error);
     }
 }
 

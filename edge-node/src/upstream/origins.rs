@@ -72,6 +72,8 @@ pub(crate) struct OriginPool {
     pub client: Option<UpstreamClient>,
     /// The Host sent to origins instead of the client's (a bucket's name, say).
     pub host: Option<http::HeaderValue>,
+    /// The site's index (its metrics' `cdn.site`).
+    pub site: usize,
 }
 
 impl std::fmt::Debug for OriginPool {
@@ -94,6 +96,7 @@ impl OriginPool {
             health,
             client: None,
             host: None,
+            site: 0,
         }
     }
 

@@ -256,6 +256,8 @@ async fn render(reply: Reply) -> Response<OriginBody> {
 pub struct TestEdge {
     pub addr: SocketAddr,
     pub proxy: Arc<edge_node::proxy::Proxy>,
+    /// The serving node (its current request path; reloads).
+    pub node: Arc<edge_node::Node>,
     stop: watch::Sender<bool>,
 }
 
@@ -325,9 +327,15 @@ fn serve(e: Edge) -> TestEdge {
         .next()
         .expect("a listener");
     let proxy = e.proxy();
+    let node = e.node();
     let (stop, rx) = watch::channel(false);
     tokio::spawn(e.serve(rx));
-    TestEdge { addr, proxy, stop }
+    TestEdge {
+        addr,
+        proxy,
+        node,
+        stop,
+    }
 }
 
 /// A response as the client saw it.
@@ -472,7 +480,7 @@ impl Node {
                 .await
                 .expect("edge binds");
             edge_addr = Some(e.local_addrs()[0]);
-            edges.push(e.proxy());
+            edges.push(e.node());
             tasks.push(tokio::spawn(e.serve(rx.clone())));
         }
         let sinks = edges

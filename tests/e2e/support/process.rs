@@ -7,6 +7,8 @@ pub struct Process {
     child: std::process::Child,
     pub banner: Vec<String>,
     pub log: std::path::PathBuf,
+    /// Its config file.
+    pub config: std::path::PathBuf,
 }
 
 impl Process {
@@ -46,7 +48,12 @@ impl Process {
                 ),
             })
             .collect();
-        Process { child, banner, log }
+        Process {
+            child,
+            banner,
+            log,
+            config: cfg,
+        }
     }
 
     /// The URL after "outpost: {what} listening on ".
@@ -61,6 +68,28 @@ impl Process {
 }
 
 impl Process {
+    /// Sends it `signal` (`HUP`, `TERM`, ...).
+    pub fn signal(&self, signal: &str) {
+        let ok = std::process::Command::new("kill")
+            .args(["-s", signal, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -s {signal} failed");
+    }
+
+    /// Waits up to `limit` for it to exit; its exit status, if it did.
+    pub fn wait_exit(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let end = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < end {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        None
+    }
+
     /// What it logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -82,7 +82,8 @@ pub(crate) struct DiskStats {
 /// The disk tier.
 pub(crate) struct DiskStore {
     root: PathBuf,
-    max_bytes: u64,
+    /// The bound on bytes stored; a reload may change it (`resize`).
+    max_bytes: AtomicU64,
     index: Mutex<Index>,
     used: AtomicU64,
     /// Bytes of writes under way: counted against the bound from the moment room is made for
@@ -99,7 +100,7 @@ impl std::fmt::Debug for DiskStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DiskStore")
             .field("root", &self.root)
-            .field("max_bytes", &self.max_bytes)
+            .field("max_bytes", &self.capacity())
             .finish()
     }
 }
@@ -111,7 +112,7 @@ impl DiskStore {
     pub(crate) fn open(root: &Path, max_bytes: u64) -> Arc<Self> {
         let store = Arc::new(Self {
             root: root.to_path_buf(),
-            max_bytes,
+            max_bytes: AtomicU64::new(max_bytes),
             index: Mutex::new(Index::default()),
             used: AtomicU64::new(0),
             reserved: AtomicU64::new(0),
@@ -178,7 +179,7 @@ impl DiskStore {
 
     /// Configured size.
     pub(crate) fn capacity(&self) -> u64 {
-        self.max_bytes
+        self.max_bytes.load(Relaxed)
     }
 
     fn path(&self, key: CacheKey, vh: u64) -> PathBuf {
@@ -439,7 +440,7 @@ impl DiskStore {
             .collect();
         let tail = format::encode_tail(&sums);
         let size = (head.len() + obj.body.len() + tail.len()) as u64;
-        if size > self.max_bytes / 4 {
+        if size > self.capacity() / 4 {
             return;
         }
         if !self.make_room(size) {
@@ -496,16 +497,38 @@ impl DiskStore {
         };
         // Under the index lock, so two writers cannot both take the last room.
         let pending = self.reserved.fetch_add(incoming, Relaxed) + incoming;
-        if self.used.load(Relaxed) + pending <= self.max_bytes {
+        let max_bytes = self.capacity();
+        if self.used.load(Relaxed) + pending <= max_bytes {
             return true;
         }
+        self.evict_locked(&mut idx, (max_bytes / 10 * 9).saturating_sub(pending));
+        if self.used.load(Relaxed) + pending > max_bytes {
+            self.release(incoming);
+            return false;
+        }
+        true
+    }
+
+    /// Changes the bound to `max_bytes`; a smaller bound evicts the least recently used
+    /// entries at once, down to it.
+    pub(crate) fn resize(&self, max_bytes: u64) {
+        self.max_bytes.store(max_bytes, Relaxed);
+        if let Ok(mut idx) = self.index.lock() {
+            let pending = self.reserved.load(Relaxed);
+            if self.used.load(Relaxed) + pending > max_bytes {
+                self.evict_locked(&mut idx, max_bytes.saturating_sub(pending));
+            }
+        }
+    }
+
+    /// Evicts least recently used entries until at most `target` bytes are stored.
+    fn evict_locked(&self, idx: &mut Index, target: u64) {
         let mut all: Vec<(u64, CacheKey, u64, u64)> = idx
             .slots
             .iter()
             .flat_map(|(k, l)| l.iter().map(move |s| (s.last_used, *k, s.vh, s.size)))
             .collect();
         all.sort_unstable_by_key(|e| e.0);
-        let target = (self.max_bytes / 10 * 9).saturating_sub(pending);
         for (_, k, vh, size) in all {
             if self.used.load(Relaxed) <= target {
                 break;
@@ -520,11 +543,6 @@ impl DiskStore {
             self.stats.evictions.fetch_add(1, Relaxed);
             let _ = std::fs::remove_file(self.path(k, vh));
         }
-        if self.used.load(Relaxed) + pending > self.max_bytes {
-            self.release(incoming);
-            return false;
-        }
-        true
     }
 
     /// Starts writing a response of `body_len` bytes as it arrives (objects too large for the
@@ -537,7 +555,7 @@ impl DiskStore {
         let head = format::encode_head(&meta, body_len);
         let header = format::decode_header(&head).ok()?;
         let size = header.file_len();
-        if size > self.max_bytes / 4 {
+        if size > self.capacity() / 4 {
             return None;
         }
         if !self.make_room(size) {

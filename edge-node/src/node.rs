@@ -1,0 +1,236 @@
+//! A serving caching node whose config can be replaced while it runs (a reload).
+//!
+//! What a config decides (sites, origins, upstream client and timeouts, certificates,
+//! connection limits, the request path's settings) is one [`Generation`], swapped atomically:
+//! every request takes the generation current when it starts and finishes on it, so in-flight
+//! requests end on the old config while new ones use the new one. What outlives a generation is
+//! here: the cache (resized in place), the fills in flight, the ACME state, the listeners (one
+//! task each, stopped or started by a reload when the listen addresses change) and the health
+//! checks' stop signals.
+
+use crate::listener::{self, ConnLimits};
+use crate::proxy::Proxy;
+use arc_swap::ArcSwap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
+
+/// What one config makes of a node.
+pub(crate) struct Generation {
+    /// The request path.
+    pub proxy: Arc<Proxy>,
+    /// TLS for the TLS listeners (`None` without any).
+    pub acceptor: Option<TlsAcceptor>,
+    /// What one connection may take.
+    pub limits: ConnLimits,
+    /// hyper's server settings under `limits`.
+    pub http: hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    /// Flipped when this generation is replaced or the node stops: ends its health checks.
+    retired: watch::Sender<bool>,
+}
+
+impl Generation {
+    pub(crate) fn new(
+        proxy: Arc<Proxy>,
+        acceptor: Option<TlsAcceptor>,
+        limits: ConnLimits,
+    ) -> Self {
+        Self {
+            proxy,
+            acceptor,
+            limits,
+            http: listener::builder(limits),
+            retired: watch::channel(false).0,
+        }
+    }
+}
+
+/// One listening socket, by the address the config names (port 0 included).
+struct Listening {
+    configured: SocketAddr,
+    tls: bool,
+    stop: watch::Sender<bool>,
+}
+
+/// A listener bound for a generation, not serving yet.
+pub(crate) struct Bound {
+    pub configured: SocketAddr,
+    pub tls: bool,
+    pub listener: TcpListener,
+}
+
+/// A caching node while it serves: the current generation, and what outlives generations.
+pub struct Node {
+    current: ArcSwap<Generation>,
+    /// What outlives generations, and the config of the current one.
+    kept: Mutex<crate::Kept>,
+    listening: Mutex<Vec<Listening>>,
+    tasks: TaskTracker,
+    /// Set once the node stops accepting (SIGTERM): health answers 503 from then on.
+    draining: std::sync::atomic::AtomicBool,
+    /// Connect probes of its upstreams (`readiness.rs`).
+    probes: crate::readiness::Probes,
+}
+
+impl Node {
+    pub(crate) fn new(first: Generation, kept: crate::Kept) -> Arc<Self> {
+        Arc::new(Self {
+            current: ArcSwap::from_pointee(first),
+            kept: Mutex::new(kept),
+            listening: Mutex::new(Vec::new()),
+            tasks: TaskTracker::new(),
+            draining: Default::default(),
+            probes: Default::default(),
+        })
+    }
+
+    /// What outlives generations, with the current config.
+    pub(crate) fn kept(&self) -> crate::Kept {
+        match self.kept.lock() {
+            Ok(k) => k.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Longest wait for the requests under way when a listener stops.
+    fn drain_timeout(&self) -> Duration {
+        self.kept().cfg.drain_timeout.0
+    }
+
+    /// Runs `task` as part of the node: stopping waits for it.
+    pub(crate) fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(task);
+    }
+
+    /// The request path of the current generation (what a request starting now uses).
+    pub fn proxy(&self) -> Arc<Proxy> {
+        self.current.load().proxy.clone()
+    }
+
+    /// The current generation.
+    pub(crate) fn generation(&self) -> Arc<Generation> {
+        self.current.load_full()
+    }
+
+    /// `edge` or `shield`.
+    pub fn tier(&self) -> &'static str {
+        self.current.load().proxy.tier()
+    }
+
+    /// Connect probes of its upstreams.
+    pub(crate) fn probes(&self) -> &crate::readiness::Probes {
+        &self.probes
+    }
+
+    /// Whether the node has begun to stop (no longer accepting).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The configured addresses listened on now, and whether each is TLS.
+    pub(crate) fn listening(&self) -> Vec<(SocketAddr, bool)> {
+        self.listening
+            .lock()
+            .map(|l| l.iter().map(|x| (x.configured, x.tls)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Starts serving `bound` and the health checks of the current generation.
+    pub(crate) fn start(self: &Arc<Self>, bound: Vec<Bound>) {
+        let generation = self.generation();
+        self.start_health_checks(&generation);
+        for b in bound {
+            self.start_listener(b);
+        }
+    }
+
+    fn start_health_checks(&self, g: &Generation) {
+        g.proxy
+            .spawn_health_checks(&g.retired.subscribe(), &self.tasks);
+    }
+
+    fn start_listener(self: &Arc<Self>, b: Bound) {
+        let (stop, rx) = watch::channel(false);
+        let drain = self.drain_timeout();
+        self.tasks
+            .spawn(listener::serve(b.listener, b.tls, self.clone(), rx, drain));
+        if let Ok(mut l) = self.listening.lock() {
+            l.push(Listening {
+                configured: b.configured,
+                tls: b.tls,
+                stop,
+            });
+        }
+    }
+
+    /// Makes `next` current: requests from now on use it (those under way finish on the old
+    /// one); the old generation's health checks stop and the new one's start; listeners whose
+    /// address is not in `listen` stop accepting and drain, and those in `bound` start.
+    pub(crate) fn replace(
+        self: &Arc<Self>,
+        next: Generation,
+        kept: crate::Kept,
+        listen: &[(SocketAddr, bool)],
+        bound: Vec<Bound>,
+    ) {
+        if let Ok(mut k) = self.kept.lock() {
+            *k = kept;
+        }
+        let next = Arc::new(next);
+        self.start_health_checks(&next);
+        let old = self.current.swap(next);
+        let _ = old.retired.send(true);
+        if let Ok(mut l) = self.listening.lock() {
+            l.retain(|x| {
+                let keep = listen.contains(&(x.configured, x.tls));
+                if !keep {
+                    let _ = x.stop.send(true);
+                }
+                keep
+            });
+        }
+        for b in bound {
+            if let Ok(a) = b.listener.local_addr() {
+                let scheme = if b.tls { "https" } else { "http" };
+                tracing::info!(role = self.tier(), "listening on {scheme}://{a}");
+            }
+            self.start_listener(b);
+        }
+    }
+
+    /// Stops accepting on every listener and waits, up to the drain timeout, for the
+    /// requests under way; returns whether they all finished. Health answers 503 from the
+    /// start (the admin API still answers while the node drains). Calling it again waits for
+    /// nothing new.
+    pub async fn drain(&self) -> bool {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(l) = self.listening.lock() {
+            for x in l.iter() {
+                let _ = x.stop.send(true);
+            }
+        }
+        let _ = self.current.load().retired.send(true);
+        self.tasks.close();
+        let timeout = self.drain_timeout();
+        // The listeners bound their own drains by the same timeout; a little more here
+        // covers their last steps.
+        tokio::time::timeout(timeout + Duration::from_secs(1), self.tasks.wait())
+            .await
+            .is_ok()
+    }
+}
+
+impl crate::purge::service::PurgeSink for Node {
+    fn apply_purge(&self, ev: &crate::purge::event::PurgeEvent) {
+        self.proxy().apply_purge(ev);
+    }
+
+    fn purged_up_to(&self, version: u64) {
+        self.proxy().purged_up_to(version);
+    }
+}

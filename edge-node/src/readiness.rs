@@ -1,0 +1,108 @@
+//! Whether a caching node can serve now, for `/healthz` (and so for geo-DNS, which stops
+//! sending users to a region whose health check fails): not while it drains, not while its
+//! disk tier has failed, and not when no site has an upstream that takes connections.
+//!
+//! An upstream's health is what the node knows of it (active checks, passive failures, a
+//! shield skipped after refusing a connection); one that nothing has found down yet is probed
+//! with a TCP connect (bounded by [`PROBE_TIMEOUT`]; results kept for [`PROBE_TTL`], so a
+//! health checker polling every second costs one connect per upstream per interval), because
+//! an idle edge would otherwise report healthy with its shield and origin down.
+
+use crate::node::Node;
+use crate::upstream::addr::OriginAddr;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Longest a connect probe may take.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a probe's result stands.
+pub const PROBE_TTL: Duration = Duration::from_secs(2);
+
+/// Connect probes of upstreams, by host:port: when, and whether it connected.
+#[derive(Default)]
+pub(crate) struct Probes {
+    seen: Mutex<HashMap<String, (Instant, bool)>>,
+}
+
+impl Probes {
+    /// Whether `addr` takes TCP connections (from a recent probe, or a new one).
+    async fn connects(&self, addr: &OriginAddr) -> bool {
+        let key = addr.authority.as_str().to_string();
+        if let Ok(seen) = self.seen.lock() {
+            if let Some((at, ok)) = seen.get(&key) {
+                if at.elapsed() < PROBE_TTL {
+                    return *ok;
+                }
+            }
+        }
+        let port = addr
+            .authority
+            .port_u16()
+            .unwrap_or(if addr.is_tls() { 443 } else { 80 });
+        let host = addr.authority.host().trim_matches(['[', ']']).to_string();
+        let ok = matches!(
+            tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect((host, port))).await,
+            Ok(Ok(_))
+        );
+        if let Ok(mut seen) = self.seen.lock() {
+            if seen.len() > 1024 {
+                seen.clear();
+            }
+            seen.insert(key, (Instant::now(), ok));
+        }
+        ok
+    }
+}
+
+/// Why `node` cannot serve now, or `None` when it can.
+pub async fn unready(node: &Node) -> Option<String> {
+    let tier = node.tier();
+    if node.is_draining() {
+        return Some(format!("{tier}: draining (stopping)"));
+    }
+    let proxy = node.proxy();
+    if let Some(d) = proxy.gauges().disk {
+        if !d.on {
+            return Some(format!(
+                "{tier}: the disk tier failed ({} I/O errors) and takes no writes",
+                d.errors
+            ));
+        }
+    }
+    let now = crate::cache::policy::unix_ms(std::time::SystemTime::now());
+    let probes = node.probes();
+    let mut shield_up = false;
+    for s in proxy.shields() {
+        if s.is_up(now) && probes.connects(&s.addr).await {
+            shield_up = true;
+            break;
+        }
+    }
+    if shield_up {
+        return None;
+    }
+    let mut down = Vec::new();
+    for site in proxy.sites() {
+        for o in site.origins.origins() {
+            if o.usable(now) && probes.connects(&o.addr).await {
+                return None;
+            }
+            down.push(o.addr.authority.as_str().to_string());
+        }
+    }
+    if down.is_empty() {
+        return Some(format!("{tier}: no site is configured"));
+    }
+    down.sort_unstable();
+    down.dedup();
+    // Counts, not addresses: /healthz answers without a token.
+    let shields = match proxy.shields().len() {
+        0 => String::new(),
+        n => format!(" and {n} shield(s)"),
+    };
+    Some(format!(
+        "{tier}: no site has a healthy upstream ({} origin(s){shields} down)",
+        down.len()
+    ))
+}
