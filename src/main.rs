@@ -176,16 +176,18 @@ fn main() -> ExitCode {
                 for line in startup::describe(&cfg) {
                     tracing::info!("{line}");
                 }
-                let mut hup =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+                use tokio::signal::unix::{signal, SignalKind};
+                let mut hup = signal(SignalKind::hangup()).ok();
+                let mut usr1 = signal(SignalKind::user_defined1()).ok();
                 let stop = run::stop_signal();
                 tokio::pin!(stop);
                 loop {
                     tokio::select! {
                         _ = &mut stop => break,
-                        _ = run::hangup(&mut hup) => {
+                        _ = run::next(&mut hup) => {
                             run::log_reload("SIGHUP", &running.reload().await);
                         }
+                        _ = run::next(&mut usr1) => running.reopen_logs().await,
                     }
                 }
                 running.stop().await;

@@ -71,6 +71,17 @@ impl Running {
         }
     }
 
+    /// Reopens the access logs' files (SIGUSR1).
+    pub async fn reopen_logs(&self) {
+        let nodes = self.nodes.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for n in nodes {
+                n.reopen_access_log();
+            }
+        })
+        .await;
+    }
+
     /// Stops every role: first the edge and shield stop accepting and finish the requests
     /// under way (up to their `drain_timeout`; `/healthz` says 503 meanwhile), logged; then
     /// the rest stops.
@@ -356,8 +367,8 @@ async fn open_purge(
     PurgeService::open(role, state_dir, marks, sinks).map_err(|e| format!("purge: {e}"))
 }
 
-/// Resolves at each SIGHUP (never on systems without it).
-pub async fn hangup(sig: &mut Option<tokio::signal::unix::Signal>) {
+/// Resolves at each delivery of `sig` (never when it could not be installed).
+pub async fn next(sig: &mut Option<tokio::signal::unix::Signal>) {
     match sig {
         Some(s) => {
             s.recv().await;

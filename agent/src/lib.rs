@@ -34,4 +34,4 @@ pub mod setup;
 pub mod units;
 
 pub use config::TelemetryConfig;
-pub use setup::{traces_enabled, LogOptions, Telemetry};
+pub use setup::{logs_exported, traces_enabled, LogOptions, Telemetry, ACCESS_TARGET};

@@ -90,6 +90,29 @@ fn unsampled_traceparent() -> Option<http::HeaderValue> {
     http::HeaderValue::from_str(&tp).ok()
 }
 
+/// The trace id of `span` (32 hex digits) when it records, else the one of the request's
+/// `traceparent`, if any: the trace an access log line belongs to.
+pub fn trace_id(span: Option<&tracing::Span>, headers: &http::HeaderMap) -> Option<[u8; 32]> {
+    use opentelemetry::trace::TraceContextExt;
+    if let Some(span) = span.filter(|s| !s.is_none()) {
+        let sc = span.context().span().span_context().clone();
+        if sc.is_valid() {
+            let hex = format!("{:032x}", sc.trace_id());
+            let mut out = [0u8; 32];
+            out.copy_from_slice(hex.as_bytes());
+            return Some(out);
+        }
+    }
+    let tp = headers.get(FIELDS[0])?.as_bytes();
+    let id = tp.get(3..35)?;
+    if tp.get(2) != Some(&b'-') || !id.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(id);
+    Some(out)
+}
+
 /// Makes `span` a child of the trace context in `headers`, if they carry one.
 pub fn set_remote_parent(span: &tracing::Span, headers: &http::HeaderMap) {
     if headers.contains_key(FIELDS[0]) {

@@ -41,6 +41,16 @@ pub const EXPORTER_TARGETS: &[&str] = &[
 const SPAN_TARGETS: &[&str] = &["edge_node", "origin_shield", "geo_dns", "agent", "outpost"];
 
 static TRACES_ON: AtomicBool = AtomicBool::new(false);
+static LOGS_ON: AtomicBool = AtomicBool::new(false);
+
+/// The target of access log records: exported as OTLP log records when logs are exported,
+/// never written to stderr (the access log has its own file).
+pub const ACCESS_TARGET: &str = "outpost_access";
+
+/// Whether log records are exported over OTLP (so access log lines become log records).
+pub fn logs_exported() -> bool {
+    LOGS_ON.load(Relaxed)
+}
 /// `sampling_ratio` as f64 bits.
 static RATIO_BITS: std::sync::atomic::AtomicU64 =
     std::sync::atomic::AtomicU64::new(0x3FF0_0000_0000_0000);
@@ -266,7 +276,7 @@ impl Telemetry {
                 fmt.event_format(TraceIdFormat::new(exporting.is_some()))
                     .boxed()
             };
-            layer.with_filter(env_filter(&log.filter))
+            layer.with_filter(env_filter(&format!("{},{ACCESS_TARGET}=off", log.filter)))
         };
         let Some(cfg) = exporting else {
             tracing_subscriber::registry()
@@ -376,6 +386,7 @@ impl Telemetry {
             .map_err(|_| TelemetryError::AlreadyInstalled)?;
         RATIO_BITS.store(cfg.sampling_ratio.clamp(0.0, 1.0).to_bits(), Relaxed);
         TRACES_ON.store(tracer.is_some(), Relaxed);
+        LOGS_ON.store(logger.is_some(), Relaxed);
         drop(_enter);
         Ok(Telemetry {
             runtime: Some(runtime),
@@ -414,6 +425,7 @@ impl Telemetry {
     /// Call it outside any async runtime.
     pub fn shutdown(mut self) {
         TRACES_ON.store(false, Relaxed);
+        LOGS_ON.store(false, Relaxed);
         if let Some(t) = self.tracer.take() {
             let _ = t.shutdown_with_timeout(Duration::from_secs(5));
         }

@@ -90,6 +90,9 @@ pub struct EdgeConfig {
     /// Smallest body worth compressing.
     #[serde(default = "defaults::compress_min_bytes")]
     pub compress_min_bytes: ByteSize,
+    /// One line per request, to a file or stderr (none by default).
+    #[serde(default)]
+    pub access_log: Option<crate::access_log::AccessLogConfig>,
     /// Name of this cache in `Cache-Status` (RFC 9211).
     #[serde(default = "defaults::cache_name")]
     pub cache_name: String,
@@ -529,6 +532,7 @@ impl EdgeConfig {
             compress: Vec::new(),
             compress_types: default_compress_types(),
             compress_min_bytes: defaults::compress_min_bytes(),
+            access_log: None,
             resolvers: Vec::new(),
             shields: Vec::new(),
             shield_secret: None,
@@ -632,6 +636,12 @@ impl EdgeConfig {
     /// Every problem with this section; `prefix` is the section's key path (`edge`).
     pub fn validate(&self, prefix: &str) -> Vec<ConfigProblem> {
         let mut out = Vec::new();
+        for (key, msg) in self.access_log.iter().flat_map(|a| a.problems()) {
+            out.push(ConfigProblem::new(
+                format!("{prefix}.access_log.{key}"),
+                msg,
+            ));
+        }
         if self.listen.is_empty() && self.tls_listen.is_empty() {
             out.push(ConfigProblem::new(
                 format!("{prefix}.listen"),

@@ -11,6 +11,7 @@
 // A dependency no code of the crate uses is an error (checked where dev-dependencies are absent).
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+pub mod access_log;
 mod acme;
 pub mod admin;
 pub use acme::{AcmeHandle, AcmeHub};
@@ -104,6 +105,10 @@ pub(crate) struct Kept {
     challenges: Arc<acme::challenges::Challenges>,
     /// Where the node's instruments go.
     registry: Registry,
+    /// The access log (none when the config has none) and its config.
+    access: Option<(access_log::AccessLogConfig, Arc<access_log::AccessLog>)>,
+    /// Access log records dropped (a full buffer), over every log the node had.
+    access_dropped: Arc<std::sync::atomic::AtomicU64>,
     /// The config of the current generation (for what a reload may not change).
     cfg: EdgeConfig,
 }
@@ -170,8 +175,12 @@ impl<'a> EdgeBuilder<'a> {
             live: Arc::default(),
             challenges: Arc::default(),
             registry: self.registry.clone().unwrap_or_default(),
+            access: None,
+            access_dropped: Arc::default(),
             cfg: cfg.clone(),
         };
+        let kept = with_access_log(kept, cfg)?;
+        register_access_dropped(&kept, self.tier);
         let acme = self.acme_service(&kept)?;
         let generation = self.generation(&kept)?;
         let bound = bind_new(cfg, &[]).await?;
@@ -192,7 +201,7 @@ impl<'a> EdgeBuilder<'a> {
         if let Some(p) = cfg.validate(self.tier).first() {
             return Err(EdgeError::Config(format!("{}: {}", p.path, p.message)));
         }
-        let kept = node.kept();
+        let kept = with_access_log(node.kept(), cfg)?;
         if let Some(why) = needs_restart(&kept.cfg, cfg) {
             return Err(EdgeError::Config(format!(
                 "{why}: restart outpost to change it"
@@ -230,6 +239,7 @@ impl<'a> EdgeBuilder<'a> {
             hooks: self.hooks.clone(),
             metrics,
             registry: kept.registry.clone(),
+            access: kept.access.as_ref().map(|(_, log)| log.clone()),
             settings: ProxySettings {
                 policy: PolicyOptions {
                     default_swr: cfg.stale_while_revalidate.0,
@@ -334,6 +344,38 @@ fn upstream(cfg: &EdgeConfig, metrics: Arc<NodeMetrics>) -> Result<Upstream, Edg
         metrics,
     )
     .map_err(EdgeError::Config)
+}
+
+/// `kept` with the access log `cfg` asks for: the same one when its config did not change,
+/// else a new one (the old one's writer ends once the last request holding it is done).
+fn with_access_log(mut kept: Kept, cfg: &EdgeConfig) -> Result<Kept, EdgeError> {
+    kept.access = match (&cfg.access_log, kept.access.take()) {
+        (None, _) => None,
+        (Some(want), Some((had, log))) if *want == had => Some((had, log)),
+        (Some(want), _) => {
+            let log = access_log::AccessLog::open(want, kept.access_dropped.clone())
+                .map_err(EdgeError::Config)?;
+            Some((want.clone(), Arc::new(log)))
+        }
+    };
+    Ok(kept)
+}
+
+/// `outpost.access_log.dropped`: records a full buffer dropped.
+fn register_access_dropped(kept: &Kept, tier: &'static str) {
+    let dropped = kept.access_dropped.clone();
+    let _ = kept
+        .registry
+        .meter()
+        .u64_observable_counter("outpost.access_log.dropped")
+        .with_description("Access log records dropped because the writer fell behind.")
+        .with_callback(move |o| {
+            o.observe(
+                dropped.load(std::sync::atomic::Ordering::Relaxed),
+                &[opentelemetry::KeyValue::new("cdn.tier", tier)],
+            )
+        })
+        .build();
 }
 
 /// The addresses `cfg` listens on, each with whether it is TLS.

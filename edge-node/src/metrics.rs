@@ -210,6 +210,12 @@ impl NodeMetrics {
         }
     }
 
+    /// The `cdn.site` of site `site` (`-` for none).
+    pub(crate) fn site_name(&self, site: Option<usize>) -> std::sync::Arc<str> {
+        let no_site = self.sites.len() - 1;
+        std::sync::Arc::from(self.sites[site.unwrap_or(no_site).min(no_site)].as_str())
+    }
+
     /// Records one upstream attempt; `target` is `shield` or `origin`, `status` 0 when no
     /// response came (then `error` names why).
     pub(crate) fn upstream_attempt(

@@ -121,6 +121,13 @@ impl Node {
         self.current.load().proxy.tier()
     }
 
+    /// Asks the access log, if any, to reopen its file (SIGUSR1, after logrotate).
+    pub fn reopen_access_log(&self) {
+        if let Some((_, log)) = self.kept().access {
+            log.reopen();
+        }
+    }
+
     /// Connect probes of its upstreams.
     pub(crate) fn probes(&self) -> &crate::readiness::Probes {
         &self.probes

@@ -94,6 +94,9 @@ pub struct ShieldConfig {
     /// Smallest body worth compressing.
     #[serde(default = "defaults::compress_min_bytes")]
     pub compress_min_bytes: ByteSize,
+    /// One line per request, to a file or stderr (none by default).
+    #[serde(default)]
+    pub access_log: Option<edge_node::access_log::AccessLogConfig>,
     /// Name of this cache in `Cache-Status` (RFC 9211).
     #[serde(default = "cache_name")]
     pub cache_name: String,
@@ -143,6 +146,7 @@ impl ShieldConfig {
             compress: node.compress,
             compress_types: node.compress_types,
             compress_min_bytes: node.compress_min_bytes,
+            access_log: node.access_log,
             cache_name: cache_name(),
             resolvers: node.resolvers,
             state_dir: node.state_dir,
@@ -178,6 +182,7 @@ impl ShieldConfig {
             compress: self.compress.clone(),
             compress_types: self.compress_types.clone(),
             compress_min_bytes: self.compress_min_bytes,
+            access_log: self.access_log.clone(),
             cache_name: self.cache_name.clone(),
             resolvers: self.resolvers.clone(),
             state_dir: self.state_dir.clone(),

@@ -373,3 +373,105 @@ async fn stats_and_metrics_are_per_site_and_startup_says_what_runs() {
         assert!(log.contains(line), "{line:?} in\n{log}");
     }
 }
+
+#[tokio::test]
+async fn the_access_log_writes_a_line_per_request_and_reopens_on_sigusr1() {
+    let origin = Origin::start(|_, _| Reply::ok("hi", &[("cache-control", "max-age=60")])).await;
+    let dir = temp_dir("access-log");
+    let (admin, edge) = (free_port(), free_port());
+    let path = dir.join("access.log");
+    let cfg = config(admin, &[edge], "8MiB", &[("a.test", &origin.url())]).replace(
+        "memory_bytes = \"8MiB\"\n",
+        &format!(
+            "memory_bytes = \"8MiB\"\naccess_log = {{ path = \"{}\", format = \"json\" }}\n",
+            path.display()
+        ),
+    );
+    let node = Process::start(&dir, "edge", &cfg, 2);
+    let c = client();
+    let url = format!("http://127.0.0.1:{edge}/page?q=1");
+    let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    for _ in 0..2 {
+        send(
+            &c,
+            "GET",
+            &url,
+            &[
+                ("host", "a.test"),
+                ("user-agent", "probe/1"),
+                ("traceparent", tp),
+            ],
+        )
+        .await;
+    }
+    assert_eq!(status_of(&c, &url, "nobody.test").await, 421);
+    let lines = |p: &std::path::Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || lines(&path).len() == 3).await,
+        "{:?}",
+        lines(&path)
+    );
+    let l = lines(&path);
+    assert_eq!(l[0]["site"], "a.test");
+    assert_eq!(l[0]["method"], "GET");
+    assert_eq!(l[0]["target"], "/page?q=1");
+    assert_eq!(l[0]["status"], 200);
+    assert_eq!(l[0]["cache"], "miss");
+    assert_eq!(l[1]["cache"], "hit");
+    assert_eq!(l[1]["upstream_time"], serde_json::Value::Null);
+    assert!(l[0]["upstream_time"].as_f64().is_some(), "{}", l[0]);
+    assert_eq!(l[0]["client"], "127.0.0.1");
+    assert_eq!(l[0]["tier"], "edge");
+    assert_eq!(l[0]["user_agent"], "probe/1");
+    assert_eq!(l[0]["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(l[0]["bytes"], 2);
+    assert_ne!(l[0]["request_id"], l[1]["request_id"]);
+    assert_eq!(l[2]["status"], 421);
+    assert_eq!(l[2]["site"], "-");
+    // logrotate: move the file away, SIGUSR1, and new lines go to a new file.
+    let rotated = dir.join("access.log.1");
+    std::fs::rename(&path, &rotated).unwrap();
+    node.signal("USR1");
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            path.exists() || node.log().contains("access log reopened")
+        })
+        .await
+    );
+    send(&c, "GET", &url, &[("host", "a.test")]).await;
+    assert!(
+        eventually(Duration::from_secs(5), || lines(&path).len() == 1).await,
+        "{}",
+        node.log()
+    );
+    assert_eq!(lines(&rotated).len(), 3);
+    // Never on stderr.
+    assert!(!node.log().contains("/page?q=1"), "{}", node.log());
+}
+
+#[test]
+fn a_bad_access_log_format_is_refused_by_check_config() {
+    let dir = temp_dir("access-log-bad");
+    let file = dir.join("bad.toml");
+    let cfg = config(1, &[2], "8MiB", &[("a.test", "http://127.0.0.1:3")]).replace(
+        "memory_bytes = \"8MiB\"\n",
+        "memory_bytes = \"8MiB\"\naccess_log = { path = \"stderr\", format = \"status nonsense\", buffer = 0 }\n",
+    );
+    std::fs::write(&file, cfg).unwrap();
+    let out = std::process::Command::new(crate::support::process::BIN)
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("edge.access_log.format"), "{err}");
+    assert!(err.contains("\"nonsense\" is not a field"), "{err}");
+    assert!(err.contains("edge.access_log.buffer"), "{err}");
+}

@@ -77,9 +77,8 @@ pub(crate) async fn serve(
         };
         let interim = Interim::default();
         let client = ClientInfo {
-            addr,
-            scheme,
             interim: Some(interim.clone()),
+            ..ClientInfo::new(addr, scheme)
         };
         let h2 = (
             node.clone(),

@@ -163,7 +163,7 @@ impl Proxy {
                     let why = format!("detail={}", e.kind());
                     self.stale_on_error(&ctx, stale.as_deref(), &why)
                 };
-                stand_in.unwrap_or_else(|| self.upstream_failed(fwd, e))
+                stand_in.unwrap_or_else(|| self.upstream_failed(&ctx, fwd, e))
             }
         }
     }

@@ -63,6 +63,9 @@ pub struct ClientInfo {
     /// The connection's channel for 1xx responses relayed from upstream, when its I/O is
     /// wrapped in [`crate::interim`]'s writer (the node's own listeners do this).
     pub interim: Option<crate::interim::Interim>,
+    /// The request's id (set by [`Proxy::handle`]): in error answers, the log and the
+    /// access log.
+    pub request_id: u64,
 }
 
 impl ClientInfo {
@@ -72,6 +75,7 @@ impl ClientInfo {
             addr,
             scheme,
             interim: None,
+            request_id: 0,
         }
     }
 }
@@ -121,6 +125,8 @@ pub(crate) struct Parts {
     pub hooks: Arc<dyn Hooks>,
     pub metrics: Arc<NodeMetrics>,
     pub registry: Registry,
+    /// Where each request's line goes, if anywhere.
+    pub access: Option<Arc<crate::access_log::AccessLog>>,
     pub settings: ProxySettings,
 }
 
@@ -134,6 +140,7 @@ pub struct Proxy {
     hooks: Arc<dyn Hooks>,
     metrics: Arc<NodeMetrics>,
     registry: Registry,
+    access: Option<Arc<crate::access_log::AccessLog>>,
     settings: ProxySettings,
     via: HeaderValue,
     /// Whether request spans are made (traces exported).
@@ -156,6 +163,7 @@ impl Proxy {
             hooks: p.hooks,
             metrics: p.metrics,
             registry: p.registry,
+            access: p.access,
             settings: p.settings,
             via,
             traced: agent::traces_enabled(),
@@ -169,13 +177,14 @@ impl Proxy {
     pub async fn handle<B>(
         self: Arc<Self>,
         req: Request<B>,
-        client: ClientInfo,
+        mut client: ClientInfo,
     ) -> Response<ProxyBody>
     where
         B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
         B::Error: Into<crate::body::BoxError>,
     {
         let start = std::time::Instant::now();
+        client.request_id = crate::access_log::next_request_id();
         if self.traced
             && agent::propagation::decide(req.headers()) == agent::propagation::Decision::Record
         {
@@ -186,8 +195,9 @@ impl Proxy {
         // Not sampled (or traces off): no span here. Should the request go upstream, it
         // carries an unsampled traceparent (`propagation::inject`) so the next tiers skip it.
         let method = req.method().clone();
+        let head = self.access_head(&req, &client, None);
         let answer = self.answer(req, client).await;
-        self.finish(answer, &method, start)
+        self.finish(answer, &method, start, head)
     }
 
     /// `edge` or `shield`: the `cdn.tier` of this node's telemetry.

@@ -57,7 +57,7 @@ impl Proxy {
             .collect();
         let res = match self.send_range(&ctx, version, fields).await {
             Ok(r) => r,
-            Err(e) => return self.upstream_failed(fwd, &e),
+            Err(e) => return self.upstream_failed(&ctx, fwd, &e),
         };
         if res.status() != StatusCode::PARTIAL_CONTENT {
             // The whole representation (an origin that ignores Range), or no content at all:
@@ -149,7 +149,7 @@ impl Proxy {
         let fields = [(header::RANGE, range), (header::IF_RANGE, if_range)];
         let res = match self.send_range(&ctx, version, fields).await {
             Ok(r) => r,
-            Err(e) => return self.upstream_failed("fwd=partial", &e),
+            Err(e) => return self.upstream_failed(&ctx, "fwd=partial", &e),
         };
         if res.status() != StatusCode::PARTIAL_CONTENT {
             // `If-Range` failed (a new representation, sent whole) or no content: a fill.

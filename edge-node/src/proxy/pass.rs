@@ -24,7 +24,7 @@ impl Proxy {
                 let p = format!("{params}; fwd-status={}", res.status().as_u16());
                 self.relay(res, &ctx, &p)
             }
-            Err(e) => self.upstream_failed(params, &e),
+            Err(e) => self.upstream_failed(&ctx, params, &e),
         }
     }
 
@@ -74,7 +74,7 @@ impl Proxy {
     pub(super) async fn forward(&self, ctx: Ctx, body: ProxyBody) -> Answer {
         let res = match self.send_forward(&ctx, body, Retry::ConnectOnly).await {
             Ok(r) => r,
-            Err(e) => return self.upstream_failed("fwd=method", &e),
+            Err(e) => return self.upstream_failed(&ctx, "fwd=method", &e),
         };
         let is_unsafe = !matches!(ctx.parts.method, Method::OPTIONS);
         if is_unsafe && (res.status().is_success() || res.status().is_redirection()) {

@@ -23,6 +23,8 @@ use std::sync::Arc;
 
 /// RFC 9211 `Cache-Status`.
 pub(crate) static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+/// The request id on error answers (the same id is in the log and the access log).
+pub(crate) static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Fields a 304 carries (RFC 9110 section 15.4.5), plus this edge's own.
 const NOT_MODIFIED_FIELDS: &[HeaderName] = &[
@@ -385,13 +387,25 @@ impl Proxy {
     }
 
     /// The answer when the upstream could not be used and nothing stale may stand in: 502 or
-    /// 504 by the kind of failure, with `fwd` and the kind in `Cache-Status`.
-    pub(super) fn upstream_failed(&self, fwd: &str, e: &UpstreamError) -> Answer {
+    /// 504 by the kind of failure, with `fwd` and the kind in `Cache-Status`. The client sees a
+    /// short message and the request id, never an internal address; the detail goes to the
+    /// log under the same id.
+    pub(super) fn upstream_failed(&self, ctx: &Ctx, fwd: &str, e: &UpstreamError) -> Answer {
         let st = self.status_value(&format!("{fwd}; detail=upstream-{}", e.kind()));
-        Answer::new(
-            plain(e.response_status(), st, &format!("outpost: {e}")),
-            Outcome::Error,
-            None,
-        )
+        let id = format!("{:016x}", ctx.client.request_id);
+        tracing::warn!(request_id = %id, site = %ctx.site.name, error = %e, "answered {}", e.response_status().as_u16());
+        let what = match e.response_status() {
+            http::StatusCode::GATEWAY_TIMEOUT => "the upstream did not answer in time",
+            _ => "the upstream could not be reached",
+        };
+        let mut res = plain(
+            e.response_status(),
+            st,
+            &format!("outpost: {what} (request id {id})"),
+        );
+        if let Ok(v) = http::HeaderValue::from_str(&id) {
+            res.headers_mut().insert(REQUEST_ID.clone(), v);
+        }
+        Answer::new(res, Outcome::Error, None)
     }
 }

@@ -6,13 +6,27 @@
 //! attempt make their own spans inside it (`fetch.rs`, `upstream/`).
 
 use super::{Answer, ClientInfo, Proxy};
+use crate::access_log::Record;
 use crate::body::{BoxError, ProxyBody};
 use crate::metrics::instrument;
+use crate::metrics::Outcome;
 use agent::metrics::names;
 use http::{header, Method, Request, Response};
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
+
+/// The request's part of its access log line, taken before it is answered.
+pub(super) struct AccessHead {
+    time: std::time::SystemTime,
+    client: std::net::SocketAddr,
+    uri: http::Uri,
+    version: http::Version,
+    referer: Option<http::HeaderValue>,
+    user_agent: Option<http::HeaderValue>,
+    id: u64,
+    trace: Option<[u8; 32]>,
+}
 
 impl Proxy {
     /// Records an answered request and hands its response to the `response` hook.
@@ -21,6 +35,7 @@ impl Proxy {
         answer: Answer,
         method: &Method,
         start: Instant,
+        head: Option<AccessHead>,
     ) -> Response<ProxyBody> {
         let Answer {
             mut res,
@@ -29,15 +44,58 @@ impl Proxy {
             site,
         } = answer;
         self.hooks.response(&mut res);
+        let elapsed = start.elapsed();
         self.metrics.request(
-            start.elapsed().as_secs_f64(),
+            elapsed.as_secs_f64(),
             site,
             method,
             res.status().as_u16(),
             outcome,
             bytes,
         );
+        if let (Some(log), Some(h)) = (&self.access, head) {
+            let went_upstream = !matches!(outcome, Outcome::Hit | Outcome::Error);
+            log.record(Record {
+                time: h.time,
+                client: h.client,
+                site: self.metrics.site_name(site),
+                method: method.clone(),
+                uri: h.uri,
+                version: h.version,
+                referer: h.referer,
+                user_agent: h.user_agent,
+                status: res.status().as_u16(),
+                bytes,
+                duration: elapsed,
+                upstream: went_upstream.then_some(elapsed),
+                cache: outcome.as_str(),
+                tier: self.tier(),
+                id: h.id,
+                trace: h.trace,
+            });
+        }
         res
+    }
+
+    /// What the access log needs of a request before it is answered (`None` when the node
+    /// keeps no access log: nothing is copied then).
+    pub(super) fn access_head<B>(
+        &self,
+        req: &Request<B>,
+        client: &ClientInfo,
+        span: Option<&tracing::Span>,
+    ) -> Option<AccessHead> {
+        self.access.as_ref()?;
+        Some(AccessHead {
+            time: std::time::SystemTime::now(),
+            client: client.addr,
+            uri: req.uri().clone(),
+            version: req.version(),
+            referer: req.headers().get(header::REFERER).cloned(),
+            user_agent: req.headers().get(header::USER_AGENT).cloned(),
+            id: crate::access_log::next_request_id(),
+            trace: agent::propagation::trace_id(span, req.headers()),
+        })
     }
 
     /// [`Proxy::handle`] for a request this node records: the same, inside a server span.
@@ -53,9 +111,10 @@ impl Proxy {
     {
         let method = req.method().clone();
         let span = self.server_span(&req, &client, agent::metrics::method_value(&method));
+        let head = self.access_head(&req, &client, Some(&span));
         let answer = self.answer(req, client).instrument(span.clone()).await;
         let outcome = answer.outcome;
-        let res = self.finish(answer, &method, start);
+        let res = self.finish(answer, &method, start, head);
         let status = res.status().as_u16();
         span.record("http.response.status_code", status);
         span.record("cdn.cache.status", outcome.as_str());

@@ -1,0 +1,169 @@
+//! The access log: one line per request, written off the request path.
+//!
+//! The request path builds a [`Record`] (a few copied fields and reference-counted clones of
+//! the request's URI and headers) and offers it to a bounded channel; a writer thread formats
+//! it (`format.rs`: `combined`, `json`, or a list of fields) and writes it to a file or
+//! stderr (`writer.rs`), reopening the file on request (SIGUSR1, for logrotate). A full
+//! channel drops the record and counts it: the request never waits on the log. When
+//! `[telemetry]` exports logs, each record is also an OTLP log record (target
+//! [`agent::ACCESS_TARGET`], which stderr never shows).
+
+mod format;
+mod writer;
+
+pub use format::{Format, FIELDS};
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// `access_log` of `[edge]` or `[shield]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogConfig {
+    /// A file (appended to; reopened on SIGUSR1), or `stderr`.
+    pub path: String,
+    /// `combined` (Apache/nginx), `json`, or field names separated by spaces, written as
+    /// `key=value` pairs (see [`FIELDS`]).
+    #[serde(default = "default_format")]
+    pub format: String,
+    /// Records waiting for the writer at most; more are dropped (and counted).
+    #[serde(default = "default_buffer")]
+    pub buffer: usize,
+}
+
+fn default_format() -> String {
+    "combined".into()
+}
+
+fn default_buffer() -> usize {
+    16_384
+}
+
+impl AccessLogConfig {
+    /// Problems of this section, as `(key, message)`.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Err(e) = Format::parse(&self.format) {
+            out.push(("format", e));
+        }
+        if self.buffer == 0 || self.buffer > 1 << 24 {
+            out.push((
+                "buffer",
+                format!("{} records: use 1 to 16777216", self.buffer),
+            ));
+        }
+        if self.path.is_empty() {
+            out.push(("path", "empty: a file path, or \"stderr\"".into()));
+        }
+        out
+    }
+}
+
+/// What the log says of one request.
+pub struct Record {
+    /// When it arrived.
+    pub time: SystemTime,
+    /// The client's address.
+    pub client: SocketAddr,
+    /// The site's name (`-` when none matched).
+    pub site: Arc<str>,
+    /// Method.
+    pub method: http::Method,
+    /// The request target as received.
+    pub uri: http::Uri,
+    /// HTTP version.
+    pub version: http::Version,
+    /// `Referer` and `User-Agent`, for the combined format.
+    pub referer: Option<http::HeaderValue>,
+    /// See `referer`.
+    pub user_agent: Option<http::HeaderValue>,
+    /// Status sent.
+    pub status: u16,
+    /// Body bytes, when known at the head.
+    pub bytes: Option<u64>,
+    /// Time until the response head was ready.
+    pub duration: Duration,
+    /// For answers that went upstream (not hits): the same time, spent waiting on it.
+    pub upstream: Option<Duration>,
+    /// `hit`, `miss`, `stale`, `pass`, `error`.
+    pub cache: &'static str,
+    /// `edge` or `shield`.
+    pub tier: &'static str,
+    /// The request id (also in error pages).
+    pub id: u64,
+    /// The trace it belongs to, if any.
+    pub trace: Option<[u8; 32]>,
+}
+
+enum Msg {
+    Line(Box<Record>),
+    Reopen,
+}
+
+/// A node's access log: where its records go.
+pub struct AccessLog {
+    tx: SyncSender<Msg>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for AccessLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessLog").finish_non_exhaustive()
+    }
+}
+
+impl AccessLog {
+    /// Opens the log of `cfg` and starts its writer thread; drops add to `dropped`.
+    pub fn open(cfg: &AccessLogConfig, dropped: Arc<AtomicU64>) -> Result<Self, String> {
+        let format = Format::parse(&cfg.format)?;
+        let out = writer::Output::open(&cfg.path)?;
+        let (tx, rx) = sync_channel(cfg.buffer.max(1));
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || writer::run(rx, out, format))
+            .map_err(|e| format!("cannot start the access log writer: {e}"))?;
+        Ok(Self { tx, dropped })
+    }
+
+    /// Offers `r` to the writer; a full buffer drops it (counted).
+    pub fn record(&self, r: Record) {
+        match self.tx.try_send(Msg::Line(Box::new(r))) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// Asks the writer to reopen its file (after logrotate moved it).
+    pub fn reopen(&self) {
+        // Blocking: a reopen must not be lost to a full buffer; the writer is always draining.
+        let _ = self.tx.send(Msg::Reopen);
+    }
+}
+
+/// A request id unique in practice: per thread, a random 32-bit prefix and a counter (no
+/// shared counter for the threads to contend on).
+pub fn next_request_id() -> u64 {
+    thread_local! {
+        static NEXT: std::cell::Cell<u64> = std::cell::Cell::new({
+            let seed = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0)
+                ^ u64::from(std::process::id()).rotate_left(32);
+            let thread = format!("{:?}", std::thread::current().id());
+            let h = xxhash_rust::xxh3::xxh3_64_with_seed(thread.as_bytes(), seed);
+            h << 32
+        });
+    }
+    NEXT.with(|n| {
+        let v = n.get();
+        n.set(v.wrapping_add(1));
+        v
+    })
+}
