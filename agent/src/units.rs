@@ -41,9 +41,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| {
-        format!("invalid size {s:?}: expected a number with an optional unit such as \"256MiB\"")
-    })?;
+    let not_a_size = || format!("{s:?} is not a size (use bytes or a string like \"512MiB\")");
+    let n: u64 = num.parse().map_err(|_| not_a_size())?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" => 1_000,
@@ -54,14 +53,10 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "gib" => 1 << 30,
         "t" | "tb" => 1_000_000_000_000,
         "tib" => 1 << 40,
-        other => {
-            return Err(format!(
-                "invalid size unit {other:?} in {s:?} (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"
-            ))
-        }
+        _ => return Err(not_a_size()),
     };
     n.checked_mul(mult)
-        .ok_or_else(|| format!("size {s:?} is too large"))
+        .ok_or_else(|| format!("{s:?} is too large a size (at most 16 EiB)"))
 }
 
 /// Parses `"30s"`, `"250ms"`, `"5m"`, `"1h 30m"`, `"2d"` into a duration.
@@ -71,11 +66,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .any(|unit| unit == "M")
     {
         return Err(format!(
-            "invalid duration {s:?}: write minutes as \"m\" (\"M\" would be months)"
+            "{s:?} is not a duration: write minutes as \"m\" (\"M\" would be months)"
         ));
     }
     humantime::parse_duration(s.trim()).map_err(|e| {
-        format!("invalid duration {s:?}: {e} (write a number and a unit: ms, s, m, h, d)")
+        format!("{s:?} is not a duration: {e} (write a number and a unit: ms, s, m, h, d)")
     })
 }
 
@@ -90,7 +85,7 @@ impl<'de> serde::Deserialize<'de> for ByteSize {
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
                 u64::try_from(v)
                     .map(ByteSize)
-                    .map_err(|_| E::custom("size must not be negative"))
+                    .map_err(|_| E::custom(format!("{v} is not a size: sizes are not negative")))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
                 Ok(ByteSize(v))

@@ -849,11 +849,16 @@ impl EdgeConfig {
                     ));
                 }
             }
-            if s.healthy_after == 0 || s.unhealthy_after == 0 {
-                out.push(ConfigProblem::new(
-                    format!("{p}.healthy_after"),
-                    "thresholds must be at least 1",
-                ));
+            for (key, n) in [
+                ("healthy_after", s.healthy_after),
+                ("unhealthy_after", s.unhealthy_after),
+            ] {
+                if n == 0 {
+                    out.push(ConfigProblem::new(
+                        format!("{p}.{key}"),
+                        "thresholds must be at least 1",
+                    ));
+                }
             }
             for (j, d) in s.drop_params.iter().enumerate() {
                 if d.is_empty() || d[..d.len() - 1].contains('*') {

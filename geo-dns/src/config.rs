@@ -253,11 +253,16 @@ impl DnsConfig {
                 "must be above zero",
             ));
         }
-        if h.healthy_after == 0 || h.unhealthy_after == 0 {
-            out.push(problem(
-                format!("{prefix}.health"),
-                "healthy_after and unhealthy_after must be at least 1",
-            ));
+        for (key, n) in [
+            ("healthy_after", h.healthy_after),
+            ("unhealthy_after", h.unhealthy_after),
+        ] {
+            if n == 0 {
+                out.push(problem(
+                    format!("{prefix}.health.{key}"),
+                    "must be at least 1",
+                ));
+            }
         }
         if self.zones.is_empty() {
             out.push(problem(
