@@ -22,6 +22,7 @@ mod https_origin;
 mod interim;
 mod invalidation;
 mod large;
+mod logs;
 mod origins;
 mod partial;
 mod protocols;
