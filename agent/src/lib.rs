@@ -13,6 +13,10 @@
 //! [`setup::traces_enabled`]), W3C trace context through [`propagation`], metrics through
 //! instruments registered on the registry's meter at start-up.
 //!
+//! Stderr logs are configured from the environment ([`logopts::LogOptions`]); a warning that
+//! repeats in a retry loop is said once per interval with a count, and its recovery once
+//! ([`throttle::RepeatedWarning`]), failed OTLP exports included.
+//!
 //! Also the config vocabulary every role shares: [`config::ConfigProblem`] and the one grammar
 //! of sizes and durations ([`units`]).
 //!
@@ -23,9 +27,15 @@
 // A dependency no code of the crate uses is an error (checked where dev-dependencies are absent).
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+// First, so that the modules below can call `log_report!` by name.
+#[macro_use]
+pub mod throttle;
+
 pub mod batch;
 pub mod config;
+mod export_report;
 pub mod logfmt;
+pub mod logopts;
 pub mod metrics;
 pub mod prometheus;
 pub mod propagation;
@@ -34,4 +44,5 @@ pub mod setup;
 pub mod units;
 
 pub use config::TelemetryConfig;
-pub use setup::{logs_exported, traces_enabled, LogOptions, Telemetry, ACCESS_TARGET};
+pub use logopts::LogOptions;
+pub use setup::{logs_exported, traces_enabled, Telemetry, ACCESS_TARGET};

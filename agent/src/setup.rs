@@ -5,7 +5,9 @@
 
 use crate::batch::{BatchOptions, QueueLogProcessor, QueueSpanProcessor, SignalStats};
 use crate::config::{Protocol, TelemetryConfig};
+use crate::export_report::{reported_here, Reported};
 use crate::logfmt::{StderrFormat, TraceIdFormat};
+use crate::logopts::LogOptions;
 use crate::metrics::Registry;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::KeyValue;
@@ -17,7 +19,7 @@ use opentelemetry_sdk::Resource;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
-use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
+use tracing_subscriber::filter::{filter_fn, EnvFilter, FilterExt, LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
@@ -95,25 +97,6 @@ pub fn random_u64() -> u64 {
 #[inline]
 pub fn traces_enabled() -> bool {
     TRACES_ON.load(Relaxed)
-}
-
-/// How stderr logs look; from `OUTPOST_LOG` and `OUTPOST_LOG_FORMAT`, not the config file.
-#[derive(Debug, Clone)]
-pub struct LogOptions {
-    /// An env filter (`info`, `edge_node=debug`).
-    pub filter: String,
-    /// JSON lines instead of text.
-    pub json: bool,
-}
-
-impl LogOptions {
-    /// From `OUTPOST_LOG` (default `info`) and `OUTPOST_LOG_FORMAT=json`.
-    pub fn from_env() -> Self {
-        Self {
-            filter: std::env::var("OUTPOST_LOG").unwrap_or_else(|_| "info".into()),
-            json: std::env::var("OUTPOST_LOG_FORMAT").is_ok_and(|v| v == "json"),
-        }
-    }
 }
 
 /// Why telemetry could not start.
@@ -264,9 +247,9 @@ impl Telemetry {
     ) -> Result<Telemetry, TelemetryError> {
         let stats = Arc::new(ExportStats::default());
         let exporting = cfg.filter(|c| c.exports());
+        crate::throttle::set_default_interval(log.repeat_interval);
         let stderr_layer = {
-            // Colours only for a terminal: a log file or journald gets plain text.
-            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let ansi = log.colours(std::io::IsTerminal::is_terminal(&std::io::stderr()));
             let fmt = tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
                 .with_ansi(ansi);
@@ -276,13 +259,17 @@ impl Telemetry {
                 fmt.event_format(TraceIdFormat::new(exporting.is_some()))
                     .boxed()
             };
-            layer.with_filter(env_filter(&format!("{},{ACCESS_TARGET}=off", log.filter)))
+            // The SDK's own line per failed export is reported once per interval instead.
+            let not_reported = filter_fn(|m| !reported_here(m));
+            let filter = env_filter(&format!("{},{ACCESS_TARGET}=off", log.filter));
+            layer.with_filter(filter.and(not_reported))
         };
         let Some(cfg) = exporting else {
             tracing_subscriber::registry()
                 .with(stderr_layer)
                 .try_init()
                 .map_err(|_| TelemetryError::AlreadyInstalled)?;
+            log.report_problems();
             // No collector: the instruments still exist, for the admin /metrics alone.
             let defaults = TelemetryConfig::default();
             let resource = resource(cfg.unwrap_or(&defaults), extra);
@@ -312,7 +299,7 @@ impl Telemetry {
             timeout: cfg.export_timeout.0,
         };
         let tracer = if cfg.traces {
-            let exporter = span_exporter(cfg)?;
+            let exporter = reported(span_exporter(cfg)?, cfg, "traces");
             let p = QueueSpanProcessor::new(&rt, exporter, opts, stats.spans.clone(), &resource);
             Some(
                 SdkTracerProvider::builder()
@@ -327,7 +314,7 @@ impl Telemetry {
             None
         };
         let logger = if cfg.logs {
-            let exporter = log_exporter(cfg)?;
+            let exporter = reported(log_exporter(cfg)?, cfg, "logs");
             let p = QueueLogProcessor::new(&rt, exporter, opts, stats.logs.clone(), &resource);
             Some(
                 SdkLoggerProvider::builder()
@@ -340,7 +327,7 @@ impl Telemetry {
         };
         let reader = if cfg.metrics {
             let exporter = OnRuntime {
-                inner: metric_exporter(cfg)?,
+                inner: reported(metric_exporter(cfg)?, cfg, "metrics"),
                 rt: rt.clone(),
                 stats: stats.clone(),
             };
@@ -384,6 +371,7 @@ impl Telemetry {
             .with(log_layer)
             .try_init()
             .map_err(|_| TelemetryError::AlreadyInstalled)?;
+        log.report_problems();
         RATIO_BITS.store(cfg.sampling_ratio.clamp(0.0, 1.0).to_bits(), Relaxed);
         TRACES_ON.store(tracer.is_some(), Relaxed);
         LOGS_ON.store(logger.is_some(), Relaxed);
@@ -465,6 +453,12 @@ macro_rules! otlp_exporter {
             detail: e.to_string(),
         })
     }};
+}
+
+/// `exporter` with its failures logged once per interval, naming the signal's endpoint.
+fn reported<E>(exporter: E, cfg: &TelemetryConfig, signal: &'static str) -> Reported<E> {
+    let endpoint = cfg.signal_endpoint(signal).unwrap_or_default();
+    Reported::new(exporter, signal, &endpoint)
 }
 
 fn span_exporter(

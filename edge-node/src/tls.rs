@@ -126,12 +126,16 @@ impl TlsListener {
     ) -> std::io::Result<Self> {
         let addr = tcp.local_addr()?;
         let (tx, ready) = tokio::sync::mpsc::channel(64);
+        let accept_failed = crate::listener::accept_warning(&tcp);
         let accepting = tokio::spawn(async move {
             loop {
                 let (stream, peer) = match tcp.accept().await {
-                    Ok(c) => c,
+                    Ok(c) => {
+                        agent::log_report!(accept_failed.succeeded());
+                        c
+                    }
                     Err(e) => {
-                        tracing::warn!(error = %e, "admin: accept failed");
+                        agent::log_report!(accept_failed.failed(e));
                         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                         continue;
                     }

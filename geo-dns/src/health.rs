@@ -5,6 +5,7 @@
 //! region is down nor probes one URL twice.
 
 use crate::config::HealthConfig;
+use agent::throttle::RepeatedWarning;
 use http_body_util::Empty;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -94,22 +95,24 @@ async fn probe(ep: Arc<Endpoint>, cfg: HealthConfig) {
     let mut tick = tokio::time::interval(cfg.interval.0);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut good, mut bad) = (0u32, 0u32);
+    // Said when the region leaves, once per interval while it stays out, and when it returns.
+    let out = RepeatedWarning::new(
+        format!(
+            "health endpoint {} is down, its region out of DNS answers",
+            ep.url
+        ),
+        format!(
+            "health endpoint {} is up again, its region back in DNS answers",
+            ep.url
+        ),
+    );
     loop {
         tick.tick().await;
-        let ok = match &uri {
-            Some(uri) => {
-                let req = hyper::Request::get(uri.clone()).body(Empty::new());
-                match req {
-                    Ok(req) => matches!(
-                        tokio::time::timeout(cfg.timeout.0, client.request(req)).await,
-                        Ok(Ok(resp)) if resp.status().is_success()
-                    ),
-                    Err(_) => false,
-                }
-            }
-            None => false,
+        let checked = match &uri {
+            Some(uri) => check(&client, uri, cfg.timeout.0).await,
+            None => Err("not a URL".to_string()),
         };
-        if ok {
+        if checked.is_ok() {
             good += 1;
             bad = 0;
         } else {
@@ -121,11 +124,46 @@ async fn probe(ep: Arc<Endpoint>, cfg: HealthConfig) {
         if up && bad >= cfg.unhealthy_after {
             ep.up.store(false, Ordering::Relaxed);
             ep.transitions.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(url = %ep.url, "health endpoint is down; its region leaves DNS answers");
         } else if !up && good >= cfg.healthy_after {
             ep.up.store(true, Ordering::Relaxed);
             ep.transitions.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(url = %ep.url, "health endpoint is up again; its region is back in DNS answers");
+            agent::log_report!(out.succeeded());
+        }
+        // Failures count from the one that takes the region out.
+        if let (Err(e), false) = (checked, ep.is_up()) {
+            agent::log_report!(out.failed(e));
         }
     }
+}
+
+/// One probe: a GET of `uri` answered 2xx within `timeout`, or why not.
+async fn check(
+    client: &crate::tls::ProbeClient,
+    uri: &hyper::Uri,
+    timeout: std::time::Duration,
+) -> Result<(), String> {
+    let req = hyper::Request::get(uri.clone())
+        .body(Empty::new())
+        .map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(timeout, client.request(req))
+        .await
+        .map_err(|_| format!("no answer within {timeout:?}"))?
+        .map_err(|e| chain(&e))?;
+    if resp.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("answered {}", resp.status()))
+    }
+}
+
+/// `e` and its causes ("client error (Connect): tcp connect error: Connection refused").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }

@@ -11,6 +11,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The health probes' HTTP client.
+pub(crate) type ProbeClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
 /// The CAs in the PEM file at `path`, as a trust store; an error names the file.
 pub(crate) fn roots(path: &Path) -> Result<rustls::RootCertStore, String> {
     let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -40,10 +43,7 @@ fn system_roots() -> Arc<rustls::RootCertStore> {
 }
 
 /// A client for http:// and https:// endpoints, trusting `ca` (else the system's roots).
-pub(crate) fn client(
-    ca: Option<&Path>,
-    timeout: Duration,
-) -> Result<Client<HttpsConnector<HttpConnector>, Empty<Bytes>>, String> {
+pub(crate) fn client(ca: Option<&Path>, timeout: Duration) -> Result<ProbeClient, String> {
     let roots = match ca {
         Some(ca) => Arc::new(roots(ca)?),
         None => system_roots(),

@@ -147,7 +147,7 @@ async fn the_log_says_when_verification_is_off_and_why_an_origin_was_refused() {
     );
     let failed = text
         .lines()
-        .find(|l| l.contains("upstream request failed"))
+        .find(|l| l.contains("requests to origin"))
         .unwrap_or_else(|| panic!("no failure line: {text}"));
     assert!(
         failed.contains(&origin.url()) && failed.to_lowercase().contains("certificate"),

@@ -22,6 +22,7 @@ mod https_origin;
 mod interim;
 mod invalidation;
 mod large;
+mod logs;
 mod operations;
 mod origins;
 mod partial;

@@ -283,7 +283,7 @@ async fn one_trace_across_edge_shield_and_origin_with_metrics_and_logs() {
                     s == "outpost-shield"
                         && l.trace_id.len() == 16
                         && l.severity_text == "WARN"
-                        && format!("{:?}", l.body).contains("upstream fetch failed")
+                        && format!("{:?}", l.body).contains("requests to origin")
                 })
                 .map(|(_, scope, l)| (l.clone(), scope.clone()))
         },
@@ -460,7 +460,11 @@ async fn otlp_over_http_and_json_logs_with_trace_ids() {
         .collect();
     let warn = lines
         .iter()
-        .find(|v| v["message"] == "upstream fetch failed")
+        .find(|v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("requests to origin"))
+        })
         .unwrap_or_else(|| panic!("{log}"));
     assert_eq!(warn["level"], "WARN");
     assert_eq!(warn["trace_id"], hex(&server.trace_id));

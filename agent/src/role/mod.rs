@@ -15,6 +15,7 @@ pub mod buffer;
 pub mod config;
 pub mod host;
 
+use crate::throttle::RepeatedWarning;
 use buffer::{DiskBuffer, Record};
 use config::AgentConfig;
 use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _};
@@ -74,18 +75,20 @@ impl Agent {
         if cfg.host_metrics {
             host::register(&telemetry.metrics().meter());
         }
-        Self::start_pipeline(cfg, exporter, rt.clone(), resource, tcfg.export_timeout.0)
-            .map_err(|e| format!("agent: {e}"))
+        let sink = Sink {
+            exporter,
+            rt: rt.clone(),
+            timeout: tcfg.export_timeout.0,
+            failures: ship_warning(&tcfg.signal_endpoint("logs").unwrap_or_default()),
+        };
+        Self::start_pipeline(cfg, sink, resource).map_err(|e| format!("agent: {e}"))
     }
 
-    /// The tail and ship threads. `exporter` sends log records; `rt` is the telemetry runtime
-    /// the exporter's futures run on; `resource` describes this host.
+    /// The tail and ship threads. `sink` sends log records; `resource` describes this host.
     fn start_pipeline(
         cfg: &AgentConfig,
-        exporter: opentelemetry_otlp::LogExporter,
-        rt: tokio::runtime::Handle,
+        mut sink: Sink,
         resource: &opentelemetry_sdk::Resource,
-        export_timeout: Duration,
     ) -> std::io::Result<Agent> {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(AgentStats::default());
@@ -109,12 +112,11 @@ impl Agent {
                     .spawn(move || tail_loop(&files, &cp, &b, &s, &st, poll))?,
             );
             let (s, st) = (stop.clone(), stats.clone());
-            let mut exporter = exporter;
-            exporter.set_resource(resource);
+            sink.exporter.set_resource(resource);
             threads.push(
                 std::thread::Builder::new()
                     .name("outpost-agent-ship".into())
-                    .spawn(move || ship_loop(exporter, rt, &buf, &s, &st, poll, export_timeout))?,
+                    .spawn(move || ship_loop(&sink, &buf, &s, &st, poll))?,
             );
         }
         Ok(Agent {
@@ -170,6 +172,14 @@ fn tail_loop(
     stats: &AgentStats,
     poll: Duration,
 ) {
+    let save_failed = RepeatedWarning::new(
+        format!("agent: cannot save tail checkpoints {}", cp_path.display()),
+        "agent: tail checkpoints saved again",
+    );
+    let write_failed = RepeatedWarning::new(
+        "agent: cannot write the buffer",
+        "agent: the buffer takes lines again",
+    );
     let mut cps: BTreeMap<String, Checkpoint> = std::fs::read(cp_path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -222,17 +232,15 @@ fn tail_loop(
                 .lock()
                 .map(|mut b| b.append(&records))
                 .unwrap_or(Ok(false));
-            match appended {
-                Ok(true) => {
-                    stats.buffered.fetch_add(records.len() as u64, Relaxed);
-                    cps.insert(key, Checkpoint { offset, ..cp });
-                    if let Err(e) = save_checkpoints(cp_path, &cps) {
-                        tracing::warn!(error = %e, "agent: cannot save tail checkpoints");
-                    }
-                    progressed = true;
-                }
-                Ok(false) => {} // buffer full: the lines wait in the file
-                Err(e) => tracing::warn!(error = %e, "agent: cannot write the buffer"),
+            if !matches!(appended, Ok(false)) {
+                // Ok(false): the buffer is full, the lines wait in the file.
+                log_report!(write_failed.record(&appended));
+            }
+            if let Ok(true) = appended {
+                stats.buffered.fetch_add(records.len() as u64, Relaxed);
+                cps.insert(key, Checkpoint { offset, ..cp });
+                log_report!(save_failed.record(&save_checkpoints(cp_path, &cps)));
+                progressed = true;
             }
         }
         if !progressed {
@@ -241,28 +249,66 @@ fn tail_loop(
     }
 }
 
-/// Sends the buffer in order; acknowledges a batch once the collector accepted it.
-fn ship_loop(
+/// Where shipped lines go: the OTLP log exporter, polled on the telemetry runtime.
+struct Sink {
     exporter: opentelemetry_otlp::LogExporter,
     rt: tokio::runtime::Handle,
+    /// Longest wait for one export.
+    timeout: Duration,
+    /// Failed exports, said once per interval.
+    failures: RepeatedWarning,
+}
+
+fn ship_warning(endpoint: &str) -> RepeatedWarning {
+    RepeatedWarning::new(
+        format!("agent: cannot ship logs to the OTLP collector {endpoint}"),
+        format!("agent: OTLP collector {endpoint} takes shipped logs again"),
+    )
+}
+
+impl Sink {
+    /// Sends one batch; whether the collector accepted it.
+    fn send(&self, batch: LogBatch<'_>) -> bool {
+        let sent = self.rt.block_on(async {
+            match tokio::time::timeout(self.timeout, self.exporter.export(batch)).await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+            }
+        });
+        log_report!(self.failures.record(&sent));
+        sent.is_ok()
+    }
+}
+
+/// Sends the buffer in order; acknowledges a batch once the collector accepted it.
+fn ship_loop(
+    sink: &Sink,
     buf: &Mutex<DiskBuffer>,
     stop: &AtomicBool,
     stats: &AgentStats,
     poll: Duration,
-    timeout: Duration,
 ) {
     let provider = opentelemetry_sdk::logs::SdkLoggerProvider::builder().build();
     let logger = provider.logger("outpost.agent");
     let scope = InstrumentationScope::builder("outpost.agent").build();
+    let read_failed = RepeatedWarning::new(
+        "agent: cannot read the buffer",
+        "agent: the buffer is readable again",
+    );
+    let ack_failed = RepeatedWarning::new(
+        "agent: cannot save the buffer position",
+        "agent: the buffer position is saved again",
+    );
     let mut backoff = Duration::from_millis(100);
     while !stop.load(Relaxed) {
-        let read = buf.lock().map(|b| b.read(BATCH));
-        let (records, next) = match read {
-            Ok(Ok(r)) => r,
-            _ => {
-                std::thread::sleep(poll);
-                continue;
-            }
+        let read = buf
+            .lock()
+            .map_err(|_| "a thread panicked holding it".to_string())
+            .and_then(|b| b.read(BATCH).map_err(|e| e.to_string()));
+        log_report!(read_failed.record(&read));
+        let Ok((records, next)) = read else {
+            std::thread::sleep(poll);
+            continue;
         };
         if records.is_empty() {
             std::thread::sleep(poll);
@@ -282,15 +328,10 @@ fn ship_loop(
             .collect();
         let refs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
             logs.iter().map(|l| (l, &scope)).collect();
-        let sent = rt.block_on(async {
-            tokio::time::timeout(timeout, exporter.export(LogBatch::new(&refs))).await
-        });
-        if matches!(sent, Ok(Ok(()))) {
+        if sink.send(LogBatch::new(&refs)) {
             stats.shipped.fetch_add(records.len() as u64, Relaxed);
             if let Ok(mut b) = buf.lock() {
-                if let Err(e) = b.ack(next) {
-                    tracing::warn!(error = %e, "agent: cannot save the buffer position");
-                }
+                log_report!(ack_failed.record(&b.ack(next)));
             }
             backoff = Duration::from_millis(100);
         } else {

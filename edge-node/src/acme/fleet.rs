@@ -6,6 +6,7 @@
 //! (installed, and saved under the follower's own `state_dir`).
 
 use super::{AcmeHub, AcmeService};
+use agent::throttle::RepeatedWarning;
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -193,8 +194,14 @@ impl AcmeService {
         });
         let mut since = 0u64;
         let mut backoff = Duration::from_secs(1);
+        let unreachable = RepeatedWarning::new(
+            format!("cannot get the ACME state of the hub {base}"),
+            format!("ACME state of the hub {base} reachable again"),
+        );
         loop {
-            let url = format!("{base}/acme/state?since={since}&wait=25000&node={node}");
+            // After a failure, a quick poll first, so the hub's return is noticed at once.
+            let wait = if unreachable.is_failing() { 0 } else { 25000 };
+            let url = format!("{base}/acme/state?since={since}&wait={wait}&node={node}");
             let got = async {
                 let req = http::Request::get(&url)
                     .header(http::header::AUTHORIZATION, format!("Bearer {}", hub.token))
@@ -203,7 +210,7 @@ impl AcmeService {
                 let res = tokio::time::timeout(Duration::from_secs(35), client.request(req))
                     .await
                     .map_err(|_| "no answer within 35 s".to_string())?
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| crate::upstream::error_chain(&e))?;
                 let status = res.status();
                 let body = res
                     .into_body()
@@ -222,12 +229,13 @@ impl AcmeService {
             };
             match got {
                 Ok(state) => {
+                    agent::log_report!(unreachable.succeeded());
                     self.apply(&state);
                     since = state.version;
                     backoff = Duration::from_secs(1);
                 }
                 Err(e) => {
-                    tracing::warn!(hub = %base, error = %e, retry_in = ?backoff, "cannot get the hub's ACME state");
+                    agent::log_report!(unreachable.failed(&e));
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = shutdown.wait_for(|s| *s) => return,

@@ -27,6 +27,7 @@ mod fleet;
 mod store;
 
 use crate::config::{AcmeChallenge, AcmeConfig, SiteConfig};
+use agent::throttle::RepeatedWarning;
 use certs::{LiveCerts, Validity};
 use challenges::Challenges;
 use instant_acme::{
@@ -156,8 +157,18 @@ impl AcmeService {
     /// Orders, renews and retries the certificate for `names`.
     async fn keep(self: Arc<Self>, names: Vec<String>, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = self.cfg.retry_after.0;
+        let list = names.join(", ");
+        let failing = RepeatedWarning::new(
+            format!("ACME order for {list} failed; the current certificate, if any, keeps serving"),
+            format!("ACME order for {list} succeeded"),
+        );
+        // No recovery line of its own: a renewal resets it, and "ACME certificate issued" says so.
+        let expiring = RepeatedWarning::new(
+            format!("TLS certificate for {list} expires soon"),
+            String::new(),
+        );
         loop {
-            if let Some(due) = self.renewal_due(&names) {
+            if let Some(due) = self.renewal_due(&names, &expiring) {
                 let wait = due
                     .duration_since(SystemTime::now())
                     .unwrap_or_default()
@@ -173,6 +184,7 @@ impl AcmeService {
                 Ok(v) => {
                     self.orders_made
                         .add(1, &[opentelemetry::KeyValue::new("outcome", "issued")]);
+                    agent::log_report!(failing.succeeded());
                     tracing::info!(names = ?names, not_after = %httpdate::fmt_http_date(v.not_after), "ACME certificate issued");
                     backoff = self.cfg.retry_after.0;
                     // Never two orders for one certificate closer than that.
@@ -183,7 +195,7 @@ impl AcmeService {
                 Err(e) => {
                     self.orders_made
                         .add(1, &[opentelemetry::KeyValue::new("outcome", "failed")]);
-                    tracing::warn!(names = ?names, error = %e, retry_in = ?backoff, "ACME order failed; the current certificate, if any, keeps serving");
+                    agent::log_report!(failing.failed(&e));
                     if sleep_or_stop(backoff, &mut shutdown).await {
                         return;
                     }
@@ -194,12 +206,18 @@ impl AcmeService {
     }
 
     /// When the saved certificate for `names` is due for renewal (None: there is none, order
-    /// now); warns when it expires within [`WARN_AHEAD`].
-    fn renewal_due(&self, names: &[String]) -> Option<SystemTime> {
+    /// now); warns through `expiring` while it expires within [`WARN_AHEAD`].
+    fn renewal_due(&self, names: &[String], expiring: &RepeatedWarning) -> Option<SystemTime> {
         let (chain, _) = self.store.cert(&names[0]).ok()??;
         let v = Validity::of_chain(&chain).ok()?;
-        if let Some(left) = expires_soon(&v, SystemTime::now()) {
-            tracing::warn!(names = ?names, expires_in = ?left, "TLS certificate expires soon");
+        match expires_soon(&v, SystemTime::now()) {
+            Some(left) => {
+                let hours = left.as_secs() / 3600;
+                let left = format!("{} days {} h left", hours / 24, hours % 24);
+                agent::log_report!(expiring.failed(left));
+            }
+            // Renewed: "ACME certificate issued" said so.
+            None => expiring.reset(),
         }
         Some(v.renew_at(jitter(&names[0]), self.cfg.renew_before.map(|d| d.0)))
     }

@@ -39,6 +39,18 @@ pub(crate) fn builder(limits: ConnLimits) -> auto::Builder<TokioExecutor> {
     b
 }
 
+/// Failed accepts on `listener` (out of file descriptors and the like), said once per
+/// interval.
+pub(crate) fn accept_warning(listener: &TcpListener) -> agent::throttle::RepeatedWarning {
+    let addr = listener
+        .local_addr()
+        .map_or_else(|_| "a listener".to_string(), |a| a.to_string());
+    agent::throttle::RepeatedWarning::new(
+        format!("cannot accept connections on {addr}"),
+        format!("accepting connections on {addr} again"),
+    )
+}
+
 /// Accepts connections on `listener` until `shutdown` flips, then drains them for up to
 /// `drain`. Each connection takes the node's generation current when it is accepted (TLS,
 /// limits); each request on it the request path current when the request arrives.
@@ -53,13 +65,17 @@ pub(crate) async fn serve(
     // Every HTTP/2 connection holds a sender: once all are dropped, they have drained.
     let (alive, mut drained) = mpsc::channel::<()>(1);
     let scheme = if tls { "https" } else { "http" };
+    let accept_failed = accept_warning(&listener);
     loop {
         let (stream, addr) = tokio::select! {
             r = listener.accept() => match r {
-                Ok(c) => c,
+                Ok(c) => {
+                    agent::log_report!(accept_failed.succeeded());
+                    c
+                }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
+                    agent::log_report!(accept_failed.failed(e));
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }

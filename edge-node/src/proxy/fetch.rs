@@ -161,7 +161,8 @@ impl Proxy {
         let res = match sent {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(error = %e, "upstream fetch failed");
+                // The upstream's own warning (once per interval) has said why.
+                tracing::debug!(error = %e, "upstream fetch failed");
                 job.fill.set_head(FillHead::Failed(e));
                 return;
             }

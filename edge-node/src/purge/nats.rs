@@ -7,6 +7,7 @@
 //! reconnects and the consumer resumes where it left off.
 
 use super::event::{PurgeEvent, PurgeTarget};
+use agent::throttle::RepeatedWarning;
 use async_nats::jetstream::{self, consumer, stream};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -125,14 +126,18 @@ impl NatsBus {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut backoff = Duration::from_millis(100);
+        let unavailable = RepeatedWarning::new(
+            format!("purge stream {} unavailable", self.stream),
+            format!("purge stream {} available again", self.stream),
+        );
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            match self.consume_once(&svc, &mut shutdown).await {
+            match self.consume_once(&svc, &unavailable, &mut shutdown).await {
                 Ok(()) => return,
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "purge stream unavailable");
+                    agent::log_report!(unavailable.failed(&e));
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = shutdown.wait_for(|s| *s) => return,
@@ -143,9 +148,12 @@ impl NatsBus {
         }
     }
 
+    /// Reads the stream until an error or `shutdown`; `unavailable` learns when it is read
+    /// again.
     async fn consume_once(
         &self,
         svc: &Arc<dyn Apply>,
+        unavailable: &RepeatedWarning,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), String> {
         let stream = self.stream().await?;
@@ -168,6 +176,7 @@ impl NatsBus {
             .messages()
             .await
             .map_err(|e| format!("consumer {}: {e}", self.durable))?;
+        agent::log_report!(unavailable.succeeded());
         loop {
             let next = tokio::select! {
                 m = messages.next() => m,

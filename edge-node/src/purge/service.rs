@@ -10,6 +10,7 @@ use super::event::{PurgeEvent, PurgeRequest};
 use super::log::{LogError, PurgeLog};
 use crate::cache::marks::{GenState, PurgeMarks};
 use crate::cache::policy::unix_ms;
+use agent::throttle::RepeatedWarning;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
@@ -313,7 +314,7 @@ impl PurgeService {
         let res = tokio::time::timeout(timeout, self.client.request(req))
             .await
             .map_err(|_| "timed out".to_string())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| crate::upstream::error_chain(&e))?;
         let status = res.status();
         let body = tokio::time::timeout(timeout, res.into_body().collect())
             .await
@@ -341,12 +342,23 @@ impl PurgeService {
             return;
         };
         let mut backoff = Duration::from_millis(100);
+        let unreachable = RepeatedWarning::new(
+            format!("cannot reach the purge hub {hub}"),
+            format!("purge hub {hub} reachable again"),
+        );
+        let malformed = RepeatedWarning::new(
+            format!("purge hub {hub} sent malformed events"),
+            format!("purge hub {hub} sends well-formed events again"),
+        );
         loop {
             if *shutdown.borrow() {
                 return;
             }
             let since = self.applied();
-            let req = match http::Request::get(format!("{hub}/purge/log?since={since}&wait=25000"))
+            // After a failure, a quick poll first: the hub's return is noticed (and said) at
+            // once, not when a long poll ends.
+            let wait = if unreachable.is_failing() { 0 } else { 25000 };
+            let req = match http::Request::get(format!("{hub}/purge/log?since={since}&wait={wait}"))
                 .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
                 .body(Full::new(Bytes::new()))
             {
@@ -363,14 +375,10 @@ impl PurgeService {
             match got {
                 Ok((status, json)) if status.is_success() => {
                     backoff = Duration::from_millis(100);
-                    let events: Vec<PurgeEvent> =
-                        match serde_json::from_value(json["events"].clone()) {
-                            Ok(e) => e,
-                            Err(e) => {
-                                tracing::warn!(error = %e, "purge hub sent malformed events");
-                                Vec::new()
-                            }
-                        };
+                    agent::log_report!(unreachable.succeeded());
+                    let events = serde_json::from_value::<Vec<PurgeEvent>>(json["events"].clone());
+                    agent::log_report!(malformed.record(&events));
+                    let events = events.unwrap_or_default();
                     for ev in &events {
                         if !self.apply(ev) {
                             break;
@@ -385,7 +393,7 @@ impl PurgeService {
                         ),
                         Err(e) => e,
                     };
-                    tracing::warn!(hub = %hub, error = %why, retry_in = ?backoff, "cannot reach the purge hub");
+                    agent::log_report!(unreachable.failed(&why));
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = shutdown.wait_for(|s| *s) => return,

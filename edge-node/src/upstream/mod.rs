@@ -49,6 +49,14 @@ impl Target<'_> {
         }
     }
 
+    /// Its failed requests, said once per interval.
+    fn failing(&self) -> &agent::throttle::RepeatedWarning {
+        match self {
+            Target::Shield(s) => &s.failing,
+            Target::Origin(o) => &o.failing,
+        }
+    }
+
     /// `shield` or `origin`: the `cdn.upstream` of its span and metrics.
     fn kind(&self) -> &'static str {
         match self {
@@ -145,19 +153,23 @@ impl Upstream {
             };
             let req = self.prepare(&parts, &target, origins, purge_version)?;
             let e = match self.attempt(&target, req, b, origins, now).await {
-                Ok(res) => return Ok(res),
+                Ok(res) => {
+                    agent::log_report!(target.failing().succeeded());
+                    return Ok(res);
+                }
                 Err(e) => e,
             };
+            // With the upstream down, every request fails: said once per interval.
+            agent::log_report!(target.failing().failed(&e));
             let moves_on = match &e {
                 UpstreamError::Connect { .. } => true,
                 UpstreamError::Timeout { .. } => retry_allowed,
                 UpstreamError::Protocol { .. } => false,
             };
             if !moves_on || i + 1 == n {
-                tracing::warn!(upstream = %target.addr(), error = %e, "upstream request failed");
                 return Err(e);
             }
-            tracing::warn!(upstream = %target.addr(), error = %e, "trying the next upstream");
+            tracing::debug!(upstream = %target.addr(), error = %e, "trying the next upstream");
             last = Some(e);
         }
         Err(last.unwrap_or_else(|| UpstreamError::Connect {

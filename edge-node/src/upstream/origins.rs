@@ -6,6 +6,7 @@
 
 use super::addr::OriginAddr;
 use super::tls::UpstreamClient;
+use agent::throttle::RepeatedWarning;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -38,11 +39,17 @@ pub(crate) struct Origin {
     fails: AtomicU32,
     oks: AtomicU32,
     avoid_until_ms: AtomicU64,
+    /// Failed requests to it, said once per interval.
+    pub failing: RepeatedWarning,
 }
 
 impl Origin {
     fn new(addr: OriginAddr) -> Self {
         Self {
+            failing: RepeatedWarning::new(
+                format!("requests to origin {addr} fail"),
+                format!("origin {addr} answers again"),
+            ),
             addr,
             healthy: AtomicBool::new(true),
             fails: AtomicU32::new(0),

@@ -5,6 +5,7 @@
 //! node has applied.
 
 use super::addr::OriginAddr;
+use agent::throttle::RepeatedWarning;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -22,6 +23,8 @@ pub(crate) struct Shield {
     pub addr: OriginAddr,
     id: u64,
     down_until_ms: AtomicU64,
+    /// Failed requests to it, said once per interval.
+    pub failing: RepeatedWarning,
 }
 
 impl Shield {
@@ -29,6 +32,10 @@ impl Shield {
     pub(crate) fn new(addr: OriginAddr) -> Self {
         let id = xxhash_rust::xxh3::xxh3_64(addr.to_string().as_bytes());
         Self {
+            failing: RepeatedWarning::new(
+                format!("requests to shield {addr} fail"),
+                format!("shield {addr} answers again"),
+            ),
             addr,
             id,
             down_until_ms: AtomicU64::new(0),
