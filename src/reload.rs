@@ -90,7 +90,7 @@ impl Reloader {
                     .purge_marks(self.marks.clone())
                     .metrics(&self.registry)
                     .acme(cfg.acme.as_ref())
-                    .acme_hub(crate::run::acme_hub(ec, self.admin_token.as_deref()))
+                    .acme_hub(acme_hub(ec, self.admin_token.as_deref()))
                     .prepare_reload(node)
                     .await
                     .map_err(|e| vec![format!("edge: {e}")])?,
@@ -239,6 +239,24 @@ fn diff_into(path: &str, old: &toml::Value, new: &toml::Value, out: &mut Vec<Str
         (a, b) if a != b => out.push(format!("{path}: {} -> {}", show(leaf, a), show(leaf, b))),
         _ => {}
     }
+}
+
+/// The hub whose ACME state an edge follows: its purge hub, when it has one (the purge hub
+/// orders the fleet's certificates); none with NATS or as the hub itself.
+pub fn acme_hub(
+    ec: &edge_node::config::EdgeConfig,
+    admin_token: Option<&str>,
+) -> Option<edge_node::AcmeHub> {
+    let url = ec.purge_hub.clone()?;
+    let token = ec
+        .purge_hub_token
+        .clone()
+        .or_else(|| admin_token.map(str::to_string))?;
+    Some(edge_node::AcmeHub {
+        url,
+        token,
+        ca: ec.purge_hub_ca.clone(),
+    })
 }
 
 #[cfg(test)]

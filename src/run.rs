@@ -1,7 +1,7 @@
 //! Starting the roles a node config names, and stopping them on SIGINT/SIGTERM.
 
 use crate::config::NodeConfig;
-use crate::reload::Reloader;
+use crate::reload::{acme_hub, Reloader};
 use edge_node::admin::{self, AdminState};
 use edge_node::cache::PurgeMarks;
 use edge_node::purge::NatsBus;
@@ -309,24 +309,6 @@ impl admin::ChallengeRecords for DnsChallenges {
     fn remove(&self, name: &str, value: &str) -> Result<(), String> {
         self.0.remove(name, value)
     }
-}
-
-/// The hub whose ACME state an edge follows: its purge hub, when it has one (the purge hub
-/// orders the fleet's certificates); none with NATS or as the hub itself.
-pub fn acme_hub(
-    ec: &edge_node::config::EdgeConfig,
-    admin_token: Option<&str>,
-) -> Option<edge_node::AcmeHub> {
-    let url = ec.purge_hub.clone()?;
-    let token = ec
-        .purge_hub_token
-        .clone()
-        .or_else(|| admin_token.map(str::to_string))?;
-    Some(edge_node::AcmeHub {
-        url,
-        token,
-        ca: ec.purge_hub_ca.clone(),
-    })
 }
 
 /// The purge service of this process: a follower of `edge.purge_hub` when set, a NATS

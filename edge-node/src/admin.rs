@@ -129,7 +129,7 @@ async fn require_token(State(st): State<AdminState>, req: Request, next: Next) -
 async fn healthz(State(st): State<AdminState>) -> Response {
     let mut reasons = Vec::new();
     for n in &st.nodes {
-        if let Some(why) = crate::readiness::unready(n).await {
+        if let Some(why) = n.unready().await {
             reasons.push(why);
         }
     }

@@ -41,7 +41,7 @@ use config::EdgeConfig;
 use hooks::{Hooks, NoHooks};
 use listener::ConnLimits;
 use metrics::NodeMetrics;
-use node::Bound;
+use node::{Bound, Kept};
 use proxy::sites::Sites;
 use proxy::{Proxy, ProxySettings};
 use std::net::SocketAddr;
@@ -78,7 +78,7 @@ pub struct Edge {
 /// A new config for a serving node, ready to apply ([`EdgeBuilder::prepare_reload`]).
 pub struct Reload {
     node: Arc<Node>,
-    generation: node::Generation,
+    generation: listener::Generation,
     listen: Vec<(SocketAddr, bool)>,
     bound: Vec<Bound>,
     kept: Kept,
@@ -94,23 +94,6 @@ impl Reload {
         self.node
             .replace(self.generation, self.kept, &self.listen, self.bound);
     }
-}
-
-/// What a node keeps from one config to the next.
-#[derive(Clone)]
-pub(crate) struct Kept {
-    cache: Arc<Cache>,
-    inflight: Arc<proxy::collapse::Inflight>,
-    live: Arc<acme::certs::LiveCerts>,
-    challenges: Arc<acme::challenges::Challenges>,
-    /// Where the node's instruments go.
-    registry: Registry,
-    /// The access log (none when the config has none) and its config.
-    access: Option<(access_log::AccessLogConfig, Arc<access_log::AccessLog>)>,
-    /// Access log records dropped (a full buffer), over every log the node had.
-    access_dropped: Arc<std::sync::atomic::AtomicU64>,
-    /// The config of the current generation (for what a reload may not change).
-    cfg: EdgeConfig,
 }
 
 /// How a caching node is put together beyond its config: its role's name, hooks, the purge
@@ -222,7 +205,7 @@ impl<'a> EdgeBuilder<'a> {
     }
 
     /// The request path, TLS and connection limits of this config, over what `kept` keeps.
-    fn generation(&self, kept: &Kept) -> Result<node::Generation, EdgeError> {
+    fn generation(&self, kept: &Kept) -> Result<listener::Generation, EdgeError> {
         let cfg = self.cfg;
         let metrics = Arc::new(NodeMetrics::new(
             &kept.registry.meter(),
@@ -272,7 +255,7 @@ impl<'a> EdgeBuilder<'a> {
             header_read_timeout: cfg.header_read_timeout.0,
             max_header_bytes: usize::try_from(cfg.max_header_bytes.0).unwrap_or(usize::MAX),
         };
-        Ok(node::Generation::new(proxy, acceptor, limits))
+        Ok(listener::Generation::new(proxy, acceptor, limits))
     }
 
     /// The ACME service for the `acme = true` sites, with the certificates it saved before

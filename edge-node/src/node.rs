@@ -8,7 +8,7 @@
 //! task each, stopped or started by a reload when the listen addresses change) and the health
 //! checks' stop signals.
 
-use crate::listener::{self, ConnLimits};
+use crate::listener::{self, Generation};
 use crate::proxy::Proxy;
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
@@ -16,37 +16,26 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
-/// What one config makes of a node.
-pub(crate) struct Generation {
-    /// The request path.
-    pub proxy: Arc<Proxy>,
-    /// TLS for the TLS listeners (`None` without any).
-    pub acceptor: Option<TlsAcceptor>,
-    /// What one connection may take.
-    pub limits: ConnLimits,
-    /// hyper's server settings under `limits`.
-    pub http: hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
-    /// Flipped when this generation is replaced or the node stops: ends its health checks.
-    retired: watch::Sender<bool>,
-}
-
-impl Generation {
-    pub(crate) fn new(
-        proxy: Arc<Proxy>,
-        acceptor: Option<TlsAcceptor>,
-        limits: ConnLimits,
-    ) -> Self {
-        Self {
-            proxy,
-            acceptor,
-            limits,
-            http: listener::builder(limits),
-            retired: watch::channel(false).0,
-        }
-    }
+/// What a node keeps from one config to the next.
+#[derive(Clone)]
+pub(crate) struct Kept {
+    pub cache: Arc<crate::cache::Cache>,
+    pub inflight: Arc<crate::proxy::collapse::Inflight>,
+    pub live: Arc<crate::acme::certs::LiveCerts>,
+    pub challenges: Arc<crate::acme::challenges::Challenges>,
+    /// Where the node's instruments go.
+    pub registry: agent::metrics::Registry,
+    /// The access log (none when the config has none) and its config.
+    pub access: Option<(
+        crate::access_log::AccessLogConfig,
+        Arc<crate::access_log::AccessLog>,
+    )>,
+    /// Access log records dropped (a full buffer), over every log the node had.
+    pub access_dropped: Arc<std::sync::atomic::AtomicU64>,
+    /// The config of the current generation (for what a reload may not change).
+    pub cfg: crate::config::EdgeConfig,
 }
 
 /// One listening socket, by the address the config names (port 0 included).
@@ -66,8 +55,11 @@ pub(crate) struct Bound {
 /// A caching node while it serves: the current generation, and what outlives generations.
 pub struct Node {
     current: ArcSwap<Generation>,
+    /// Flipped when the current generation is replaced or the node stops: ends its health
+    /// checks.
+    retired: Mutex<watch::Sender<bool>>,
     /// What outlives generations, and the config of the current one.
-    kept: Mutex<crate::Kept>,
+    kept: Mutex<Kept>,
     listening: Mutex<Vec<Listening>>,
     tasks: TaskTracker,
     /// Set once the node stops accepting (SIGTERM): health answers 503 from then on.
@@ -77,9 +69,10 @@ pub struct Node {
 }
 
 impl Node {
-    pub(crate) fn new(first: Generation, kept: crate::Kept) -> Arc<Self> {
+    pub(crate) fn new(first: Generation, kept: Kept) -> Arc<Self> {
         Arc::new(Self {
             current: ArcSwap::from_pointee(first),
+            retired: Mutex::new(watch::channel(false).0),
             kept: Mutex::new(kept),
             listening: Mutex::new(Vec::new()),
             tasks: TaskTracker::new(),
@@ -89,7 +82,7 @@ impl Node {
     }
 
     /// What outlives generations, with the current config.
-    pub(crate) fn kept(&self) -> crate::Kept {
+    pub(crate) fn kept(&self) -> Kept {
         match self.kept.lock() {
             Ok(k) => k.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -128,9 +121,10 @@ impl Node {
         }
     }
 
-    /// Connect probes of its upstreams.
-    pub(crate) fn probes(&self) -> &crate::readiness::Probes {
-        &self.probes
+    /// Why it cannot serve now, or `None` when it can (see [`crate::readiness`]).
+    pub async fn unready(&self) -> Option<String> {
+        crate::readiness::unready(self.tier(), self.is_draining(), &self.proxy(), &self.probes)
+            .await
     }
 
     /// Whether the node has begun to stop (no longer accepting).
@@ -149,15 +143,26 @@ impl Node {
     /// Starts serving `bound` and the health checks of the current generation.
     pub(crate) fn start(self: &Arc<Self>, bound: Vec<Bound>) {
         let generation = self.generation();
-        self.start_health_checks(&generation);
+        if let Ok(r) = self.retired.lock() {
+            self.start_health_checks(&generation, &r);
+        }
         for b in bound {
             self.start_listener(b);
         }
     }
 
-    fn start_health_checks(&self, g: &Generation) {
+    /// Starts `g`'s health checks, until `retired` flips.
+    fn start_health_checks(&self, g: &Generation, retired: &watch::Sender<bool>) {
         g.proxy
-            .spawn_health_checks(&g.retired.subscribe(), &self.tasks);
+            .spawn_health_checks(&retired.subscribe(), &self.tasks);
+    }
+
+    /// Flips the current generation's `retired`, and makes `next` the one to flip next time.
+    fn retire(&self, next: watch::Sender<bool>) {
+        if let Ok(mut r) = self.retired.lock() {
+            let _ = r.send(true);
+            *r = next;
+        }
     }
 
     fn start_listener(self: &Arc<Self>, b: Bound) {
@@ -180,7 +185,7 @@ impl Node {
     pub(crate) fn replace(
         self: &Arc<Self>,
         next: Generation,
-        kept: crate::Kept,
+        kept: Kept,
         listen: &[(SocketAddr, bool)],
         bound: Vec<Bound>,
     ) {
@@ -188,9 +193,10 @@ impl Node {
             *k = kept;
         }
         let next = Arc::new(next);
-        self.start_health_checks(&next);
-        let old = self.current.swap(next);
-        let _ = old.retired.send(true);
+        let retired = watch::channel(false).0;
+        self.start_health_checks(&next, &retired);
+        self.current.swap(next);
+        self.retire(retired);
         if let Ok(mut l) = self.listening.lock() {
             l.retain(|x| {
                 let keep = listen.contains(&(x.configured, x.tls));
@@ -221,7 +227,7 @@ impl Node {
                 let _ = x.stop.send(true);
             }
         }
-        let _ = self.current.load().retired.send(true);
+        self.retire(watch::channel(true).0);
         self.tasks.close();
         let timeout = self.drain_timeout();
         // The listeners bound their own drains by the same timeout; a little more here
@@ -239,5 +245,15 @@ impl crate::purge::service::PurgeSink for Node {
 
     fn purged_up_to(&self, version: u64) {
         self.proxy().purged_up_to(version);
+    }
+}
+
+impl listener::Source for Node {
+    fn generation(&self) -> Arc<Generation> {
+        self.current.load_full()
+    }
+
+    fn proxy(&self) -> Arc<Proxy> {
+        self.current.load().proxy.clone()
     }
 }

@@ -8,7 +8,7 @@
 //! health checker polling every second costs one connect per upstream per interval), because
 //! an idle edge would otherwise report healthy with its shield and origin down.
 
-use crate::node::Node;
+use crate::proxy::Proxy;
 use crate::upstream::addr::OriginAddr;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -55,13 +55,17 @@ impl Probes {
     }
 }
 
-/// Why `node` cannot serve now, or `None` when it can.
-pub async fn unready(node: &Node) -> Option<String> {
-    let tier = node.tier();
-    if node.is_draining() {
+/// Why a node (`tier`, `draining`, its request path `proxy`) cannot serve now, or `None`
+/// when it can.
+pub(crate) async fn unready(
+    tier: &str,
+    draining: bool,
+    proxy: &Proxy,
+    probes: &Probes,
+) -> Option<String> {
+    if draining {
         return Some(format!("{tier}: draining (stopping)"));
     }
-    let proxy = node.proxy();
     if let Some(d) = proxy.gauges().disk {
         if !d.on {
             return Some(format!(
@@ -71,7 +75,6 @@ pub async fn unready(node: &Node) -> Option<String> {
         }
     }
     let now = crate::cache::policy::unix_ms(std::time::SystemTime::now());
-    let probes = node.probes();
     let mut shield_up = false;
     for s in proxy.shields() {
         if s.is_up(now) && probes.connects(&s.addr).await {

@@ -1,7 +1,7 @@
 //! Access log line formats: `combined` (Apache's, as nginx writes it), `json` (every field),
 //! or chosen fields as `key=value` pairs.
 
-use super::Record;
+use super::record::Record;
 use std::fmt::Write;
 
 /// Every field a line can hold, by name.

@@ -9,16 +9,18 @@
 //! [`agent::ACCESS_TARGET`], which stderr never shows).
 
 mod format;
+mod record;
 mod writer;
 
 pub use format::{Format, FIELDS};
+use record::Msg;
+pub use record::Record;
 
 use serde::Deserialize;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 /// `access_log` of `[edge]` or `[shield]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -61,47 +63,6 @@ impl AccessLogConfig {
         }
         out
     }
-}
-
-/// What the log says of one request.
-pub struct Record {
-    /// When it arrived.
-    pub time: SystemTime,
-    /// The client's address.
-    pub client: SocketAddr,
-    /// The site's name (`-` when none matched).
-    pub site: Arc<str>,
-    /// Method.
-    pub method: http::Method,
-    /// The request target as received.
-    pub uri: http::Uri,
-    /// HTTP version.
-    pub version: http::Version,
-    /// `Referer` and `User-Agent`, for the combined format.
-    pub referer: Option<http::HeaderValue>,
-    /// See `referer`.
-    pub user_agent: Option<http::HeaderValue>,
-    /// Status sent.
-    pub status: u16,
-    /// Body bytes, when known at the head.
-    pub bytes: Option<u64>,
-    /// Time until the response head was ready.
-    pub duration: Duration,
-    /// For answers that went upstream (not hits): the same time, spent waiting on it.
-    pub upstream: Option<Duration>,
-    /// `hit`, `miss`, `stale`, `pass`, `error`.
-    pub cache: &'static str,
-    /// `edge` or `shield`.
-    pub tier: &'static str,
-    /// The request id (also in error pages).
-    pub id: u64,
-    /// The trace it belongs to, if any.
-    pub trace: Option<[u8; 32]>,
-}
-
-enum Msg {
-    Line(Box<Record>),
-    Reopen,
 }
 
 /// A node's access log: where its records go.

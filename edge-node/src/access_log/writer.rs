@@ -1,7 +1,8 @@
 //! The access log's writer thread: formats records, writes them to a file or stderr in
 //! batches (flushed whenever the channel runs dry), reopens the file when asked.
 
-use super::{Format, Msg, Record};
+use super::format::Format;
+use super::record::{Msg, Record};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;

@@ -15,7 +15,6 @@
 use super::limits::ConnLimits;
 use crate::body::ProxyBody;
 use crate::interim::{Http2Slot, Interim};
-use crate::node::Node;
 use crate::proxy::{ClientInfo, Proxy};
 use bytes::Bytes;
 use h2::server::SendResponse;
@@ -41,7 +40,7 @@ const MAX_CONCURRENT_STREAMS: u32 = 256;
 /// connection holds `_alive` while it runs, so the listener can wait for it to drain.
 pub(crate) async fn serve_connection<T>(
     io: T,
-    node: Arc<Node>,
+    node: Arc<dyn super::generation::Source>,
     client: ClientInfo,
     limits: ConnLimits,
     mut shutdown: watch::Receiver<bool>,

@@ -3,17 +3,17 @@
 //! connection's 1xx channel (`interim.rs`); HTTP/2 (ALPN `h2`, or the client's preface on a
 //! plain connection) is the node's own server (`listener/http2.rs`), which can send 1xx responses.
 
+mod generation;
 mod http2;
 mod limits;
 
+pub(crate) use generation::{Generation, Source};
 pub(crate) use limits::ConnLimits;
 
 use crate::interim::{Interim, InterimIo};
-use crate::node::Node;
 use crate::proxy::ClientInfo;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -23,21 +23,6 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::either::Either;
-
-/// hyper's server for one connection under `limits`.
-pub(crate) fn builder(limits: ConnLimits) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .keep_alive(true);
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256);
-    b
-}
 
 /// Failed accepts on `listener` (out of file descriptors and the like), said once per
 /// interval.
@@ -57,7 +42,7 @@ pub(crate) fn accept_warning(listener: &TcpListener) -> agent::throttle::Repeate
 pub(crate) async fn serve(
     listener: TcpListener,
     tls: bool,
-    node: Arc<Node>,
+    node: Arc<dyn Source>,
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) {

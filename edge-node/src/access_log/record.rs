@@ -1,0 +1,46 @@
+//! One access log record, and what travels to the writer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// What the log says of one request.
+pub struct Record {
+    /// When it arrived.
+    pub time: SystemTime,
+    /// The client's address.
+    pub client: SocketAddr,
+    /// The site's name (`-` when none matched).
+    pub site: Arc<str>,
+    /// Method.
+    pub method: http::Method,
+    /// The request target as received.
+    pub uri: http::Uri,
+    /// HTTP version.
+    pub version: http::Version,
+    /// `Referer` and `User-Agent`, for the combined format.
+    pub referer: Option<http::HeaderValue>,
+    /// See `referer`.
+    pub user_agent: Option<http::HeaderValue>,
+    /// Status sent.
+    pub status: u16,
+    /// Body bytes, when known at the head.
+    pub bytes: Option<u64>,
+    /// Time until the response head was ready.
+    pub duration: Duration,
+    /// For answers that went upstream (not hits): the same time, spent waiting on it.
+    pub upstream: Option<Duration>,
+    /// `hit`, `miss`, `stale`, `pass`, `error`.
+    pub cache: &'static str,
+    /// `edge` or `shield`.
+    pub tier: &'static str,
+    /// The request id (also in error pages).
+    pub id: u64,
+    /// The trace it belongs to, if any.
+    pub trace: Option<[u8; 32]>,
+}
+
+pub(super) enum Msg {
+    Line(Box<Record>),
+    Reopen,
+}
