@@ -218,7 +218,7 @@ mod tests {
             client: "192.0.2.7:5555".parse().unwrap(),
             site: "www".into(),
             method: http::Method::GET,
-            uri: "/a?b=\"c\"".parse().unwrap(),
+            uri: "/a?b=%22c%22".parse().unwrap(),
             version: http::Version::HTTP_11,
             referer: None,
             user_agent: Some(http::HeaderValue::from_static("curl/8")),
