@@ -169,6 +169,10 @@ fn main() -> ExitCode {
             }
             let metrics = telemetry.metrics();
             let code = block_on(cli.workers, async move {
+                // Before the banner: a SIGHUP sent as soon as it is read must not kill the node.
+                use tokio::signal::unix::{signal, SignalKind};
+                let mut hup = signal(SignalKind::hangup()).ok();
+                let mut usr1 = signal(SignalKind::user_defined1()).ok();
                 let running = run::start(&cfg, &metrics, Some(&config)).await?;
                 for line in running.banner("edge") {
                     println!("{line}");
@@ -176,9 +180,6 @@ fn main() -> ExitCode {
                 for line in startup::describe(&cfg) {
                     tracing::info!("{line}");
                 }
-                use tokio::signal::unix::{signal, SignalKind};
-                let mut hup = signal(SignalKind::hangup()).ok();
-                let mut usr1 = signal(SignalKind::user_defined1()).ok();
                 let stop = run::stop_signal();
                 tokio::pin!(stop);
                 loop {

@@ -277,7 +277,7 @@ pub fn log_reload(by: &str, r: &Result<Vec<String>, Vec<String>>) {
         }
         Err(errors) => {
             for e in errors {
-                tracing::error!(by, "reload refused, the old config keeps serving: {e}");
+                tracing::error!(by, "reload rejected, the old config keeps serving: {e}");
             }
         }
     }

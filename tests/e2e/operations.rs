@@ -177,7 +177,7 @@ async fn twenty_reloads_under_load_fail_no_request_and_apply_what_changed() {
         "{log}"
     );
     assert!(
-        log.contains("reload refused, the old config keeps serving"),
+        log.contains("reload rejected, the old config keeps serving"),
         "{log}"
     );
     assert!(log.contains("the config file is unchanged"), "{log}");

@@ -133,7 +133,7 @@ async fn all_origins_down_is_a_clear_502() {
     let id = r.header("x-request-id").expect("a request id").to_string();
     assert_eq!(
         r.text().trim(),
-        format!("outpost: the upstream could not be reached (request id {id})"),
+        format!("outpost: cannot connect to the upstream (request id {id})"),
     );
     assert!(!r.text().contains("127.0.0.1"), "{}", r.text());
 }

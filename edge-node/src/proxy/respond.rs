@@ -394,14 +394,10 @@ impl Proxy {
         let st = self.status_value(&format!("{fwd}; detail=upstream-{}", e.kind()));
         let id = format!("{:016x}", ctx.client.request_id);
         tracing::warn!(request_id = %id, site = %ctx.site.name, error = %e, "answered {}", e.response_status().as_u16());
-        let what = match e.response_status() {
-            http::StatusCode::GATEWAY_TIMEOUT => "the upstream did not answer in time",
-            _ => "the upstream could not be reached",
-        };
         let mut res = plain(
             e.response_status(),
             st,
-            &format!("outpost: {what} (request id {id})"),
+            &format!("outpost: {} (request id {id})", e.client_message()),
         );
         if let Ok(v) = http::HeaderValue::from_str(&id) {
             res.headers_mut().insert(REQUEST_ID.clone(), v);

@@ -52,6 +52,22 @@ impl UpstreamError {
         )
     }
 
+    /// What a client is told: the kind of failure, never an address or a name (those go to
+    /// the log).
+    pub(crate) fn client_message(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect { detail, .. } if detail.contains("certificate") => {
+                "the upstream's TLS certificate did not verify"
+            }
+            UpstreamError::Connect { detail, .. } if detail.contains("cannot resolve") => {
+                "cannot resolve the upstream's name"
+            }
+            UpstreamError::Connect { .. } => "cannot connect to the upstream",
+            UpstreamError::Timeout { .. } => "the upstream did not answer in time",
+            UpstreamError::Protocol { .. } => "the upstream's response was unusable",
+        }
+    }
+
     /// A short label for metrics and Cache-Status details.
     pub(crate) fn kind(&self) -> &'static str {
         match self {
