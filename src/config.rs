@@ -45,6 +45,21 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
+    /// The roles this config starts, in a fixed order: `edge`, `shield`, `dns`, `agent`,
+    /// `admin`.
+    pub fn roles(&self) -> Vec<&'static str> {
+        [
+            ("edge", self.edge.is_some()),
+            ("shield", self.shield.is_some()),
+            ("dns", self.dns.is_some()),
+            ("agent", self.agent.is_some()),
+            ("admin", self.admin.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(r, on)| on.then_some(r))
+        .collect()
+    }
+
     /// Parses and validates `src` (read from `file`); every problem, one line each, in the
     /// order of the file.
     pub fn parse(file: &str, src: &str) -> Result<NodeConfig, Vec<String>> {

@@ -69,14 +69,11 @@ fn init_logging() -> Option<agent::Telemetry> {
 /// Installs logging and, when the config asks for it, OTLP export; `cdn.tier` names the
 /// roles of this process.
 fn init_telemetry(cfg: &NodeConfig) -> Result<agent::Telemetry, String> {
-    let tiers: Vec<&str> = [
-        ("edge", cfg.edge.is_some()),
-        ("shield", cfg.shield.is_some()),
-        ("agent", cfg.agent.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(n, on)| on.then_some(n))
-    .collect();
+    let tiers: Vec<&str> = cfg
+        .roles()
+        .into_iter()
+        .filter(|r| matches!(*r, "edge" | "shield" | "agent"))
+        .collect();
     let tier = if tiers.is_empty() {
         "admin".to_string()
     } else {

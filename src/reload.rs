@@ -27,15 +27,15 @@ pub struct Reloader {
 
 /// Top-level sections only a restart can change.
 const RESTART_SECTIONS: [&str; 4] = ["admin", "telemetry", "agent", "acme"];
-/// Keys of `[edge]` only a restart can change (the purge service is built once).
-const RESTART_EDGE_KEYS: [&str; 7] = [
+/// Keys of `[edge]` only a restart can change (the purge service is built once; edge-node
+/// refuses its own, such as `state_dir` and `disk_path`).
+const RESTART_EDGE_KEYS: [&str; 6] = [
     "purge_hub",
     "purge_hub_token",
     "purge_hub_ca",
     "purge_nats_url",
     "purge_nats_stream",
     "node_id",
-    "state_dir",
 ];
 
 /// Keys of `[dns]` only a restart can change (its sockets and threads).
@@ -73,8 +73,10 @@ impl Reloader {
     /// `Err` with every reason nothing was applied.
     pub async fn reload(&self) -> Result<Vec<String>, Vec<String>> {
         let mut current = self.current.lock().await;
-        let cfg = NodeConfig::load(&self.path)?;
-        let new_raw = raw(&self.path).map_err(|e| vec![e])?;
+        // Read once: what is checked, diffed and applied is the same text.
+        let src = read(&self.path).map_err(|e| vec![e])?;
+        let cfg = NodeConfig::parse(&self.path.display().to_string(), &src)?;
+        let new_raw = table(&self.path, &src).map_err(|e| vec![e])?;
         let changes = diff(
             "",
             &toml::Value::Table(current.1.clone()),
@@ -122,29 +124,31 @@ impl Reloader {
     }
 }
 
-fn raw(path: &std::path::Path) -> Result<toml::Table, String> {
-    let src = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+fn read(path: &std::path::Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))
+}
+
+fn table(path: &std::path::Path, src: &str) -> Result<toml::Table, String> {
     src.parse::<toml::Table>()
         .map_err(|e| format!("{}: {}", path.display(), e.message()))
+}
+
+fn raw(path: &std::path::Path) -> Result<toml::Table, String> {
+    table(path, &read(path)?)
 }
 
 /// Refuses a change only a restart can make, naming each.
 fn restart_only(old: &toml::Table, new: &toml::Table) -> Result<(), Vec<String>> {
     let mut out = Vec::new();
-    for role in ["edge", "shield", "dns", "agent", "admin"] {
-        match (old.contains_key(role), new.contains_key(role)) {
-            (false, true) => out.push(format!("a [{role}] section was added")),
-            (true, false) => out.push(format!("the [{role}] section was removed")),
+    let roles = ["edge", "shield", "dns"];
+    for section in roles.iter().chain(&RESTART_SECTIONS) {
+        match (old.get(*section), new.get(*section)) {
+            (None, Some(_)) => out.push(format!("a [{section}] section was added")),
+            (Some(_), None) => out.push(format!("the [{section}] section was removed")),
+            (Some(a), Some(b)) if a != b && RESTART_SECTIONS.contains(section) => {
+                out.push(format!("[{section}] changed"))
+            }
             _ => {}
-        }
-    }
-    for section in RESTART_SECTIONS {
-        if old.contains_key(section)
-            && new.contains_key(section)
-            && old.get(section) != new.get(section)
-        {
-            out.push(format!("[{section}] changed"));
         }
     }
     let key = |t: &toml::Table, s: &str, k: &str| t.get(s).and_then(|e| e.get(k)).cloned();
@@ -157,9 +161,6 @@ fn restart_only(old: &toml::Table, new: &toml::Table) -> Result<(), Vec<String>>
         if key(old, "dns", k) != key(new, "dns", k) {
             out.push(format!("dns.{k} changed"));
         }
-    }
-    if key(old, "shield", "state_dir") != key(new, "shield", "state_dir") {
-        out.push("shield.state_dir changed".into());
     }
     if out.is_empty() {
         return Ok(());

@@ -9,17 +9,7 @@ use edge_node::config::{EdgeConfig, SiteConfig};
 /// One line per fact, in the order an operator reads them.
 pub fn describe(cfg: &NodeConfig) -> Vec<String> {
     let mut out = Vec::new();
-    let roles: Vec<&str> = [
-        ("edge", cfg.edge.is_some()),
-        ("shield", cfg.shield.is_some()),
-        ("dns", cfg.dns.is_some()),
-        ("agent", cfg.agent.is_some()),
-        ("admin", cfg.admin.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(r, on)| on.then_some(r))
-    .collect();
-    out.push(format!("roles: {}", roles.join(", ")));
+    out.push(format!("roles: {}", cfg.roles().join(", ")));
     if let Some(e) = &cfg.edge {
         caching("edge", e, &mut out);
         out.push(format!(

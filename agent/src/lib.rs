@@ -33,6 +33,7 @@ pub mod throttle;
 
 pub mod batch;
 pub mod config;
+pub mod errors;
 mod export_report;
 pub mod logfmt;
 pub mod logopts;

@@ -184,12 +184,13 @@ impl<'a> EdgeBuilder<'a> {
         if let Some(p) = cfg.validate(self.tier).first() {
             return Err(EdgeError::Config(format!("{}: {}", p.path, p.message)));
         }
-        let kept = with_access_log(node.kept(), cfg)?;
+        let kept = node.kept();
         if let Some(why) = needs_restart(&kept.cfg, cfg) {
             return Err(EdgeError::Config(format!(
                 "{why}: restart outpost to change it"
             )));
         }
+        let kept = with_access_log(kept, cfg)?;
         let generation = self.generation(&kept)?;
         let bound = bind_new(cfg, &node.listening()).await?;
         Ok(Reload {

@@ -90,7 +90,7 @@ pub(crate) struct NodeMetrics {
     revalidated: BoundCounter<u64>,
     stores: BoundCounter<u64>,
     /// Site names by site index; the last one stands for requests that matched no site.
-    sites: Box<[String]>,
+    sites: Box<[std::sync::Arc<str>]>,
     /// Bound instruments by (site, method, cache status, status class), made on first use.
     bound: Box<[OnceLock<Bound>]>,
 }
@@ -162,7 +162,10 @@ impl NodeMetrics {
                 "{object}",
                 "Objects written to the cache.",
             ),
-            sites: names_by_index.into_boxed_slice(),
+            sites: names_by_index
+                .into_iter()
+                .map(std::sync::Arc::from)
+                .collect(),
             bound: (0..slots).map(|_| OnceLock::new()).collect(),
         }
     }
@@ -213,7 +216,7 @@ impl NodeMetrics {
     /// The `cdn.site` of site `site` (`-` for none).
     pub(crate) fn site_name(&self, site: Option<usize>) -> std::sync::Arc<str> {
         let no_site = self.sites.len() - 1;
-        std::sync::Arc::from(self.sites[site.unwrap_or(no_site).min(no_site)].as_str())
+        self.sites[site.unwrap_or(no_site).min(no_site)].clone()
     }
 
     /// Records one upstream attempt; `target` is `shield` or `origin`, `status` 0 when no

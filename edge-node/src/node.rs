@@ -83,15 +83,20 @@ impl Node {
 
     /// What outlives generations, with the current config.
     pub(crate) fn kept(&self) -> Kept {
+        self.with_kept(Kept::clone)
+    }
+
+    /// `f` of what outlives generations (without copying it).
+    fn with_kept<R>(&self, f: impl FnOnce(&Kept) -> R) -> R {
         match self.kept.lock() {
-            Ok(k) => k.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
+            Ok(k) => f(&k),
+            Err(poisoned) => f(&poisoned.into_inner()),
         }
     }
 
     /// Longest wait for the requests under way when a listener stops.
     fn drain_timeout(&self) -> Duration {
-        self.kept().cfg.drain_timeout.0
+        self.with_kept(|k| k.cfg.drain_timeout.0)
     }
 
     /// Runs `task` as part of the node: stopping waits for it.
@@ -116,7 +121,7 @@ impl Node {
 
     /// Asks the access log, if any, to reopen its file (SIGUSR1, after logrotate).
     pub fn reopen_access_log(&self) {
-        if let Some((_, log)) = self.kept().access {
+        if let Some(log) = self.with_kept(|k| k.access.as_ref().map(|(_, log)| log.clone())) {
             log.reopen();
         }
     }

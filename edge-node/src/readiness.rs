@@ -75,30 +75,32 @@ pub(crate) async fn unready(
         }
     }
     let now = crate::cache::policy::unix_ms(std::time::SystemTime::now());
-    let mut shield_up = false;
-    for s in proxy.shields() {
-        if s.is_up(now) && probes.connects(&s.addr).await {
-            shield_up = true;
-            break;
-        }
-    }
-    if shield_up {
-        return None;
-    }
-    let mut down = Vec::new();
+    // Every upstream the node has not found down, probed at once: one slow address costs
+    // one probe timeout, not one per upstream.
+    let mut candidates: Vec<OriginAddr> = proxy
+        .shields()
+        .iter()
+        .filter(|s| s.is_up(now))
+        .map(|s| s.addr.clone())
+        .collect();
+    let mut origins: Vec<String> = Vec::new();
     for site in proxy.sites() {
         for o in site.origins.origins() {
-            if o.usable(now) && probes.connects(&o.addr).await {
-                return None;
+            origins.push(o.addr.authority.as_str().to_string());
+            if o.usable(now) {
+                candidates.push(o.addr.clone());
             }
-            down.push(o.addr.authority.as_str().to_string());
         }
     }
-    if down.is_empty() {
+    let probed = futures_util::future::join_all(candidates.iter().map(|a| probes.connects(a)));
+    if probed.await.into_iter().any(|up| up) {
+        return None;
+    }
+    if origins.is_empty() {
         return Some(format!("{tier}: no site is configured"));
     }
-    down.sort_unstable();
-    down.dedup();
+    origins.sort_unstable();
+    origins.dedup();
     // Counts, not addresses: /healthz answers without a token.
     let shields = match proxy.shields().len() {
         0 => String::new(),
@@ -106,6 +108,6 @@ pub(crate) async fn unready(
     };
     Some(format!(
         "{tier}: no site has a healthy upstream ({} origin(s){shields} down)",
-        down.len()
+        origins.len()
     ))
 }

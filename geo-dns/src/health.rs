@@ -148,22 +148,10 @@ async fn check(
     let resp = tokio::time::timeout(timeout, client.request(req))
         .await
         .map_err(|_| format!("no answer within {timeout:?}"))?
-        .map_err(|e| chain(&e))?;
+        .map_err(|e| agent::errors::chain(&e))?;
     if resp.status().is_success() {
         Ok(())
     } else {
         Err(format!("answered {}", resp.status()))
     }
-}
-
-/// `e` and its causes ("client error (Connect): tcp connect error: Connection refused").
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

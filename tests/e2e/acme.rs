@@ -75,11 +75,6 @@ async fn https_get(
 }
 
 /// A free loopback port (bound, then released for the process or CA that needs it).
-fn free_port() -> u16 {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    probe.local_addr().unwrap().port()
-}
-
 /// An edge serving in this process until dropped (or `stop`ped).
 struct Running {
     tls: SocketAddr,

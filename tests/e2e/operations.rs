@@ -8,15 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A port free now on loopback.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// An edge config: admin on `admin`, edge on `listen`, sites `(host, origin)`.
 fn config(admin: u16, listen: &[u16], memory: &str, sites: &[(&str, &str)]) -> String {
     let listen: Vec<String> = listen
@@ -33,6 +24,17 @@ fn config(admin: u16, listen: &[u16], memory: &str, sites: &[(&str, &str)]) -> S
         ));
     }
     s
+}
+
+/// An edge process with site `a.test` on `origin` and `b.test` on a closed port: the process,
+/// its admin port and its edge port.
+fn live_and_dead_sites(dir: &std::path::Path, origin: &Origin) -> (Process, u16, u16) {
+    let (admin, edge) = (free_port(), free_port());
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let sites = [("a.test", origin.url()), ("b.test", dead)];
+    let sites: Vec<(&str, &str)> = sites.iter().map(|(h, o)| (*h, o.as_str())).collect();
+    let node = Process::start(dir, "edge", &config(admin, &[edge], "8MiB", &sites), 2);
+    (node, admin, edge)
 }
 
 async fn admin_json(c: &reqwest::Client, method: &str, url: &str) -> (u16, serde_json::Value) {
@@ -187,20 +189,7 @@ async fn twenty_reloads_under_load_fail_no_request_and_apply_what_changed() {
 async fn healthz_says_503_with_a_reason_when_no_upstream_serves_and_livez_stays_up() {
     let origin = Origin::start(|_, _| Reply::ok("up", &[])).await;
     let dir = temp_dir("healthz");
-    let admin = free_port();
-    let edge = free_port();
-    let dead = format!("http://127.0.0.1:{}", free_port());
-    let node = Process::start(
-        &dir,
-        "edge",
-        &config(
-            admin,
-            &[edge],
-            "8MiB",
-            &[("a.test", &origin.url()), ("b.test", &dead)],
-        ),
-        2,
-    );
+    let (node, admin, _) = live_and_dead_sites(&dir, &origin);
     let c = client();
     let health = format!("http://127.0.0.1:{admin}/healthz");
     // One site has a live origin: healthy.
@@ -313,19 +302,7 @@ async fn sigterm_drains_the_requests_under_way_and_says_so() {
 async fn stats_and_metrics_are_per_site_and_startup_says_what_runs() {
     let origin = Origin::start(|_, _| Reply::ok("x", &[("cache-control", "max-age=60")])).await;
     let dir = temp_dir("per-site");
-    let (admin, edge) = (free_port(), free_port());
-    let dead = format!("http://127.0.0.1:{}", free_port());
-    let node = Process::start(
-        &dir,
-        "edge",
-        &config(
-            admin,
-            &[edge],
-            "8MiB",
-            &[("a.test", &origin.url()), ("b.test", &dead)],
-        ),
-        2,
-    );
+    let (node, admin, edge) = live_and_dead_sites(&dir, &origin);
     let c = client();
     let url = format!("http://127.0.0.1:{edge}/p");
     for _ in 0..3 {

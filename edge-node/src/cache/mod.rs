@@ -199,9 +199,8 @@ impl Cache {
         }
         self.max_object.store(opts.max_object_bytes, Relaxed);
         let memory_bytes = opts.memory_bytes;
-        let old = self.memory.load_full();
         if self.memory_capacity.load(Relaxed) == memory_bytes
-            && old.max_variants() == opts.max_variants.max(1)
+            && self.memory.load().max_variants() == opts.max_variants.max(1)
         {
             return;
         }

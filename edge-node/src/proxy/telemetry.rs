@@ -16,18 +16,6 @@ use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
 
-/// The request's part of its access log line, taken before it is answered.
-pub(super) struct AccessHead {
-    time: std::time::SystemTime,
-    client: std::net::SocketAddr,
-    uri: http::Uri,
-    version: http::Version,
-    referer: Option<http::HeaderValue>,
-    user_agent: Option<http::HeaderValue>,
-    id: u64,
-    trace: Option<[u8; 32]>,
-}
-
 impl Proxy {
     /// Records an answered request and hands its response to the `response` hook.
     pub(super) fn finish(
@@ -35,7 +23,7 @@ impl Proxy {
         answer: Answer,
         method: &Method,
         start: Instant,
-        head: Option<AccessHead>,
+        head: Option<Record>,
     ) -> Response<ProxyBody> {
         let Answer {
             mut res,
@@ -53,47 +41,45 @@ impl Proxy {
             outcome,
             bytes,
         );
-        if let (Some(log), Some(h)) = (&self.access, head) {
-            let went_upstream = !matches!(outcome, Outcome::Hit | Outcome::Error);
-            log.record(Record {
-                time: h.time,
-                client: h.client,
-                site: self.metrics.site_name(site),
-                method: method.clone(),
-                uri: h.uri,
-                version: h.version,
-                referer: h.referer,
-                user_agent: h.user_agent,
-                status: res.status().as_u16(),
-                bytes,
-                duration: elapsed,
-                upstream: went_upstream.then_some(elapsed),
-                cache: outcome.as_str(),
-                tier: self.tier(),
-                id: h.id,
-                trace: h.trace,
-            });
+        if let (Some(log), Some(mut r)) = (&self.access, head) {
+            r.site = self.metrics.site_name(site);
+            r.status = res.status().as_u16();
+            r.bytes = bytes;
+            r.duration = elapsed;
+            // Hits and refusals never waited on an upstream.
+            r.upstream = (!matches!(outcome, Outcome::Hit | Outcome::Error)).then_some(elapsed);
+            r.cache = outcome.as_str();
+            log.record(r);
         }
         res
     }
 
-    /// What the access log needs of a request before it is answered (`None` when the node
-    /// keeps no access log: nothing is copied then).
+    /// The access log record of a request, with what is known before it is answered (the
+    /// rest is filled in by [`Proxy::finish`]); `None` when the node keeps no access log:
+    /// nothing is copied then.
     pub(super) fn access_head<B>(
         &self,
         req: &Request<B>,
         client: &ClientInfo,
         span: Option<&tracing::Span>,
-    ) -> Option<AccessHead> {
+    ) -> Option<Record> {
         self.access.as_ref()?;
-        Some(AccessHead {
+        Some(Record {
             time: std::time::SystemTime::now(),
             client: client.addr,
+            site: self.metrics.site_name(None),
+            method: req.method().clone(),
             uri: req.uri().clone(),
             version: req.version(),
             referer: req.headers().get(header::REFERER).cloned(),
             user_agent: req.headers().get(header::USER_AGENT).cloned(),
-            id: crate::access_log::next_request_id(),
+            status: 0,
+            bytes: None,
+            duration: std::time::Duration::ZERO,
+            upstream: None,
+            cache: "",
+            tier: self.tier(),
+            id: client.request_id,
             trace: agent::propagation::trace_id(span, req.headers()),
         })
     }

@@ -346,14 +346,5 @@ fn client_span(p: &request::Parts, addr: &OriginAddr, kind: &'static str) -> tra
     )
 }
 
-/// `e` and its causes, one after the other (a TLS or connect error sits a few levels down).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+/// `e` and its causes, one after the other.
+pub use agent::errors::chain as error_chain;

@@ -571,6 +571,15 @@ impl Drop for TempDir {
     }
 }
 
+/// A TCP port free on loopback now (for configs that must name their ports up front).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A fresh temporary directory under the system's, named for the test.
 pub fn temp_dir(name: &str) -> TempDir {
     let d = std::env::temp_dir().join(format!(

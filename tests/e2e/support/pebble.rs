@@ -2,6 +2,7 @@
 //! certificate from a test CA, its validation of HTTP-01 sent to a given port, its DNS lookups
 //! to a given server. Killed on drop.
 
+use super::free_port;
 use super::pki::TestCa;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,14 +13,6 @@ pub struct Pebble {
     pub https_ca: TestCa,
     management: SocketAddr,
     child: std::process::Child,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Pebble {
