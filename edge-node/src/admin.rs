@@ -1,7 +1,11 @@
 //! The admin API (axum, its own listener): `GET /healthz` (open, for probes), and behind a
 //! bearer token compared in constant time: `GET /metrics` (the process's instruments as
 //! Prometheus text), `GET /stats` (the same added up per node, as JSON, with the caches'
-//! gauges), `POST /purge` and `GET /purge/log?since=N&wait=MS`.
+//! gauges), `POST /purge`, `GET /purge/log?since=N&wait=MS` and `GET /cache?url=URL` (what
+//! the caches hold for a URL, `inspect.rs`).
+
+mod inspect;
+mod reply;
 
 use crate::proxy::Proxy;
 use crate::purge::event::PurgeRequest;
@@ -14,6 +18,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use reply::error;
 use std::sync::Arc;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
@@ -83,10 +88,6 @@ impl AdminState {
         self.purge = Some(purge);
         self
     }
-}
-
-fn error(status: StatusCode, msg: &str) -> Response {
-    (status, Json(serde_json::json!({ "error": msg }))).into_response()
 }
 
 async fn require_token(State(st): State<AdminState>, req: Request, next: Next) -> Response {
@@ -187,6 +188,14 @@ async fn purge_log(
     };
     Json(serde_json::json!({ "events": events, "latest": svc.latest(), "applied": svc.applied() }))
         .into_response()
+}
+
+/// `GET /cache?url=URL`: what the caches hold for a URL (`inspect.rs`).
+async fn cache(
+    State(st): State<AdminState>,
+    q: Result<Query<inspect::CacheQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    inspect::answer(&st.nodes, q.ok().and_then(|Query(q)| q.url)).await
 }
 
 #[derive(serde::Deserialize)]
@@ -290,6 +299,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/stats", get(stats))
         .route("/purge", axum::routing::post(purge))
         .route("/purge/log", get(purge_log))
+        .route("/cache", get(cache))
         .route("/acme/state", get(acme_state))
         .route(
             "/dns/acme-challenge",

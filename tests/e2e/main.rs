@@ -19,6 +19,7 @@ mod fleet_ca;
 mod fleet_tls;
 mod freshness;
 mod https_origin;
+mod inspect;
 mod interim;
 mod invalidation;
 mod large;

@@ -22,6 +22,7 @@ mod ctx;
 mod fetch;
 mod gauges;
 pub(crate) mod headers;
+pub mod inspect;
 mod lookup;
 mod miss;
 mod partial;
