@@ -90,16 +90,18 @@ impl NodeConfig {
             let exporting = cfg.telemetry.as_ref().is_some_and(|t| t.exports());
             problems.extend(a.validate("agent", exporting));
         }
+        problems.extend(purge_hub_problems(&cfg));
+        let hub = cfg.admin.as_ref().is_some_and(|a| a.purge_hub);
         if cfg.edge.is_none()
             && cfg.shield.is_none()
-            && cfg.admin.is_none()
             && cfg.dns.is_none()
             && cfg.agent.is_none()
+            && !hub
         {
             problems.push(ConfigProblem {
-                path: "edge".into(),
+                path: if cfg.admin.is_some() { "admin.purge_hub" } else { "edge" }.into(),
                 message:
-                    "nothing to run: add an [edge], [shield], [dns] or [agent] section (or at least [admin], for a purge hub)"
+                    "nothing to run: add an [edge], [shield], [dns] or [agent] section (or [admin] with purge_hub = true, for a dedicated purge hub)"
                         .into(),
             });
         }
@@ -119,6 +121,30 @@ impl NodeConfig {
             std::fs::read_to_string(path).map_err(|e| vec![format!("{file}: cannot read: {e}")])?;
         Self::parse(&file, &src)
     }
+}
+
+/// Problems with `[admin] purge_hub = true`: a hub cannot follow another, and a hub with no
+/// cache of its own keeps its log in `[admin] state_dir`.
+fn purge_hub_problems(cfg: &NodeConfig) -> Vec<ConfigProblem> {
+    let Some(admin) = cfg.admin.as_ref().filter(|a| a.purge_hub) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let Some(e) = &cfg.edge {
+        if e.purge_hub.is_some() || e.purge_nats_url.is_some() {
+            out.push(ConfigProblem::new(
+                "admin.purge_hub",
+                "this node follows edge.purge_hub (or takes purges over NATS): it cannot be the hub too",
+            ));
+        }
+    }
+    if cfg.edge.is_none() && cfg.shield.is_none() && admin.state_dir.is_none() {
+        out.push(ConfigProblem::new(
+            "admin.state_dir",
+            "a dedicated purge hub keeps the fleet's purge log: set state_dir (a directory that survives restarts)",
+        ));
+    }
+    out
 }
 
 fn line_of(src: &str, offset: usize) -> usize {

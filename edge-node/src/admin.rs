@@ -8,7 +8,7 @@ mod inspect;
 mod reply;
 
 use crate::proxy::Proxy;
-use crate::purge::event::PurgeRequest;
+use crate::purge::event::{PurgeRequest, PurgeTarget};
 use crate::purge::service::{PurgeError, PurgeService};
 use agent::metrics::Registry;
 use axum::extract::Query;
@@ -18,7 +18,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use reply::error;
+use reply::{error, NO_CACHE};
 use std::sync::Arc;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
@@ -135,14 +135,47 @@ async fn stats(State(st): State<AdminState>) -> Response {
     Json(json).into_response()
 }
 
+/// Why this node takes no purges: nothing here caches, or purge is off.
+fn no_purge(st: &AdminState) -> Response {
+    if st.nodes.is_empty() {
+        error(StatusCode::CONFLICT, NO_CACHE)
+    } else {
+        error(StatusCode::NOT_FOUND, "purge is not enabled on this node")
+    }
+}
+
+/// A URL or prefix of `req` whose host no site of this node serves, named in a 400; `None`
+/// when every host is served, or when the node has no sites to check against (a dedicated
+/// purge hub accepts for the whole fleet).
+fn unserved_host(st: &AdminState, req: &PurgeRequest) -> Option<Response> {
+    if st.nodes.is_empty() {
+        return None;
+    }
+    let targets = match req.target().ok()? {
+        PurgeTarget::Urls(t) | PurgeTarget::Prefixes(t) => t,
+        PurgeTarget::Tags(_) | PurgeTarget::All => return None,
+    };
+    let host = targets
+        .iter()
+        .map(|t| t.host.as_str())
+        .find(|h| !st.nodes.iter().any(|n| n.serves_host(h)))?;
+    Some(error(
+        StatusCode::BAD_REQUEST,
+        &format!("no site of this node serves host {host}"),
+    ))
+}
+
 async fn purge(State(st): State<AdminState>, body: axum::body::Bytes) -> Response {
     let Some(svc) = &st.purge else {
-        return error(StatusCode::NOT_FOUND, "purge is not enabled on this node");
+        return no_purge(&st);
     };
     let req: PurgeRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid purge JSON: {e}")),
     };
+    if let Some(refused) = unserved_host(&st, &req) {
+        return refused;
+    }
     match svc.submit(&req).await {
         Ok(version) => (
             StatusCode::OK,
@@ -170,7 +203,7 @@ async fn purge_log(
     q: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Some(svc) = &st.purge else {
-        return error(StatusCode::NOT_FOUND, "purge is not enabled on this node");
+        return no_purge(&st);
     };
     let Ok(Query(q)) = q else {
         return error(

@@ -27,6 +27,7 @@ mod origins;
 mod partial;
 mod protocols;
 mod purge;
+mod purge_access;
 mod purge_nats;
 mod range_head;
 mod resolve;

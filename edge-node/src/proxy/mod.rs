@@ -10,6 +10,7 @@
 //! - `respond.rs`: every answer's fields (Age, Cache-Status, Via, 304, 206, HEAD) and the one
 //!   answer to an upstream failure.
 //! - `telemetry.rs`: the server span and the request's metrics.
+//! - `purge_method.rs`: the HTTP `PURGE` method from a site's `purge_from` networks.
 //!
 //! Beside them: `collapse.rs` (fills shared by concurrent requests), `sites.rs`, and the pure
 //! pieces `headers.rs`, `conditional.rs`, `range.rs`. The path never touches a storage tier:
@@ -28,6 +29,7 @@ mod miss;
 mod partial;
 mod pass;
 mod post;
+mod purge_method;
 mod purge_sink;
 pub(crate) mod range;
 mod refresh;
@@ -139,6 +141,8 @@ pub struct Proxy {
     traced: bool,
     /// The cache's gauges as last read for the metrics, and when (see `gauges.rs`).
     scraped: std::sync::Mutex<Option<(std::time::Instant, CacheGauges)>>,
+    /// Where the `PURGE` method sends purges (`purge_method.rs`), once set.
+    purge: std::sync::OnceLock<std::sync::Weak<dyn crate::purge::PurgeSubmitter>>,
 }
 
 impl Proxy {
@@ -159,6 +163,7 @@ impl Proxy {
             via,
             traced: agent::traces_enabled(),
             scraped: std::sync::Mutex::new(None),
+            purge: std::sync::OnceLock::new(),
         });
         proxy.register_gauges();
         proxy
