@@ -195,16 +195,57 @@ impl Sections {
         check(&self.agent, raw, &mut out, |a| {
             a.validate("agent", exporting)
         });
-        if !["edge", "shield", "admin", "dns", "agent"]
-            .iter()
-            .any(|k| raw.contains_key(*k))
+        out.extend(self.purge_hub_problems(raw));
+        let hub = raw
+            .get("admin")
+            .and_then(|a| a.get("purge_hub"))
+            .and_then(toml::Value::as_bool)
+            == Some(true);
+        if !hub
+            && !["edge", "shield", "dns", "agent"]
+                .iter()
+                .any(|k| raw.contains_key(*k))
         {
+            let path = if raw.contains_key("admin") {
+                "admin.purge_hub"
+            } else {
+                "edge"
+            };
             out.push(ConfigProblem::new(
-                "edge",
-                "nothing to run: add an [edge], [shield], [dns] or [agent] section (or at least [admin], for a purge hub)",
+                path,
+                "nothing to run: add an [edge], [shield], [dns] or [agent] section (or [admin] with purge_hub = true, for a dedicated purge hub)",
             ));
         }
         out.extend(listen::conflicts(raw, |p| lines.line(p)));
+        out
+    }
+
+    /// Problems with `[admin] purge_hub = true`: a hub cannot follow another, and a hub with
+    /// no cache of its own keeps its log in `[admin] state_dir`.
+    fn purge_hub_problems(&self, raw: &toml::Table) -> Vec<ConfigProblem> {
+        let Some(admin) = self
+            .admin
+            .as_ref()
+            .and_then(|a| a.value.as_ref())
+            .filter(|a| a.purge_hub)
+        else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        if let Some(e) = self.edge.as_ref().and_then(|e| e.value.as_ref()) {
+            if e.purge_hub.is_some() || e.purge_nats_url.is_some() {
+                out.push(ConfigProblem::new(
+                    "admin.purge_hub",
+                    "this node follows edge.purge_hub (or takes purges over NATS): it cannot be the hub too",
+                ));
+            }
+        }
+        if !raw.contains_key("edge") && !raw.contains_key("shield") && admin.state_dir.is_none() {
+            out.push(ConfigProblem::new(
+                "admin.state_dir",
+                "a dedicated purge hub keeps the fleet's purge log: set state_dir (a directory that survives restarts)",
+            ));
+        }
         out
     }
 }

@@ -1,12 +1,16 @@
-//! The `outpost` command line: `run`, `demo`, `check-config`, `purge`, `ca`, `sample-origin`.
+//! The `outpost` command line: `run`, `demo`, `check-config`, `purge` (and `purge log`),
+//! `inspect`, `ca`, `sample-origin`.
 
 // A dependency no code of the crate uses is an error (checked where dev-dependencies are absent).
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+mod admin_client;
 mod ca;
 mod config;
 mod demo;
+mod inspect_cli;
 mod purge_cli;
+mod purge_log;
 mod reload;
 mod run;
 mod startup;
@@ -45,8 +49,11 @@ enum Cmd {
         /// The node config (TOML).
         file: PathBuf,
     },
-    /// Purge cached objects on every node, through one node's admin API.
-    Purge(purge_cli::PurgeArgs),
+    /// Purge cached objects on every node, through one node's admin API; `purge log` prints
+    /// the recent purges.
+    Purge(purge_cli::PurgeCmd),
+    /// Show what a node's caches hold for a URL: keys, tiers, variants, freshness, headers.
+    Inspect(inspect_cli::InspectArgs),
     /// The fleet certificate authority: create it, issue node certificates.
     ///
     /// One certificate per node serves TLS and mutual TLS between edges, shields, the purge
@@ -208,9 +215,24 @@ fn main() -> ExitCode {
                 "127.0.0.1:5353",
             ),
         ),
-        Cmd::Purge(args) => block_on(Some(1), async move {
-            let v = purge_cli::run(args).await?;
+        Cmd::Purge(purge_cli::PurgeCmd {
+            sub: Some(purge_cli::PurgeSub::Log(args)),
+            ..
+        }) => block_on(Some(1), async move {
+            for line in purge_log::run(args).await? {
+                println!("{line}");
+            }
+            Ok(())
+        }),
+        Cmd::Purge(purge_cli::PurgeCmd { sub: None, purge }) => block_on(Some(1), async move {
+            let v = purge_cli::run(purge).await?;
             println!("purge accepted: version {v}");
+            Ok(())
+        }),
+        Cmd::Inspect(args) => block_on(Some(1), async move {
+            for line in inspect_cli::run(args).await? {
+                println!("{line}");
+            }
             Ok(())
         }),
         Cmd::Ca(cmd) => match ca::run(cmd) {

@@ -1,23 +1,33 @@
-//! `outpost purge`: sends one purge to a node's admin API and prints its version.
+//! `outpost purge`: sends one purge to a node's admin API and prints its version;
+//! `outpost purge log` prints the recent purges (`purge_log.rs`).
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use std::time::Duration;
+use crate::admin_client::{AdminApi, AdminArgs};
+
+/// `outpost purge [log]`.
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct PurgeCmd {
+    /// `log`: the recent purges instead of a new one.
+    #[command(subcommand)]
+    pub sub: Option<PurgeSub>,
+    /// The purge to send.
+    #[command(flatten)]
+    pub purge: PurgeArgs,
+}
+
+/// What `outpost purge` does besides purging.
+#[derive(clap::Subcommand)]
+pub enum PurgeSub {
+    /// Print the recent purges of a node's purge log (version, time, kind, targets).
+    Log(crate::purge_log::LogArgs),
+}
 
 /// What to purge, from the command line.
 #[derive(clap::Args)]
 pub struct PurgeArgs {
-    /// Admin URL of any node (`http://127.0.0.1:9901`, or `https://` when its admin API is on
-    /// TLS).
-    #[arg(long)]
-    pub admin: String,
-    /// PEM file of the CAs that sign an https:// admin API's certificate (the fleet CA);
-    /// default: the system's roots.
-    #[arg(long)]
-    pub ca: Option<std::path::PathBuf>,
-    /// Admin bearer token.
-    #[arg(long, env = "OUTPOST_ADMIN_TOKEN")]
-    pub token: String,
+    /// The admin API of any node.
+    #[command(flatten)]
+    pub admin: AdminArgs,
     /// Absolute URL to purge (all its variants); repeatable.
     #[arg(long = "url")]
     pub urls: Vec<String>,
@@ -45,34 +55,10 @@ pub async fn run(a: PurgeArgs) -> Result<u64, String> {
         soft: a.soft,
     };
     req.target()?;
+    let api = AdminApi::new(&a.admin)?;
     let body = serde_json::to_vec(&req).map_err(|e| e.to_string())?;
-    let url = format!("{}/purge", a.admin.trim_end_matches('/'));
-    let http_req = http::Request::post(&url)
-        .header(http::header::AUTHORIZATION, format!("Bearer {}", a.token))
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| format!("invalid --admin URL {:?}: {e}", a.admin))?;
-    let client = edge_node::upstream::tls::admin_client::<Full<Bytes>>(a.ca.as_deref())?;
-    let res = tokio::time::timeout(Duration::from_secs(15), client.request(http_req))
-        .await
-        .map_err(|_| format!("{url}: no answer within 15s"))?
-        .map_err(|e| format!("{url}: {}", edge_node::upstream::error_chain(&e)))?;
-    let status = res.status();
-    let bytes = res
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| format!("{url}: {e}"))?
-        .to_bytes();
-    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-    if !status.is_success() {
-        let msg = json
-            .get("error")
-            .and_then(|e| e.as_str())
-            .unwrap_or("no details");
-        return Err(format!("{url}: {status}: {msg}"));
-    }
+    let json = api.post("/purge", body).await?;
     json.get("version")
         .and_then(|v| v.as_u64())
-        .ok_or_else(|| format!("{url}: answer has no version"))
+        .ok_or_else(|| "the admin API's answer has no version".to_string())
 }

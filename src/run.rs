@@ -5,7 +5,7 @@ use crate::reload::{acme_hub, Reloader};
 use edge_node::admin::{self, AdminState};
 use edge_node::cache::PurgeMarks;
 use edge_node::purge::NatsBus;
-use edge_node::purge::{PurgeService, PurgeSink, Role};
+use edge_node::purge::{PurgeService, PurgeSink, PurgeSubmitter, Role};
 use edge_node::{Edge, Node};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +32,9 @@ pub struct Running {
     pub reloader: Option<Arc<Reloader>>,
     /// The edge and shield roles, serving.
     nodes: Vec<Arc<Node>>,
+    /// Held for the node's life: the `PURGE` method reaches it through a weak reference, and
+    /// a hub without an admin listener has no other holder.
+    _purge: Option<Arc<PurgeService>>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -169,18 +172,31 @@ pub async fn start(
         nodes.push(edge.node());
         bound.push(edge);
     }
-    let sinks = nodes
-        .iter()
-        .map(|n| n.clone() as Arc<dyn PurgeSink>)
-        .collect();
-    let purge = open_purge(cfg, admin_token.as_deref(), state_dir, marks.clone(), sinks).await?;
-    purge.register_metrics(&metrics.meter());
+    // Purges are taken where something caches, or by a dedicated hub (`[admin] purge_hub`);
+    // any other node refuses them rather than accept a purge no cache applies.
+    let dedicated_hub = cfg.admin.as_ref().is_some_and(|a| a.purge_hub);
+    let purge = if nodes.is_empty() && !dedicated_hub {
+        None
+    } else {
+        let sinks = nodes
+            .iter()
+            .map(|n| n.clone() as Arc<dyn PurgeSink>)
+            .collect();
+        let purge =
+            open_purge(cfg, admin_token.as_deref(), state_dir, marks.clone(), sinks).await?;
+        purge.register_metrics(&metrics.meter());
+        let submitter: Arc<dyn PurgeSubmitter> = purge.clone();
+        for n in &nodes {
+            n.set_purge_submitter(&submitter);
+        }
+        if !purge.is_hub() {
+            tasks.spawn(purge.clone().follow(rx.clone()));
+        }
+        Some(purge)
+    };
     // Only now, with purges logged before a crash applied to every cache, do they serve.
     for node in bound {
         tasks.spawn(node.serve(rx.clone()));
-    }
-    if !purge.is_hub() {
-        tasks.spawn(purge.clone().follow(rx.clone()));
     }
     let dns = match &cfg.dns {
         Some(dc) => Some(geo_dns::DnsServer::start(dc, &metrics.meter()).await?),
@@ -216,10 +232,12 @@ pub async fn start(
         let mut state = AdminState::new(token, nodes.clone())
             .with_acme(acme, private_channel)
             .with_dns_challenges(dns_records)
-            .with_purge(purge.clone())
             .with_metrics(metrics.clone());
         if let Some(r) = &reloader {
             state = state.with_reload(Arc::new(AdminReload(r.clone())));
+        }
+        if let Some(p) = &purge {
+            state = state.with_purge(p.clone());
         }
         let rx = rx.clone();
         tasks.spawn(async move {
@@ -238,6 +256,7 @@ pub async fn start(
         dns,
         reloader,
         nodes,
+        _purge: purge,
         shutdown: tx,
         tasks,
     })
@@ -284,7 +303,8 @@ pub fn log_reload(by: &str, r: &Result<Vec<String>, Vec<String>>) {
 }
 
 /// Where purge state lives: `state_dir` of the edge or shield, else beside a disk cache
-/// (purge state must outlive a restart wherever cached objects do).
+/// (purge state must outlive a restart wherever cached objects do), else a dedicated hub's
+/// `[admin] state_dir`.
 fn state_dir(cfg: &NodeConfig) -> Option<std::path::PathBuf> {
     let edge = cfg.edge.as_ref().and_then(|c| {
         c.state_dir
@@ -296,7 +316,8 @@ fn state_dir(cfg: &NodeConfig) -> Option<std::path::PathBuf> {
             .clone()
             .or_else(|| c.disk_path.as_ref().map(|p| p.join("state")))
     });
-    edge.or(shield)
+    let admin = cfg.admin.as_ref().and_then(|a| a.state_dir.clone());
+    edge.or(shield).or(admin)
 }
 
 /// The `[dns]` role's DNS-01 records, as the admin API publishes them.
@@ -311,8 +332,8 @@ impl admin::ChallengeRecords for DnsChallenges {
     }
 }
 
-/// The purge service of this process: a follower of `edge.purge_hub` when set, a NATS
-/// participant with `edge.purge_nats_url`, else a hub.
+/// The purge service of this process (which has a cache, or is a dedicated hub): a follower
+/// of `edge.purge_hub` when set, a NATS participant with `edge.purge_nats_url`, else a hub.
 async fn open_purge(
     cfg: &NodeConfig,
     admin_token: Option<&str>,

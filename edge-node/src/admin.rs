@@ -3,10 +3,14 @@
 //! /livez` (open: the process answers), and behind a bearer token compared in constant time:
 //! `GET /metrics` (the process's instruments as Prometheus text), `GET /stats` (the same added
 //! up per node and per site, as JSON, with the caches' gauges), `POST /purge`, `GET
-//! /purge/log?since=N&wait=MS` and `POST /reload`.
+//! /purge/log?since=N&wait=MS`, `GET /cache?url=URL` (what the caches hold for a URL,
+//! `inspect.rs`) and `POST /reload`.
+
+mod inspect;
+mod reply;
 
 use crate::node::Node;
-use crate::purge::event::PurgeRequest;
+use crate::purge::event::{PurgeRequest, PurgeTarget};
 use crate::purge::service::{PurgeError, PurgeService};
 use agent::metrics::Registry;
 use axum::extract::Query;
@@ -16,6 +20,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use reply::{error, NO_CACHE};
 use std::sync::Arc;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
@@ -107,10 +112,6 @@ impl AdminState {
     }
 }
 
-fn error(status: StatusCode, msg: &str) -> Response {
-    (status, Json(serde_json::json!({ "error": msg }))).into_response()
-}
-
 async fn require_token(State(st): State<AdminState>, req: Request, next: Next) -> Response {
     let presented = req
         .headers()
@@ -192,14 +193,47 @@ async fn stats(State(st): State<AdminState>) -> Response {
     Json(json).into_response()
 }
 
+/// Why this node takes no purges: nothing here caches, or purge is off.
+fn no_purge(st: &AdminState) -> Response {
+    if st.nodes.is_empty() {
+        error(StatusCode::CONFLICT, NO_CACHE)
+    } else {
+        error(StatusCode::NOT_FOUND, "purge is not enabled on this node")
+    }
+}
+
+/// A URL or prefix of `req` whose host no site of this node serves, named in a 400; `None`
+/// when every host is served, or when the node has no sites to check against (a dedicated
+/// purge hub accepts for the whole fleet).
+fn unserved_host(st: &AdminState, req: &PurgeRequest) -> Option<Response> {
+    if st.nodes.is_empty() {
+        return None;
+    }
+    let targets = match req.target().ok()? {
+        PurgeTarget::Urls(t) | PurgeTarget::Prefixes(t) => t,
+        PurgeTarget::Tags(_) | PurgeTarget::All => return None,
+    };
+    let host = targets
+        .iter()
+        .map(|t| t.host.as_str())
+        .find(|h| !st.nodes.iter().any(|n| n.proxy().serves_host(h)))?;
+    Some(error(
+        StatusCode::BAD_REQUEST,
+        &format!("no site of this node serves host {host}"),
+    ))
+}
+
 async fn purge(State(st): State<AdminState>, body: axum::body::Bytes) -> Response {
     let Some(svc) = &st.purge else {
-        return error(StatusCode::NOT_FOUND, "purge is not enabled on this node");
+        return no_purge(&st);
     };
     let req: PurgeRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid purge JSON: {e}")),
     };
+    if let Some(refused) = unserved_host(&st, &req) {
+        return refused;
+    }
     match svc.submit(&req).await {
         Ok(version) => (
             StatusCode::OK,
@@ -227,7 +261,7 @@ async fn purge_log(
     q: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Some(svc) = &st.purge else {
-        return error(StatusCode::NOT_FOUND, "purge is not enabled on this node");
+        return no_purge(&st);
     };
     let Ok(Query(q)) = q else {
         return error(
@@ -245,6 +279,15 @@ async fn purge_log(
     };
     Json(serde_json::json!({ "events": events, "latest": svc.latest(), "applied": svc.applied() }))
         .into_response()
+}
+
+/// `GET /cache?url=URL`: what the caches hold for a URL (`inspect.rs`).
+async fn cache(
+    State(st): State<AdminState>,
+    q: Result<Query<inspect::CacheQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let proxies: Vec<_> = st.nodes.iter().map(|n| n.proxy()).collect();
+    inspect::answer(&proxies, q.ok().and_then(|Query(q)| q.url)).await
 }
 
 #[derive(serde::Deserialize)]
@@ -349,6 +392,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/purge", axum::routing::post(purge))
         .route("/purge/log", get(purge_log))
         .route("/reload", axum::routing::post(reload))
+        .route("/cache", get(cache))
         .route("/acme/state", get(acme_state))
         .route(
             "/dns/acme-challenge",

@@ -216,6 +216,11 @@ pub struct SiteConfig {
     /// Get a certificate for the site's hosts from the `[acme]` CA (wildcards left out).
     #[serde(default)]
     pub acme: bool,
+    /// Client networks (CIDR, `"10.0.0.0/8"`; a bare address is one host) whose HTTP `PURGE`
+    /// requests purge the URL on this node's cache, through the purge service like an admin
+    /// purge; from anywhere else `PURGE` gets 405. Empty: `PURGE` is refused.
+    #[serde(default)]
+    pub purge_from: Vec<String>,
 }
 
 impl SiteConfig {
@@ -246,6 +251,7 @@ impl SiteConfig {
             origin_ca: None,
             origin_insecure_skip_verify: false,
             acme: false,
+            purge_from: Vec::new(),
         }
     }
 
@@ -284,6 +290,14 @@ pub struct AdminConfig {
     /// The key of `cert`.
     #[serde(default)]
     pub key: Option<PathBuf>,
+    /// This process is a dedicated purge hub: it takes purges and keeps the log followers
+    /// read even without an `[edge]` or `[shield]` (a node with neither refuses purges).
+    #[serde(default)]
+    pub purge_hub: bool,
+    /// Where a dedicated purge hub keeps its purge log (nodes with an edge or shield use
+    /// that section's `state_dir`).
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// The `[acme]` section: where certificates for `acme = true` sites come from.
@@ -841,6 +855,7 @@ impl EdgeConfig {
                 }
             }
             out.extend(origin_tls_problems(s, &p));
+            out.extend(purge_from_problems(s, &p));
             if let Some(hp) = &s.health_path {
                 if !hp.starts_with('/') || http::uri::PathAndQuery::try_from(hp.as_str()).is_err() {
                     out.push(ConfigProblem::new(
@@ -933,6 +948,31 @@ fn origin_tls_problems(s: &SiteConfig, p: &str) -> Vec<ConfigProblem> {
         }
     }
     out
+}
+
+/// A client network of `purge_from`: CIDR, or a bare address for one host.
+pub(crate) fn parse_network(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| {
+            format!(
+                "{s:?} is not a network: an address with a prefix length (CIDR), \
+                 such as \"10.0.0.0/8\" or \"127.0.0.1/32\""
+            )
+        })
+}
+
+/// Problems with a site's `purge_from` networks (`p` is its path).
+fn purge_from_problems(s: &SiteConfig, p: &str) -> Vec<ConfigProblem> {
+    s.purge_from
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| {
+            let e = parse_network(n).err()?;
+            Some(ConfigProblem::new(format!("{p}.purge_from[{i}]"), e))
+        })
+        .collect()
 }
 
 fn valid_host_pattern(h: &str) -> bool {

@@ -160,6 +160,7 @@ impl<'a> EdgeBuilder<'a> {
             registry: self.registry.clone().unwrap_or_default(),
             access: None,
             access_dropped: Arc::default(),
+            purge: Arc::default(),
             cfg: cfg.clone(),
         };
         let kept = with_access_log(kept, cfg)?;
@@ -224,6 +225,7 @@ impl<'a> EdgeBuilder<'a> {
             metrics,
             registry: kept.registry.clone(),
             access: kept.access.as_ref().map(|(_, log)| log.clone()),
+            purge: kept.purge.clone(),
             settings: ProxySettings {
                 policy: PolicyOptions {
                     default_swr: cfg.stale_while_revalidate.0,

@@ -34,6 +34,8 @@ pub(crate) struct Kept {
     )>,
     /// Access log records dropped (a full buffer), over every log the node had.
     pub access_dropped: Arc<std::sync::atomic::AtomicU64>,
+    /// The purge service for the `PURGE` method, once set.
+    pub purge: crate::proxy::PurgeSlot,
     /// The config of the current generation (for what a reload may not change).
     pub cfg: crate::config::EdgeConfig,
 }
@@ -117,6 +119,11 @@ impl Node {
     /// `edge` or `shield`.
     pub fn tier(&self) -> &'static str {
         self.current.load().proxy.tier()
+    }
+
+    /// Hands the node's purge service to the `PURGE` method, for every generation to come.
+    pub fn set_purge_submitter(&self, purge: &Arc<dyn crate::purge::PurgeSubmitter>) {
+        self.proxy().set_purge_submitter(purge);
     }
 
     /// Asks the access log, if any, to reopen its file (SIGUSR1, after logrotate).

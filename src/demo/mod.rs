@@ -198,6 +198,8 @@ Try:
   curl -s  http://127.0.0.1:{eu_admin}/stats -H 'Authorization: Bearer {TOKEN}'
   outpost purge --admin http://127.0.0.1:{eu_admin} --token {TOKEN} --tag api    # reaches every edge via the hub
   outpost purge --admin http://127.0.0.1:{eu_admin} --token {TOKEN} --prefix http://127.0.0.1/static/ --soft
+  outpost purge log --admin http://{hub_admin} --token {TOKEN}                 # the hub's purge log
+  outpost inspect http://127.0.0.1/static/app.js --admin http://127.0.0.1:{eu_admin} --token {TOKEN}  # what the edge holds
   dig @{dns_host} -p {dns_port} cdn.demo.test +subnet=81.2.3.0/24    # a Frankfurt client: eu (127.0.0.1)
   dig @{dns_host} -p {dns_port} cdn.demo.test +subnet=24.1.2.0/24    # a New York client: us (127.0.0.2)
   dig @{dns_host} -p {dns_port} www.demo.test AAAA +subnet=2600::/32 # CNAME to cdn, then us over IPv6

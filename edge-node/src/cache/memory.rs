@@ -153,6 +153,19 @@ impl MemoryTier {
         to.cache.run_pending_tasks();
     }
 
+    /// What is stored for `key`, read without counting as an access: the eviction policy (its
+    /// popularity estimate and recency order) is left as it was. For inspection only: moka's
+    /// one read that leaves the policy alone is its iterator, so this is O(entries) when the
+    /// key is present (`contains_key`, also policy-neutral, answers the absent case at once).
+    pub(crate) fn peek(&self, key: &CacheKey) -> Option<Arc<Entry>> {
+        if !self.cache.contains_key(key) {
+            return None;
+        }
+        self.cache
+            .iter()
+            .find_map(|(k, v)| (*k == *key).then_some(v))
+    }
+
     /// Removes everything stored for `key` (all variants). Returns whether anything was there.
     pub(crate) fn remove(&self, key: &CacheKey) -> bool {
         self.cache.remove(key).is_some()

@@ -4,7 +4,8 @@
 //! The request path asks the cache for a verdict ([`Cache::lookup`]: fresh, stale and why, or
 //! a miss) and hands it responses to keep ([`Cache::insert`], [`Cache::begin_large`]); every
 //! removal ([`Cache::remove`], [`Cache::clear`], a purge) reaches every tier. Nothing outside
-//! this module touches a tier.
+//! this module touches a tier. [`Cache::inspect`] reports what is stored for a URL without
+//! changing it (`inspect.rs`).
 //!
 //! Tiering: the memory tier (moka, bounded by bytes) holds objects up to `max_object_bytes`;
 //! every object stored in memory is written through to the disk tier, and a memory miss looks
@@ -15,6 +16,7 @@ pub(crate) mod compress;
 pub(crate) mod date;
 pub(crate) mod disk;
 pub(crate) mod headers;
+pub mod inspect;
 pub(crate) mod key;
 pub(crate) mod marks;
 pub(crate) mod memory;

@@ -10,6 +10,7 @@
 //! - `respond.rs`: every answer's fields (Age, Cache-Status, Via, 304, 206, HEAD) and the one
 //!   answer to an upstream failure.
 //! - `telemetry.rs`: the server span and the request's metrics.
+//! - `purge_method.rs`: the HTTP `PURGE` method from a site's `purge_from` networks.
 //!
 //! Beside them: `collapse.rs` (fills shared by concurrent requests), `sites.rs`, and the pure
 //! pieces `headers.rs`, `conditional.rs`, `range.rs`. The path never touches a storage tier:
@@ -22,11 +23,13 @@ mod ctx;
 mod fetch;
 mod gauges;
 pub(crate) mod headers;
+pub mod inspect;
 mod lookup;
 mod miss;
 mod partial;
 mod pass;
 mod post;
+mod purge_method;
 mod purge_sink;
 pub(crate) mod range;
 mod refresh;
@@ -52,6 +55,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Where a node's purge service is, once it is built (after the request path, which it
+/// holds: so weakly). One slot per node, shared by the request paths its reloads make.
+pub(crate) type PurgeSlot =
+    Arc<std::sync::OnceLock<std::sync::Weak<dyn crate::purge::PurgeSubmitter>>>;
 
 /// Who sent a request and over what.
 #[derive(Debug, Clone)]
@@ -127,6 +135,8 @@ pub(crate) struct Parts {
     pub registry: Registry,
     /// Where each request's line goes, if anywhere.
     pub access: Option<Arc<crate::access_log::AccessLog>>,
+    /// The purge service the `PURGE` method submits to (shared by a node's generations).
+    pub purge: PurgeSlot,
     pub settings: ProxySettings,
 }
 
@@ -147,6 +157,8 @@ pub struct Proxy {
     traced: bool,
     /// The cache's gauges as last read for the metrics, and when (see `gauges.rs`).
     scraped: std::sync::Mutex<Option<(std::time::Instant, CacheGauges)>>,
+    /// Where the `PURGE` method sends purges (`purge_method.rs`), once set.
+    purge: PurgeSlot,
 }
 
 impl Proxy {
@@ -168,6 +180,7 @@ impl Proxy {
             via,
             traced: agent::traces_enabled(),
             scraped: std::sync::Mutex::new(None),
+            purge: p.purge,
         });
         proxy.register_gauges();
         proxy

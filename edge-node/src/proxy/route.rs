@@ -42,6 +42,9 @@ impl Proxy {
         let mut answer = if let Err(r) = self.hooks.admit(&ctx.info()) {
             let st = self.status_value(&format!("fwd=request; detail={}", r.detail));
             Answer::new(plain(r.status, st, r.message), Outcome::Error, None)
+        } else if ctx.parts.method.as_str() == "PURGE" {
+            drop(body);
+            self.purge_method(&ctx).await
         } else if matches!(ctx.parts.method, Method::CONNECT | Method::TRACE) {
             let st = self.status_value("fwd=method");
             Answer::new(

@@ -24,6 +24,8 @@ pub(crate) struct Site {
     pub drop_params: Vec<String>,
     /// Its own window for serving stale when unreachable, if set.
     pub stale_if_unreachable: Option<std::time::Duration>,
+    /// Client networks whose `PURGE` requests are accepted (empty: none).
+    pub purge_from: Vec<ipnet::IpNet>,
 }
 
 /// Host name -> site.
@@ -86,6 +88,12 @@ impl Sites {
                 query: s.query,
                 drop_params: s.drop_params.clone(),
                 stale_if_unreachable: s.stale_if_unreachable.map(|d| d.0),
+                purge_from: s
+                    .purge_from
+                    .iter()
+                    .map(|n| crate::config::parse_network(n))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("sites[{index}].purge_from: {e}"))?,
             });
             for h in &s.hosts {
                 let h = h.to_ascii_lowercase();

@@ -1,13 +1,16 @@
 //! Versioned purge: requests and events (`event.rs`), the hub's ordered log (`log.rs`),
 //! applying them in order to the caches of the process and propagating them between nodes
-//! (`service.rs`, over the hub's long-poll, or NATS JetStream in `nats.rs`). The marks each
+//! (`service.rs`, over the hub's long-poll, or NATS JetStream in `nats.rs`); `submit.rs` lets a
+//! caching node's `PURGE` method hand purges to the service. The marks each
 //! purge leaves, checked at lookup, are the cache's (`cache/marks.rs`).
 
 pub(crate) mod event;
 pub(crate) mod log;
 pub(crate) mod nats;
 pub(crate) mod service;
+pub(crate) mod submit;
 
 pub use event::{PurgeEvent, PurgeRequest, PurgeTarget, UrlTarget};
 pub use nats::NatsBus;
 pub use service::{PurgeError, PurgeService, PurgeSink, Role};
+pub use submit::{PurgeSubmitter, Submitted};

@@ -489,6 +489,10 @@ impl Node {
             .collect();
         let purge = PurgeService::open(role, state_dir, marks, sinks).expect("purge service");
         purge.register_metrics(&registry.meter());
+        let submitter: Arc<dyn edge_node::purge::PurgeSubmitter> = purge.clone();
+        for e in &edges {
+            e.set_purge_submitter(&submitter);
+        }
         if !purge.is_hub() {
             tasks.push(tokio::spawn(purge.clone().follow(rx.clone())));
         }

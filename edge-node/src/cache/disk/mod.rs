@@ -14,6 +14,7 @@
 //! background: until it is done, lookups miss.
 
 pub(crate) mod format;
+pub(crate) mod peek;
 
 use crate::cache::headers::StoredHeaders;
 use crate::cache::key::CacheKey;
