@@ -12,6 +12,7 @@ mod inspect_cli;
 mod purge_cli;
 mod purge_log;
 mod reload;
+mod reload_cli;
 mod run;
 mod startup;
 
@@ -54,6 +55,8 @@ enum Cmd {
     Purge(purge_cli::PurgeCmd),
     /// Show what a node's caches hold for a URL: keys, tiers, variants, freshness, headers.
     Inspect(inspect_cli::InspectArgs),
+    /// Make a running node re-read its config file (as SIGHUP does), and print what changed.
+    Reload(reload_cli::ReloadArgs),
     /// The fleet certificate authority: create it, issue node certificates.
     ///
     /// One certificate per node serves TLS and mutual TLS between edges, shields, the purge
@@ -231,6 +234,12 @@ fn main() -> ExitCode {
         }),
         Cmd::Inspect(args) => block_on(Some(1), async move {
             for line in inspect_cli::run(args).await? {
+                println!("{line}");
+            }
+            Ok(())
+        }),
+        Cmd::Reload(args) => block_on(Some(1), async move {
+            for line in reload_cli::run(args).await? {
                 println!("{line}");
             }
             Ok(())

@@ -161,7 +161,11 @@ async fn reload(State(st): State<AdminState>) -> Response {
         }
         Err(problems) => (
             StatusCode::UNPROCESSABLE_ENTITY,
-            Json(serde_json::json!({ "reloaded": false, "errors": problems })),
+            Json(serde_json::json!({
+                "reloaded": false,
+                "error": format!("nothing was reloaded: {}", problems.join("; ")),
+                "errors": problems,
+            })),
         )
             .into_response(),
     }

@@ -182,7 +182,10 @@ async fn a_down_purge_hub_is_one_warning_then_a_count_per_interval_then_a_recove
     let _hub = Process::start(
         &dir,
         "hub",
-        &format!("[admin]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\n"),
+        &format!(
+            "[admin]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\npurge_hub = true\nstate_dir = {:?}\n",
+            dir.join("hub-state").display().to_string()
+        ),
         1,
     );
     let recovered = format!("purge hub {hub} reachable again after ");

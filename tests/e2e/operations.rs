@@ -173,6 +173,28 @@ async fn twenty_reloads_under_load_fail_no_request_and_apply_what_changed() {
     std::fs::write(&node.config, &a_only).unwrap();
     let (_, body) = admin_json(&c, "POST", &format!("{admin_url}/reload")).await;
     assert_eq!(body["changes"], serde_json::json!([]), "{body}");
+    // `outpost reload` does the same from the command line.
+    let cli = |args: &[&str]| {
+        std::process::Command::new(crate::support::process::BIN)
+            .args(["reload", "--admin", &admin_url, "--token", "t"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    std::fs::write(&node.config, &both).unwrap();
+    let out = cli(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.starts_with("reloaded: "), "{stdout}");
+    assert!(stdout.contains("edge.sites[1]: added"), "{stdout}");
+    std::fs::write(&node.config, both.replace("16MiB", "lots")).unwrap();
+    let out = cli(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        stderr.contains("nothing was reloaded") && stderr.contains("memory_bytes"),
+        "{stderr}"
+    );
     let log = node.log();
     assert!(
         log.contains("reload changed edge.memory_bytes: \"64MiB\" -> \"16MiB\""),
