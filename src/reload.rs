@@ -167,7 +167,7 @@ fn restart_only(old: &toml::Table, new: &toml::Table) -> Result<(), Vec<String>>
     }
     Err(out
         .into_iter()
-        .map(|w| format!("{w}: only a restart applies it; nothing was reloaded"))
+        .map(|w| format!("{w}: only a restart applies it"))
         .collect())
 }
 

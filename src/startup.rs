@@ -21,6 +21,15 @@ pub fn describe(cfg: &NodeConfig) -> Vec<String> {
     if let Some(s) = &cfg.shield {
         caching("shield", &s.node_config(), &mut out);
     }
+    if let Some(a) = cfg.admin.as_ref().filter(|a| a.purge_hub) {
+        let state = a
+            .state_dir
+            .as_ref()
+            .map_or("-".into(), |p| p.display().to_string());
+        out.push(format!(
+            "admin: a dedicated purge hub (purge log in {state})"
+        ));
+    }
     if let Some(d) = &cfg.dns {
         for z in &d.zones {
             let geo: Vec<String> = z
@@ -48,6 +57,9 @@ fn caching(role: &str, c: &EdgeConfig, out: &mut Vec<String>) {
         None => "no disk tier".into(),
     };
     out.push(format!("{role}: cache: memory {}, {disk}", c.memory_bytes));
+    if let Some(a) = &c.access_log {
+        out.push(format!("{role}: access log: {} ({})", a.path, a.format));
+    }
     for s in &c.sites {
         out.push(format!("{role}: {}", site(s)));
     }

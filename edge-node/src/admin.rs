@@ -157,7 +157,8 @@ async fn reload(State(st): State<AdminState>) -> Response {
     };
     match r.reload().await {
         Ok(changes) => {
-            Json(serde_json::json!({ "reloaded": true, "changes": changes })).into_response()
+            Json(serde_json::json!({ "reloaded": !changes.is_empty(), "changes": changes }))
+                .into_response()
         }
         Err(problems) => (
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -1,24 +1,24 @@
 //! The access log: one line per request, written off the request path.
 //!
 //! The request path builds a [`Record`] (a few copied fields and reference-counted clones of
-//! the request's URI and headers) and offers it to a bounded channel; a writer thread formats
-//! it (`format.rs`: `combined`, `json`, or a list of fields) and writes it to a file or
-//! stderr (`writer.rs`), reopening the file on request (SIGUSR1, for logrotate). A full
-//! channel drops the record and counts it: the request never waits on the log. When
+//! the request's URI and headers) and pushes it on a bounded queue (`queue.rs`); a writer
+//! thread takes the queue's records in batches, formats them (`format.rs`: `combined`,
+//! `json`, or a list of fields) and writes each batch to a file or stderr in one write
+//! (`writer.rs`), reopening the file on request (SIGUSR1, for logrotate). A full queue drops
+//! the record and counts it: the request never waits on the log, and never wakes the writer. When
 //! `[telemetry]` exports logs, each record is also an OTLP log record (target
 //! [`agent::ACCESS_TARGET`], which stderr never shows).
 
 mod format;
+mod queue;
 mod record;
 mod writer;
 
 pub use format::{Format, FIELDS};
-use record::Msg;
 pub use record::Record;
 
 use serde::Deserialize;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -67,8 +67,10 @@ impl AccessLogConfig {
 
 /// A node's access log: where its records go.
 pub struct AccessLog {
-    tx: SyncSender<Msg>,
+    queue: Arc<queue::Queue>,
     dropped: Arc<AtomicU64>,
+    /// Joined when the log is dropped, so what was queued is written.
+    writer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for AccessLog {
@@ -82,28 +84,38 @@ impl AccessLog {
     pub fn open(cfg: &AccessLogConfig, dropped: Arc<AtomicU64>) -> Result<Self, String> {
         let format = Format::parse(&cfg.format)?;
         let out = writer::Output::open(&cfg.path)?;
-        let (tx, rx) = sync_channel(cfg.buffer.max(1));
-        std::thread::Builder::new()
+        let queue = Arc::new(queue::Queue::new(cfg.buffer));
+        let q = queue.clone();
+        let writer = std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || writer::run(rx, out, format))
+            .spawn(move || writer::run(&q, out, format))
             .map_err(|e| format!("cannot start the access log writer: {e}"))?;
-        Ok(Self { tx, dropped })
+        Ok(Self {
+            queue,
+            dropped,
+            writer: Some(writer),
+        })
     }
 
-    /// Offers `r` to the writer; a full buffer drops it (counted).
+    /// Offers `r` to the writer; a full queue drops it (counted).
     pub fn record(&self, r: Record) {
-        match self.tx.try_send(Msg::Line(Box::new(r))) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(1, Relaxed);
-            }
+        if !self.queue.push(r) {
+            self.dropped.fetch_add(1, Relaxed);
         }
     }
 
     /// Asks the writer to reopen its file (after logrotate moved it).
     pub fn reopen(&self) {
-        // Blocking: a reopen must not be lost to a full buffer; the writer is always draining.
-        let _ = self.tx.send(Msg::Reopen);
+        self.queue.reopen();
+    }
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        self.queue.close();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
     }
 }
 

@@ -39,8 +39,3 @@ pub struct Record {
     /// The trace it belongs to, if any.
     pub trace: Option<[u8; 32]>,
 }
-
-pub(super) enum Msg {
-    Line(Box<Record>),
-    Reopen,
-}

@@ -2,11 +2,11 @@
 //! batches (flushed whenever the channel runs dry), reopens the file when asked.
 
 use super::format::Format;
-use super::record::{Msg, Record};
+use super::queue::Queue;
+use super::record::Record;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::mpsc::Receiver;
 
 /// Where lines go.
 pub(super) enum Output {
@@ -64,40 +64,41 @@ fn open_file(p: &std::path::Path) -> Result<File, String> {
         .map_err(|e| format!("access log {}: {e}", p.display()))
 }
 
-/// Writes what arrives on `rx` until every sender is gone.
-pub(super) fn run(rx: Receiver<Msg>, mut out: Output, format: Format) {
+/// Writes what `queue` receives, a batch at a time, until it is closed and empty.
+pub(super) fn run(queue: &Queue, mut out: Output, format: Format) {
     let mut line = String::with_capacity(512);
     let mut buf: Vec<u8> = Vec::with_capacity(64 << 10);
+    let mut batch: Vec<Record> = Vec::new();
     let mut failing = false;
-    while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
-        // Everything already queued goes out in one write.
-        while let Some(msg) = next.take() {
-            match msg {
-                Msg::Line(r) => {
-                    line.clear();
-                    format.write(&r, &mut line);
-                    buf.extend_from_slice(line.as_bytes());
-                    export(&r, &line);
-                }
-                Msg::Reopen => {
-                    flush(&mut out, &mut buf, &mut failing);
-                    match out.reopen() {
-                        Ok(()) => tracing::info!("access log reopened"),
-                        Err(e) => tracing::error!("cannot reopen the {e}"),
-                    }
-                }
+    loop {
+        let taken = queue.take(&mut batch);
+        if taken.reopen {
+            flush(&mut out, &mut buf, &mut failing);
+            match out.reopen() {
+                Ok(()) => tracing::info!("access log reopened"),
+                Err(e) => tracing::error!("cannot reopen the {e}"),
             }
+        }
+        for r in batch.drain(..) {
+            line.clear();
+            format.write(&r, &mut line);
+            buf.extend_from_slice(line.as_bytes());
+            export(&r, &line);
             if buf.len() > 60 << 10 {
                 flush(&mut out, &mut buf, &mut failing);
             }
-            next = rx.try_recv().ok();
         }
         flush(&mut out, &mut buf, &mut failing);
+        if taken.closed {
+            return;
+        }
     }
 }
 
 fn flush(out: &mut Output, buf: &mut Vec<u8>, failing: &mut bool) {
+    if buf.is_empty() {
+        return;
+    }
     let r = out.write(buf).and_then(|()| out.flush());
     buf.clear();
     match r {

@@ -32,6 +32,8 @@ impl Proxy {
             site,
         } = answer;
         self.hooks.response(&mut res);
+        // The node's own answers (errors, refusals) carry their length in the body.
+        let bytes = bytes.or_else(|| http_body::Body::size_hint(res.body()).exact());
         let elapsed = start.elapsed();
         self.metrics.request(
             elapsed.as_secs_f64(),
