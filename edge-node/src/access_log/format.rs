@@ -97,9 +97,9 @@ fn protocol(v: http::Version) -> &'static str {
     }
 }
 
-fn header(v: &Option<http::HeaderValue>) -> String {
-    v.as_ref()
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+fn header(v: &Option<Box<[u8]>>) -> String {
+    v.as_deref()
+        .map(|v| String::from_utf8_lossy(v).into_owned())
         .unwrap_or_default()
 }
 
@@ -114,7 +114,7 @@ fn value(r: &Record, i: usize) -> String {
         "client" => r.client.ip().to_string(),
         "site" => r.site.to_string(),
         "method" => r.method.to_string(),
-        "target" => r.uri.to_string(),
+        "target" => r.target.to_string(),
         "protocol" => protocol(r.version).into(),
         "status" => r.status.to_string(),
         "bytes" => r.bytes.map(|b| b.to_string()).unwrap_or_default(),
@@ -152,7 +152,7 @@ fn combined(r: &Record, out: &mut String) {
     let local = httpdate_clf(r.time);
     let _ = write!(out, "{} - - [{local}] \"", r.client.ip());
     quoted(
-        &format!("{} {} {}", r.method, r.uri, protocol(r.version)),
+        &format!("{} {} {}", r.method, r.target, protocol(r.version)),
         out,
     );
     let bytes = r.bytes.unwrap_or(0);
@@ -218,10 +218,10 @@ mod tests {
             client: "192.0.2.7:5555".parse().unwrap(),
             site: "www".into(),
             method: http::Method::GET,
-            uri: "/a?b=%22c%22".parse().unwrap(),
+            target: "/a?b=%22c%22".into(),
             version: http::Version::HTTP_11,
             referer: None,
-            user_agent: Some(http::HeaderValue::from_static("curl/8")),
+            user_agent: Some(Box::from(&b"curl/8"[..])),
             status: 200,
             bytes: Some(5),
             duration: Duration::from_micros(1500),

@@ -105,7 +105,7 @@ mod tests {
             client: "127.0.0.1:1".parse().unwrap(),
             site: "-".into(),
             method: http::Method::GET,
-            uri: "/".parse().unwrap(),
+            target: "/".into(),
             version: http::Version::HTTP_11,
             referer: None,
             user_agent: None,

@@ -15,13 +15,13 @@ pub struct Record {
     /// Method.
     pub method: http::Method,
     /// The request target as received.
-    pub uri: http::Uri,
+    pub target: Box<str>,
     /// HTTP version.
     pub version: http::Version,
     /// `Referer` and `User-Agent`, for the combined format.
-    pub referer: Option<http::HeaderValue>,
+    pub referer: Option<Box<[u8]>>,
     /// See `referer`.
-    pub user_agent: Option<http::HeaderValue>,
+    pub user_agent: Option<Box<[u8]>>,
     /// Status sent.
     pub status: u16,
     /// Body bytes, when known at the head.

@@ -123,7 +123,12 @@ fn export(r: &Record, line: &str) {
         .trace
         .map(|t| String::from_utf8_lossy(&t).into_owned())
         .unwrap_or_default();
-    let (method, path, status, client) = (r.method.as_str(), r.uri.path(), r.status, r.client.ip());
+    let (method, path, status, client) = (
+        r.method.as_str(),
+        r.target.split('?').next().unwrap_or_default(),
+        r.status,
+        r.client.ip(),
+    );
     let (site, cache, tier, id) = (&*r.site, r.cache, r.tier, format!("{:016x}", r.id));
     tracing::event!(
         target: agent::ACCESS_TARGET,

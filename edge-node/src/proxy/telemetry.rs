@@ -71,10 +71,22 @@ impl Proxy {
             client: client.addr,
             site: self.metrics.site_name(None),
             method: req.method().clone(),
-            uri: req.uri().clone(),
+            // Copies, not shared handles: a handle on the request's bytes would keep hyper's
+            // read buffer from being reused until the writer is done with the record.
+            target: req
+                .uri()
+                .path_and_query()
+                .map_or("/", |pq| pq.as_str())
+                .into(),
             version: req.version(),
-            referer: req.headers().get(header::REFERER).cloned(),
-            user_agent: req.headers().get(header::USER_AGENT).cloned(),
+            referer: req
+                .headers()
+                .get(header::REFERER)
+                .map(|v| v.as_bytes().into()),
+            user_agent: req
+                .headers()
+                .get(header::USER_AGENT)
+                .map(|v| v.as_bytes().into()),
             status: 0,
             bytes: None,
             duration: std::time::Duration::ZERO,
