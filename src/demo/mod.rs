@@ -193,13 +193,13 @@ Try:
   for i in 1 2 3 4 5; do curl -s -o /dev/null -w '%{{http_code}} %{{time_total}}s\n' http://127.0.0.1:{eu}/slow & done; wait
                                                                            # 5 clients, one origin fetch (collapsing)
   curl -si http://127.0.0.1:{eu}/vary -H 'Accept-Encoding: gzip' -o /dev/null -D -  # a gzip variant, Vary: Accept-Encoding
-  curl -si http://127.0.0.1:{eu}/static/app.js -H 'Range: bytes=0-99'       # 206 from the cached object
+  curl -si http://127.0.0.1:{eu}/static/app.js -H 'Host: demo.test' -H 'Range: bytes=0-99'  # 206 from the cached object
   curl -s  http://127.0.0.1:{eu_admin}/metrics -H 'Authorization: Bearer {TOKEN}' | grep request_duration_seconds_count
   curl -s  http://127.0.0.1:{eu_admin}/stats -H 'Authorization: Bearer {TOKEN}'
   outpost purge --admin http://127.0.0.1:{eu_admin} --token {TOKEN} --tag api    # reaches every edge via the hub
-  outpost purge --admin http://127.0.0.1:{eu_admin} --token {TOKEN} --prefix http://127.0.0.1/static/ --soft
+  outpost purge --admin http://127.0.0.1:{eu_admin} --token {TOKEN} --prefix http://demo.test/static/ --soft
   outpost purge log --admin http://{hub_admin} --token {TOKEN}                 # the hub's purge log
-  outpost inspect http://127.0.0.1/static/app.js --admin http://127.0.0.1:{eu_admin} --token {TOKEN}  # what the edge holds
+  outpost inspect http://demo.test/static/app.js --admin http://127.0.0.1:{eu_admin} --token {TOKEN}  # what the edge holds
   dig @{dns_host} -p {dns_port} cdn.demo.test +subnet=81.2.3.0/24    # a Frankfurt client: eu (127.0.0.1)
   dig @{dns_host} -p {dns_port} cdn.demo.test +subnet=24.1.2.0/24    # a New York client: us (127.0.0.2)
   dig @{dns_host} -p {dns_port} www.demo.test AAAA +subnet=2600::/32 # CNAME to cdn, then us over IPv6

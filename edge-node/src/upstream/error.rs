@@ -6,8 +6,8 @@ use http::StatusCode;
 /// An upstream fetch failed before a usable response.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub(crate) enum UpstreamError {
-    /// No connection could be made to any origin.
-    #[error("cannot connect to origin {origin}: {detail}")]
+    /// No connection could be made to the upstream (origin or shield) tried last.
+    #[error("cannot connect to {origin}: {detail}")]
     Connect {
         /// The origin tried last.
         origin: String,
@@ -15,7 +15,7 @@ pub(crate) enum UpstreamError {
         detail: String,
     },
     /// The origin did not answer in time.
-    #[error("origin {origin} timed out waiting for the {phase}")]
+    #[error("{origin} timed out waiting for the {phase}")]
     Timeout {
         /// The origin.
         origin: String,
@@ -23,7 +23,7 @@ pub(crate) enum UpstreamError {
         phase: &'static str,
     },
     /// The origin answered with something unusable.
-    #[error("origin {origin} failed: {detail}")]
+    #[error("{origin} failed: {detail}")]
     Protocol {
         /// The origin.
         origin: String,
