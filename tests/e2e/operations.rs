@@ -474,3 +474,37 @@ fn a_bad_access_log_format_is_refused_by_check_config() {
     assert!(err.contains("\"nonsense\" is not a field"), "{err}");
     assert!(err.contains("edge.access_log.buffer"), "{err}");
 }
+
+#[tokio::test]
+async fn a_shield_reports_as_a_shield() {
+    let origin = Origin::start(|_, _| Reply::ok("x", &[("cache-control", "max-age=60")])).await;
+    let dir = temp_dir("shield-stats");
+    let (admin, listen) = (free_port(), free_port());
+    let cfg = format!(
+        "[admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken = \"t\"\n\n[shield]\nlisten = [\"127.0.0.1:{listen}\"]\nsecret = \"s3cret-long\"\n\n[[shield.sites]]\nhosts = [\"a.test\"]\norigins = [\"{}\"]\n",
+        origin.url()
+    );
+    let node = Process::start(&dir, "shield", &cfg, 2);
+    let c = client();
+    let url = format!("http://127.0.0.1:{listen}/p");
+    let got = send(
+        &c,
+        "GET",
+        &url,
+        &[("host", "a.test"), ("outpost-shield-secret", "s3cret-long")],
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    let (_, stats) = admin_json(&c, "GET", &format!("http://127.0.0.1:{admin}/stats")).await;
+    assert!(stats.get("edge").is_none(), "{stats}");
+    assert_eq!(stats["shield"][0]["tier"], "shield", "{stats}");
+    assert_eq!(
+        stats["shield"][0]["sites"]["a.test"]["requests"], 1,
+        "{stats}"
+    );
+    assert!(
+        node.log().contains("roles: shield, admin"),
+        "{}",
+        node.log()
+    );
+}
