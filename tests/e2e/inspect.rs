@@ -200,6 +200,13 @@ async fn refuses_what_it_cannot_look_up() {
 }
 
 /// Runs the `outpost` binary with `args`: exit code, stdout, stderr.
+/// `outpost inspect URL` against the admin API at `admin`, with `more` arguments.
+async fn inspect_cli(admin: &str, url: &str, more: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["inspect", url, "--admin", admin, "--token", TOKEN];
+    args.extend_from_slice(more);
+    outpost(&args).await
+}
+
 pub async fn outpost(args: &[&str]) -> (i32, String, String) {
     let out = tokio::process::Command::new(BIN)
         .args(args)
@@ -232,15 +239,7 @@ async fn outpost_inspect_and_purge_log_print_what_the_node_holds_and_did() {
     for lang in ["de", "fr"] {
         get(&format!("{edge}/p"), &[("accept-language", lang)]).await;
     }
-    let (code, out, err) = outpost(&[
-        "inspect",
-        "http://127.0.0.1/p",
-        "--admin",
-        &admin,
-        "--token",
-        TOKEN,
-    ])
-    .await;
+    let (code, out, err) = inspect_cli(&admin, "http://127.0.0.1/p", &[]).await;
     assert_eq!(code, 0, "{err}");
     for want in [
         "http://127.0.0.1/p: cached",
@@ -257,29 +256,12 @@ async fn outpost_inspect_and_purge_log_print_what_the_node_holds_and_did() {
     ] {
         assert!(out.contains(want), "missing {want:?} in\n{out}");
     }
-    let (code, out, _) = outpost(&[
-        "inspect",
-        "http://127.0.0.1/p",
-        "--admin",
-        &admin,
-        "--token",
-        TOKEN,
-        "--json",
-    ])
-    .await;
+    let (code, out, _) = inspect_cli(&admin, "http://127.0.0.1/p", &["--json"]).await;
     assert_eq!(code, 0);
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["cached"], true);
     assert_eq!(v["nodes"][0]["entries"].as_array().unwrap().len(), 2);
-    let (code, out, _) = outpost(&[
-        "inspect",
-        "http://127.0.0.1/none",
-        "--admin",
-        &admin,
-        "--token",
-        TOKEN,
-    ])
-    .await;
+    let (code, out, _) = inspect_cli(&admin, "http://127.0.0.1/none", &[]).await;
     assert_eq!(code, 0);
     assert!(out.contains("http://127.0.0.1/none: not cached") && out.contains("  not cached"));
 
@@ -316,14 +298,6 @@ async fn outpost_inspect_and_purge_log_print_what_the_node_holds_and_did() {
     assert_eq!(code, 2);
     assert!(err.contains("name what to purge"), "{err}");
     // And the URL purge made it a miss again.
-    let (_, out, _) = outpost(&[
-        "inspect",
-        "http://127.0.0.1/p",
-        "--admin",
-        &admin,
-        "--token",
-        TOKEN,
-    ])
-    .await;
+    let (_, out, _) = inspect_cli(&admin, "http://127.0.0.1/p", &[]).await;
     assert!(out.contains(": not cached"), "{out}");
 }
