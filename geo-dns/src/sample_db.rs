@@ -77,6 +77,10 @@ pub fn write(path: &Path, places: &[Place]) -> Result<(), String> {
     db.metadata.languages = vec!["en".into()];
     db.metadata.binary_format_major_version = 2;
     db.metadata.binary_format_minor_version = 0;
+    // Built now: the start-up line says when the database is from.
+    db.metadata.build_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     db.metadata
         .description
         .insert("en".into(), "Outpost sample world".into());
