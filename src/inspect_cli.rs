@@ -3,7 +3,6 @@
 
 use crate::admin_client::{AdminApi, AdminArgs};
 use serde_json::Value;
-use std::time::Duration;
 
 /// `outpost inspect` arguments.
 #[derive(clap::Args)]
@@ -50,8 +49,21 @@ fn n(v: &Value, k: &str) -> u64 {
     v.get(k).and_then(Value::as_u64).unwrap_or(0)
 }
 
+/// Seconds as days, hours, minutes and seconds (`365d`, `1h 30m`, `58s`): humantime's months
+/// and years are not the calendar's, and a year of max-age reads `11months 30days ...` there.
 fn secs(v: &Value, k: &str) -> String {
-    humantime::format_duration(Duration::from_secs(n(v, k))).to_string()
+    let mut left = n(v, k);
+    if left == 0 {
+        return "0s".into();
+    }
+    let mut out = Vec::new();
+    for (unit, len) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if left >= len {
+            out.push(format!("{}{unit}", left / len));
+            left %= len;
+        }
+    }
+    out.join(" ")
 }
 
 /// `512 B`, `1.5 KiB`, `20.0 MiB`.
