@@ -68,6 +68,15 @@ pub struct EdgeConfig {
     /// Largest request head (request line plus headers) accepted, in bytes.
     #[serde(default = "defaults::max_header_bytes")]
     pub max_header_bytes: ByteSize,
+    /// Client connections the node holds at most, over all its listeners (0: no bound).
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
+    /// Client connections one client address holds at most (0: no bound).
+    #[serde(default = "defaults::max_connections_per_client")]
+    pub max_connections_per_client: u32,
+    /// Requests one client connection may carry before the node closes it (0: no bound).
+    #[serde(default = "defaults::max_requests_per_connection")]
+    pub max_requests_per_connection: u64,
     /// Time to connect to an upstream.
     #[serde(default = "defaults::connect_timeout")]
     pub connect_timeout: Dur,
@@ -480,6 +489,15 @@ pub mod defaults {
     pub fn header_read_timeout() -> Dur {
         Dur(Duration::from_secs(10))
     }
+    pub fn max_connections() -> usize {
+        16_384
+    }
+    pub fn max_connections_per_client() -> u32 {
+        512
+    }
+    pub fn max_requests_per_connection() -> u64 {
+        10_000
+    }
     pub fn drain_timeout() -> Dur {
         Dur(Duration::from_secs(10))
     }
@@ -538,6 +556,9 @@ impl EdgeConfig {
             collapse_timeout: defaults::collapse_timeout(),
             header_read_timeout: defaults::header_read_timeout(),
             drain_timeout: defaults::drain_timeout(),
+            max_connections: defaults::max_connections(),
+            max_connections_per_client: defaults::max_connections_per_client(),
+            max_requests_per_connection: defaults::max_requests_per_connection(),
             max_header_bytes: defaults::max_header_bytes(),
             connect_timeout: defaults::connect_timeout(),
             first_byte_timeout: defaults::first_byte_timeout(),

@@ -161,10 +161,12 @@ impl<'a> EdgeBuilder<'a> {
             access: None,
             access_dropped: Arc::default(),
             purge: Arc::default(),
+            conns: Arc::default(),
             cfg: cfg.clone(),
         };
         let kept = with_access_log(kept, cfg)?;
         register_access_dropped(&kept, self.tier);
+        register_connections(&kept, self.tier);
         let acme = self.acme_service(&kept)?;
         let generation = self.generation(&kept)?;
         let bound = bind_new(cfg, &[]).await?;
@@ -257,6 +259,9 @@ impl<'a> EdgeBuilder<'a> {
         let limits = ConnLimits {
             header_read_timeout: cfg.header_read_timeout.0,
             max_header_bytes: usize::try_from(cfg.max_header_bytes.0).unwrap_or(usize::MAX),
+            max_connections: cfg.max_connections,
+            max_connections_per_client: cfg.max_connections_per_client,
+            max_requests_per_connection: cfg.max_requests_per_connection,
         };
         Ok(listener::Generation::new(proxy, acceptor, limits))
     }
@@ -360,6 +365,28 @@ fn register_access_dropped(kept: &Kept, tier: &'static str) {
                 dropped.load(std::sync::atomic::Ordering::Relaxed),
                 &[opentelemetry::KeyValue::new("cdn.tier", tier)],
             )
+        })
+        .build();
+}
+
+/// `outpost.connections.open` and `outpost.connections.refused` (over `max_connections` or
+/// `max_connections_per_client`).
+fn register_connections(kept: &Kept, tier: &'static str) {
+    let meter = kept.registry.meter();
+    let attrs = [opentelemetry::KeyValue::new("cdn.tier", tier)];
+    let conns = kept.conns.clone();
+    let a = attrs.clone();
+    let _ = meter
+        .u64_observable_gauge("outpost.connections.open")
+        .with_description("Client connections open.")
+        .with_callback(move |o| o.observe(conns.open() as u64, &a))
+        .build();
+    let conns = kept.conns.clone();
+    let _ = meter
+        .u64_observable_counter("outpost.connections.refused")
+        .with_description("Client connections closed at once: over max_connections or max_connections_per_client.")
+        .with_callback(move |o| {
+            o.observe(conns.refused.load(std::sync::atomic::Ordering::Relaxed), &attrs)
         })
         .build();
 }

@@ -36,6 +36,8 @@ pub(crate) struct Kept {
     pub access_dropped: Arc<std::sync::atomic::AtomicU64>,
     /// The purge service for the `PURGE` method, once set.
     pub purge: crate::proxy::PurgeSlot,
+    /// The client connections open, in total and per address.
+    pub conns: Arc<crate::listener::Conns>,
     /// The config of the current generation (for what a reload may not change).
     pub cfg: crate::config::EdgeConfig,
 }
@@ -57,6 +59,8 @@ pub(crate) struct Bound {
 /// A caching node while it serves: the current generation, and what outlives generations.
 pub struct Node {
     current: ArcSwap<Generation>,
+    /// The client connections open (also in `Kept`, for the metrics).
+    conns: Arc<crate::listener::Conns>,
     /// Flipped when the current generation is replaced or the node stops: ends its health
     /// checks.
     retired: Mutex<watch::Sender<bool>>,
@@ -74,6 +78,7 @@ impl Node {
     pub(crate) fn new(first: Generation, kept: Kept) -> Arc<Self> {
         Arc::new(Self {
             current: ArcSwap::from_pointee(first),
+            conns: kept.conns.clone(),
             retired: Mutex::new(watch::channel(false).0),
             kept: Mutex::new(kept),
             listening: Mutex::new(Vec::new()),
@@ -267,5 +272,9 @@ impl listener::Source for Node {
 
     fn proxy(&self) -> Arc<Proxy> {
         self.current.load().proxy.clone()
+    }
+
+    fn conns(&self) -> &Arc<crate::listener::Conns> {
+        &self.conns
     }
 }

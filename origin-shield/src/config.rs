@@ -73,6 +73,15 @@ pub struct ShieldConfig {
     /// Largest request head accepted.
     #[serde(default = "defaults::max_header_bytes")]
     pub max_header_bytes: ByteSize,
+    /// Connections (from edges) the shield holds at most (0: no bound).
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
+    /// Connections one edge address holds at most (0: no bound).
+    #[serde(default = "defaults::max_connections_per_client")]
+    pub max_connections_per_client: u32,
+    /// Requests one connection may carry before the shield closes it (0: no bound).
+    #[serde(default = "defaults::max_requests_per_connection")]
+    pub max_requests_per_connection: u64,
     /// Time to connect to an origin.
     #[serde(default = "defaults::connect_timeout")]
     pub connect_timeout: Dur,
@@ -139,6 +148,9 @@ impl ShieldConfig {
             header_read_timeout: node.header_read_timeout,
             drain_timeout: node.drain_timeout,
             max_header_bytes: node.max_header_bytes,
+            max_connections: node.max_connections,
+            max_connections_per_client: node.max_connections_per_client,
+            max_requests_per_connection: node.max_requests_per_connection,
             connect_timeout: node.connect_timeout,
             first_byte_timeout: node.first_byte_timeout,
             body_idle_timeout: node.body_idle_timeout,
@@ -175,6 +187,9 @@ impl ShieldConfig {
             header_read_timeout: self.header_read_timeout,
             drain_timeout: self.drain_timeout,
             max_header_bytes: self.max_header_bytes,
+            max_connections: self.max_connections,
+            max_connections_per_client: self.max_connections_per_client,
+            max_requests_per_connection: self.max_requests_per_connection,
             connect_timeout: self.connect_timeout,
             first_byte_timeout: self.first_byte_timeout,
             body_idle_timeout: self.body_idle_timeout,

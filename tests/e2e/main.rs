@@ -23,6 +23,7 @@ mod inspect;
 mod interim;
 mod invalidation;
 mod large;
+mod limits;
 mod logs;
 mod operations;
 mod origins;

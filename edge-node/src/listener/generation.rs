@@ -42,6 +42,8 @@ pub(crate) trait Source: Send + Sync + 'static {
     fn generation(&self) -> Arc<Generation>;
     /// The request path for a request arriving now.
     fn proxy(&self) -> Arc<Proxy>;
+    /// The node's open connections.
+    fn conns(&self) -> &Arc<super::conns::Conns>;
 }
 
 /// hyper's server for one connection under `limits`.

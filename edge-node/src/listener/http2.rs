@@ -62,6 +62,7 @@ pub(crate) async fn serve_connection<T>(
         Err(_) => return,
     };
     let mut closing = false;
+    let mut streams: u64 = 0;
     loop {
         let next = tokio::select! {
             next = conn.accept() => next,
@@ -73,6 +74,15 @@ pub(crate) async fn serve_connection<T>(
         };
         match next {
             Some(Ok((req, respond))) => {
+                streams += 1;
+                // Past the connection's share of requests: this one is served, then GOAWAY.
+                if limits.max_requests_per_connection != 0
+                    && streams >= limits.max_requests_per_connection
+                    && !closing
+                {
+                    conn.graceful_shutdown();
+                    closing = true;
+                }
                 // Most answers (cache hits) are ready at once: try here first, and spawn a
                 // task only for a stream that has to wait (a miss, a slow client window).
                 let mut stream = Box::pin(serve_stream(req, respond, node.proxy(), client.clone()));

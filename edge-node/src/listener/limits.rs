@@ -9,4 +9,10 @@ pub(crate) struct ConnLimits {
     pub header_read_timeout: Duration,
     /// Largest request head.
     pub max_header_bytes: usize,
+    /// Connections the node holds at most (0: no bound).
+    pub max_connections: usize,
+    /// Connections one client address holds at most (0: no bound).
+    pub max_connections_per_client: u32,
+    /// Requests one connection may carry before the node closes it (0: no bound).
+    pub max_requests_per_connection: u64,
 }

@@ -3,10 +3,12 @@
 //! connection's 1xx channel (`interim.rs`); HTTP/2 (ALPN `h2`, or the client's preface on a
 //! plain connection) is the node's own server (`listener/http2.rs`), which can send 1xx responses.
 
+mod conns;
 mod generation;
 mod http2;
 mod limits;
 
+pub(crate) use conns::Conns;
 pub(crate) use generation::{Generation, Source};
 pub(crate) use limits::ConnLimits;
 
@@ -67,9 +69,18 @@ pub(crate) async fn serve(
             },
             _ = wait_true(&mut shutdown) => break,
         };
-        let _ = stream.set_nodelay(true);
         let generation = node.generation();
         let limits = generation.limits;
+        let Some(held) = node.conns().admit(
+            addr.ip(),
+            limits.max_connections,
+            limits.max_connections_per_client,
+        ) else {
+            // Over a bound: closed at once (counted in `outpost.connections.refused`).
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
         let acceptor = match (tls, &generation.acceptor) {
             (false, _) => None,
             (true, Some(a)) => Some(a.clone()),
@@ -88,12 +99,23 @@ pub(crate) async fn serve(
             alive.clone(),
         );
         let n = node.clone();
+        let served = std::sync::atomic::AtomicU64::new(0);
         let svc = service_fn(move |req| {
             let p = n.proxy();
             let client = client.clone();
+            // The last request a connection may carry says so, and hyper closes after it.
+            let last = limits.max_requests_per_connection != 0
+                && served.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+                    >= limits.max_requests_per_connection;
             async move {
                 let interim = client.interim.clone();
-                let res = p.handle(req, client).await;
+                let mut res = p.handle(req, client).await;
+                if last {
+                    res.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
                 // Answered: a late 1xx for it is dropped.
                 if let Some(i) = interim {
                     i.end_request();
@@ -104,6 +126,7 @@ pub(crate) async fn serve(
         let b = generation.http.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
+            let _held = held;
             let Some((io, is_h2)) = open(stream, acceptor, limits.header_read_timeout).await else {
                 return;
             };

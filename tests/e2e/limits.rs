@@ -1,0 +1,138 @@
+//! Connection limits (issue 15, point 3, in part): connections per client address and in
+//! total, and requests per connection; clients come from distinct loopback addresses.
+
+use crate::support::*;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// A connection to `to` from `from` (an address of 127.0.0.0/8).
+async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    let s = TcpSocket::new_v4().unwrap();
+    s.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    s.connect(to).await.unwrap()
+}
+
+/// Sends one GET on `s` and reads its answer (head and body), or what came before the
+/// connection closed; empty when the node closed it at once.
+async fn ask(s: &mut TcpStream, path: &str) -> String {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    if s.write_all(req.as_bytes()).await.is_err() {
+        return String::new();
+    }
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let n = match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            _ => 0,
+        };
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&out);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_string)
+                })
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if len.is_some_and(|len| body.len() >= len) {
+                break;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether the node closed `s` (EOF or reset) within a second.
+async fn closed(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
+#[tokio::test]
+async fn one_client_address_holds_at_most_its_share_of_connections() {
+    let origin = Origin::start(|_, _| Reply::ok("x", &[("cache-control", "max-age=60")])).await;
+    let e = edge(&origin, |c| c.max_connections_per_client = 2).await;
+    let mut a1 = connect_from("127.0.0.1", e.addr).await;
+    let mut a2 = connect_from("127.0.0.1", e.addr).await;
+    assert!(ask(&mut a1, "/x").await.starts_with("HTTP/1.1 200"));
+    assert!(ask(&mut a2, "/x").await.starts_with("HTTP/1.1 200"));
+    // A third from the same address: closed at once, never answered.
+    let mut a3 = connect_from("127.0.0.1", e.addr).await;
+    assert!(
+        closed(&mut a3).await,
+        "a third connection from 127.0.0.1 was kept"
+    );
+    // Another address is not held to 127.0.0.1's share.
+    let mut b1 = connect_from("127.0.0.2", e.addr).await;
+    assert!(ask(&mut b1, "/x").await.starts_with("HTTP/1.1 200"));
+    // A place given back is a place again.
+    drop(a1);
+    let mut ok = false;
+    for _ in 0..50 {
+        let mut a4 = connect_from("127.0.0.1", e.addr).await;
+        if ask(&mut a4, "/x").await.starts_with("HTTP/1.1 200") {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ok, "127.0.0.1 got no connection after closing one");
+    let text = e.proxy.registry().render();
+    let refused = metric_sum(
+        &text,
+        "outpost_connections_refused_total",
+        &[("cdn_tier", "edge")],
+    );
+    assert!(refused.is_some_and(|n| n >= 1.0), "{text}");
+    assert_eq!(origin.requests(), 1, "refused connections reach nothing");
+}
+
+#[tokio::test]
+async fn the_node_holds_at_most_max_connections() {
+    let origin = Origin::start(|_, _| Reply::ok("x", &[("cache-control", "max-age=60")])).await;
+    let e = edge(&origin, |c| c.max_connections = 3).await;
+    let mut held = Vec::new();
+    for i in 2..5 {
+        let mut s = connect_from(&format!("127.0.0.{i}"), e.addr).await;
+        assert!(
+            ask(&mut s, "/x").await.starts_with("HTTP/1.1 200"),
+            "client {i}"
+        );
+        held.push(s);
+    }
+    let mut over = connect_from("127.0.0.5", e.addr).await;
+    assert!(closed(&mut over).await, "a fourth connection was kept");
+    drop(held);
+}
+
+#[tokio::test]
+async fn a_connection_carries_at_most_max_requests_per_connection() {
+    let origin = Origin::start(|_, _| Reply::ok("x", &[("cache-control", "max-age=60")])).await;
+    let e = edge(&origin, |c| c.max_requests_per_connection = 3).await;
+    let mut s = connect_from("127.0.0.1", e.addr).await;
+    for i in 1..=3 {
+        let got = ask(&mut s, "/x").await;
+        assert!(got.starts_with("HTTP/1.1 200"), "request {i}: {got}");
+        assert_eq!(
+            got.to_ascii_lowercase().contains("connection: close"),
+            i == 3,
+            "request {i}: {got}"
+        );
+    }
+    assert!(
+        closed(&mut s).await,
+        "the connection stayed open after its last request"
+    );
+}
