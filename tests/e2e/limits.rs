@@ -136,3 +136,34 @@ async fn a_connection_carries_at_most_max_requests_per_connection() {
         "the connection stayed open after its last request"
     );
 }
+
+#[tokio::test]
+async fn an_http2_connection_gets_a_goaway_after_its_last_request() {
+    let origin = Origin::start(|_, _| Reply::ok("x", &[("cache-control", "max-age=60")])).await;
+    let e = edge(&origin, |c| c.max_requests_per_connection = 3).await;
+    let tcp = connect_from("127.0.0.1", e.addr).await;
+    let (send, conn) = h2::client::handshake(tcp).await.unwrap();
+    let conn = tokio::spawn(conn);
+    for i in 1..=3 {
+        let req = http::Request::get(format!("http://127.0.0.1:{}/x", e.addr.port()))
+            .body(())
+            .unwrap();
+        let mut s = send.clone().ready().await.unwrap();
+        let (res, _) = s.send_request(req, true).unwrap();
+        let res = res.await.unwrap();
+        assert_eq!(res.status(), 200, "stream {i}");
+    }
+    // The node said GOAWAY after the third stream: the connection ends, and no fourth stream
+    // is taken on it.
+    let ended = tokio::time::timeout(Duration::from_secs(3), conn).await;
+    assert!(ended.is_ok(), "the connection stayed open");
+    let req = http::Request::get("http://127.0.0.1/x").body(()).unwrap();
+    let fourth = match send.clone().ready().await {
+        Ok(mut s) => match s.send_request(req, true) {
+            Ok((res, _)) => res.await.is_ok(),
+            Err(_) => false,
+        },
+        Err(_) => false,
+    };
+    assert!(!fourth, "a fourth stream was answered");
+}
