@@ -152,6 +152,9 @@ pub struct EdgeConfig {
     /// purge version and marks).
     #[serde(default)]
     pub state_dir: Option<PathBuf>,
+    /// Named rate limiters (`[[edge.limits]]`), which sites use by name in `limits`.
+    #[serde(default)]
+    pub limits: Vec<crate::limits::LimitConfig>,
     /// Sites, routed by the request's Host.
     #[serde(default)]
     pub sites: Vec<SiteConfig>,
@@ -230,6 +233,43 @@ pub struct SiteConfig {
     /// purge; from anywhere else `PURGE` gets 405. Empty: `PURGE` is refused.
     #[serde(default)]
     pub purge_from: Vec<String>,
+    /// The rate limiters (names of `[[edge.limits]]`) every request of the site passes.
+    #[serde(default)]
+    pub limits: Vec<String>,
+}
+
+impl EdgeConfig {
+    /// Problems of `[[limits]]` and of the sites' `limits`: bad limiters, a name used twice, a
+    /// site naming a limiter that does not exist.
+    fn limit_problems(&self, prefix: &str) -> Vec<ConfigProblem> {
+        let mut out = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        for (i, l) in self.limits.iter().enumerate() {
+            for (key, msg) in l.problems() {
+                out.push(ConfigProblem::new(
+                    format!("{prefix}.limits[{i}].{key}"),
+                    msg,
+                ));
+            }
+            if !names.insert(l.name.as_str()) {
+                out.push(ConfigProblem::new(
+                    format!("{prefix}.limits[{i}].name"),
+                    format!("{:?} is the name of an earlier limiter too", l.name),
+                ));
+            }
+        }
+        for (i, s) in self.sites.iter().enumerate() {
+            for (j, name) in s.limits.iter().enumerate() {
+                if !names.contains(name.as_str()) {
+                    out.push(ConfigProblem::new(
+                        format!("{prefix}.sites[{i}].limits[{j}]"),
+                        format!("{name:?} is not a limiter: name one of [[{prefix}.limits]]"),
+                    ));
+                }
+            }
+        }
+        out
+    }
 }
 
 impl SiteConfig {
@@ -261,6 +301,7 @@ impl SiteConfig {
             origin_insecure_skip_verify: false,
             acme: false,
             purge_from: Vec::new(),
+            limits: Vec::new(),
         }
     }
 
@@ -582,6 +623,7 @@ impl EdgeConfig {
             node_id: None,
             state_dir: None,
             cache_name: defaults::cache_name(),
+            limits: Vec::new(),
             sites,
         }
     }
@@ -677,6 +719,7 @@ impl EdgeConfig {
                 msg,
             ));
         }
+        out.extend(self.limit_problems(prefix));
         if self.listen.is_empty() && self.tls_listen.is_empty() {
             out.push(ConfigProblem::new(
                 format!("{prefix}.listen"),

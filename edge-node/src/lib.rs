@@ -22,6 +22,7 @@ pub mod config;
 mod garbage;
 pub mod hooks;
 pub mod interim;
+pub mod limits;
 mod listener;
 mod metrics;
 mod node;
@@ -217,9 +218,11 @@ impl<'a> EdgeBuilder<'a> {
             &Sites::names(&cfg.sites),
         ));
         let upstream = upstream(cfg, metrics.clone())?;
+        let limiters = limits::build(&cfg.limits).map_err(EdgeError::Config)?;
         let proxy = Proxy::new(proxy::Parts {
             challenges: kept.challenges.clone(),
-            sites: Sites::new(&cfg.sites, &upstream).map_err(EdgeError::Config)?,
+            sites: Sites::new(&cfg.sites, &upstream, &limiters).map_err(EdgeError::Config)?,
+            limiters: limiters.into_values().collect(),
             cache: kept.cache.clone(),
             inflight: kept.inflight.clone(),
             upstream,

@@ -116,6 +116,9 @@ pub struct ShieldConfig {
     /// purge version and marks).
     #[serde(default)]
     pub state_dir: Option<PathBuf>,
+    /// Named rate limiters (`[[shield.limits]]`), which sites use by name in `limits`.
+    #[serde(default)]
+    pub limits: Vec<edge_node::limits::LimitConfig>,
     /// Sites, routed by the request's Host.
     #[serde(default)]
     pub sites: Vec<SiteConfig>,
@@ -162,6 +165,7 @@ impl ShieldConfig {
             cache_name: cache_name(),
             resolvers: node.resolvers,
             state_dir: node.state_dir,
+            limits: node.limits,
             sites: node.sites,
         }
     }
@@ -201,6 +205,7 @@ impl ShieldConfig {
             cache_name: self.cache_name.clone(),
             resolvers: self.resolvers.clone(),
             state_dir: self.state_dir.clone(),
+            limits: self.limits.clone(),
             ..EdgeConfig::new(Vec::new(), self.sites.clone())
         }
     }

@@ -167,3 +167,135 @@ async fn an_http2_connection_gets_a_goaway_after_its_last_request() {
     };
     assert!(!fourth, "a fourth stream was answered");
 }
+
+/// A client whose connections come from `from` (an address of 127.0.0.0/8).
+fn client_from(from: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(from.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
+fn limiter(name: &str, rate: &str, burst: u32, key: &str) -> edge_node::limits::LimitConfig {
+    edge_node::limits::LimitConfig {
+        name: name.into(),
+        rate: rate.into(),
+        burst: Some(burst),
+        key: key.into(),
+        block: None,
+        upstream_only: false,
+    }
+}
+
+#[tokio::test]
+async fn a_client_over_its_rate_gets_429_and_the_origin_never_sees_it() {
+    let origin = Origin::start(|_, _| Reply::ok("x", &[("cache-control", "no-store")])).await;
+    let e = edge(&origin, |c| {
+        c.limits = vec![limiter("per-client", "1/m", 3, "client")];
+        c.sites[0].limits = vec!["per-client".into()];
+    })
+    .await;
+    let a = client_from("127.0.0.1");
+    for i in 0..3 {
+        assert_eq!(
+            send(&a, "GET", &e.url("/login"), &[]).await.status,
+            200,
+            "request {i}"
+        );
+    }
+    let over = send(&a, "GET", &e.url("/login"), &[]).await;
+    assert_eq!(over.status, 429);
+    let retry: u64 = over.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert!(
+        over.cache_status().contains("detail=rate-limit"),
+        "{}",
+        over.cache_status()
+    );
+    // POST counts too, and is refused before it is forwarded.
+    assert_eq!(send(&a, "POST", &e.url("/login"), &[]).await.status, 429);
+    // Another address has its own budget.
+    let b = client_from("127.0.0.2");
+    assert_eq!(send(&b, "GET", &e.url("/login"), &[]).await.status, 200);
+    assert_eq!(origin.requests(), 4, "refused requests reach the origin");
+}
+
+#[tokio::test]
+async fn an_upstream_only_limiter_never_limits_hits() {
+    let origin = Origin::start(|_, _| Reply::ok("x", &[("cache-control", "max-age=60")])).await;
+    let e = edge(&origin, |c| {
+        let mut l = limiter("origin", "1/m", 2, "site");
+        l.upstream_only = true;
+        c.limits = vec![l];
+        c.sites[0].limits = vec!["origin".into()];
+    })
+    .await;
+    let c = client();
+    assert_eq!(send(&c, "GET", &e.url("/a"), &[]).await.status, 200);
+    // Hits of /a are not counted, however many.
+    for _ in 0..20 {
+        assert!(send(&c, "GET", &e.url("/a"), &[]).await.is_hit());
+    }
+    assert_eq!(send(&c, "GET", &e.url("/b"), &[]).await.status, 200);
+    // A third miss would be the origin's third request within the burst of 2: refused.
+    assert_eq!(send(&c, "GET", &e.url("/c"), &[]).await.status, 429);
+    assert!(send(&c, "GET", &e.url("/a"), &[]).await.is_hit());
+    assert_eq!(origin.requests(), 2);
+}
+
+#[tokio::test]
+async fn a_header_keyed_limiter_counts_each_value_and_a_block_holds() {
+    let origin = Origin::start(|_, _| Reply::ok("x", &[("cache-control", "no-store")])).await;
+    let e = edge(&origin, |c| {
+        let mut l = limiter("api", "1/m", 1, "header:x-api-key");
+        l.block = Some(agent::units::Dur(Duration::from_secs(3600)));
+        c.limits = vec![l];
+        c.sites[0].limits = vec!["api".into()];
+    })
+    .await;
+    let c = client();
+    assert_eq!(
+        send(&c, "GET", &e.url("/x"), &[("x-api-key", "k1")])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        send(&c, "GET", &e.url("/x"), &[("x-api-key", "k2")])
+            .await
+            .status,
+        200
+    );
+    let over = send(&c, "GET", &e.url("/x"), &[("x-api-key", "k1")]).await;
+    assert_eq!(over.status, 429);
+    let retry: u64 = over.header("retry-after").unwrap().parse().unwrap();
+    assert!(
+        retry > 3000,
+        "the block period, not the rate's wait: {retry}"
+    );
+}
+
+#[test]
+fn check_config_names_a_bad_limiter_and_a_missing_one() {
+    let dir = temp_dir("limits-bad");
+    let file = dir.join("bad.toml");
+    std::fs::write(
+        &file,
+        "[edge]\nlisten = [\"127.0.0.1:0\"]\n\n[[edge.limits]]\nname = \"login\"\nrate = \"10/d\"\nkey = \"cookie\"\n\n[[edge.sites]]\nhosts = [\"a.test\"]\norigins = [\"http://127.0.0.1:9\"]\nlimits = [\"login\", \"nope\"]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(crate::support::process::BIN)
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "edge.limits[0].rate: \"10/d\": \"d\" is not s, m or h",
+        "edge.limits[0].key: \"cookie\" is not a key",
+        "edge.sites[0].limits[1]: \"nope\" is not a limiter",
+    ] {
+        assert!(err.contains(want), "{want:?} in\n{err}");
+    }
+}

@@ -25,9 +25,12 @@ impl Proxy {
         }
         let stale_while_revalidate = match proceed {
             Proceed::Bypass(detail) => {
+                if let Some(limited) = self.over_limit(&ctx, true) {
+                    return limited;
+                }
                 return self
                     .pass(ctx, &format!("fwd=request; detail={detail}"))
-                    .await
+                    .await;
             }
             Proceed::CacheFresh => false,
             _ => true,
@@ -39,7 +42,14 @@ impl Proxy {
             host: &ctx.host,
             path: ctx.path(),
         };
-        match self.cache.lookup(req, now).await {
+        let verdict = self.cache.lookup(req, now).await;
+        // What is not answered fresh from the cache goes upstream: the origin's limiters.
+        if !matches!(verdict, Lookup::Fresh { .. } | Lookup::FreshLarge(_)) {
+            if let Some(limited) = self.over_limit(&ctx, true) {
+                return limited;
+            }
+        }
+        match verdict {
             Lookup::Fresh { object, variant } if object.is_partial() => {
                 self.partial_hit(ctx, object, variant).await
             }

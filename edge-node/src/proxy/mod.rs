@@ -24,6 +24,7 @@ mod fetch;
 mod gauges;
 pub(crate) mod headers;
 pub mod inspect;
+mod limit;
 mod lookup;
 mod miss;
 mod partial;
@@ -124,6 +125,8 @@ impl Answer {
 /// The parts of a node the request path works with.
 pub(crate) struct Parts {
     pub sites: Sites,
+    /// The rate limiters of the config (swept in the background).
+    pub limiters: Vec<Arc<crate::limits::Limiter>>,
     /// HTTP-01 answers of the ACME orders under way.
     pub challenges: Arc<crate::acme::challenges::Challenges>,
     pub cache: Arc<Cache>,
@@ -143,6 +146,7 @@ pub(crate) struct Parts {
 /// A caching node's request path, shared by every connection.
 pub struct Proxy {
     sites: Sites,
+    limiters: Vec<Arc<crate::limits::Limiter>>,
     challenges: Arc<crate::acme::challenges::Challenges>,
     cache: Arc<Cache>,
     inflight: Arc<Inflight>,
@@ -168,6 +172,7 @@ impl Proxy {
             .unwrap_or_else(|_| HeaderValue::from_static("1.1 outpost"));
         let proxy = Arc::new(Self {
             sites: p.sites,
+            limiters: p.limiters,
             challenges: p.challenges,
             cache: p.cache,
             inflight: p.inflight,
@@ -238,12 +243,17 @@ impl Proxy {
         self.inflight.len()
     }
 
-    /// Starts the active health checks of every site that has them, until `shutdown` flips.
+    /// Starts the active health checks of every site that has them, and the sweep of the
+    /// rate limiters' idle keys, until `shutdown` flips.
     pub(crate) fn spawn_health_checks(
         &self,
         shutdown: &tokio::sync::watch::Receiver<bool>,
         tasks: &tokio_util::task::TaskTracker,
     ) {
+        tasks.spawn(crate::limits::sweep_every(
+            self.limiters.clone(),
+            shutdown.clone(),
+        ));
         for site in self.sites.all() {
             if site.origins.health.is_some() {
                 tasks.spawn(crate::upstream::health::check_origins(

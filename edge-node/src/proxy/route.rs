@@ -42,6 +42,14 @@ impl Proxy {
         let mut answer = if let Err(r) = self.hooks.admit(&ctx.info()) {
             let st = self.status_value(&format!("fwd=request; detail={}", r.detail));
             Answer::new(plain(r.status, st, r.message), Outcome::Error, None)
+        } else if let Some(limited) = self.over_limit(&ctx, false).or_else(|| {
+            (!ctx.is_cacheable_method())
+                .then(|| self.over_limit(&ctx, true))
+                .flatten()
+        }) {
+            // Every request counts against the site's limiters; one that is not a GET or
+            // HEAD goes upstream, so the origin's limiters count it too.
+            limited
         } else if ctx.parts.method.as_str() == "PURGE" {
             drop(body);
             self.purge_method(&ctx).await

@@ -26,6 +26,8 @@ pub(crate) struct Site {
     pub stale_if_unreachable: Option<std::time::Duration>,
     /// Client networks whose `PURGE` requests are accepted (empty: none).
     pub purge_from: Vec<ipnet::IpNet>,
+    /// The rate limiters its requests pass.
+    pub limits: Vec<Arc<crate::limits::Limiter>>,
 }
 
 /// Host name -> site.
@@ -39,7 +41,11 @@ impl Sites {
     /// Builds the table, each site's origins reached through `upstream` (with a client of
     /// their own when the site's TLS settings ask for one); the config must have passed
     /// `validate()`.
-    pub(crate) fn new(cfg: &[SiteConfig], upstream: &Upstream) -> Result<Self, String> {
+    pub(crate) fn new(
+        cfg: &[SiteConfig],
+        upstream: &Upstream,
+        limiters: &HashMap<String, Arc<crate::limits::Limiter>>,
+    ) -> Result<Self, String> {
         let mut out = Sites::default();
         for (index, s) in cfg.iter().enumerate() {
             let origins = s
@@ -94,6 +100,16 @@ impl Sites {
                     .map(|n| crate::config::parse_network(n))
                     .collect::<Result<_, _>>()
                     .map_err(|e| format!("sites[{index}].purge_from: {e}"))?,
+                limits: s
+                    .limits
+                    .iter()
+                    .map(|n| {
+                        limiters
+                            .get(n)
+                            .cloned()
+                            .ok_or_else(|| format!("sites[{index}].limits: no limiter {n:?}"))
+                    })
+                    .collect::<Result<_, _>>()?,
             });
             for h in &s.hosts {
                 let h = h.to_ascii_lowercase();
