@@ -10,7 +10,8 @@
 # core, so req/s follows whatever else runs there), and the median of each side. Knobs: ROUNDS (5), DURATION (10), CONNS (32), PATH_ (/bytes/1024),
 # PROTO (h1: wrk; h2: h2load with prior knowledge, STREAMS (10) concurrent streams per
 # connection), BEFORE_EDGE / AFTER_EDGE (TOML lines added to that side's [edge], e.g. the same
-# binary twice with AFTER_EDGE='access_log = { path = "/tmp/a.log" }' to price a feature).
+# binary twice with AFTER_EDGE='access_log = { path = "/tmp/a.log" }' to price a feature),
+# BEFORE_SITE / AFTER_SITE (TOML lines added to that side's site).
 set -euo pipefail
 
 BEFORE=${1:?before binary}
@@ -22,6 +23,7 @@ PATH_=${PATH_:-/bytes/1024}
 PROTO=${PROTO:-h1}
 STREAMS=${STREAMS:-10}
 declare -A EXTRA=([before]=${BEFORE_EDGE:-} [after]=${AFTER_EDGE:-})
+declare -A SITE_EXTRA=([before]=${BEFORE_SITE:-} [after]=${AFTER_SITE:-})
 ORIGIN_PORT=${ORIGIN_PORT:-18100}
 declare -A PORT=([before]=18101 [after]=18102)
 declare -A BIN=([before]=$BEFORE [after]=$AFTER)
@@ -52,10 +54,15 @@ wait_port "$ORIGIN_PORT"
 for side in before after; do
     sed -e "s|@PORT@|${PORT[$side]}|g" -e "s|@ORIGIN_PORT@|$ORIGIN_PORT|g" \
         "$HERE/outpost.toml.in" >"$WORK/$side.toml"
-    # The side's own [edge] keys go right after the section header.
-    if [ -n "${EXTRA[$side]}" ]; then
-        EXTRA_LINES="${EXTRA[$side]}" python3 -c 'import os,sys; p=sys.argv[1]; s=open(p).read(); open(p,"w").write(s.replace("[edge]\n", "[edge]\n" + os.environ["EXTRA_LINES"] + "\n", 1))' "$WORK/$side.toml"
-    fi
+    # The side's own [edge] and site keys go right after their section headers.
+    EDGE_LINES="${EXTRA[$side]}" SITE_LINES="${SITE_EXTRA[$side]}" python3 -c '
+import os, sys
+p = sys.argv[1]
+s = open(p).read()
+for head, var in (("[edge]\n", "EDGE_LINES"), ("[[edge.sites]]\n", "SITE_LINES")):
+    if os.environ[var]:
+        s = s.replace(head, head + os.environ[var] + "\n", 1)
+open(p, "w").write(s)' "$WORK/$side.toml"
     OUTPOST_LOG=warn taskset -c 0 "${BIN[$side]}" --workers 1 run --config "$WORK/$side.toml" \
         >"$WORK/$side.log" 2>&1 &
     PIDS+=($!)
