@@ -278,19 +278,11 @@ async fn a_header_keyed_limiter_counts_each_value_and_a_block_holds() {
 #[test]
 fn check_config_names_a_bad_limiter_and_a_missing_one() {
     let dir = temp_dir("limits-bad");
-    let file = dir.join("bad.toml");
-    std::fs::write(
-        &file,
+    let (code, err) = crate::support::process::check_config(
+        &dir,
         "[edge]\nlisten = [\"127.0.0.1:0\"]\n\n[[edge.limits]]\nname = \"login\"\nrate = \"10/d\"\nkey = \"cookie\"\n\n[[edge.sites]]\nhosts = [\"a.test\"]\norigins = [\"http://127.0.0.1:9\"]\nlimits = [\"login\", \"nope\"]\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(crate::support::process::BIN)
-        .arg("check-config")
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    );
+    assert_eq!(code, Some(2));
     for want in [
         "edge.limits[0].rate: \"10/d\": \"d\" is not s, m or h",
         "edge.limits[0].key: \"cookie\" is not a key",

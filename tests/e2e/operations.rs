@@ -457,19 +457,12 @@ async fn the_access_log_writes_a_line_per_request_and_reopens_on_sigusr1() {
 #[test]
 fn a_bad_access_log_format_is_refused_by_check_config() {
     let dir = temp_dir("access-log-bad");
-    let file = dir.join("bad.toml");
     let cfg = config(1, &[2], "8MiB", &[("a.test", "http://127.0.0.1:3")]).replace(
         "memory_bytes = \"8MiB\"\n",
         "memory_bytes = \"8MiB\"\naccess_log = { path = \"stderr\", format = \"status nonsense\", buffer = 0 }\n",
     );
-    std::fs::write(&file, cfg).unwrap();
-    let out = std::process::Command::new(crate::support::process::BIN)
-        .arg("check-config")
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, err) = crate::support::process::check_config(&dir, &cfg);
+    assert_eq!(code, Some(2));
     assert!(err.contains("edge.access_log.format"), "{err}");
     assert!(err.contains("\"nonsense\" is not a field"), "{err}");
     assert!(err.contains("edge.access_log.buffer"), "{err}");

@@ -2,6 +2,21 @@
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_outpost");
 
+/// `outpost check-config` on `toml` (written in `dir`): its exit code and stderr.
+pub fn check_config(dir: &std::path::Path, toml: &str) -> (Option<i32>, String) {
+    let file = dir.join("check.toml");
+    std::fs::write(&file, toml).unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A running `outpost run` and what its banner said.
 pub struct Process {
     child: std::process::Child,
