@@ -291,3 +291,60 @@ fn check_config_names_a_bad_limiter_and_a_missing_one() {
         assert!(err.contains(want), "{want:?} in\n{err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_rapid_reset_ends_the_connection_and_bounds_the_work() {
+    // Every URL is a slow miss: the work of a reset stream goes on after the reset.
+    let origin = Origin::start(|s, _| {
+        if s.uri.starts_with("/slow") {
+            Reply::ok("slow", &[("cache-control", "no-store")]).delay(Duration::from_secs(2))
+        } else {
+            Reply::ok("x", &[("cache-control", "max-age=60")])
+        }
+    })
+    .await;
+    let e = edge(&origin, |_| {}).await;
+    let tcp = connect_from("127.0.0.1", e.addr).await;
+    let (send, conn) = h2::client::handshake(tcp).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let mut sent = 0;
+    for i in 0..3000 {
+        let Ok(mut s) = send.clone().ready().await else {
+            break;
+        };
+        let req = http::Request::get(format!("http://127.0.0.1/slow{i}"))
+            .body(())
+            .unwrap();
+        match s.send_request(req, true) {
+            // Asked, then dropped at once: the client resets the stream.
+            Ok((res, _)) => drop(res),
+            Err(_) => break,
+        }
+        sent += 1;
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(5), conn).await;
+    assert!(
+        ended.is_ok(),
+        "the connection survived {sent} reset streams"
+    );
+    assert!(sent < 3000, "every one of 3000 resets was taken");
+    // The work it started is bounded by the connection's share, not by what it sent.
+    assert!(
+        origin.requests() <= 2 * 256 + 64,
+        "{} origin requests",
+        origin.requests()
+    );
+    // Other clients are still served.
+    let got = send_req_from("127.0.0.2", &e.url("/x")).await;
+    assert_eq!(got, 200);
+}
+
+async fn send_req_from(from: &str, url: &str) -> u16 {
+    client_from(from)
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}

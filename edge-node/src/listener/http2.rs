@@ -32,6 +32,9 @@ use tokio::sync::{mpsc, watch};
 /// What an HTTP/2 client sends first (RFC 9113 3.4).
 pub(crate) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// Streams reset by the client before the node took them, at most, before GOAWAY.
+const MAX_PENDING_RESETS: usize = 20;
+
 /// Streams one client may have open at once.
 const MAX_CONCURRENT_STREAMS: u32 = 256;
 
@@ -51,6 +54,9 @@ pub(crate) async fn serve_connection<T>(
     let mut builder = h2::server::Builder::new();
     builder
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        // Rapid reset (CVE-2023-44487): a client resetting streams it just opened has the
+        // connection closed (GOAWAY, ENHANCE_YOUR_CALM) once 20 such resets are pending.
+        .max_pending_accept_reset_streams(MAX_PENDING_RESETS)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     let handshake = builder.handshake::<T, Bytes>(io);
     let mut conn = match tokio::time::timeout(limits.header_read_timeout, handshake).await {
