@@ -236,6 +236,10 @@ pub struct SiteConfig {
     /// The rate limiters (names of `[[edge.limits]]`) every request of the site passes.
     #[serde(default)]
     pub limits: Vec<String>,
+    /// Largest request body the site takes (`"10MiB"`); larger gets 413 and is not forwarded.
+    /// Absent: no bound.
+    #[serde(default)]
+    pub max_body_bytes: Option<ByteSize>,
 }
 
 impl EdgeConfig {
@@ -302,6 +306,7 @@ impl SiteConfig {
             acme: false,
             purge_from: Vec::new(),
             limits: Vec::new(),
+            max_body_bytes: None,
         }
     }
 

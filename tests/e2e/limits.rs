@@ -348,3 +348,38 @@ async fn send_req_from(from: &str, url: &str) -> u16 {
         .status()
         .as_u16()
 }
+
+#[tokio::test]
+async fn a_body_over_the_sites_bound_is_refused_or_cut() {
+    let origin = Origin::start(|_, _| Reply::ok("ok", &[])).await;
+    let e = edge(&origin, |c| {
+        c.sites[0].max_body_bytes = Some(agent::units::ByteSize(1024));
+    })
+    .await;
+    let c = client();
+    // Declared too large: 413 at once.
+    let res = c
+        .post(e.url("/upload"))
+        .body(vec![b'x'; 2000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    assert_eq!(origin.requests(), 0, "a refused body reached the origin");
+    // Within the bound: forwarded.
+    let res = c
+        .post(e.url("/upload"))
+        .body(vec![b'x'; 1000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(origin.requests(), 1);
+    // No declared length: cut at the bound, so the origin never gets it whole and the client
+    // gets an error.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..8).map(|_| Ok(vec![b'y'; 512])).collect();
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let res = c.post(e.url("/upload")).body(body).send().await.unwrap();
+    assert!(res.status().as_u16() >= 400, "{}", res.status());
+}

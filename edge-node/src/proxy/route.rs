@@ -67,14 +67,51 @@ impl Proxy {
         } else if ctx.is_cacheable_method() {
             drop(body);
             self.lookup(ctx).await
+        } else if let Some(too_large) = self.body_too_large(&ctx) {
+            too_large
         } else {
-            let body = ProxyBody::Stream(http_body_util::BodyExt::boxed(
-                http_body_util::BodyExt::map_err(body, Into::into),
-            ));
+            let body = http_body_util::BodyExt::map_err(body, Into::into);
+            let body = match ctx.site.max_body {
+                // A body without a declared length is cut where it passes the bound: the
+                // upstream never receives more.
+                Some(max) => ProxyBody::Stream(http_body_util::BodyExt::boxed(
+                    http_body_util::BodyExt::map_err(
+                        http_body_util::Limited::new(
+                            body,
+                            usize::try_from(max).unwrap_or(usize::MAX),
+                        ),
+                        Into::into,
+                    ),
+                )),
+                None => ProxyBody::Stream(http_body_util::BodyExt::boxed(body)),
+            };
             self.forward(ctx, body).await
         };
         answer.site = Some(site);
         answer
+    }
+
+    /// 413 for a request whose declared body (`Content-Length`) is larger than its site takes.
+    fn body_too_large(&self, ctx: &Ctx) -> Option<Answer> {
+        let max = ctx.site.max_body?;
+        let declared = ctx
+            .parts
+            .headers
+            .get(header::CONTENT_LENGTH)?
+            .to_str()
+            .ok()?
+            .parse::<u64>()
+            .ok()?;
+        if declared <= max {
+            return None;
+        }
+        let st = self.status_value("fwd=request; detail=body-too-large");
+        let msg = format!("outpost: the request body is larger than this site takes ({max} bytes)");
+        Some(Answer::new(
+            plain(StatusCode::PAYLOAD_TOO_LARGE, st, &msg),
+            Outcome::Error,
+            None,
+        ))
     }
 
     /// The answer to a request that matches no site.

@@ -28,6 +28,8 @@ pub(crate) struct Site {
     pub purge_from: Vec<ipnet::IpNet>,
     /// The rate limiters its requests pass.
     pub limits: Vec<Arc<crate::limits::Limiter>>,
+    /// Largest request body it takes.
+    pub max_body: Option<u64>,
 }
 
 /// Host name -> site.
@@ -110,6 +112,7 @@ impl Sites {
                             .ok_or_else(|| format!("sites[{index}].limits: no limiter {n:?}"))
                     })
                     .collect::<Result<_, _>>()?,
+                max_body: s.max_body_bytes.map(|b| b.0),
             });
             for h in &s.hosts {
                 let h = h.to_ascii_lowercase();
