@@ -135,6 +135,8 @@ pub(crate) struct Limiter {
     limiter: DefaultKeyedRateLimiter<u64>,
     block: Option<Duration>,
     blocked: Mutex<HashMap<u64, Instant>>,
+    /// The limiter's clock, for how long a refused request is to wait.
+    clock: DefaultClock,
 }
 
 impl std::fmt::Debug for Limiter {
@@ -151,6 +153,7 @@ impl Limiter {
             upstream_only: cfg.upstream_only,
             key: cfg.key_by()?,
             limiter: DefaultKeyedRateLimiter::keyed(cfg.quota()?),
+            clock: DefaultClock::default(),
             block: cfg.block.map(|d| d.0),
             blocked: Mutex::default(),
         })
@@ -186,7 +189,7 @@ impl Limiter {
         match self.limiter.check_key(&key) {
             Ok(()) => Ok(()),
             Err(not_until) => {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                let wait = not_until.wait_time_from(self.clock.now());
                 let Some(block) = self.block else {
                     return Err(wait);
                 };
