@@ -36,6 +36,7 @@ pub(crate) mod range;
 mod refresh;
 pub(crate) mod respond;
 mod route;
+mod rules;
 pub(crate) mod sites;
 mod telemetry;
 
@@ -100,6 +101,9 @@ pub(crate) struct ProxySettings {
     pub cache_name: String,
     /// What the node compresses for clients.
     pub compress: CompressRules,
+    /// What a rule with `compress = true` compresses: any media type, with the node's
+    /// codings (gzip when it has none).
+    pub compress_forced: CompressRules,
 }
 
 /// A response, how it was answered, and its body size when known.
@@ -255,9 +259,9 @@ impl Proxy {
             shutdown.clone(),
         ));
         for site in self.sites.all() {
-            if site.origins.health.is_some() {
+            for pool in site.pools().filter(|p| p.health.is_some()) {
                 tasks.spawn(crate::upstream::health::check_origins(
-                    site.origins.clone(),
+                    pool.clone(),
                     self.upstream.clone(),
                     shutdown.clone(),
                 ));
@@ -282,7 +286,7 @@ impl Proxy {
         let now = crate::cache::policy::unix_ms(std::time::SystemTime::now());
         let mut out: Vec<(&'static str, http::uri::Authority, bool)> = Vec::new();
         for site in self.sites.all() {
-            for o in site.origins.origins() {
+            for o in site.pools().flat_map(|p| p.origins()) {
                 out.push(("origin", o.addr.authority.clone(), o.usable(now)));
             }
         }
