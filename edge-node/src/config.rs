@@ -244,6 +244,12 @@ pub struct SiteConfig {
     /// Absent: no bound.
     #[serde(default)]
     pub max_body_bytes: Option<ByteSize>,
+    /// Client networks (CIDR) the site answers; empty: every client. Others get 403.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Client networks (CIDR) the site refuses with 403, before `allow` is consulted.
+    #[serde(default)]
+    pub deny: Vec<String>,
     /// Ordered rules (`[[edge.sites.rules]]`): conditions, then actions; see docs/rules.md.
     #[serde(default)]
     pub rules: Vec<crate::rules::config::RuleConfig>,
@@ -363,6 +369,8 @@ impl SiteConfig {
             purge_from: Vec::new(),
             limits: Vec::new(),
             max_body_bytes: None,
+            allow: Vec::new(),
+            deny: Vec::new(),
             rules: Vec::new(),
         }
     }
@@ -1080,16 +1088,20 @@ fn origin_tls_problems(s: &SiteConfig, p: &str) -> Vec<ConfigProblem> {
 
 pub(crate) use crate::net::parse_network;
 
-/// Problems with a site's `purge_from` networks (`p` is its path).
+/// Problems with a site's client networks: `purge_from`, `allow`, `deny` (`p` is its path).
 fn purge_from_problems(s: &SiteConfig, p: &str) -> Vec<ConfigProblem> {
-    s.purge_from
-        .iter()
-        .enumerate()
-        .filter_map(|(i, n)| {
-            let e = parse_network(n).err()?;
-            Some(ConfigProblem::new(format!("{p}.purge_from[{i}]"), e))
-        })
-        .collect()
+    [
+        ("purge_from", &s.purge_from),
+        ("allow", &s.allow),
+        ("deny", &s.deny),
+    ]
+    .into_iter()
+    .flat_map(|(key, nets)| nets.iter().enumerate().map(move |(i, n)| (key, i, n)))
+    .filter_map(|(key, i, n)| {
+        let e = parse_network(n).err()?;
+        Some(ConfigProblem::new(format!("{p}.{key}[{i}]"), e))
+    })
+    .collect()
 }
 
 fn valid_host_pattern(h: &str) -> bool {

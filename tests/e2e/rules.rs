@@ -661,3 +661,43 @@ limits = [\"nope\"]
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("edge.geoip"), "{err}");
 }
+
+#[tokio::test]
+async fn site_allow_and_deny_lists() {
+    let origin = echo(&[]).await;
+    let e = edge(&origin, |c| {
+        c.sites[0].allow = vec!["127.0.0.0/24".into()];
+        c.sites[0].deny = vec!["127.0.0.50".into()];
+    })
+    .await;
+    let at = e.url("/x");
+    for (from, want) in [("127.0.0.51", 200), ("127.0.0.50", 403), ("127.0.1.5", 403)] {
+        let r = send(&client_from(from), "GET", &at, &[]).await;
+        assert_eq!(r.status, want, "{from}");
+        if want == 403 {
+            assert!(
+                r.cache_status().contains("detail=denied"),
+                "{}",
+                r.cache_status()
+            );
+        }
+    }
+    assert_eq!(
+        origin.requests(),
+        1,
+        "denied clients never reach the origin"
+    );
+    let dir = temp_dir("allow-check");
+    let toml = r#"
+[edge]
+listen = ["127.0.0.1:0"]
+
+[[edge.sites]]
+hosts = ["example.com"]
+origins = ["http://127.0.0.1:9"]
+deny = ["10.0.0.0/40"]
+"#;
+    let (code, err) = check_config(&dir, toml);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("edge.sites[0].deny[0]"), "{err}");
+}

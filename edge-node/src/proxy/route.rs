@@ -43,7 +43,11 @@ impl Proxy {
         };
         let site = ctx.site.clone();
         let matched = ctx.rules;
-        let mut answer = if let Err(r) = self.hooks.admit(&ctx.info()) {
+        let mut answer = if !site.admits(ctx.client.addr.ip()) {
+            let st = self.status_value("fwd=request; detail=denied");
+            let msg = "outpost: this site does not answer your network";
+            Answer::new(plain(StatusCode::FORBIDDEN, st, msg), Outcome::Error, None)
+        } else if let Err(r) = self.hooks.admit(&ctx.info()) {
             let st = self.status_value(&format!("fwd=request; detail={}", r.detail));
             Answer::new(plain(r.status, st, r.message), Outcome::Error, None)
         } else if let Some(answer) = (!matched.is_empty())

@@ -34,6 +34,9 @@ pub(crate) struct Site {
     pub max_body: Option<u64>,
     /// Its rules, in order.
     pub rules: RuleSet,
+    /// Client networks it answers (empty: all) and refuses.
+    pub allow: Vec<ipnet::IpNet>,
+    pub deny: Vec<ipnet::IpNet>,
 }
 
 /// Host name -> site.
@@ -44,6 +47,12 @@ pub(crate) struct Sites {
 }
 
 impl Site {
+    /// Whether its `allow` and `deny` lists let `client` in.
+    pub(crate) fn admits(&self, client: std::net::IpAddr) -> bool {
+        !self.deny.iter().any(|n| n.contains(&client))
+            && (self.allow.is_empty() || self.allow.iter().any(|n| n.contains(&client)))
+    }
+
     /// Every origin pool of the site: its own, then its rules'.
     pub(crate) fn pools(&self) -> impl Iterator<Item = &Arc<OriginPool>> {
         std::iter::once(&self.origins).chain(
@@ -111,18 +120,15 @@ impl Sites {
                 query: s.query,
                 drop_params: s.drop_params.clone(),
                 stale_if_unreachable: s.stale_if_unreachable.map(|d| d.0),
-                purge_from: s
-                    .purge_from
-                    .iter()
-                    .map(|n| crate::config::parse_network(n))
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| format!("sites[{index}].purge_from: {e}"))?,
+                purge_from: networks(&s.purge_from, index, "purge_from")?,
                 limits: s
                     .limits
                     .iter()
                     .map(find_limiter)
                     .collect::<Result<_, _>>()?,
                 max_body: s.max_body_bytes.map(|b| b.0),
+                allow: networks(&s.allow, index, "allow")?,
+                deny: networks(&s.deny, index, "deny")?,
             });
             for h in &s.hosts {
                 let h = h.to_ascii_lowercase();
@@ -210,4 +216,12 @@ fn origin_pool(s: &SiteConfig, urls: &[String], index: usize) -> Result<OriginPo
         None => None,
     };
     Ok(pool)
+}
+
+/// The networks of site `index`'s `key`.
+fn networks(list: &[String], index: usize, key: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    list.iter()
+        .map(|n| crate::net::parse_network(n))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("sites[{index}].{key}: {e}"))
 }
