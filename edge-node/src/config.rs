@@ -158,7 +158,7 @@ pub struct EdgeConfig {
     /// A MaxMind-format City or Country database (`.mmdb`) for the `country` condition of
     /// site rules.
     #[serde(default)]
-    pub geoip: Option<PathBuf>,
+    pub geoip_db: Option<PathBuf>,
     /// Sites, routed by the request's Host.
     #[serde(default)]
     pub sites: Vec<SiteConfig>,
@@ -299,7 +299,7 @@ impl EdgeConfig {
     }
 
     /// Problems of the sites' rules: each rule's own, too many rules, a `country` condition
-    /// without `geoip`.
+    /// without `geoip_db`.
     fn rule_problems(&self, prefix: &str) -> Vec<ConfigProblem> {
         let mut out = Vec::new();
         for (i, s) in self.sites.iter().enumerate() {
@@ -318,18 +318,20 @@ impl EdgeConfig {
                 for (key, msg) in r.problems() {
                     out.push(ConfigProblem::new(format!("{p}[{j}].{key}"), msg));
                 }
-                if !r.country.is_empty() && self.geoip.is_none() {
+                if !r.country.is_empty() && self.geoip_db.is_none() {
                     out.push(ConfigProblem::new(
                         format!("{p}[{j}].country"),
-                        format!("a country condition needs a GeoIP database: set {prefix}.geoip"),
+                        format!(
+                            "a country condition needs a GeoIP database: set {prefix}.geoip_db"
+                        ),
                     ));
                 }
             }
         }
-        if let Some(g) = &self.geoip {
+        if let Some(g) = &self.geoip_db {
             if !g.is_file() {
                 out.push(ConfigProblem::new(
-                    format!("{prefix}.geoip"),
+                    format!("{prefix}.geoip_db"),
                     format!("file {} does not exist or is not readable", g.display()),
                 ));
             }
@@ -694,7 +696,7 @@ impl EdgeConfig {
             state_dir: None,
             cache_name: defaults::cache_name(),
             limits: Vec::new(),
-            geoip: None,
+            geoip_db: None,
             sites,
         }
     }

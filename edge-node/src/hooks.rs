@@ -1,6 +1,7 @@
 //! Request-phase hooks: how a role changes what a node does with a request without the
 //! request path knowing the role (after pingora's `ProxyHttp`). The shield role plugs in here
-//! (admission by secret, the purge-version gate); rules and limits will too. Every method has
+//! (admission by secret, the purge-version gate). Site rules and limits are config, evaluated
+//! by the request path itself (`rules/`, `limits.rs`). Every method has
 //! a no-op default, so `NoHooks` is a plain edge.
 //!
 //! The phases, in order: route (Host to site; unknown hosts are refused before any hook),

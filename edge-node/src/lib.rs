@@ -226,7 +226,7 @@ impl<'a> EdgeBuilder<'a> {
             .sites
             .iter()
             .any(|s| s.rules.iter().any(|r| !r.country.is_empty()));
-        let geo = match &cfg.geoip {
+        let geo = match &cfg.geoip_db {
             Some(path) if wants_geo => Some(Arc::new(
                 rules::geo::GeoIp::open(path).map_err(EdgeError::Config)?,
             )),

@@ -121,7 +121,7 @@ pub struct ShieldConfig {
     pub limits: Vec<edge_node::limits::LimitConfig>,
     /// A MaxMind-format City or Country database for the `country` condition of site rules.
     #[serde(default)]
-    pub geoip: Option<PathBuf>,
+    pub geoip_db: Option<PathBuf>,
     /// Sites, routed by the request's Host.
     #[serde(default)]
     pub sites: Vec<SiteConfig>,
@@ -169,7 +169,7 @@ impl ShieldConfig {
             resolvers: node.resolvers,
             state_dir: node.state_dir,
             limits: node.limits,
-            geoip: node.geoip,
+            geoip_db: node.geoip_db,
             sites: node.sites,
         }
     }
@@ -210,7 +210,7 @@ impl ShieldConfig {
             resolvers: self.resolvers.clone(),
             state_dir: self.state_dir.clone(),
             limits: self.limits.clone(),
-            geoip: self.geoip.clone(),
+            geoip_db: self.geoip_db.clone(),
             ..EdgeConfig::new(Vec::new(), self.sites.clone())
         }
     }

@@ -405,7 +405,7 @@ async fn each_condition_selects_its_rule() {
         "#,
     );
     let e = edge(&origin, move |c| {
-        c.geoip = Some(path);
+        c.geoip_db = Some(path);
         c.sites[0].rules = r;
     })
     .await;
@@ -659,7 +659,7 @@ limits = [\"nope\"]
     let country = format!("{base}\n[[edge.sites.rules]]\ncountry = [\"DE\"]\n");
     let (code, err) = check_config(&dir, &country);
     assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("edge.geoip"), "{err}");
+    assert!(err.contains("edge.geoip_db"), "{err}");
 }
 
 #[tokio::test]

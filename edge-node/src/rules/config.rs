@@ -46,7 +46,7 @@ pub struct RuleConfig {
     /// The client address is NOT in any of these networks (CIDR).
     #[serde(default)]
     pub client_not: Vec<String>,
-    /// The client's country (ISO 3166 code, from `[edge] geoip`) is one of these.
+    /// The client's country (ISO 3166 code, from `[edge] geoip_db`) is one of these.
     #[serde(default)]
     pub country: Vec<String>,
 

@@ -1,5 +1,5 @@
 //! The client's country for rule conditions: a MaxMind-format City or Country database
-//! (`[edge] geoip`), read with maxminddb. Its own small reader, not geo-dns's: edge-node
+//! (`[edge] geoip_db`), read with maxminddb. Its own small reader, not geo-dns's: edge-node
 //! and geo-dns do not depend on each other (DESIGN.md), and a rule needs only the country.
 
 use maxminddb::Reader;
