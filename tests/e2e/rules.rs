@@ -701,3 +701,20 @@ deny = ["10.0.0.0/40"]
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("edge.sites[0].deny[0]"), "{err}");
 }
+
+#[tokio::test]
+async fn a_reload_applies_changed_rules_to_the_next_request() {
+    let origin = echo(&[]).await;
+    let e = edge(&origin, |_| {}).await;
+    assert_eq!(get(&e.url("/blocked"), &[]).await.status, 200);
+    let mut cfg = edge_config(&origin.url());
+    cfg.sites[0].rules = rules("[[rules]]\npath = \"/blocked\"\nrespond = { status = 403 }\n");
+    edge_node::Edge::builder(&cfg)
+        .prepare_reload(&e.node)
+        .await
+        .expect("the new rules compile")
+        .apply();
+    assert_eq!(get(&e.url("/blocked"), &[]).await.status, 403);
+    assert_eq!(get(&e.url("/open"), &[]).await.status, 200);
+    assert_eq!(origin.requests(), 2);
+}
