@@ -718,3 +718,40 @@ async fn a_reload_applies_changed_rules_to_the_next_request() {
     assert_eq!(get(&e.url("/open"), &[]).await.status, 200);
     assert_eq!(origin.requests(), 2);
 }
+
+#[tokio::test]
+async fn keyed_copies_stay_apart_after_a_revalidation() {
+    let origin = Origin::start(|seen, _| {
+        let cookie = seen
+            .headers
+            .get("cookie")
+            .map(|v| v.to_str().unwrap().to_string());
+        if seen.headers.contains_key("if-none-match") {
+            return Reply::ok("", &[("etag", "\"v1\""), ("cache-control", "max-age=1")])
+                .status(304);
+        }
+        Reply::ok(
+            &format!("{cookie:?}"),
+            &[("etag", "\"v1\""), ("cache-control", "max-age=1")],
+        )
+    })
+    .await;
+    let e = edge_with(&origin, "[[rules]]\nkey_cookies = [\"lang\"]\n").await;
+    let de = [("cookie", "lang=de")];
+    assert_eq!(get(&e.url("/p"), &de).await.text(), "Some(\"lang=de\")");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Stale: revalidated with a 304, and stored again.
+    let again = get(&e.url("/p"), &de).await;
+    assert_eq!(again.text(), "Some(\"lang=de\")");
+    assert!(
+        again.cache_status().contains("fwd=stale"),
+        "{}",
+        again.cache_status()
+    );
+    let fr = get(&e.url("/p"), &[("cookie", "lang=fr")]).await;
+    assert_eq!(
+        fr.text(),
+        "Some(\"lang=fr\")",
+        "the refreshed copy was served for another key"
+    );
+}

@@ -41,7 +41,7 @@ pub(super) struct FillJob {
     /// The freshness rules of its site.
     pub policy: PolicyOptions,
     /// Names the site's rules add to the stored response's Vary (their key additions).
-    key_vary: Vec<http::HeaderName>,
+    pub key_vary: Vec<http::HeaderName>,
     /// What the rules say of compression.
     compress: Option<bool>,
     /// How it starts.

@@ -47,7 +47,7 @@ impl Proxy {
         let obj = match decide(&job.client, &res, now, &job.policy) {
             Decision::Store(fresh) => {
                 let obj = refreshed(fresh);
-                let vary = VarySpec::from_response(&res.headers);
+                let vary = VarySpec::adding(VarySpec::from_response(&res.headers), &job.key_vary);
                 let values = vary
                     .as_ref()
                     .map(|s| s.values(&job.client.headers))
