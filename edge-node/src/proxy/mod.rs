@@ -65,8 +65,13 @@ pub(crate) type PurgeSlot =
 /// Who sent a request and over what.
 #[derive(Debug, Clone)]
 pub struct ClientInfo {
-    /// Peer address.
+    /// The client's address: the TCP peer's, or the source of the connection's PROXY
+    /// protocol header; [`Proxy::handle`] replaces it with the address a trusted proxy's
+    /// `X-Forwarded-For` or `Forwarded` names (see `client_addr.rs`). Rate limits, rules,
+    /// the access log and the `X-Forwarded-For` sent upstream use it.
     pub addr: SocketAddr,
+    /// The TCP peer: the load balancer or proxy in front, when there is one.
+    pub peer: SocketAddr,
     /// `http` or `https`.
     pub scheme: &'static str,
     /// The connection's channel for 1xx responses relayed from upstream, when its I/O is
@@ -82,6 +87,7 @@ impl ClientInfo {
     pub fn new(addr: SocketAddr, scheme: &'static str) -> Self {
         ClientInfo {
             addr,
+            peer: addr,
             scheme,
             interim: None,
             request_id: 0,
@@ -100,6 +106,8 @@ pub(crate) struct ProxySettings {
     pub cache_name: String,
     /// What the node compresses for clients.
     pub compress: CompressRules,
+    /// Who the client is behind trusted proxies.
+    pub client_addr: Arc<crate::client_addr::ClientAddr>,
 }
 
 /// A response, how it was answered, and its body size when known.
@@ -203,6 +211,11 @@ impl Proxy {
     {
         let start = std::time::Instant::now();
         client.request_id = crate::access_log::next_request_id();
+        // Before anything looks at the client: limits, rules, logs, upstream fields.
+        client.addr = self
+            .settings
+            .client_addr
+            .resolve(req.headers(), client.addr);
         if self.traced
             && agent::propagation::decide(req.headers()) == agent::propagation::Decision::Record
         {
