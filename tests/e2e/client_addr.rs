@@ -486,3 +486,124 @@ fn check_config_names_bad_networks_and_proxy_protocol_without_trusted_proxies() 
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("real_ip_header"), "{err}");
 }
+
+/// TLS to `to` over `tcp` (which already carried a PROXY header), trusting `ca_pem`, for SNI
+/// `a.test`; ALPN `http/1.1`.
+async fn tls_over(
+    tcp: TcpStream,
+    ca_pem: &Path,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(ca_pem).unwrap();
+    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg));
+    let name = rustls::pki_types::ServerName::try_from("a.test").unwrap();
+    connector.connect(name, tcp).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_and_http2_listeners_take_the_proxy_header_first_and_limit_per_real_client() {
+    let origin = Origin::start(|_, _| no_store()).await;
+    let dir = temp_dir("client-addr-pp-tls");
+    let ca = crate::support::pki::TestCa::new("client-addr");
+    let leaf = ca.leaf("a", &["a.test"]);
+    let log = dir.join("access.log");
+    let (admin, port, tls_port) = (free_port(), free_port(), free_port());
+    let extra = format!(
+        "proxy_protocol = true\ntrusted_proxies = [\"127.0.0.1\"]\n\
+         max_connections_per_client = 1\ntls_listen = [\"127.0.0.1:{tls_port}\"]\n\n\
+         [[edge.certificates]]\nhosts = [\"a.test\"]\ncert = \"{}\"\nkey = \"{}\"",
+        leaf.cert_pem.display(),
+        leaf.key_pem.display()
+    );
+    let toml = config(admin, port, &origin, &log, &extra);
+    let _node = Process::start(&dir, "edge", &toml, 3);
+    let plain: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let tls: SocketAddr = format!("127.0.0.1:{tls_port}").parse().unwrap();
+
+    // TLS: the header, then the handshake, then HTTP.
+    let mut tcp = connect_from("127.0.0.1", tls).await;
+    tcp.write_all(&v2("203.0.113.21:1", tls, false))
+        .await
+        .unwrap();
+    let mut s = tls_over(tcp, &ca.ca_pem).await.unwrap();
+    s.write_all(b"GET /tls HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
+    let got = String::from_utf8_lossy(&got);
+    assert_eq!(status(&got), 200, "{got}");
+    assert_eq!(forwarded_for(&origin, "/tls"), "203.0.113.21");
+    assert_eq!(logged_client(&log, "/tls").await, "203.0.113.21");
+    // A TLS hello with no header first: closed.
+    let tcp = connect_from("127.0.0.1", tls).await;
+    assert!(tls_over(tcp, &ca.ca_pem).await.is_err());
+
+    // HTTP/2 with prior knowledge after the header.
+    let mut tcp = connect_from("127.0.0.1", plain).await;
+    tcp.write_all(&v1("203.0.113.22:1", plain)).await.unwrap();
+    let (send, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("http://a.test/h2").body(()).unwrap();
+    // `send` stays: the connection (and its place) is held until the end of the test.
+    let (res, _) = send
+        .clone()
+        .ready()
+        .await
+        .unwrap()
+        .send_request(req, true)
+        .unwrap();
+    assert_eq!(res.await.unwrap().status(), 200);
+    assert_eq!(forwarded_for(&origin, "/h2"), "203.0.113.22");
+
+    // max_connections_per_client = 1 holds for the client the header names, not for the
+    // balancer: a second connection of 203.0.113.22 is closed, other clients are served.
+    let mut second = connect_from("127.0.0.1", plain).await;
+    let header = v1("203.0.113.22:2", plain);
+    assert_eq!(ask(&mut second, &header, "a.test", "/again", "").await, "");
+    for i in 0..3 {
+        let mut s = connect_from("127.0.0.1", plain).await;
+        let header = v1(&format!("203.0.113.{}:1", 30 + i), plain);
+        let got = ask(&mut s, &header, "a.test", "/other", "").await;
+        assert_eq!(status(&got), 200, "client {i}: {got}");
+    }
+    drop(send);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shield_that_trusts_its_edges_sees_the_clients() {
+    let origin = Origin::start(|_, _| no_store()).await;
+    let dir = temp_dir("client-addr-shield");
+    let log = dir.join("shield-access.log");
+    let (admin, edge_port, shield_port) = (free_port(), free_port(), free_port());
+    let toml = format!(
+        "[admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken = \"t\"\n\n\
+         [shield]\nsecret = \"{SHIELD_SECRET}\"\nlisten = [\"127.0.0.1:{shield_port}\"]\n\
+         trusted_proxies = [\"127.0.0.1\"]\n\
+         access_log = {{ path = \"{}\", format = \"combined\" }}\n\n\
+         [[shield.sites]]\nhosts = [\"a.test\"]\norigins = [\"{}\"]\n\n\
+         [edge]\nlisten = [\"127.0.0.1:{edge_port}\"]\n\
+         shields = [\"http://127.0.0.1:{shield_port}\"]\nshield_secret = \"{SHIELD_SECRET}\"\n\n\
+         [[edge.sites]]\nhosts = [\"a.test\"]\norigins = [\"{}\"]\n",
+        log.display(),
+        origin.url(),
+        origin.url()
+    );
+    let _node = Process::start(&dir, "tiers", &toml, 3);
+    let url = format!("http://127.0.0.1:{edge_port}/via-shield");
+    // The client at 127.0.0.5 reaches the edge, which reaches the shield from 127.0.0.1.
+    let spoof = [("x-forwarded-for", "198.51.100.9")];
+    assert_eq!(get_from("127.0.0.5", &url, "a.test", &spoof).await, 200);
+    assert_eq!(logged_client(&log, "/via-shield").await, "127.0.0.5");
+    assert_eq!(forwarded_for(&origin, "/via-shield"), "127.0.0.5");
+}
