@@ -9,7 +9,7 @@ mod conns;
 mod generation;
 mod http2;
 mod limits;
-mod proxy_protocol;
+pub(crate) mod proxy_protocol;
 
 pub(crate) use conns::Conns;
 pub(crate) use generation::{Generation, Source};
