@@ -106,6 +106,21 @@ fn render(a: &Value) -> Vec<String> {
         for k in node.get("keys").and_then(Value::as_array).unwrap_or(&empty) {
             out.push(format!("  key {:<5} {}", s(k, "scheme"), s(k, "key")));
         }
+        let rules = node
+            .get("rules")
+            .and_then(Value::as_array)
+            .unwrap_or(&empty);
+        if rules.is_empty() {
+            out.push("  rules: none match".into());
+        }
+        for r in rules {
+            out.push(format!(
+                "  rule  {:<5} {} (rules[{}])",
+                s(r, "scheme"),
+                s(r, "rule"),
+                n(r, "index")
+            ));
+        }
         let entries = node
             .get("entries")
             .and_then(Value::as_array)

@@ -14,7 +14,8 @@
 //! Hand-written: the crates that parse `Forwarded` (forwarded-header-value and the like)
 //! reject a whole header on one bad element and do not walk it against a trust list.
 
-use crate::config::{parse_network, RealIpHeader};
+use crate::config::RealIpHeader;
+use crate::net::parse_network;
 use http::header::HeaderMap;
 use std::net::{IpAddr, SocketAddr};
 

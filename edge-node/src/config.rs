@@ -167,6 +167,10 @@ pub struct EdgeConfig {
     /// Named rate limiters (`[[edge.limits]]`), which sites use by name in `limits`.
     #[serde(default)]
     pub limits: Vec<crate::limits::LimitConfig>,
+    /// A MaxMind-format City or Country database (`.mmdb`) for the `country` condition of
+    /// site rules.
+    #[serde(default)]
+    pub geoip: Option<PathBuf>,
     /// Sites, routed by the request's Host.
     #[serde(default)]
     pub sites: Vec<SiteConfig>,
@@ -264,6 +268,9 @@ pub struct SiteConfig {
     /// Absent: no bound.
     #[serde(default)]
     pub max_body_bytes: Option<ByteSize>,
+    /// Ordered rules (`[[edge.sites.rules]]`): conditions, then actions; see docs/rules.md.
+    #[serde(default)]
+    pub rules: Vec<crate::rules::config::RuleConfig>,
 }
 
 impl EdgeConfig {
@@ -294,6 +301,55 @@ impl EdgeConfig {
                         format!("{name:?} is not a limiter: name one of [[{prefix}.limits]]"),
                     ));
                 }
+            }
+            for (j, r) in s.rules.iter().enumerate() {
+                for (k, name) in r.limits.iter().enumerate() {
+                    if !names.contains(name.as_str()) {
+                        out.push(ConfigProblem::new(
+                            format!("{prefix}.sites[{i}].rules[{j}].limits[{k}]"),
+                            format!("{name:?} is not a limiter: name one of [[{prefix}.limits]]"),
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Problems of the sites' rules: each rule's own, too many rules, a `country` condition
+    /// without `geoip`.
+    fn rule_problems(&self, prefix: &str) -> Vec<ConfigProblem> {
+        let mut out = Vec::new();
+        for (i, s) in self.sites.iter().enumerate() {
+            let p = format!("{prefix}.sites[{i}].rules");
+            if s.rules.len() > crate::rules::MAX_RULES {
+                out.push(ConfigProblem::new(
+                    p.clone(),
+                    format!(
+                        "{} rules: a site has at most {}",
+                        s.rules.len(),
+                        crate::rules::MAX_RULES
+                    ),
+                ));
+            }
+            for (j, r) in s.rules.iter().enumerate() {
+                for (key, msg) in r.problems() {
+                    out.push(ConfigProblem::new(format!("{p}[{j}].{key}"), msg));
+                }
+                if !r.country.is_empty() && self.geoip.is_none() {
+                    out.push(ConfigProblem::new(
+                        format!("{p}[{j}].country"),
+                        format!("a country condition needs a GeoIP database: set {prefix}.geoip"),
+                    ));
+                }
+            }
+        }
+        if let Some(g) = &self.geoip {
+            if !g.is_file() {
+                out.push(ConfigProblem::new(
+                    format!("{prefix}.geoip"),
+                    format!("file {} does not exist or is not readable", g.display()),
+                ));
             }
         }
         out
@@ -331,6 +387,7 @@ impl SiteConfig {
             purge_from: Vec::new(),
             limits: Vec::new(),
             max_body_bytes: None,
+            rules: Vec::new(),
         }
     }
 
@@ -664,6 +721,7 @@ impl EdgeConfig {
             state_dir: None,
             cache_name: defaults::cache_name(),
             limits: Vec::new(),
+            geoip: None,
             sites,
         }
     }
@@ -775,6 +833,7 @@ impl EdgeConfig {
         }
         out.extend(self.limit_problems(prefix));
         out.extend(self.client_addr_problems(prefix));
+        out.extend(self.rule_problems(prefix));
         if self.listen.is_empty() && self.tls_listen.is_empty() {
             out.push(ConfigProblem::new(
                 format!("{prefix}.listen"),
@@ -1069,18 +1128,7 @@ fn origin_tls_problems(s: &SiteConfig, p: &str) -> Vec<ConfigProblem> {
     out
 }
 
-/// A client network of `purge_from`: CIDR, or a bare address for one host.
-pub(crate) fn parse_network(s: &str) -> Result<ipnet::IpNet, String> {
-    let s = s.trim();
-    s.parse::<ipnet::IpNet>()
-        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-        .map_err(|_| {
-            format!(
-                "{s:?} is not a network: an address with a prefix length (CIDR), \
-                 such as \"10.0.0.0/8\" or \"127.0.0.1/32\""
-            )
-        })
-}
+pub(crate) use crate::net::parse_network;
 
 /// Problems with a list of networks (CIDR, or bare addresses) at `key`, one per bad entry.
 pub(crate) fn network_problems(key: &str, list: &[String]) -> Vec<ConfigProblem> {

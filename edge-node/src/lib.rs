@@ -26,11 +26,13 @@ pub mod interim;
 pub mod limits;
 mod listener;
 mod metrics;
+mod net;
 mod node;
 mod pem;
 pub mod proxy;
 pub mod purge;
 pub mod readiness;
+pub mod rules;
 mod tls;
 pub mod upstream;
 
@@ -222,9 +224,20 @@ impl<'a> EdgeBuilder<'a> {
         let trusted =
             client_addr::Networks::parse(&cfg.trusted_proxies).map_err(EdgeError::Config)?;
         let limiters = limits::build(&cfg.limits).map_err(EdgeError::Config)?;
+        // The database is opened only when a rule asks for a country.
+        let wants_geo = cfg
+            .sites
+            .iter()
+            .any(|s| s.rules.iter().any(|r| !r.country.is_empty()));
+        let geo = match &cfg.geoip {
+            Some(path) if wants_geo => Some(Arc::new(
+                rules::geo::GeoIp::open(path).map_err(EdgeError::Config)?,
+            )),
+            _ => None,
+        };
         let proxy = Proxy::new(proxy::Parts {
             challenges: kept.challenges.clone(),
-            sites: Sites::new(&cfg.sites, &upstream, &limiters).map_err(EdgeError::Config)?,
+            sites: Sites::new(&cfg.sites, &upstream, &limiters, geo).map_err(EdgeError::Config)?,
             limiters: limiters.into_values().collect(),
             cache: kept.cache.clone(),
             inflight: kept.inflight.clone(),
@@ -240,6 +253,7 @@ impl<'a> EdgeBuilder<'a> {
                     default_sie: cfg.stale_if_error.0,
                     keep: cfg.keep.0,
                     stale_if_unreachable: cfg.stale_if_unreachable.0,
+                    rule: Default::default(),
                 },
                 collapse_timeout: cfg.collapse_timeout.0,
                 cache_name: cfg.cache_name.clone(),
@@ -252,6 +266,15 @@ impl<'a> EdgeBuilder<'a> {
                     trusted.clone(),
                     cfg.real_ip_header,
                 )),
+                compress_forced: CompressRules {
+                    codings: if cfg.compress.is_empty() {
+                        vec![cache::Coding::Gzip]
+                    } else {
+                        cfg.compress.clone()
+                    },
+                    types: vec!["*/*".into()],
+                    min_bytes: cfg.compress_min_bytes.0,
+                },
             },
         });
         let acceptor = if cfg.tls_listen.is_empty() {

@@ -131,6 +131,9 @@ pub struct ShieldConfig {
     /// Named rate limiters (`[[shield.limits]]`), which sites use by name in `limits`.
     #[serde(default)]
     pub limits: Vec<edge_node::limits::LimitConfig>,
+    /// A MaxMind-format City or Country database for the `country` condition of site rules.
+    #[serde(default)]
+    pub geoip: Option<PathBuf>,
     /// Sites, routed by the request's Host.
     #[serde(default)]
     pub sites: Vec<SiteConfig>,
@@ -181,6 +184,7 @@ impl ShieldConfig {
             resolvers: node.resolvers,
             state_dir: node.state_dir,
             limits: node.limits,
+            geoip: node.geoip,
             sites: node.sites,
         }
     }
@@ -224,6 +228,7 @@ impl ShieldConfig {
             resolvers: self.resolvers.clone(),
             state_dir: self.state_dir.clone(),
             limits: self.limits.clone(),
+            geoip: self.geoip.clone(),
             ..EdgeConfig::new(Vec::new(), self.sites.clone())
         }
     }

@@ -36,6 +36,7 @@ mod purge_nats;
 mod range_head;
 mod resolve;
 mod revalidation;
+mod rules;
 mod shield;
 mod stale;
 mod telemetry;

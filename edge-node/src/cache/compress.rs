@@ -90,6 +90,7 @@ impl CompressRules {
             .trim()
             .to_ascii_lowercase();
         self.types.iter().any(|t| match t.strip_suffix("/*") {
+            Some("*") => true,
             Some(major) => mime.split('/').next() == Some(major),
             None => *t == mime,
         })

@@ -50,6 +50,55 @@ pub(crate) struct PolicyOptions {
     /// How long past its freshness a response may be served when the next tier cannot be
     /// reached (RFC 9111 4.2.4), unless its directives forbid stale use.
     pub stale_if_unreachable: Duration,
+    /// What the site's rules say about this request's response (none: the origin governs).
+    pub rule: RuleFreshness,
+}
+
+/// A site rule's word on freshness (`rules/`): an edge TTL used when the origin names none
+/// or in place of what it names, and stale windows in place of the response's. Applied to
+/// heuristically cacheable statuses only (RFC 9110 15.1: 200, 301, 404, ...), so a rule
+/// never stores an error or a redirect the origin meant for one client.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct RuleFreshness {
+    /// Edge TTL.
+    pub ttl: Option<Duration>,
+    /// `true`: the TTL replaces the origin's freshness directives for this cache (`no-cache`,
+    /// `private`, `no-store`, `max-age`, `Expires` do not count); `false`: it applies only
+    /// when the origin gives no explicit freshness.
+    pub ttl_override: bool,
+    /// Stale-while-revalidate window.
+    pub swr: Option<Duration>,
+    /// Stale-if-error window.
+    pub sie: Option<Duration>,
+}
+
+impl RuleFreshness {
+    /// The directives `d` as the rule amends them for a response with `status`; `targeted`
+    /// becomes true when the rule's TTL replaces the origin's.
+    fn amend(&self, d: &mut Directives, targeted: &mut bool, status: StatusCode, expires: bool) {
+        if *self == RuleFreshness::default() || !heuristically_cacheable(status) {
+            return;
+        }
+        if let Some(ttl) = self.ttl {
+            let secs = Some(ttl.as_secs().min(DELTA_MAX));
+            if self.ttl_override {
+                *d = Directives {
+                    max_age: Some(secs),
+                    ..Directives::default()
+                };
+                // Expires no longer counts either.
+                *targeted = true;
+            } else if (*targeted || !expires) && d.max_age.is_none() && d.s_maxage.is_none() {
+                d.max_age = Some(secs);
+            }
+        }
+        if let Some(w) = self.swr {
+            d.swr = Some(w.as_secs().min(DELTA_MAX));
+        }
+        if let Some(w) = self.sie {
+            d.sie = Some(w.as_secs().min(DELTA_MAX));
+        }
+    }
 }
 
 impl Default for PolicyOptions {
@@ -59,6 +108,7 @@ impl Default for PolicyOptions {
             default_sie: Duration::ZERO,
             keep: Duration::from_secs(3600),
             stale_if_unreachable: Duration::from_secs(3600),
+            rule: RuleFreshness::default(),
         }
     }
 }
@@ -333,7 +383,13 @@ pub(crate) fn decide(
     now: SystemTime,
     opts: &PolicyOptions,
 ) -> Decision {
-    let (d, targeted) = governing(&res.headers);
+    let (mut d, mut targeted) = governing(&res.headers);
+    opts.rule.amend(
+        &mut d,
+        &mut targeted,
+        res.status,
+        res.headers.contains_key(EXPIRES),
+    );
     if let Err(why) = storable(req, res, &d) {
         return Decision::Pass(why);
     }
@@ -1060,6 +1116,7 @@ mod tests {
             default_sie: Duration::from_secs(7),
             keep: Duration::ZERO,
             stale_if_unreachable: Duration::ZERO,
+            rule: RuleFreshness::default(),
         };
         let f = |cc: &str| match decide(&req(&[]), &res(200, &[("cache-control", cc)]), now(), &o) {
             Decision::Store(f) => (f.swr_ms / 1000, f.sie_ms / 1000),
@@ -1118,6 +1175,66 @@ mod tests {
                 ("no-cache".to_string(), None),
                 ("private".to_string(), Some("set-cookie")),
             ]
+        );
+    }
+
+    #[test]
+    fn rule_ttls() {
+        let rule = |ttl: u64, ttl_override: bool| PolicyOptions {
+            keep: Duration::ZERO,
+            rule: RuleFreshness {
+                ttl: Some(Duration::from_secs(ttl)),
+                ttl_override,
+                swr: None,
+                sie: Some(Duration::from_secs(9)),
+            },
+            ..PolicyOptions::default()
+        };
+        let ttl = |o: &PolicyOptions, status: u16, h: &[(&str, &str)]| match decide(
+            &req(&[]),
+            &res(status, h),
+            now(),
+            o,
+        ) {
+            Decision::Store(f) => Some((
+                (f.fresh_until_ms - f.response_time_ms) / 1000,
+                f.sie_ms / 1000,
+            )),
+            Decision::Pass(_) => None,
+        };
+        let default = rule(60, false);
+        // A default: used when the origin names no freshness, not over what it names.
+        assert_eq!(ttl(&default, 200, &[]), Some((60, 9)));
+        assert_eq!(
+            ttl(&default, 200, &[("cache-control", "max-age=5")]),
+            Some((5, 9))
+        );
+        assert_eq!(ttl(&default, 200, &[("cache-control", "no-store")]), None);
+        assert_eq!(ttl(&default, 200, &[("cache-control", "private")]), None);
+        let date = date(0);
+        assert_eq!(
+            ttl(&default, 200, &[("date", &date), ("expires", &date)]),
+            Some((0, 9))
+        );
+        let over = rule(60, true);
+        // An override: the origin's directives do not count for this cache.
+        for cc in ["no-cache", "private", "no-store", "max-age=0", "s-maxage=1"] {
+            assert_eq!(
+                ttl(&over, 200, &[("cache-control", cc)]),
+                Some((60, 9)),
+                "{cc}"
+            );
+        }
+        assert_eq!(
+            ttl(&over, 200, &[("date", &date), ("expires", &date)]),
+            Some((60, 9))
+        );
+        // Never over Set-Cookie, and not for statuses that are not heuristically cacheable.
+        assert_eq!(ttl(&over, 200, &[("set-cookie", "a=b")]), None);
+        assert_eq!(ttl(&over, 500, &[]), None);
+        assert_eq!(
+            ttl(&over, 302, &[("cache-control", "max-age=7")]),
+            Some((7, 0))
         );
     }
 }

@@ -44,6 +44,21 @@ impl VarySpec {
         Some(VarySpec(names.into_boxed_slice()))
     }
 
+    /// `spec` with `more` names added (a site rule's key additions), sorted and once each.
+    pub(crate) fn adding(spec: Option<Self>, more: &[HeaderName]) -> Option<Self> {
+        if more.is_empty() {
+            return spec;
+        }
+        let mut names: Vec<HeaderName> = spec.map(|s| s.0.into_vec()).unwrap_or_default();
+        for n in more {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+        }
+        names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        Some(VarySpec(names.into_boxed_slice()))
+    }
+
     /// The normalised values `req` has for these names.
     pub fn values(&self, req: &HeaderMap) -> VaryValues {
         self.0.iter().map(|n| normalized_value(n, req)).collect()

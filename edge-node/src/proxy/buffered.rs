@@ -83,7 +83,7 @@ impl Proxy {
         let Some(len) = declared_len(&parts).filter(|l| *l <= self.cache.max_object()) else {
             return Read::Relay(Response::from_parts(parts, body));
         };
-        let policy = self.site_policy(&ctx.site);
+        let policy = self.policy(ctx);
         let Decision::Store(fresh) = decide(&ctx.parts, &parts, SystemTime::now(), &policy) else {
             return Read::Relay(Response::from_parts(parts, body));
         };
@@ -95,7 +95,7 @@ impl Proxy {
         if body.len() as u64 != len {
             return Read::Failed;
         }
-        let (vary, values) = vary_of(&parts.headers, &ctx.parts.headers);
+        let (vary, values) = vary_of(&parts.headers, &ctx.parts.headers, &ctx.key_vary());
         let tags = crate::purge::event::response_tags(&parts.headers)
             .into_iter()
             .map(String::into_boxed_str)
@@ -134,8 +134,12 @@ impl Proxy {
 }
 
 /// A response's Vary and the request's values for it.
-fn vary_of(response: &HeaderMap, request: &HeaderMap) -> (Option<VarySpec>, VaryValues) {
-    let vary = VarySpec::from_response(response);
+fn vary_of(
+    response: &HeaderMap,
+    request: &HeaderMap,
+    added: &[http::HeaderName],
+) -> (Option<VarySpec>, VaryValues) {
+    let vary = VarySpec::adding(VarySpec::from_response(response), added);
     let values = vary.as_ref().map(|s| s.values(request)).unwrap_or_default();
     (vary, values)
 }

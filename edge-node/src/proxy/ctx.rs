@@ -20,6 +20,8 @@ pub(super) struct Ctx {
     /// Path and normalised query sent upstream.
     pub upstream_pq: String,
     pub client: ClientInfo,
+    /// The site's rules that matched it (`rules/`).
+    pub rules: crate::rules::Matched,
 }
 
 /// What a request sent upstream is for.
@@ -83,6 +85,49 @@ impl Ctx {
         }
     }
 
+    /// The origins it goes to: a matched rule's pool, else its site's.
+    pub(super) fn origins(&self) -> &Arc<crate::upstream::origins::OriginPool> {
+        self.site
+            .rules
+            .last(self.rules, |a| a.origins.as_ref())
+            .unwrap_or(&self.site.origins)
+    }
+
+    /// Whether a matched rule sends it straight upstream, past the cache.
+    pub(super) fn bypassed(&self) -> bool {
+        self.site.rules.any(self.rules, |a| a.bypass)
+    }
+
+    /// The names a matched rule adds to the `Vary` of what is stored for it: the headers it
+    /// keys on, and the node's key field for cookie values and the device class.
+    pub(super) fn key_vary(&self) -> Vec<http::HeaderName> {
+        let mut out: Vec<http::HeaderName> = Vec::new();
+        if !self
+            .site
+            .rules
+            .any(self.rules, crate::rules::actions::Actions::keys)
+        {
+            return out;
+        }
+        for r in self.site.rules.matched(self.rules) {
+            out.extend(r.actions.key_headers.iter().cloned());
+        }
+        if self
+            .parts
+            .headers
+            .contains_key(&crate::rules::key::KEY_FIELD)
+        {
+            out.push(crate::rules::key::KEY_FIELD.clone());
+        }
+        out
+    }
+
+    /// What a matched rule says of compression: `Some(false)` never, `Some(true)` whatever
+    /// the media type.
+    pub(super) fn compress(&self) -> Option<bool> {
+        self.site.rules.last(self.rules, |a| a.compress)
+    }
+
     /// Whether the cache may answer it (GET and HEAD).
     pub(super) fn is_cacheable_method(&self) -> bool {
         self.parts.method == Method::GET || self.parts.method == Method::HEAD
@@ -113,6 +158,7 @@ impl Proxy {
             Err(_) => Request::new(()).into_parts().0,
         };
         parts.headers = h.build(&ctx.parts.headers);
+        edit_upstream(ctx, &mut parts.headers);
         self.hooks.upstream_request(&mut parts);
         parts
     }
@@ -124,6 +170,23 @@ impl Proxy {
         purpose: Purpose,
     ) -> request::Parts {
         relaying_interim(self.upstream_parts(ctx, purpose), ctx.interim().await)
+    }
+}
+
+/// The request edits of the matched rules, in order, on what goes upstream.
+fn edit_upstream(ctx: &Ctx, headers: &mut http::HeaderMap) {
+    if ctx.rules.is_empty() {
+        return;
+    }
+    let rules = &ctx.site.rules;
+    for r in rules.matched(ctx.rules) {
+        r.actions.request.apply(headers);
+    }
+    if rules.any(ctx.rules, |a| a.key_device) {
+        headers.insert(
+            crate::rules::key::DEVICE_FIELD.clone(),
+            http::HeaderValue::from_static(crate::rules::key::device_class(&ctx.parts.headers)),
+        );
     }
 }
 

@@ -40,6 +40,10 @@ pub(super) struct FillJob {
     pub purge_version: u64,
     /// The freshness rules of its site.
     pub policy: PolicyOptions,
+    /// Names the site's rules add to the stored response's Vary (their key additions).
+    key_vary: Vec<http::HeaderName>,
+    /// What the rules say of compression.
+    compress: Option<bool>,
     /// How it starts.
     start: Option<FillStart>,
 }
@@ -109,12 +113,14 @@ impl Proxy {
             key: ctx.key,
             ck,
             fill,
-            origins: ctx.site.origins.clone(),
+            origins: ctx.origins().clone(),
             upstream,
             client,
             stale,
             purge_version: self.cache.purge_version(),
-            policy: self.site_policy(&ctx.site),
+            policy: self.policy(ctx),
+            key_vary: ctx.key_vary(),
+            compress: ctx.compress(),
             start,
         };
         let me = self.clone();
@@ -217,7 +223,7 @@ impl Proxy {
                 return None;
             }
         }
-        let vary = VarySpec::from_response(&parts.headers);
+        let vary = VarySpec::adding(VarySpec::from_response(&parts.headers), &job.key_vary);
         let values = vary
             .as_ref()
             .map(|s| s.values(&job.client.headers))
@@ -249,10 +255,14 @@ impl Proxy {
         if content_length.is_some_and(|l| l > max) && spool.is_none() {
             return None;
         }
-        let compressible = {
+        let compressible = job.compress != Some(false) && {
             let h = &parts.headers;
             let get = |n: header::HeaderName| h.get(n).and_then(|v| v.to_str().ok());
-            self.settings.compress.applies(
+            let rules = match job.compress {
+                Some(true) => &self.settings.compress_forced,
+                _ => &self.settings.compress,
+            };
+            rules.applies(
                 get(header::CONTENT_TYPE),
                 get(header::CONTENT_ENCODING),
                 get(header::CACHE_CONTROL),
@@ -406,7 +416,11 @@ impl Proxy {
         }
         let body = concat(&got.chunks, got.total);
         let encoded = if plan.compressible {
-            self.encode(&body).await
+            let codings = match job.compress {
+                Some(true) => &self.settings.compress_forced.codings,
+                _ => &self.settings.compress.codings,
+            };
+            self.encode(codings.clone(), &body).await
         } else {
             Box::default()
         };
@@ -423,20 +437,26 @@ impl Proxy {
         self.metrics.stored();
     }
 
-    /// The freshness rules for responses of `site`: the node's, with the site's own window
-    /// for serving stale when unreachable.
-    pub(super) fn site_policy(&self, site: &super::sites::Site) -> PolicyOptions {
+    /// The freshness rules for the response to `ctx`: the node's, with its site's own window
+    /// for serving stale when unreachable, and what its rules say.
+    pub(super) fn policy(&self, ctx: &Ctx) -> PolicyOptions {
         let mut p = self.settings.policy;
-        if let Some(w) = site.stale_if_unreachable {
+        if let Some(w) = ctx.site.stale_if_unreachable {
             p.stale_if_unreachable = w;
+        }
+        if !ctx.rules.is_empty() {
+            p.rule = ctx.site.rules.freshness(ctx.rules);
         }
         p
     }
 
     /// The configured compressed forms of `body`, made off the async workers; forms that do
     /// not save at least 10% are dropped.
-    async fn encode(&self, body: &Bytes) -> Box<[(crate::cache::compress::Coding, Bytes)]> {
-        let codings = self.settings.compress.codings.clone();
+    async fn encode(
+        &self,
+        codings: Vec<crate::cache::compress::Coding>,
+        body: &Bytes,
+    ) -> Box<[(crate::cache::compress::Coding, Bytes)]> {
         let body = body.clone();
         let made = tokio::task::spawn_blocking(move || {
             codings

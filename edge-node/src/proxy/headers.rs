@@ -46,6 +46,8 @@ pub(crate) const UNKEYED_UNTRUSTED: &[&str] = &[
     // Tier-internal fields: only this edge sets them, toward its shields.
     "outpost-shield-secret",
     "outpost-purge-version",
+    // The node's own cache-key field of site rules (`rules/key.rs`).
+    "outpost-key",
 ];
 
 /// Fields for this cache only, consumed here: `Surrogate-Control` (Edge Architecture

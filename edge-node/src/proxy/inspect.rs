@@ -22,6 +22,21 @@ pub struct NodeView {
     pub keys: Vec<SchemeKey>,
     /// Every stored variant under those keys, in every tier (empty: not cached).
     pub entries: Vec<SchemeEntry>,
+    /// The site's rules a plain GET of the URL matches, in order (conditions on headers,
+    /// cookies and the client are judged as for a request with none, from an unknown
+    /// address), for HTTP and HTTPS.
+    pub rules: Vec<RuleMatch>,
+}
+
+/// A rule a URL matches.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleMatch {
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// The rule's name (or `rules[N]`).
+    pub rule: String,
+    /// Its position in the site's rules.
+    pub index: usize,
 }
 
 /// A URL's cache key for one scheme.
@@ -51,7 +66,9 @@ impl Proxy {
 
     /// What this node holds for `url`; `None` when no site of it serves the URL's host.
     pub async fn inspect(&self, url: &UrlTarget) -> Option<NodeView> {
-        let site = self.sites.find(&url.host)?.name.clone();
+        let found = self.sites.find(&url.host)?;
+        let site = found.name.clone();
+        let rules = rule_matches(found, &url.host, &url.path);
         let keys = self.sites.keys_for(&url.host, &url.path);
         // The order `keys_for` gives them in.
         let schemes = ["http", "https"];
@@ -84,6 +101,40 @@ impl Proxy {
                 })
                 .collect(),
             entries,
+            rules,
         })
     }
+}
+
+/// The rules of `site` a plain GET of `host` and `path_and_query` matches, per scheme.
+fn rule_matches(site: &super::sites::Site, host: &str, path_and_query: &str) -> Vec<RuleMatch> {
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_and_query, None),
+    };
+    let path = crate::cache::url::normalize_path(path);
+    let headers = http::HeaderMap::new();
+    let subject = crate::rules::matcher::Subject {
+        method: &http::Method::GET,
+        host,
+        path: &path,
+        query,
+        headers: &headers,
+        client: std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        geo: None,
+    };
+    let mut out = Vec::new();
+    for (scheme, https) in [("http", false), ("https", true)] {
+        let m = site.rules.evaluate(&subject, https);
+        for index in m.indexes() {
+            if let Some(r) = site.rules.rules().get(index) {
+                out.push(RuleMatch {
+                    scheme,
+                    rule: r.name.clone(),
+                    index,
+                });
+            }
+        }
+    }
+    out
 }

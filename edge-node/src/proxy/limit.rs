@@ -14,7 +14,11 @@ impl Proxy {
     /// refuses it; `None` when it may go on.
     pub(super) fn over_limit(&self, ctx: &Ctx, upstream: bool) -> Option<Answer> {
         let site = &ctx.site;
-        if site.limits.is_empty() {
+        let rule_limits = site
+            .rules
+            .matched(ctx.rules)
+            .flat_map(|r| r.actions.limits.iter());
+        if site.limits.is_empty() && ctx.rules.is_empty() {
             return None;
         }
         let ask = Ask {
@@ -23,7 +27,8 @@ impl Proxy {
             path: ctx.path(),
             headers: &ctx.parts.headers,
         };
-        for l in site.limits.iter().filter(|l| l.upstream_only == upstream) {
+        let all = site.limits.iter().chain(rule_limits);
+        for l in all.filter(|l| l.upstream_only == upstream) {
             if let Err(wait) = l.check(&ask) {
                 let st = self.status_value("fwd=request; detail=rate-limit");
                 let mut res = plain(

@@ -19,7 +19,11 @@ use std::time::SystemTime;
 impl Proxy {
     /// The cache path of a GET or HEAD.
     pub(super) async fn lookup(self: &Arc<Self>, ctx: Ctx) -> Answer {
-        let mut proceed = self.hooks.before_lookup(&ctx.info());
+        let mut proceed = if ctx.bypassed() {
+            Proceed::Bypass("rule-bypass")
+        } else {
+            self.hooks.before_lookup(&ctx.info())
+        };
         while let Proceed::Wait(later) = proceed {
             proceed = later.await;
         }

@@ -36,6 +36,7 @@ pub(crate) mod range;
 mod refresh;
 pub(crate) mod respond;
 mod route;
+mod rules;
 pub(crate) mod sites;
 mod telemetry;
 
@@ -108,6 +109,9 @@ pub(crate) struct ProxySettings {
     pub compress: CompressRules,
     /// Who the client is behind trusted proxies.
     pub client_addr: Arc<crate::client_addr::ClientAddr>,
+    /// What a rule with `compress = true` compresses: any media type, with the node's
+    /// codings (gzip when it has none).
+    pub compress_forced: CompressRules,
 }
 
 /// A response, how it was answered, and its body size when known.
@@ -268,9 +272,9 @@ impl Proxy {
             shutdown.clone(),
         ));
         for site in self.sites.all() {
-            if site.origins.health.is_some() {
+            for pool in site.pools().filter(|p| p.health.is_some()) {
                 tasks.spawn(crate::upstream::health::check_origins(
-                    site.origins.clone(),
+                    pool.clone(),
                     self.upstream.clone(),
                     shutdown.clone(),
                 ));
@@ -295,7 +299,7 @@ impl Proxy {
         let now = crate::cache::policy::unix_ms(std::time::SystemTime::now());
         let mut out: Vec<(&'static str, http::uri::Authority, bool)> = Vec::new();
         for site in self.sites.all() {
-            for o in site.origins.origins() {
+            for o in site.pools().flat_map(|p| p.origins()) {
                 out.push(("origin", o.addr.authority.clone(), o.usable(now)));
             }
         }

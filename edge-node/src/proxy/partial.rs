@@ -187,7 +187,7 @@ impl Proxy {
         }
         self.upstream
             .send(
-                &ctx.site.origins,
+                ctx.origins(),
                 ctx.key.0,
                 up,
                 crate::body::ProxyBody::empty(),

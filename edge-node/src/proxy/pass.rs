@@ -36,7 +36,7 @@ impl Proxy {
         retry: Retry,
     ) -> Result<Response<hyper::body::Incoming>, crate::upstream::error::UpstreamError> {
         let up = self.upstream_parts_relaying(ctx, Purpose::Forward).await;
-        let (origins, key) = (&ctx.site.origins, ctx.key.0);
+        let (origins, key) = (ctx.origins(), ctx.key.0);
         let version = self.cache.purge_version();
         self.upstream
             .send(origins, key, up, body, retry, version)

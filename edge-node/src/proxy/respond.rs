@@ -134,6 +134,8 @@ pub(crate) struct Reply<'a> {
     pub cache_status: HeaderValue,
     /// This edge's Via value.
     pub via: &'a HeaderValue,
+    /// Served uncompressed whatever the client accepts (a site rule's `compress = false`).
+    pub identity: bool,
 }
 
 impl Reply<'_> {
@@ -141,7 +143,7 @@ impl Reply<'_> {
     /// the client accepts (and the request is not for a range).
     pub(crate) fn object(&self, obj: &Object, age: u64) -> (Response<ProxyBody>, Option<u64>) {
         let mut headers = obj.headers.to_map();
-        if !obj.encoded.is_empty() {
+        if !obj.encoded.is_empty() && !self.identity {
             ensure_vary_accept_encoding(&mut headers);
             let accepted = crate::cache::vary::normalized_accept_encoding(self.req);
             if !self.req.contains_key(header::RANGE) {
@@ -343,6 +345,7 @@ impl Proxy {
             req: &ctx.parts.headers,
             cache_status,
             via: &self.via,
+            identity: ctx.compress() == Some(false),
         }
     }
 

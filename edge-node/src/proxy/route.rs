@@ -10,6 +10,9 @@ use crate::body::{BoxError, ProxyBody};
 use crate::cache::key::{normalize_host, normalize_query, CacheKey};
 use crate::cache::url::normalize_path;
 use crate::metrics::Outcome;
+use crate::rules::actions::Actions;
+use crate::rules::matcher::Subject;
+use crate::rules::Matched;
 use http::header;
 use http::{Method, Request, StatusCode};
 use std::borrow::Cow;
@@ -38,10 +41,17 @@ impl Proxy {
             Ok(ctx) => ctx,
             Err(unrouted) => return self.refuse(unrouted),
         };
-        let site = ctx.site.index;
+        let site = ctx.site.clone();
+        let matched = ctx.rules;
         let mut answer = if let Err(r) = self.hooks.admit(&ctx.info()) {
             let st = self.status_value(&format!("fwd=request; detail={}", r.detail));
             Answer::new(plain(r.status, st, r.message), Outcome::Error, None)
+        } else if let Some(answer) = (!matched.is_empty())
+            .then(|| self.rule_answer(&ctx))
+            .flatten()
+        {
+            // Blocked or redirected: never reaches a limiter's count or the origin.
+            answer
         } else if let Some(limited) = self.over_limit(&ctx, false).or_else(|| {
             (!ctx.is_cacheable_method())
                 .then(|| self.over_limit(&ctx, true))
@@ -87,7 +97,8 @@ impl Proxy {
             };
             self.forward(ctx, body).await
         };
-        answer.site = Some(site);
+        super::rules::edit_response(&site.rules, matched, &mut answer.res, answer.outcome);
+        answer.site = Some(site.index);
         answer
     }
 
@@ -151,8 +162,30 @@ impl Proxy {
         let Some(site) = self.sites.find(&host).cloned() else {
             return Err(Unrouted::UnknownHost(host));
         };
-        let query = normalize_query(parts.uri.query(), site.query, &site.drop_params);
+        let mut parts = parts;
+        // The node's own key field: never taken from a client (it would pick another
+        // client's copy).
+        parts.headers.remove(&crate::rules::key::KEY_FIELD);
         let path = normalize_path(parts.uri.path());
+        let rules = if site.rules.is_empty() {
+            Matched::default()
+        } else {
+            let subject = Subject {
+                method: &parts.method,
+                host: &host,
+                path: &path,
+                query: parts.uri.query(),
+                headers: &parts.headers,
+                client: client.addr.ip(),
+                geo: site.rules.geo(),
+            };
+            site.rules.evaluate(&subject, client.scheme == "https")
+        };
+        let query = if site.rules.any(rules, Actions::queries) {
+            rule_query(&site, rules, parts.uri.query()).map(Cow::Owned)
+        } else {
+            normalize_query(parts.uri.query(), site.query, &site.drop_params)
+        };
         let key = CacheKey::new(client.scheme, &host, &path, query.as_deref());
         let upstream_pq = match &query {
             Some(q) => format!("{path}?{q}"),
@@ -162,6 +195,19 @@ impl Proxy {
             Cow::Owned(p) => Some(p),
             Cow::Borrowed(_) => None,
         };
+        if site.rules.any(rules, Actions::keys) {
+            let cookies: Vec<String> = site
+                .rules
+                .matched(rules)
+                .flat_map(|r| r.actions.key_cookies.iter().cloned())
+                .collect();
+            let device = site.rules.any(rules, |a| a.key_device);
+            if let Some(v) = crate::rules::key::key_value(&parts.headers, &cookies, device) {
+                parts
+                    .headers
+                    .insert(crate::rules::key::KEY_FIELD.clone(), v);
+            }
+        }
         if self.traced {
             let span = tracing::Span::current();
             if !span.is_none() {
@@ -176,6 +222,7 @@ impl Proxy {
             key,
             upstream_pq,
             client,
+            rules,
         })
     }
 }
@@ -201,4 +248,35 @@ impl Proxy {
             .ok()?;
         Some(Answer::new(res, Outcome::Pass, Some(len)))
     }
+}
+
+/// The query of a request some of whose rules change it: their mode (the last that sets one)
+/// or the site's; the site's dropped parameters and every rule's `query_deny`; when rules
+/// give `query_allow`, only those parameters.
+fn rule_query(site: &super::sites::Site, m: Matched, query: Option<&str>) -> Option<String> {
+    let mode = site.rules.last(m, |a| a.query).unwrap_or(site.query);
+    let mut deny = site.drop_params.clone();
+    let mut allow: Vec<&String> = Vec::new();
+    for r in site.rules.matched(m) {
+        deny.extend(r.actions.query_deny.iter().cloned());
+        allow.extend(r.actions.query_allow.iter());
+    }
+    let named = |name: &str, list: &String| match list.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => name == list,
+    };
+    let allowed: Option<String> = match query {
+        Some(q) if !allow.is_empty() => Some(
+            q.split('&')
+                .filter(|p| {
+                    let name = p.split('=').next().unwrap_or("");
+                    allow.iter().any(|a| named(name, a))
+                })
+                .collect::<Vec<_>>()
+                .join("&"),
+        ),
+        _ => None,
+    };
+    let q = allowed.as_deref().or(query);
+    normalize_query(q, mode, &deny).map(Cow::into_owned)
 }

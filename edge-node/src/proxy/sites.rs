@@ -3,6 +3,8 @@
 
 use crate::cache::key::{normalize_query, CacheKey, QueryMode};
 use crate::config::SiteConfig;
+use crate::rules::geo::GeoIp;
+use crate::rules::RuleSet;
 use crate::upstream::addr::OriginAddr;
 use crate::upstream::origins::{HealthCheck, OriginPool};
 use crate::upstream::Upstream;
@@ -30,6 +32,8 @@ pub(crate) struct Site {
     pub limits: Vec<Arc<crate::limits::Limiter>>,
     /// Largest request body it takes.
     pub max_body: Option<u64>,
+    /// Its rules, in order.
+    pub rules: RuleSet,
 }
 
 /// Host name -> site.
@@ -37,6 +41,18 @@ pub(crate) struct Site {
 pub(crate) struct Sites {
     exact: HashMap<String, Arc<Site>>,
     wildcard: Vec<(String, Arc<Site>)>,
+}
+
+impl Site {
+    /// Every origin pool of the site: its own, then its rules'.
+    pub(crate) fn pools(&self) -> impl Iterator<Item = &Arc<OriginPool>> {
+        std::iter::once(&self.origins).chain(
+            self.rules
+                .rules()
+                .iter()
+                .filter_map(|r| r.actions.origins.as_ref()),
+        )
+    }
 }
 
 impl Sites {
@@ -47,29 +63,14 @@ impl Sites {
         cfg: &[SiteConfig],
         upstream: &Upstream,
         limiters: &HashMap<String, Arc<crate::limits::Limiter>>,
+        geo: Option<Arc<GeoIp>>,
     ) -> Result<Self, String> {
         let mut out = Sites::default();
         for (index, s) in cfg.iter().enumerate() {
-            let origins = s
-                .origins
-                .iter()
-                .map(|o| OriginAddr::parse(o))
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut pool = OriginPool::new(
-                origins,
-                s.health_path.as_ref().map(|path| HealthCheck {
-                    path: path.clone(),
-                    host: s.hosts.first().cloned().unwrap_or_default(),
-                    interval: s.health_interval.0,
-                    timeout: s.health_timeout.0,
-                    healthy_after: s.healthy_after,
-                    unhealthy_after: s.unhealthy_after,
-                }),
-            );
-            pool.site = index;
+            let mut origins = origin_pool(s, &s.origins, index)?;
             let tls = s.origin_tls();
             if !tls.is_default() {
-                pool.client = Some(
+                origins.client = Some(
                     upstream
                         .client_for(&tls)
                         .map_err(|e| format!("sites[{index}]: {e}"))?,
@@ -82,17 +83,31 @@ impl Sites {
                     );
                 }
             }
-            pool.host = match &s.origin_host {
-                Some(h) => Some(
-                    http::HeaderValue::from_str(h)
-                        .map_err(|_| format!("sites[{index}].origin_host: {h:?} is not a host"))?,
-                ),
-                None => None,
+            let find_limiter = |n: &String| {
+                limiters
+                    .get(n)
+                    .cloned()
+                    .ok_or_else(|| format!("sites[{index}]: no limiter {n:?}"))
             };
+            let rules = RuleSet::new(&s.rules, geo.clone(), |_, rc, actions| {
+                if !rc.origins.is_empty() {
+                    let mut pool = origin_pool(s, &rc.origins, index)?;
+                    pool.client = origins.client.clone();
+                    actions.origins = Some(Arc::new(pool));
+                }
+                actions.limits = rc
+                    .limits
+                    .iter()
+                    .map(find_limiter)
+                    .collect::<Result<_, _>>()?;
+                Ok(())
+            })
+            .map_err(|e| format!("sites[{index}]: {e}"))?;
             let site = Arc::new(Site {
                 name: s.display_name().to_string(),
                 index,
-                origins: Arc::new(pool),
+                origins: Arc::new(origins),
+                rules,
                 query: s.query,
                 drop_params: s.drop_params.clone(),
                 stale_if_unreachable: s.stale_if_unreachable.map(|d| d.0),
@@ -105,12 +120,7 @@ impl Sites {
                 limits: s
                     .limits
                     .iter()
-                    .map(|n| {
-                        limiters
-                            .get(n)
-                            .cloned()
-                            .ok_or_else(|| format!("sites[{index}].limits: no limiter {n:?}"))
-                    })
+                    .map(find_limiter)
                     .collect::<Result<_, _>>()?,
                 max_body: s.max_body_bytes.map(|b| b.0),
             });
@@ -171,4 +181,33 @@ impl Sites {
             (!label.is_empty() && !label.contains('.')).then_some(s)
         })
     }
+}
+
+/// The pool of `urls` for site `s` (the site's own origins, or a rule's): health checks by
+/// the site's settings, and the site's `origin_host`; the caller adds the upstream client.
+fn origin_pool(s: &SiteConfig, urls: &[String], index: usize) -> Result<OriginPool, String> {
+    let origins = urls
+        .iter()
+        .map(|o| OriginAddr::parse(o))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut pool = OriginPool::new(
+        origins,
+        s.health_path.as_ref().map(|path| HealthCheck {
+            path: path.clone(),
+            host: s.hosts.first().cloned().unwrap_or_default(),
+            interval: s.health_interval.0,
+            timeout: s.health_timeout.0,
+            healthy_after: s.healthy_after,
+            unhealthy_after: s.unhealthy_after,
+        }),
+    );
+    pool.site = index;
+    pool.host = match &s.origin_host {
+        Some(h) => Some(
+            http::HeaderValue::from_str(h)
+                .map_err(|_| format!("sites[{index}].origin_host: {h:?} is not a host"))?,
+        ),
+        None => None,
+    };
+    Ok(pool)
 }
