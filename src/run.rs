@@ -230,6 +230,7 @@ pub async fn start(
             .as_ref()
             .map(|d| Arc::new(DnsChallenges(d.acme_txt())) as Arc<dyn admin::ChallengeRecords>);
         let mut state = AdminState::new(token, nodes.clone())
+            .with_access_lists(&ac.allow, &ac.deny)?
             .with_acme(acme, private_channel)
             .with_dns_challenges(dns_records)
             .with_metrics(metrics.clone());

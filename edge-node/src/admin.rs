@@ -4,8 +4,10 @@
 //! `GET /metrics` (the process's instruments as Prometheus text), `GET /stats` (the same added
 //! up per node and per site, as JSON, with the caches' gauges), `POST /purge`, `GET
 //! /purge/log?since=N&wait=MS`, `GET /cache?url=URL` (what the caches hold for a URL,
-//! `inspect.rs`) and `POST /reload`.
+//! `inspect.rs`) and `POST /reload`. The `[admin] allow` and `deny` networks guard all but
+//! the two probes, before the token (`access.rs`).
 
+mod access;
 mod inspect;
 mod reply;
 
@@ -41,6 +43,8 @@ pub struct AdminState {
     acme: Option<(crate::AcmeHandle, bool)>,
     /// The DNS-01 records of this node's `[dns]` role.
     dns_challenges: Option<Arc<dyn ChallengeRecords>>,
+    /// Which peers may use it (`[admin] allow` and `deny`).
+    access: Arc<access::AdminAccess>,
 }
 
 /// The ACME DNS-01 records a `[dns]` node publishes (`_acme-challenge.NAME` TXT), which
@@ -76,7 +80,16 @@ impl AdminState {
             shutdown: None,
             acme: None,
             dns_challenges: None,
+            access: Arc::default(),
         }
+    }
+
+    /// Lets only peers in `allow` (empty: every address) and not in `deny` use the API but
+    /// `/healthz` and `/livez`; the others get 403 before their token is looked at. The
+    /// networks are CIDRs or bare addresses, as `[admin] allow` and `deny` take them.
+    pub fn with_access_lists(mut self, allow: &[String], deny: &[String]) -> Result<Self, String> {
+        self.access = Arc::new(access::AdminAccess::new(allow, deny)?);
+        Ok(self)
     }
 
     /// Lets the fleet's ACME clients publish DNS-01 records in this node's zones.
@@ -403,7 +416,11 @@ pub fn router(state: AdminState) -> Router {
             "/dns/acme-challenge",
             axum::routing::post(dns_challenge_add).delete(dns_challenge_remove),
         )
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .route_layer(middleware::from_fn_with_state(
+            state.access.clone(),
+            access::guard,
+        ));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/livez", get(livez))
@@ -431,7 +448,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let mut state = state;
     state.shutdown = Some(shutdown.clone());
-    let app = router(state);
+    let app = router(state).into_make_service_with_connect_info::<access::PeerAddr>();
     let stop = async move {
         let _ = shutdown.wait_for(|s| *s).await;
     };

@@ -77,6 +77,18 @@ pub struct EdgeConfig {
     /// Requests one client connection may carry before the node closes it (0: no bound).
     #[serde(default = "defaults::max_requests_per_connection")]
     pub max_requests_per_connection: u64,
+    /// Every listener (plain and TLS) expects a PROXY protocol header (v1 or v2) first, from
+    /// a peer in `trusted_proxies`: a load balancer in front passing on the client's address.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// Networks of the proxies and load balancers in front (CIDR, `"10.0.0.0/8"`; a bare
+    /// address is one host): the only peers whose PROXY header or `real_ip_header` is believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// The header a trusted proxy puts the client's address in: `"x-forwarded-for"` (the
+    /// default) or `"forwarded"` (RFC 7239).
+    #[serde(default)]
+    pub real_ip_header: RealIpHeader,
     /// Time to connect to an upstream.
     #[serde(default = "defaults::connect_timeout")]
     pub connect_timeout: Dur,
@@ -162,6 +174,18 @@ pub struct EdgeConfig {
     /// Sites, routed by the request's Host.
     #[serde(default)]
     pub sites: Vec<SiteConfig>,
+}
+
+/// The request header a trusted proxy names the client in (`real_ip_header`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum RealIpHeader {
+    /// `X-Forwarded-For: client, proxy1, proxy2`.
+    #[default]
+    #[serde(rename = "x-forwarded-for", alias = "X-Forwarded-For")]
+    XForwardedFor,
+    /// `Forwarded: for=client, for=proxy1` (RFC 7239).
+    #[serde(rename = "forwarded", alias = "Forwarded")]
+    Forwarded,
 }
 
 /// A TLS certificate and key (PEM files) and the host names it serves.
@@ -420,6 +444,14 @@ pub struct AdminConfig {
     /// that section's `state_dir`).
     #[serde(default)]
     pub state_dir: Option<PathBuf>,
+    /// Networks (CIDR; a bare address is one host) whose connections may use the admin API;
+    /// empty: every address. Checked on the TCP peer, before the token. `/healthz` and
+    /// `/livez` stay open to all (load balancers and geo-DNS probe them).
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Networks refused even when `allow` has them (deny wins).
+    #[serde(default)]
+    pub deny: Vec<String>,
 }
 
 /// The `[acme]` section: where certificates for `acme = true` sites come from.
@@ -672,6 +704,9 @@ impl EdgeConfig {
             max_connections: defaults::max_connections(),
             max_connections_per_client: defaults::max_connections_per_client(),
             max_requests_per_connection: defaults::max_requests_per_connection(),
+            proxy_protocol: false,
+            trusted_proxies: Vec::new(),
+            real_ip_header: RealIpHeader::default(),
             max_header_bytes: defaults::max_header_bytes(),
             connect_timeout: defaults::connect_timeout(),
             first_byte_timeout: defaults::first_byte_timeout(),
@@ -752,6 +787,20 @@ impl EdgeConfig {
         out
     }
 
+    /// Problems with the keys that say who the client is: `trusted_proxies` networks, and
+    /// `proxy_protocol` without any peer to take it from.
+    fn client_addr_problems(&self, prefix: &str) -> Vec<ConfigProblem> {
+        let mut out = network_problems(&format!("{prefix}.trusted_proxies"), &self.trusted_proxies);
+        if self.proxy_protocol && self.trusted_proxies.is_empty() {
+            out.push(ConfigProblem::new(
+                format!("{prefix}.trusted_proxies"),
+                "proxy_protocol = true needs the load balancers' networks here: \
+                 a PROXY header is taken only from them",
+            ));
+        }
+        out
+    }
+
     /// How this node reaches its https:// shields: the fleet CA, its client certificate.
     /// Always HTTP/1.1 (the tiers relay 1xx responses, which hyper reports over HTTP/1.1
     /// only); connections are pooled and kept alive, so handshakes are rare.
@@ -793,6 +842,7 @@ impl EdgeConfig {
             ));
         }
         out.extend(self.limit_problems(prefix));
+        out.extend(self.client_addr_problems(prefix));
         out.extend(self.rule_problems(prefix));
         if self.listen.is_empty() && self.tls_listen.is_empty() {
             out.push(ConfigProblem::new(
@@ -1090,6 +1140,17 @@ fn origin_tls_problems(s: &SiteConfig, p: &str) -> Vec<ConfigProblem> {
 
 pub(crate) use crate::net::parse_network;
 
+/// Problems with a list of networks (CIDR, or bare addresses) at `key`, one per bad entry.
+pub(crate) fn network_problems(key: &str, list: &[String]) -> Vec<ConfigProblem> {
+    list.iter()
+        .enumerate()
+        .filter_map(|(i, n)| {
+            let e = parse_network(n).err()?;
+            Some(ConfigProblem::new(format!("{key}[{i}]"), e))
+        })
+        .collect()
+}
+
 /// Problems with a site's client networks: `purge_from`, `allow`, `deny` (`p` is its path).
 fn purge_from_problems(s: &SiteConfig, p: &str) -> Vec<ConfigProblem> {
     [
@@ -1098,11 +1159,7 @@ fn purge_from_problems(s: &SiteConfig, p: &str) -> Vec<ConfigProblem> {
         ("deny", &s.deny),
     ]
     .into_iter()
-    .flat_map(|(key, nets)| nets.iter().enumerate().map(move |(i, n)| (key, i, n)))
-    .filter_map(|(key, i, n)| {
-        let e = parse_network(n).err()?;
-        Some(ConfigProblem::new(format!("{p}.{key}[{i}]"), e))
-    })
+    .flat_map(|(key, nets)| network_problems(&format!("{p}.{key}"), nets))
     .collect()
 }
 
@@ -1154,6 +1211,8 @@ impl AdminConfig {
             }
             (None, None) => {}
         }
+        out.extend(network_problems(&format!("{prefix}.allow"), &self.allow));
+        out.extend(network_problems(&format!("{prefix}.deny"), &self.deny));
         out
     }
 

@@ -1,5 +1,6 @@
-//! Every parser that faces untrusted bytes, fed random and mutated input: it must answer
-//! (accept or refuse), never panic. A seeded generator keeps failures reproducible.
+//! Every parser that faces untrusted bytes, fed random and mutated input (the PROXY header and
+//! the forwarding fields among them): it must answer (accept or refuse), never panic. A seeded
+//! generator keeps failures reproducible.
 
 #![cfg(test)]
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
@@ -127,6 +128,38 @@ fn http_field_parsers_never_panic() {
             std::time::SystemTime::now(),
             &PolicyOptions::default(),
         );
+    }
+}
+
+#[test]
+fn client_addresses_and_proxy_headers_never_panic() {
+    use crate::client_addr::{ClientAddr, Networks};
+    use crate::config::RealIpHeader;
+    use crate::listener::proxy_protocol::parse;
+    let trusted = Networks::parse(&["127.0.0.0/8".into(), "::1".into()]).unwrap();
+    let peer: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let xff = ClientAddr::new(trusted.clone(), RealIpHeader::XForwardedFor);
+    let fwd = ClientAddr::new(trusted, RealIpHeader::Forwarded);
+    let mut r = Rng(0xC0FF_EE00_1234_5678);
+    let v1 = b"PROXY TCP6 2001:db8::7 2001:db8::1 4711 443\r\n".to_vec();
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x10".to_vec();
+    v2.extend_from_slice(&[
+        203, 0, 113, 7, 10, 0, 0, 1, 0x12, 0x67, 0x01, 0xBB, 4, 0, 1, 0,
+    ]);
+    for _ in 0..20_000 {
+        let t = format!("{}, for={}; {}", r.text(), r.text(), r.text());
+        let _ = xff.resolve(&header("x-forwarded-for", &t), peer);
+        let _ = fwd.resolve(&header("forwarded", &t), peer);
+        let _ = parse(&r.bytes(200));
+        for base in [&v1, &v2] {
+            let mut m = base.clone();
+            for _ in 0..=r.below(3) {
+                let i = r.below(m.len());
+                m[i] = r.next() as u8;
+            }
+            m.truncate(r.below(m.len() + 1));
+            let _ = parse(&m);
+        }
     }
 }
 

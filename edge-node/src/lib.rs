@@ -18,6 +18,7 @@ pub use acme::{AcmeHandle, AcmeHub};
 pub use node::Node;
 pub mod body;
 pub mod cache;
+mod client_addr;
 pub mod config;
 mod garbage;
 pub mod hooks;
@@ -220,6 +221,8 @@ impl<'a> EdgeBuilder<'a> {
             &Sites::names(&cfg.sites),
         ));
         let upstream = upstream(cfg, metrics.clone())?;
+        let trusted =
+            client_addr::Networks::parse(&cfg.trusted_proxies).map_err(EdgeError::Config)?;
         let limiters = limits::build(&cfg.limits).map_err(EdgeError::Config)?;
         // The database is opened only when a rule asks for a country.
         let wants_geo = cfg
@@ -259,6 +262,10 @@ impl<'a> EdgeBuilder<'a> {
                     types: cfg.compress_types.clone(),
                     min_bytes: cfg.compress_min_bytes.0,
                 },
+                client_addr: Arc::new(client_addr::ClientAddr::new(
+                    trusted.clone(),
+                    cfg.real_ip_header,
+                )),
                 compress_forced: CompressRules {
                     codings: if cfg.compress.is_empty() {
                         vec![cache::Coding::Gzip]
@@ -289,7 +296,13 @@ impl<'a> EdgeBuilder<'a> {
             max_connections_per_client: cfg.max_connections_per_client,
             max_requests_per_connection: cfg.max_requests_per_connection,
         };
-        Ok(listener::Generation::new(proxy, acceptor, limits))
+        let proxy_protocol = cfg.proxy_protocol.then_some(trusted);
+        Ok(listener::Generation::new(
+            proxy,
+            acceptor,
+            limits,
+            proxy_protocol,
+        ))
     }
 
     /// The ACME service for the `acme = true` sites, with the certificates it saved before
@@ -406,6 +419,15 @@ fn register_connections(kept: &Kept, tier: &'static str) {
         .u64_observable_gauge("outpost.connections.open")
         .with_description("Client connections open.")
         .with_callback(move |o| o.observe(conns.open() as u64, &a))
+        .build();
+    let conns = kept.conns.clone();
+    let a = attrs.clone();
+    let _ = meter
+        .u64_observable_counter("outpost.connections.proxy_refused")
+        .with_description("Client connections closed before HTTP on proxy_protocol listeners: from a peer not in trusted_proxies, without a PROXY header, or with a bad one.")
+        .with_callback(move |o| {
+            o.observe(conns.proxy_refused.load(std::sync::atomic::Ordering::Relaxed), &a)
+        })
         .build();
     let conns = kept.conns.clone();
     let _ = meter

@@ -5,7 +5,7 @@
 
 use agent::config::ConfigProblem;
 use agent::units::{ByteSize, Dur};
-use edge_node::config::{defaults, CertConfig, Coding, EdgeConfig, SiteConfig};
+use edge_node::config::{defaults, CertConfig, Coding, EdgeConfig, RealIpHeader, SiteConfig};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -82,6 +82,18 @@ pub struct ShieldConfig {
     /// Requests one connection may carry before the shield closes it (0: no bound).
     #[serde(default = "defaults::max_requests_per_connection")]
     pub max_requests_per_connection: u64,
+    /// Every listener expects a PROXY protocol header (v1 or v2) first, from a peer in
+    /// `trusted_proxies` (a load balancer in front of the shields).
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// Networks of the proxies in front (CIDR; a bare address is one host), the edges among
+    /// them: their PROXY header, or their `real_ip_header`, names the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// The header a trusted proxy names the client in: `"x-forwarded-for"` (what edges send)
+    /// or `"forwarded"`.
+    #[serde(default)]
+    pub real_ip_header: RealIpHeader,
     /// Time to connect to an origin.
     #[serde(default = "defaults::connect_timeout")]
     pub connect_timeout: Dur,
@@ -157,6 +169,9 @@ impl ShieldConfig {
             max_connections: node.max_connections,
             max_connections_per_client: node.max_connections_per_client,
             max_requests_per_connection: node.max_requests_per_connection,
+            proxy_protocol: node.proxy_protocol,
+            trusted_proxies: node.trusted_proxies,
+            real_ip_header: node.real_ip_header,
             connect_timeout: node.connect_timeout,
             first_byte_timeout: node.first_byte_timeout,
             body_idle_timeout: node.body_idle_timeout,
@@ -198,6 +213,9 @@ impl ShieldConfig {
             max_connections: self.max_connections,
             max_connections_per_client: self.max_connections_per_client,
             max_requests_per_connection: self.max_requests_per_connection,
+            proxy_protocol: self.proxy_protocol,
+            trusted_proxies: self.trusted_proxies.clone(),
+            real_ip_header: self.real_ip_header,
             connect_timeout: self.connect_timeout,
             first_byte_timeout: self.first_byte_timeout,
             body_idle_timeout: self.body_idle_timeout,

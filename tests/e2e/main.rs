@@ -10,6 +10,7 @@ mod admin;
 mod agent;
 mod bad_input;
 mod cli;
+mod client_addr;
 mod collapse;
 mod compression;
 mod conformance;

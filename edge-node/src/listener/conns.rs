@@ -14,6 +14,9 @@ pub(crate) struct Conns {
     per_client: Mutex<HashMap<IpAddr, u32>>,
     /// Connections closed at once for being over a bound.
     pub refused: AtomicU64,
+    /// Connections closed for their PROXY header (`proxy_protocol = true`): from a peer not
+    /// trusted, without one, or with a bad one.
+    pub proxy_refused: AtomicU64,
 }
 
 /// A place among the node's connections, given back on drop.
@@ -60,6 +63,43 @@ impl Conns {
     }
 }
 
+impl Held {
+    /// This place, counted for `client` instead (the address a PROXY header gave), if
+    /// `client` holds fewer than `max_per_client` (0: no bound); else the place is given
+    /// back and the refusal counted.
+    pub(crate) fn moved_to(mut self, client: IpAddr, max_per_client: u32) -> Option<Held> {
+        if client == self.client {
+            return Some(self);
+        }
+        let moved = match self.conns.per_client.lock() {
+            Ok(mut m) => {
+                let n = m.entry(client).or_insert(0);
+                // `n` is at least 1 here: no empty entry is left behind.
+                if max_per_client != 0 && *n >= max_per_client {
+                    false
+                } else {
+                    *n += 1;
+                    if let Some(old) = m.get_mut(&self.client) {
+                        *old -= 1;
+                        if *old == 0 {
+                            m.remove(&self.client);
+                        }
+                    }
+                    true
+                }
+            }
+            // A poisoned map counts nobody: nothing to move.
+            Err(_) => true,
+        };
+        if !moved {
+            self.conns.refused.fetch_add(1, Relaxed);
+            return None;
+        }
+        self.client = client;
+        Some(self)
+    }
+}
+
 impl Drop for Held {
     fn drop(&mut self) {
         self.conns.total.fetch_sub(1, Relaxed);
@@ -96,5 +136,32 @@ mod tests {
         assert!(c.admit(a, 3, 2).is_some());
         assert!(c.admit(b, 0, 0).is_some(), "0: no bound");
         assert!(c.per_client.lock().unwrap().len() <= 2);
+    }
+
+    #[test]
+    fn a_place_moves_to_the_address_a_proxy_header_gave() {
+        let c = Arc::new(Conns::default());
+        let lb: IpAddr = "10.0.0.1".parse().unwrap();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let a1 = c.admit(lb, 0, 0).unwrap().moved_to(a, 1).unwrap();
+        let a2 = c.admit(lb, 0, 0).unwrap();
+        assert!(a2.moved_to(a, 1).is_none(), "a's share is one");
+        assert_eq!(c.open(), 1, "the refused place is given back");
+        assert_eq!(c.refused.load(Relaxed), 1);
+        let b = c
+            .admit(lb, 0, 0)
+            .unwrap()
+            .moved_to("192.0.2.2".parse().unwrap(), 1);
+        assert!(b.is_some());
+        let kept = c.admit(lb, 0, 0).unwrap().moved_to(lb, 1);
+        assert!(kept.is_some(), "the same address: nothing moves");
+        {
+            let m = c.per_client.lock().unwrap();
+            assert_eq!(m.get(&lb), Some(&1));
+            assert_eq!(m.get(&a), Some(&1));
+        }
+        drop((a1, b, kept));
+        assert_eq!(c.open(), 0);
+        assert!(c.per_client.lock().unwrap().is_empty());
     }
 }

@@ -1,7 +1,8 @@
 //! What a listener serves with: the generation of a node's config current for a connection
-//! (TLS, limits, hyper's settings) and for a request (the request path).
+//! (TLS, limits, hyper's settings, PROXY protocol) and for a request (the request path).
 
 use super::limits::ConnLimits;
+use crate::client_addr::Networks;
 use crate::proxy::Proxy;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -18,6 +19,9 @@ pub(crate) struct Generation {
     pub limits: ConnLimits,
     /// hyper's server settings under `limits`.
     pub http: auto::Builder<TokioExecutor>,
+    /// With `proxy_protocol = true`: the peers whose PROXY header is taken (every connection
+    /// must start with one).
+    pub proxy_protocol: Option<Networks>,
 }
 
 impl Generation {
@@ -25,12 +29,14 @@ impl Generation {
         proxy: Arc<Proxy>,
         acceptor: Option<TlsAcceptor>,
         limits: ConnLimits,
+        proxy_protocol: Option<Networks>,
     ) -> Self {
         Self {
             proxy,
             acceptor,
             limits,
             http: builder(limits),
+            proxy_protocol,
         }
     }
 }

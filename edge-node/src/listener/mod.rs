@@ -2,11 +2,14 @@
 //! size limit, graceful drain on shutdown. HTTP/1.1 is hyper's, its I/O carrying the
 //! connection's 1xx channel (`interim.rs`); HTTP/2 (ALPN `h2`, or the client's preface on a
 //! plain connection) is the node's own server (`listener/http2.rs`), which can send 1xx responses.
+//! With `proxy_protocol = true`, every connection starts with a PROXY header from a trusted
+//! balancer (`listener/proxy_protocol.rs`), whose source is the connection's client.
 
 mod conns;
 mod generation;
 mod http2;
 mod limits;
+pub(crate) mod proxy_protocol;
 
 pub(crate) use conns::Conns;
 pub(crate) use generation::{Generation, Source};
@@ -17,6 +20,7 @@ use crate::proxy::ClientInfo;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
+use proxy_protocol::Refused;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,7 +44,8 @@ pub(crate) fn accept_warning(listener: &TcpListener) -> agent::throttle::Repeate
 
 /// Accepts connections on `listener` until `shutdown` flips, then drains them for up to
 /// `drain`. Each connection takes the node's generation current when it is accepted (TLS,
-/// limits); each request on it the request path current when the request arrives.
+/// limits, PROXY protocol); each request on it the request path current when the request
+/// arrives.
 pub(crate) async fn serve(
     listener: TcpListener,
     tls: bool,
@@ -53,6 +58,7 @@ pub(crate) async fn serve(
     let (alive, mut drained) = mpsc::channel::<()>(1);
     let scheme = if tls { "https" } else { "http" };
     let accept_failed = accept_warning(&listener);
+    let proxy_refused = Arc::new(proxy_refused_warning(&listener));
     loop {
         let (stream, addr) = tokio::select! {
             r = listener.accept() => match r {
@@ -71,11 +77,22 @@ pub(crate) async fn serve(
         };
         let generation = node.generation();
         let limits = generation.limits;
-        let Some(held) = node.conns().admit(
-            addr.ip(),
-            limits.max_connections,
-            limits.max_connections_per_client,
-        ) else {
+        let behind_proxy = generation.proxy_protocol.as_ref();
+        if behind_proxy.is_some_and(|trusted| !trusted.contains(addr.ip())) {
+            refuse(node.conns(), &proxy_refused, addr, &Refused::Untrusted);
+            continue;
+        }
+        // Behind a balancer, the client is known once its PROXY header is read: then it is
+        // held to its share (`connection`); the balancer's own address is not.
+        let per_client = if behind_proxy.is_some() {
+            0
+        } else {
+            limits.max_connections_per_client
+        };
+        let Some(held) = node
+            .conns()
+            .admit(addr.ip(), limits.max_connections, per_client)
+        else {
             // Over a bound: closed at once (counted in `outpost.connections.refused`).
             drop(stream);
             continue;
@@ -87,18 +104,108 @@ pub(crate) async fn serve(
             // A TLS listener with no certificates configured any more: it is being stopped.
             (true, None) => continue,
         };
+        let accepted = Accepted {
+            node: node.clone(),
+            generation,
+            scheme,
+            shutdown: shutdown.clone(),
+            alive: alive.clone(),
+            watcher: graceful.watcher(),
+            proxy_refused: proxy_refused.clone(),
+        };
+        tokio::spawn(accepted.serve(stream, addr, held, acceptor));
+    }
+    drop(listener);
+    drop(alive);
+    let drain_all = async {
+        graceful.shutdown().await;
+        let _ = drained.recv().await;
+    };
+    let _ = tokio::time::timeout(drain, drain_all).await;
+}
+
+/// Connections refused on `listener` for their PROXY header (or its absence), said once per
+/// interval.
+fn proxy_refused_warning(listener: &TcpListener) -> agent::throttle::RepeatedWarning {
+    let addr = listener
+        .local_addr()
+        .map_or_else(|_| "a listener".to_string(), |a| a.to_string());
+    agent::throttle::RepeatedWarning::new(
+        format!("closed connections to {addr} (proxy_protocol = true)"),
+        format!("connections to {addr} carry PROXY headers again"),
+    )
+}
+
+/// Closes a connection from `peer` for `why`: counted (`outpost.connections.proxy_refused`)
+/// and logged once per interval.
+fn refuse(
+    conns: &Conns,
+    warning: &agent::throttle::RepeatedWarning,
+    peer: std::net::SocketAddr,
+    why: &Refused,
+) {
+    conns
+        .proxy_refused
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    agent::log_report!(warning.failed(format_args!("from {peer}: {why}")));
+}
+
+/// A connection accepted, and what serving it takes.
+struct Accepted {
+    node: Arc<dyn Source>,
+    generation: Arc<Generation>,
+    scheme: &'static str,
+    shutdown: watch::Receiver<bool>,
+    alive: mpsc::Sender<()>,
+    watcher: hyper_util::server::graceful::Watcher,
+    proxy_refused: Arc<agent::throttle::RepeatedWarning>,
+}
+
+impl Accepted {
+    /// Reads the PROXY header (when the listener expects one), then serves HTTP on the
+    /// connection from `peer` until it ends.
+    async fn serve(
+        self,
+        mut stream: TcpStream,
+        peer: std::net::SocketAddr,
+        held: conns::Held,
+        acceptor: Option<TlsAcceptor>,
+    ) {
+        let limits = self.generation.limits;
+        let mut addr = peer;
+        let mut held = held;
+        if self.generation.proxy_protocol.is_some() {
+            match proxy_protocol::read_header(&mut stream, peer, limits.header_read_timeout).await {
+                Ok(source) => addr = source,
+                Err(why) => {
+                    refuse(self.node.conns(), &self.proxy_refused, peer, &why);
+                    return;
+                }
+            }
+            // The client's share of connections is counted by its own address.
+            let Some(h) = held.moved_to(addr.ip(), limits.max_connections_per_client) else {
+                return;
+            };
+            held = h;
+        }
+        let _held = held;
+        let client = ClientInfo {
+            peer,
+            ..ClientInfo::new(addr, self.scheme)
+        };
+        let Some((io, is_h2)) = open(stream, acceptor, limits.header_read_timeout).await else {
+            return;
+        };
+        if is_h2 {
+            http2::serve_connection(io, self.node, client, limits, self.shutdown, self.alive).await;
+            return;
+        }
         let interim = Interim::default();
         let client = ClientInfo {
             interim: Some(interim.clone()),
-            ..ClientInfo::new(addr, scheme)
+            ..client
         };
-        let h2 = (
-            node.clone(),
-            ClientInfo::new(addr, scheme),
-            shutdown.clone(),
-            alive.clone(),
-        );
-        let n = node.clone();
+        let n = self.node;
         let served = std::sync::atomic::AtomicU64::new(0);
         let svc = service_fn(move |req| {
             let p = n.proxy();
@@ -123,30 +230,10 @@ pub(crate) async fn serve(
                 Ok::<_, Infallible>(res)
             }
         });
-        let b = generation.http.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let _held = held;
-            let Some((io, is_h2)) = open(stream, acceptor, limits.header_read_timeout).await else {
-                return;
-            };
-            if is_h2 {
-                let (node, client, shutdown, alive) = h2;
-                http2::serve_connection(io, node, client, limits, shutdown, alive).await;
-                return;
-            }
-            let io = InterimIo::new(TokioIo::new(io), &interim);
-            let conn = b.serve_connection(io, svc).into_owned();
-            let _ = watcher.watch(conn).await;
-        });
+        let io = InterimIo::new(TokioIo::new(io), &interim);
+        let conn = self.generation.http.serve_connection(io, svc).into_owned();
+        let _ = self.watcher.watch(conn).await;
     }
-    drop(listener);
-    drop(alive);
-    let drain_all = async {
-        graceful.shutdown().await;
-        let _ = drained.recv().await;
-    };
-    let _ = tokio::time::timeout(drain, drain_all).await;
 }
 
 /// A client connection: plain, or TLS.

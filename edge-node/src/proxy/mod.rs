@@ -66,8 +66,13 @@ pub(crate) type PurgeSlot =
 /// Who sent a request and over what.
 #[derive(Debug, Clone)]
 pub struct ClientInfo {
-    /// Peer address.
+    /// The client's address: the TCP peer's, or the source of the connection's PROXY
+    /// protocol header; [`Proxy::handle`] replaces it with the address a trusted proxy's
+    /// `X-Forwarded-For` or `Forwarded` names (see `client_addr.rs`). Rate limits, rules,
+    /// the access log and the `X-Forwarded-For` sent upstream use it.
     pub addr: SocketAddr,
+    /// The TCP peer: the load balancer or proxy in front, when there is one.
+    pub peer: SocketAddr,
     /// `http` or `https`.
     pub scheme: &'static str,
     /// The connection's channel for 1xx responses relayed from upstream, when its I/O is
@@ -83,6 +88,7 @@ impl ClientInfo {
     pub fn new(addr: SocketAddr, scheme: &'static str) -> Self {
         ClientInfo {
             addr,
+            peer: addr,
             scheme,
             interim: None,
             request_id: 0,
@@ -101,6 +107,8 @@ pub(crate) struct ProxySettings {
     pub cache_name: String,
     /// What the node compresses for clients.
     pub compress: CompressRules,
+    /// Who the client is behind trusted proxies.
+    pub client_addr: Arc<crate::client_addr::ClientAddr>,
     /// What a rule with `compress = true` compresses: any media type, with the node's
     /// codings (gzip when it has none).
     pub compress_forced: CompressRules,
@@ -207,6 +215,11 @@ impl Proxy {
     {
         let start = std::time::Instant::now();
         client.request_id = crate::access_log::next_request_id();
+        // Before anything looks at the client: limits, rules, logs, upstream fields.
+        client.addr = self
+            .settings
+            .client_addr
+            .resolve(req.headers(), client.addr);
         if self.traced
             && agent::propagation::decide(req.headers()) == agent::propagation::Decision::Record
         {
