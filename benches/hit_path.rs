@@ -1,7 +1,8 @@
 //! Criterion benchmark of the cache-hit path without sockets: a whole request through the
 //! node's request path (route, key, cache lookup, freshness, response with Age and
 //! Cache-Status, metrics), for a 1 KiB object with and without Vary; and the cache's lookup
-//! and the key hash alone. The objects are filled once through a real origin on loopback.
+//! and the key hash alone; and the plain hit through a site with 20 rules and 2 limiters
+//! (benches/load/rules20-site.toml). The objects are filled once through a real origin on loopback.
 //! Run: `cargo bench -p edge-node --bench hit_path`.
 
 #![allow(clippy::unwrap_used)] // bench set-up: a failed unwrap is a failed run
@@ -56,8 +57,12 @@ async fn origin() -> std::net::SocketAddr {
 }
 
 fn req(path: &str) -> Request<Empty<Bytes>> {
+    req_to("www.example.test", path)
+}
+
+fn req_to(host: &str, path: &str) -> Request<Empty<Bytes>> {
     Request::get(path)
-        .header("host", "www.example.test")
+        .header("host", host)
         .header("accept-encoding", "gzip, deflate, br")
         .header("user-agent", "wrk")
         .body(Empty::new())
@@ -73,10 +78,33 @@ fn bench(c: &mut Criterion) {
     let proxy = rt.block_on(async {
         let o = origin().await;
         let site = SiteConfig::new(vec!["www.example.test".into()], vec![format!("http://{o}")]);
-        let cfg = EdgeConfig::new(vec!["127.0.0.1:0".parse().unwrap()], vec![site]);
+        // The same origin behind a site with 20 rules and 2 limiters (issue 15's figure).
+        let ruled: SiteConfig = toml::from_str(&format!(
+            "hosts = [\"rules.example.test\"]\norigins = [\"http://{o}\"]\n{}",
+            include_str!("load/rules20-site.toml")
+        ))
+        .unwrap();
+        let mut cfg = EdgeConfig::new(vec!["127.0.0.1:0".parse().unwrap()], vec![site, ruled]);
+        cfg.limits = ["client", "path"]
+            .iter()
+            .zip(["a", "b"])
+            .map(|(key, name)| edge_node::limits::LimitConfig {
+                name: name.into(),
+                rate: "1000000/s".into(),
+                burst: None,
+                key: key.to_string(),
+                block: None,
+                upstream_only: false,
+            })
+            .collect();
         let e = edge_node::Edge::bind(&cfg).await.unwrap();
         let p = e.proxy();
-        for path in ["/bytes/4242", "/vary/4242"] {
+        for (host, path) in [
+            ("www.example.test", "/bytes/4242"),
+            ("www.example.test", "/vary/4242"),
+            ("rules.example.test", "/bytes/4242"),
+        ] {
+            let req = |path| req_to(host, path);
             let r = p.clone().handle(req(path), client.clone()).await;
             let _ = http_body_util::BodyExt::collect(r.into_body()).await;
             let r = p.clone().handle(req(path), client.clone()).await;
@@ -133,6 +161,17 @@ fn bench(c: &mut Criterion) {
     c.bench_function("hit_path/handle_1k", |b| {
         b.iter(|| {
             black_box(rt.block_on((*proxy).clone().handle(req("/bytes/4242"), client.clone())))
+        })
+    });
+    c.bench_function("hit_path/handle_1k_20_rules_2_limiters", |b| {
+        b.iter(|| {
+            black_box(
+                rt.block_on(
+                    (*proxy)
+                        .clone()
+                        .handle(req_to("rules.example.test", "/bytes/4242"), client.clone()),
+                ),
+            )
         })
     });
     c.bench_function("hit_path/handle_vary_1k", |b| {

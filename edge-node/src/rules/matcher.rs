@@ -22,13 +22,15 @@ pub(crate) struct Subject<'a> {
     pub geo: Option<&'a super::geo::GeoIp>,
 }
 
-/// The path glob of `g`, or why it is not one.
-pub(crate) fn glob(g: &str) -> Result<globset::GlobMatcher, String> {
-    globset::GlobBuilder::new(g)
+/// The path glob of `g` (parsed by globset), as the byte regex it stands for, or why it is
+/// not one. Matched as a regex on the path's bytes: globset's own matcher first builds a
+/// path candidate (base name, extension) for every call, which the path of a URL needs not.
+pub(crate) fn glob(g: &str) -> Result<regex::bytes::Regex, String> {
+    let glob = globset::GlobBuilder::new(g)
         .literal_separator(true)
         .build()
-        .map(|g| g.compile_matcher())
-        .map_err(|e| format!("{g:?} is not a glob: {e}"))
+        .map_err(|e| format!("{g:?} is not a glob: {e}"))?;
+    regex::bytes::Regex::new(glob.regex()).map_err(|e| format!("{g:?} is not a glob: {e}"))
 }
 
 /// The regular expression of `r`, or why it is not one (the regex crate's own words,
@@ -85,7 +87,7 @@ impl<N> Field<N> {
 #[derive(Debug, Default)]
 pub(crate) struct Conditions {
     prefix: Option<String>,
-    glob: Option<globset::GlobMatcher>,
+    glob: Option<regex::bytes::Regex>,
     /// Public to the actions: its captures fill redirect targets.
     pub regex: Option<regex::Regex>,
     methods: Vec<Method>,
@@ -176,7 +178,7 @@ impl Conditions {
             return false;
         }
         if let Some(g) = &self.glob {
-            if !g.is_match(s.path) {
+            if !g.is_match(s.path.as_bytes()) {
                 return false;
             }
         }

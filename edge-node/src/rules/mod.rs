@@ -53,9 +53,37 @@ impl Matched {
         self.0 == 0
     }
 
-    /// The indexes of the rules, in order.
-    pub(crate) fn indexes(self) -> impl DoubleEndedIterator<Item = usize> {
-        (0..MAX_RULES).filter(move |i| self.0 & (1 << i) != 0)
+    /// The indexes of the rules, in order (set bits only: a request that matched two rules
+    /// costs two steps, not 64).
+    pub(crate) fn indexes(self) -> Bits {
+        Bits(self.0)
+    }
+}
+
+/// The set bits of a [`Matched`], low to high (or high to low from the back).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bits(u64);
+
+impl Iterator for Bits {
+    type Item = usize;
+    fn next(&mut self) -> Option<usize> {
+        if self.0 == 0 {
+            return None;
+        }
+        let i = self.0.trailing_zeros() as usize;
+        self.0 &= self.0 - 1;
+        Some(i)
+    }
+}
+
+impl DoubleEndedIterator for Bits {
+    fn next_back(&mut self) -> Option<usize> {
+        if self.0 == 0 {
+            return None;
+        }
+        let i = 63 - self.0.leading_zeros() as usize;
+        self.0 &= !(1u64 << i);
+        Some(i)
     }
 }
 
