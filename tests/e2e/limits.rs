@@ -308,7 +308,9 @@ async fn http2_rapid_reset_ends_the_connection_and_bounds_the_work() {
     let (send, conn) = h2::client::handshake(tcp).await.unwrap();
     let conn = tokio::spawn(conn);
     let mut sent = 0;
-    for i in 0..3000 {
+    // Far more than the server lets pass: on a busy machine the client may queue thousands
+    // before the server reads them, so the bound is loose; the connection's end is the test.
+    for i in 0..20_000 {
         let Ok(mut s) = send.clone().ready().await else {
             break;
         };
@@ -327,7 +329,7 @@ async fn http2_rapid_reset_ends_the_connection_and_bounds_the_work() {
         ended.is_ok(),
         "the connection survived {sent} reset streams"
     );
-    assert!(sent < 3000, "every one of 3000 resets was taken");
+    assert!(sent < 20_000, "every one of 20000 resets was taken");
     // The work it started is bounded by the connection's share, not by what it sent.
     assert!(
         origin.requests() <= 2 * 256 + 64,
