@@ -168,7 +168,8 @@ impl Proxy {
         };
         let mut parts = parts;
         // The node's own key field: never taken from a client (it would pick another
-        // client's copy).
+        // client's copy), whatever the site's rules are now: copies stored under rules a
+        // reload has since removed are still there.
         parts.headers.remove(&crate::rules::key::KEY_FIELD);
         let path = normalize_path(parts.uri.path());
         let rules = if site.rules.is_empty() {

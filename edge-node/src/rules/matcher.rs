@@ -83,135 +83,215 @@ impl<N> Field<N> {
     }
 }
 
-/// The compiled conditions of one rule.
+/// One condition, compiled.
+#[derive(Debug)]
+enum Check {
+    Prefix(String),
+    Methods(Vec<Method>),
+    Hosts(Vec<String>),
+    Client(Vec<ipnet::IpNet>),
+    ClientNot(Vec<ipnet::IpNet>),
+    /// A glob or regex on the path, after the literal start and end every match has.
+    Pattern(Literals, regex::bytes::Regex),
+    Header(Field<HeaderName>),
+    Cookie(Field<String>),
+    Query(Field<String>),
+    Country(Vec<[u8; 2]>),
+}
+
+/// What every path a pattern matches starts and ends with: checked first, so a rule whose
+/// pattern cannot match is passed over without running the regex (most rules, on most
+/// requests).
+#[derive(Debug, Default)]
+struct Literals {
+    prefix: String,
+    suffix: String,
+}
+
+impl Literals {
+    /// For a glob: the text before its first wildcard, and after its last one when that
+    /// holds no other special character.
+    fn of_glob(g: &str) -> Self {
+        let special = |c: char| matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\');
+        let prefix: String = g.chars().take_while(|c| !special(*c)).collect();
+        let suffix = match g.rfind(special) {
+            Some(i) => g[i + 1..].to_string(),
+            None => String::new(),
+        };
+        Literals { prefix, suffix }
+    }
+
+    /// For a regex anchored with `^`: the literal text right after it (a character with a
+    /// quantifier after it is left out); nothing for an alternation anywhere.
+    fn of_regex(r: &str) -> Self {
+        let Some(rest) = r.strip_prefix('^') else {
+            return Literals::default();
+        };
+        if r.contains('|') {
+            return Literals::default();
+        }
+        let mut prefix = String::new();
+        let mut chars = rest.chars().peekable();
+        while let Some(c) = chars.next() {
+            let lit = match c {
+                '\\' => match chars.next() {
+                    Some(e) if e.is_ascii_punctuation() => e,
+                    _ => break,
+                },
+                c if c.is_alphanumeric() || "/-_~%=,:@!&'\";<>`#".contains(c) => c,
+                _ => break,
+            };
+            if matches!(chars.peek(), Some('?' | '*' | '{' | '+')) {
+                break;
+            }
+            prefix.push(lit);
+        }
+        Literals {
+            prefix,
+            suffix: String::new(),
+        }
+    }
+
+    fn admit(&self, path: &str) -> bool {
+        path.starts_with(self.prefix.as_str()) && path.ends_with(self.suffix.as_str())
+    }
+}
+
+/// The compiled conditions of one rule: only those it has, cheap ones first.
 #[derive(Debug, Default)]
 pub(crate) struct Conditions {
-    prefix: Option<String>,
-    glob: Option<regex::bytes::Regex>,
-    /// Public to the actions: its captures fill redirect targets.
+    checks: Vec<Check>,
+    /// Its `path_regex`, whose captures fill redirect targets.
     pub regex: Option<regex::Regex>,
-    methods: Vec<Method>,
-    hosts: Vec<String>,
-    header: Option<Field<HeaderName>>,
-    cookie: Option<Field<String>>,
-    query_param: Option<Field<String>>,
-    client: Vec<ipnet::IpNet>,
-    client_not: Vec<ipnet::IpNet>,
-    country: Vec<[u8; 2]>,
 }
 
 impl Conditions {
     /// Compiles the conditions of `c` (which passed `problems()`).
     pub(crate) fn new(c: &RuleConfig) -> Result<Self, String> {
-        let field = |f: &Option<FieldMatch>| -> Result<Option<Field<String>>, String> {
-            f.as_ref()
-                .map(|f| {
-                    Ok(Field {
-                        name: f.name.clone(),
-                        test: ValueTest::new(f)?,
-                        absent: f.absent,
-                    })
-                })
-                .transpose()
+        let field = |f: &FieldMatch| -> Result<Field<String>, String> {
+            Ok(Field {
+                name: f.name.clone(),
+                test: ValueTest::new(f)?,
+                absent: f.absent,
+            })
         };
         let nets = |v: &[String]| {
             v.iter()
                 .map(|n| crate::net::parse_network(n))
                 .collect::<Result<Vec<_>, _>>()
         };
+        let mut checks = Vec::new();
+        if let Some(p) = &c.path {
+            checks.push(Check::Prefix(p.clone()));
+        }
+        if !c.methods.is_empty() {
+            checks.push(Check::Methods(
+                c.methods
+                    .iter()
+                    .map(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| e.to_string())?,
+            ));
+        }
+        if !c.hosts.is_empty() {
+            checks.push(Check::Hosts(
+                c.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            ));
+        }
+        if !c.client.is_empty() {
+            checks.push(Check::Client(nets(&c.client)?));
+        }
+        if !c.client_not.is_empty() {
+            checks.push(Check::ClientNot(nets(&c.client_not)?));
+        }
+        if let Some(g) = &c.path_glob {
+            checks.push(Check::Pattern(Literals::of_glob(g), glob(g)?));
+        }
+        let mut path_regex = None;
+        if let Some(r) = &c.path_regex {
+            let re = regex(r)?;
+            let bytes = regex::bytes::Regex::new(re.as_str()).map_err(|e| e.to_string())?;
+            checks.push(Check::Pattern(Literals::of_regex(r), bytes));
+            path_regex = Some(re);
+        }
+        if let Some(f) = &c.header {
+            checks.push(Check::Header(Field {
+                name: HeaderName::from_bytes(f.name.as_bytes()).map_err(|e| e.to_string())?,
+                test: ValueTest::new(f)?,
+                absent: f.absent,
+            }));
+        }
+        if let Some(f) = &c.cookie {
+            checks.push(Check::Cookie(field(f)?));
+        }
+        if let Some(f) = &c.query_param {
+            checks.push(Check::Query(field(f)?));
+        }
+        if !c.country.is_empty() {
+            checks.push(Check::Country(
+                c.country
+                    .iter()
+                    .filter_map(|cc| {
+                        let b = cc.to_ascii_uppercase().into_bytes();
+                        Some([*b.first()?, *b.get(1)?])
+                    })
+                    .collect(),
+            ));
+        }
         Ok(Conditions {
-            prefix: c.path.clone(),
-            glob: c.path_glob.as_deref().map(glob).transpose()?,
-            regex: c.path_regex.as_deref().map(regex).transpose()?,
-            methods: c
-                .methods
-                .iter()
-                .map(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()))
-                .collect::<Result<_, _>>()
-                .map_err(|e| e.to_string())?,
-            hosts: c.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
-            header: match &c.header {
-                Some(f) => Some(Field {
-                    name: HeaderName::from_bytes(f.name.as_bytes()).map_err(|e| e.to_string())?,
-                    test: ValueTest::new(f)?,
-                    absent: f.absent,
-                }),
-                None => None,
-            },
-            cookie: field(&c.cookie)?,
-            query_param: field(&c.query_param)?,
-            client: nets(&c.client)?,
-            client_not: nets(&c.client_not)?,
-            country: c
-                .country
-                .iter()
-                .filter_map(|cc| {
-                    let b = cc.to_ascii_uppercase().into_bytes();
-                    Some([*b.first()?, *b.get(1)?])
-                })
-                .collect(),
+            checks,
+            regex: path_regex,
         })
+    }
+
+    /// The longest literal text every path this rule matches starts with (its `path`, or
+    /// the start of its glob or regex): what the rule set indexes rules by.
+    pub(crate) fn path_prefix(&self) -> &str {
+        let mut best = "";
+        for c in &self.checks {
+            let p = match c {
+                Check::Prefix(p) => p.as_str(),
+                Check::Pattern(lit, _) => lit.prefix.as_str(),
+                _ => continue,
+            };
+            if p.len() > best.len() {
+                best = p;
+            }
+        }
+        best
     }
 
     /// Whether a country condition needs the database.
     pub(crate) fn wants_country(&self) -> bool {
-        !self.country.is_empty()
+        self.checks.iter().any(|c| matches!(c, Check::Country(_)))
     }
 
-    /// Whether every condition holds for `s`; the cheap ones are tried first.
+    /// Whether every condition holds for `s`.
     pub(crate) fn holds(&self, s: &Subject<'_>) -> bool {
-        if let Some(p) = &self.prefix {
-            if !s.path.starts_with(p.as_str()) {
-                return false;
+        self.checks.iter().all(|c| c.holds(s))
+    }
+}
+
+impl Check {
+    fn holds(&self, s: &Subject<'_>) -> bool {
+        match self {
+            Check::Prefix(p) => s.path.starts_with(p.as_str()),
+            Check::Methods(m) => m.contains(s.method),
+            Check::Hosts(h) => h.iter().any(|h| host_matches(h, s.host)),
+            Check::Client(n) => n.iter().any(|n| n.contains(&s.client)),
+            Check::ClientNot(n) => !n.iter().any(|n| n.contains(&s.client)),
+            Check::Pattern(lit, re) => lit.admit(s.path) && re.is_match(s.path.as_bytes()),
+            Check::Header(f) => {
+                let values = s.headers.get_all(&f.name).iter();
+                f.holds(values.filter_map(|v| v.to_str().ok()))
             }
+            Check::Cookie(f) => f.holds(cookies(s.headers, &f.name)),
+            Check::Query(f) => f.holds(query_values(s.query, &f.name)),
+            Check::Country(want) => s
+                .geo
+                .and_then(|g| g.country(s.client))
+                .is_some_and(|cc| want.contains(&cc)),
         }
-        if !self.methods.is_empty() && !self.methods.contains(s.method) {
-            return false;
-        }
-        if !self.hosts.is_empty() && !self.hosts.iter().any(|h| host_matches(h, s.host)) {
-            return false;
-        }
-        if !self.client.is_empty() && !self.client.iter().any(|n| n.contains(&s.client)) {
-            return false;
-        }
-        if self.client_not.iter().any(|n| n.contains(&s.client)) {
-            return false;
-        }
-        if let Some(g) = &self.glob {
-            if !g.is_match(s.path.as_bytes()) {
-                return false;
-            }
-        }
-        if let Some(r) = &self.regex {
-            if !r.is_match(s.path) {
-                return false;
-            }
-        }
-        if let Some(f) = &self.header {
-            let values = s.headers.get_all(&f.name).iter();
-            if !f.holds(values.filter_map(|v| v.to_str().ok())) {
-                return false;
-            }
-        }
-        if let Some(f) = &self.cookie {
-            if !f.holds(cookies(s.headers, &f.name)) {
-                return false;
-            }
-        }
-        if let Some(f) = &self.query_param {
-            if !f.holds(query_values(s.query, &f.name)) {
-                return false;
-            }
-        }
-        if !self.country.is_empty() {
-            let Some(cc) = s.geo.and_then(|g| g.country(s.client)) else {
-                return false;
-            };
-            if !self.country.contains(&cc) {
-                return false;
-            }
-        }
-        true
     }
 }
 
@@ -243,8 +323,8 @@ pub(crate) fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterato
 /// matches the value `a%20b`).
 fn query_values<'a>(query: Option<&'a str>, name: &'a str) -> impl Iterator<Item = &'a str> {
     query
-        .unwrap_or("")
-        .split('&')
+        .into_iter()
+        .flat_map(|q| q.split('&'))
         .filter_map(move |p| match p.split_once('=') {
             Some((n, v)) => (n == name).then_some(v),
             None => (p == name && !p.is_empty()).then_some(""),
@@ -345,6 +425,40 @@ mod tests {
                 c.holds(&subject(path, *query, &h)),
                 *want,
                 "{toml} on {path}"
+            );
+        }
+    }
+
+    #[test]
+    fn literal_prefilters_never_refuse_a_match() {
+        let g = Literals::of_glob("/static/**/*.css");
+        assert_eq!((g.prefix.as_str(), g.suffix.as_str()), ("/static/", ".css"));
+        let g = Literals::of_glob("/**/*.{png,jpg}");
+        assert_eq!((g.prefix.as_str(), g.suffix.as_str()), ("/", ""));
+        for (r, want) in [
+            (r"^/old/([a-z]+)$", "/old/"),
+            (r"^/a\.b/c", "/a.b/c"),
+            (r"^/ab?c", "/a"),
+            (r"^/ab*", "/a"),
+            (r"^/x|^/y", ""),
+            (r"/u/\d+", ""),
+            (r"(?i)^/ADMIN", ""),
+            (r"^/\d+", "/"),
+        ] {
+            assert_eq!(Literals::of_regex(r).prefix, want, "{r}");
+        }
+        // Whatever the prefilter, the regex's own verdict stands.
+        let h = HeaderMap::new();
+        for (toml, path, want) in [
+            ("path_regex = \"^/ab?c\"", "/ac", true),
+            ("path_regex = \"^/ab*c\"", "/abbbc", true),
+            ("path_glob = \"/static/**/*.css\"", "/static/a/b.css", true),
+            ("path_glob = \"/static/**/*.css\"", "/static/a/b.js", false),
+        ] {
+            assert_eq!(
+                rule(toml).holds(&subject(path, None, &h)),
+                want,
+                "{toml} {path}"
             );
         }
     }

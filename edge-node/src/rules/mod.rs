@@ -88,11 +88,29 @@ impl DoubleEndedIterator for Bits {
 }
 
 /// The ordered rules of a site.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct RuleSet {
     rules: Vec<Rule>,
+    /// By the path's second byte (the one after `/`), the rules that can match such a path:
+    /// those whose path prefix has that byte there, and those without a prefix that long.
+    /// Evaluation tries only these, in order (most rules, on most paths, are never looked at).
+    by_byte: Box<[u64; 256]>,
+    /// The rules for a path of one byte (`/`): those without a prefix of two bytes or more.
+    unprefixed: u64,
+
     /// The country database, for rules with a `country` condition.
     geo: Option<Arc<geo::GeoIp>>,
+}
+
+impl Default for RuleSet {
+    fn default() -> Self {
+        RuleSet {
+            rules: Vec::new(),
+            by_byte: Box::new([0; 256]),
+            unprefixed: 0,
+            geo: None,
+        }
+    }
 }
 
 impl RuleSet {
@@ -123,8 +141,21 @@ impl RuleSet {
             });
         }
         let wants_geo = rules.iter().any(|r| r.cond.wants_country());
+        let mut by_byte = Box::new([0u64; 256]);
+        let mut unprefixed = 0u64;
+        for (i, r) in rules.iter().enumerate() {
+            match r.cond.path_prefix().as_bytes().get(1) {
+                Some(b) => by_byte[usize::from(*b)] |= 1 << i,
+                None => unprefixed |= 1 << i,
+            }
+        }
+        for m in by_byte.iter_mut() {
+            *m |= unprefixed;
+        }
         Ok(RuleSet {
             rules,
+            by_byte,
+            unprefixed,
             geo: if wants_geo { geo } else { None },
         })
     }
@@ -147,8 +178,13 @@ impl RuleSet {
     /// The rules that match `s`, by the semantics in the module docs; `https` says whether
     /// the request came over TLS.
     pub(crate) fn evaluate(&self, s: &Subject<'_>, https: bool) -> Matched {
+        let candidates = match s.path.as_bytes().get(1) {
+            Some(b) => self.by_byte[usize::from(*b)],
+            None => self.unprefixed,
+        };
         let mut m = 0u64;
-        for (i, r) in self.rules.iter().enumerate() {
+        for i in Bits(candidates) {
+            let Some(r) = self.rules.get(i) else { break };
             if (r.https_upgrade && https) || !r.cond.holds(s) {
                 continue;
             }
@@ -247,6 +283,8 @@ mod tests {
         assert_eq!(eval(&rs, "/a/c"), vec![0, 2]);
         assert_eq!(eval(&rs, "/x"), vec![3]);
         assert_eq!(eval(&rs, "/y"), vec![4]);
+        assert_eq!(eval(&rs, "/"), vec![4]);
+        assert_eq!(eval(&rs, ""), vec![4]);
         let m = Matched(0b11);
         assert_eq!(
             rs.freshness(m).ttl,
