@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# User-space instructions per 1 KiB hit of a whole edge process (sockets, HTTP, cache,
+# rules), counted by callgrind: what other load on a shared machine does not move, unlike
+# time (this VM has no hardware counters for perf stat). The edge serves N hits from
+# h2load after a warm-up; the counters are zeroed between the two, so start-up is left out.
+# Kernel time (the socket calls) is not counted: a request spends about two thirds of its
+# CPU there, so a share of these instructions is a smaller share of CPU time.
+# Usage: benches/load/insns.sh BIN [SITE_LINES_FILE] [EDGE_LINES]   (N=20000)
+# Example (issue 15): compare `insns.sh BIN` with
+#   insns.sh BIN benches/load/rules20-site.toml "$(sed -n "s/^LIMITS='\(.*\)'$/\1/p" benches/load/rules20.sh)"
+set -euo pipefail
+BIN=${1:?usage: insns.sh BIN [SITE_LINES_FILE] [EDGE_LINES]}
+SITE=${2:-}
+EDGE=${3:-}
+N=${N:-20000}
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+ORIGIN_PORT=$(port)
+PORT=$(port)
+"$BIN" --workers 1 sample-origin --listen "127.0.0.1:$ORIGIN_PORT" >"$WORK/origin.log" 2>&1 &
+{
+    printf '[edge]\nlisten = ["127.0.0.1:%s"]\nmemory_bytes = "256MiB"\n%s\n\n' "$PORT" "$EDGE"
+    printf '[[edge.sites]]\nhosts = ["127.0.0.1", "localhost"]\norigins = ["http://127.0.0.1:%s"]\n' "$ORIGIN_PORT"
+    if [ -n "$SITE" ]; then grep -v '^#' "$SITE"; fi
+} >"$WORK/edge.toml"
+OUTPOST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" \
+    "$BIN" --workers 1 run --config "$WORK/edge.toml" >"$WORK/edge.log" 2>&1 &
+VPID=$!
+URL="http://127.0.0.1:$PORT/bytes/1024"
+for _ in $(seq 300); do curl -s -o /dev/null "$URL" && break; sleep 0.2; done
+h2load --h1 -n 2000 -c 8 "$URL" >/dev/null
+callgrind_control -z "$VPID" >/dev/null 2>&1
+h2load --h1 -n "$N" -c 8 "$URL" | grep -q "$N succeeded" || { echo "not every request succeeded" >&2; exit 1; }
+callgrind_control -d "$VPID" >/dev/null 2>&1
+sleep 1
+total=$(awk '/^summary:/ {print $2}' "$WORK"/cg.out.1)
+echo "$((total / N)) user instructions per hit ($total over $N)"
