@@ -3,6 +3,7 @@
 //! every section (`problems`), the semantic checks of each section that deserialized, and
 //! listen addresses that cannot all be bound (`listen`).
 
+pub(crate) mod exposed;
 mod listen;
 mod locate;
 mod problems;
@@ -101,12 +102,14 @@ impl NodeConfig {
         })
     }
 
-    /// Reads and parses a config file.
-    pub fn load(path: &Path) -> Result<NodeConfig, Vec<String>> {
+    /// Reads and parses a config file, with the warning it deserves when it holds a secret
+    /// others can read (`exposed.rs`).
+    pub fn load(path: &Path) -> Result<(NodeConfig, Option<String>), Vec<String>> {
         let file = path.display().to_string();
         let src =
             std::fs::read_to_string(path).map_err(|e| vec![format!("{file}: cannot read: {e}")])?;
-        Self::parse(&file, &src)
+        let cfg = Self::parse(&file, &src)?;
+        Ok((cfg, exposed::warning(path, &src)))
     }
 }
 

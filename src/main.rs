@@ -134,7 +134,10 @@ fn main() -> ExitCode {
     };
     let code = match cli.cmd {
         Cmd::CheckConfig { file } => match NodeConfig::load(&file) {
-            Ok(_) => {
+            Ok((_, warning)) => {
+                if let Some(w) = warning {
+                    eprintln!("warning: {w}");
+                }
                 println!("{}: ok", file.display());
                 ExitCode::SUCCESS
             }
@@ -146,7 +149,7 @@ fn main() -> ExitCode {
             }
         },
         Cmd::Run { config } => {
-            let cfg = match NodeConfig::load(&config) {
+            let (cfg, exposed) = match NodeConfig::load(&config) {
                 Ok(c) => c,
                 Err(errors) => {
                     for e in &errors {
@@ -159,6 +162,9 @@ fn main() -> ExitCode {
                 Ok(t) => t,
                 Err(e) => return fail(&e),
             };
+            if let Some(w) = exposed {
+                tracing::warn!("{w}");
+            }
             let mut agent_role = None;
             if let (Some(a), Some(t)) = (&cfg.agent, &cfg.telemetry) {
                 match agent::role::Agent::start(a, &telemetry, t) {

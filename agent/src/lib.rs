@@ -35,6 +35,7 @@ pub mod batch;
 pub mod config;
 pub mod errors;
 mod export_report;
+pub mod files;
 pub mod logfmt;
 pub mod logopts;
 pub mod metrics;

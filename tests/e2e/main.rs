@@ -37,6 +37,7 @@ mod range_head;
 mod resolve;
 mod revalidation;
 mod rules;
+mod secrets;
 mod shield;
 mod stale;
 mod telemetry;

@@ -9,7 +9,7 @@
 //! keep everything in memory or do not bound the bytes on disk.
 
 use serde::{Deserialize, Serialize};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -51,7 +51,7 @@ fn seg_name(id: u64) -> String {
 impl DiskBuffer {
     /// Opens (or creates) the buffer in `dir`, holding at most `max_bytes`.
     pub fn open(dir: &Path, max_bytes: u64) -> io::Result<Self> {
-        fs::create_dir_all(dir)?;
+        crate::files::create_dir_all(dir)?;
         let mut segments = Vec::new();
         for e in fs::read_dir(dir)? {
             let e = e?;
@@ -113,10 +113,7 @@ impl DiskBuffer {
         let Some(last) = self.segments.last_mut() else {
             return Ok(false);
         };
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join(seg_name(last.0)))?;
+        let mut f = crate::files::append(&self.dir.join(seg_name(last.0)))?;
         f.write_all(&bytes)?;
         f.sync_data()?;
         last.1 += bytes.len() as u64;
@@ -159,7 +156,7 @@ impl DiskBuffer {
     pub fn ack(&mut self, pos: Pos) -> io::Result<()> {
         let tmp = self.dir.join("ack.tmp");
         {
-            let mut f = File::create(&tmp)?;
+            let mut f = crate::files::create(&tmp)?;
             f.write_all(
                 serde_json::to_string(&pos)
                     .map_err(io::Error::other)?

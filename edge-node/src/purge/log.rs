@@ -3,7 +3,7 @@
 //! in-memory copy of what they applied. Long-poll readers wait for the next version.
 
 use super::event::{PurgeEvent, PurgeTarget};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
@@ -111,11 +111,7 @@ impl PurgeLog {
                 }
             }
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(io)?;
+        let file = agent::files::append(path).map_err(io)?;
         file.set_len(good_len).map_err(io)?;
         let latest = events.len() as u64;
         Ok(Self {

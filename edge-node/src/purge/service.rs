@@ -111,7 +111,7 @@ impl PurgeService {
         let applied = marks.applied();
         let log = match (&role, &state_dir) {
             (Role::Hub, Some(d)) => {
-                std::fs::create_dir_all(d)
+                agent::files::create_dir_all(d)
                     .map_err(|e| format!("state_dir {}: {e}", d.display()))?;
                 PurgeLog::open(&d.join("purge.log")).map_err(|e| e.to_string())?
             }
@@ -119,7 +119,8 @@ impl PurgeService {
             _ => PurgeLog::in_memory_from(applied),
         };
         if let Some(d) = &state_dir {
-            std::fs::create_dir_all(d).map_err(|e| format!("state_dir {}: {e}", d.display()))?;
+            agent::files::create_dir_all(d)
+                .map_err(|e| format!("state_dir {}: {e}", d.display()))?;
         }
         let hub_tls = crate::upstream::tls::OriginTls {
             ca_file: match &role {
@@ -240,7 +241,7 @@ impl PurgeService {
         let tmp = path.with_extension("json.tmp");
         let res = serde_json::to_vec(&snap)
             .map_err(std::io::Error::other)
-            .and_then(|b| std::fs::write(&tmp, b))
+            .and_then(|b| agent::files::write(&tmp, &b))
             .and_then(|_| std::fs::rename(&tmp, path));
         if let Err(e) = res {
             tracing::error!(error = %e, path = %path.display(), "cannot persist purge state");

@@ -125,8 +125,8 @@ impl DiskStore {
         // Prepared before open returns (two directory operations): a write of the first
         // requests must not race with the clean-up of `tmp/`, which would fail it and turn
         // the tier off. Only the index rebuild runs in the background.
-        if let Err(e) =
-            std::fs::create_dir_all(store.root.join("objects")).and_then(|_| store.reset_tmp())
+        if let Err(e) = agent::files::create_dir_all(&store.root.join("objects"))
+            .and_then(|_| store.reset_tmp())
         {
             store.fail("cannot prepare the disk cache directory", &e);
             return store;
@@ -144,7 +144,7 @@ impl DiskStore {
     fn reset_tmp(&self) -> std::io::Result<()> {
         let tmp = self.root.join("tmp");
         let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp)
+        agent::files::create_dir_all(&tmp)
     }
 
     /// Whether the index rebuild has finished.
@@ -401,7 +401,7 @@ impl DiskStore {
     ) -> std::io::Result<bool> {
         // Outside the lock: idempotent, and lookups need not wait for it.
         if let Some(dir) = dest.parent() {
-            std::fs::create_dir_all(dir)?;
+            agent::files::create_dir_all(dir)?;
         }
         let Ok(mut idx) = self.index.lock() else {
             return Ok(false);
@@ -455,7 +455,7 @@ impl DiskStore {
             self.clock.fetch_add(1, Relaxed)
         ));
         let res = (|| -> std::io::Result<bool> {
-            let mut f = std::fs::File::create(&tmp)?;
+            let mut f = agent::files::create(&tmp)?;
             f.write_all(&head)?;
             f.write_all(&obj.body)?;
             f.write_all(&tail)?;
@@ -570,7 +570,7 @@ impl DiskStore {
             self.clock.fetch_add(1, Relaxed)
         ));
         let file = (|| -> std::io::Result<std::fs::File> {
-            let mut f = std::fs::File::create(&tmp)?;
+            let mut f = agent::files::create(&tmp)?;
             f.write_all(&head)?;
             Ok(f)
         })();
@@ -677,7 +677,7 @@ impl DiskStore {
             self.clock.fetch_add(1, Relaxed)
         ));
         if std::fs::rename(self.root.join("objects"), &doomed).is_ok() {
-            let _ = std::fs::create_dir_all(self.root.join("objects"));
+            let _ = agent::files::create_dir_all(&self.root.join("objects"));
             std::thread::spawn(move || {
                 let _ = std::fs::remove_dir_all(doomed);
             });
