@@ -13,6 +13,7 @@ mod cli;
 mod collapse;
 mod compression;
 mod conformance;
+mod console;
 mod disk;
 mod dns;
 mod fleet_ca;
