@@ -443,6 +443,34 @@ async fn signed_in_a_tag_purged_through_the_form_makes_the_edge_miss() {
 }
 
 #[tokio::test]
+async fn a_node_that_stops_reporting_turns_stale_on_the_hub() {
+    let mut fleet = Fleet::start("console-stale").await;
+    let hub = sign_in(&fleet.hub.url("admin")).await;
+    let mut view = Value::Null;
+    for _ in 0..50 {
+        view = hub.json("/ui/api/fleet").await;
+        if view["nodes"][0]["stale"] == false {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(view["nodes"][0]["stale"], false, "{view}");
+    fleet.edge.signal("KILL");
+    fleet.edge.wait_exit(Duration::from_secs(5));
+    // Stale after 15 s without a report (reports come every 5 s).
+    let end = Instant::now() + Duration::from_secs(25);
+    while Instant::now() < end {
+        view = hub.json("/ui/api/fleet").await;
+        if view["nodes"][0]["stale"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(view["nodes"][0]["stale"], true, "{view}");
+    assert!(view["nodes"][0]["last_seen_secs"].as_u64().unwrap() >= 15);
+}
+
+#[tokio::test]
 async fn the_live_tail_streams_requests_with_filters() {
     let fleet = Fleet::start("console-live").await;
     let s = sign_in(&fleet.edge.url("admin")).await;
@@ -500,6 +528,30 @@ async fn the_console_in_headless_chromium() {
     }
     assert!(get(&app, &host).await.is_hit());
 
+    // Traffic all along, for the overview's charts: hits, misses, and some 4xx.
+    let edge_base = fleet.edge.url("edge");
+    let traffic = tokio::spawn(async move {
+        let c = client();
+        for i in 0u64.. {
+            let path = match i % 10 {
+                0 => format!("/api/item{}", i % 50),
+                1 => "/nowhere".to_string(),
+                _ => format!("/static/file{}.js", i % 7),
+            };
+            let host = if i % 10 == 1 {
+                "nobody.test"
+            } else {
+                "demo.test"
+            };
+            let _ = c
+                .get(format!("{edge_base}{path}"))
+                .header("host", host)
+                .send()
+                .await;
+            tokio::time::sleep(Duration::from_millis(20 + (i % 5) * 10)).await;
+        }
+    });
+
     let mut b = Browser::launch(&bin).await;
     let mut timings: Vec<(String, Duration)> = Vec::new();
     let (dir, keep) = (shots.to_path_buf(), keep.as_deref());
@@ -546,6 +598,14 @@ async fn the_console_in_headless_chromium() {
         b.wait_for(
             "document.querySelector('#sites').textContent.includes('edge · demo')",
             Duration::from_secs(5)
+        )
+        .await
+    );
+    // More samples (every second here; the page polls every 5 s) make lines of the dots.
+    assert!(
+        b.wait_for(
+            "parseInt(document.querySelector('#updated').textContent) >= 12",
+            Duration::from_secs(25)
         )
         .await
     );
@@ -629,11 +689,24 @@ async fn the_console_in_headless_chromium() {
     timings.push(("fleet".into(), t));
     assert!(b.wait_for("document.querySelector('#fleet').textContent.includes('eu@') && document.querySelector('#fleet').textContent.includes('reporting')", Duration::from_secs(10)).await);
     shot(&mut b, &dir, keep, "fleet").await;
+    let dns = fleet.hub.url("dns");
+    let dns = dns.trim_start_matches("udp+tcp ");
+    for (i, name) in [
+        "cdn.demo.test",
+        "cdn.demo.test",
+        "cdn.demo.test",
+        "nope.demo.test",
+    ]
+    .iter()
+    .enumerate()
+    {
+        dns_query(dns, name, i as u16).await;
+    }
     let t = b.goto(&format!("{hub_admin}/ui/dns")).await;
     timings.push(("dns".into(), t));
     assert!(
         b.wait_for(
-            "document.querySelector('#dns').textContent.includes('Region health')",
+            "document.querySelector('#dns').textContent.includes('Region health') && document.querySelector('#dns').textContent.includes('NXDOMAIN1') && document.querySelector('#dns').textContent.includes('eu3')",
             Duration::from_secs(5)
         )
         .await
@@ -643,6 +716,7 @@ async fn the_console_in_headless_chromium() {
     b.goto(&format!("{edge}/ui/config")).await;
     assert_eq!(b.eval("location.pathname").await, "/ui/config");
 
+    traffic.abort();
     for (page, t) in &timings {
         eprintln!("page load {page}: {:.1} ms", t.as_secs_f64() * 1000.0);
     }
@@ -658,4 +732,23 @@ async fn shot(b: &mut Browser, dir: &std::path::Path, keep: Option<&std::path::P
         std::fs::copy(&file, k.join(format!("{name}.png"))).unwrap();
     }
     eprintln!("screenshot: {}", file.display());
+}
+
+/// One DNS query for `name` (type A) over UDP to `server`, answered within 2 s.
+async fn dns_query(server: &str, name: &str, id: u16) {
+    let mut q = id.to_be_bytes().to_vec();
+    q.extend_from_slice(&[1, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.send_to(&q, server).await.unwrap();
+    let mut buf = [0u8; 512];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(2), sock.recv_from(&mut buf))
+        .await
+        .expect("a DNS answer")
+        .unwrap();
+    assert!(n >= 12 && buf[..2] == id.to_be_bytes());
 }

@@ -192,6 +192,12 @@ impl Browser {
             .await
             .as_f64()
             .unwrap_or(0.0);
+        let server = self
+            .eval("(() => { const n = performance.getEntriesByType('navigation')[0]; return n.responseEnd - n.requestStart; })()")
+            .await
+            .as_f64()
+            .unwrap_or(0.0);
+        eprintln!("{url}: loaded in {ms:.1} ms, of which request to response end {server:.1} ms");
         Duration::from_micros((ms * 1000.0) as u64)
     }
 

@@ -131,7 +131,7 @@ fn shell(key: &str) -> &'static str {
         }
         "dns" => r#"<div id="dns"></div>"#,
         "config" => {
-            r#"<p class="muted">The configuration this node runs, as loaded; tokens, secrets and keys are redacted.</p><pre id="config"></pre>"#
+            r#"<p class="muted">The configuration this node runs: what its file sets, as last loaded or reloaded (defaults are not listed). Tokens, secrets and keys are redacted.</p><pre id="config"></pre>"#
         }
         _ => "",
     }
