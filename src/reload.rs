@@ -69,6 +69,13 @@ impl Reloader {
         })
     }
 
+    /// The config applied last, as JSON (for the console's config page); `None` while a
+    /// reload runs.
+    pub fn current_json(&self) -> Option<serde_json::Value> {
+        let current = self.current.try_lock().ok()?;
+        serde_json::to_value(&current.1).ok()
+    }
+
     /// Re-reads the file and applies it: `Ok` with what changed (empty: nothing did), or
     /// `Err` with every reason nothing was applied.
     pub async fn reload(&self) -> Result<Vec<String>, Vec<String>> {

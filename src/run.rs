@@ -120,6 +120,24 @@ pub async fn start(
     metrics: &agent::metrics::Registry,
     path: Option<&std::path::Path>,
 ) -> Result<Running, String> {
+    start_with(cfg, metrics, path, None).await
+}
+
+/// [`start`] for a config given as text (`src`, shown on the console's config page).
+pub async fn start_text(
+    cfg: &NodeConfig,
+    metrics: &agent::metrics::Registry,
+    src: &str,
+) -> Result<Running, String> {
+    start_with(cfg, metrics, None, Some(src)).await
+}
+
+async fn start_with(
+    cfg: &NodeConfig,
+    metrics: &agent::metrics::Registry,
+    path: Option<&std::path::Path>,
+    src: Option<&str>,
+) -> Result<Running, String> {
     let (tx, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     if let Some(t) = &cfg.telemetry {
@@ -240,6 +258,17 @@ pub async fn start(
         if let Some(p) = &purge {
             state = state.with_purge(p.clone());
         }
+        let scheme = if admin_tls { "https" } else { "http" };
+        let info = console_info(cfg, admin_addr, scheme, purge.as_ref(), &reloader, src);
+        if let Some(p) = purge.as_ref().filter(|p| !p.is_hub()) {
+            tasks.spawn(report_to_hub(
+                p.clone(),
+                info.clone(),
+                nodes.clone(),
+                rx.clone(),
+            ));
+        }
+        state = state.with_console(info);
         let rx = rx.clone();
         tasks.spawn(async move {
             if let Err(e) = admin::serve(l, tls, state, rx).await {
@@ -261,6 +290,91 @@ pub async fn start(
         shutdown: tx,
         tasks,
     })
+}
+
+/// Who this node is for the console and the fleet page: `node_id` (of `[edge]`, else of
+/// `[telemetry]`), else its region and admin address; its roles; its config.
+fn console_info(
+    cfg: &NodeConfig,
+    admin: Option<SocketAddr>,
+    scheme: &str,
+    purge: Option<&Arc<PurgeService>>,
+    reloader: &Option<Arc<Reloader>>,
+    src: Option<&str>,
+) -> admin::console::Info {
+    let region = cfg.telemetry.as_ref().and_then(|t| t.region.clone());
+    let addr = admin.map(|a| a.to_string()).unwrap_or_default();
+    let node = cfg
+        .edge
+        .as_ref()
+        .and_then(|e| e.node_id.clone())
+        .or_else(|| cfg.telemetry.as_ref().and_then(|t| t.node_id.clone()))
+        .unwrap_or_else(|| match &region {
+            Some(r) => format!("{r}@{addr}"),
+            None => addr.clone(),
+        });
+    let mut roles: Vec<String> = cfg
+        .roles()
+        .into_iter()
+        .filter(|r| *r != "admin")
+        .map(str::to_string)
+        .collect();
+    if purge.is_some_and(|p| p.is_hub()) {
+        roles.push("purge hub".into());
+    }
+    let config: Option<admin::console::ConfigSource> = match (reloader, src) {
+        (Some(r), _) => {
+            let r = r.clone();
+            Some(Arc::new(move || {
+                r.current_json().unwrap_or_else(
+                    || serde_json::json!({ "note": "a reload is running: look again" }),
+                )
+            }))
+        }
+        (None, Some(src)) => {
+            let v = src
+                .parse::<toml::Table>()
+                .ok()
+                .and_then(|t| serde_json::to_value(t).ok())
+                .unwrap_or_default();
+            Some(Arc::new(move || v.clone()))
+        }
+        (None, None) => None,
+    };
+    admin::console::Info {
+        node,
+        roles,
+        region,
+        config,
+        admin: admin.map(|a| format!("{scheme}://{a}")),
+        tls: scheme == "https",
+    }
+}
+
+/// A follower's reports to its purge hub (the hub's console lists the fleet), every
+/// [`edge_node::purge::fleet::REPORT_EVERY`] until `shutdown` flips.
+async fn report_to_hub(
+    purge: Arc<PurgeService>,
+    info: admin::console::Info,
+    nodes: Vec<Arc<Node>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut failing = false;
+    loop {
+        let report = admin::console::own_report(&info, &nodes, Some(&purge)).await;
+        match purge.report_to_hub(&report).await {
+            Ok(()) => failing = false,
+            Err(e) if !failing => {
+                failing = true;
+                tracing::debug!(error = %e, "cannot report to the purge hub (its fleet page shows this node stale)");
+            }
+            Err(_) => {}
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(edge_node::purge::fleet::REPORT_EVERY) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
 }
 
 /// `POST /reload` runs the node's reloader, and logs the outcome as SIGHUP does.

@@ -173,6 +173,45 @@ impl Snapshot {
     }
 }
 
+impl Snapshot {
+    /// The buckets of histogram `name` over its points whose attributes include every pair of
+    /// `filter`, added up: the bounds and a count per bucket (one more than the bounds, the
+    /// last for above the last bound). `None` when no point matches.
+    pub fn buckets(&self, name: &str, filter: &[(&str, &str)]) -> Option<(Vec<f64>, Vec<u64>)> {
+        let mut out: Option<(Vec<f64>, Vec<u64>)> = None;
+        for scope in self.0.scope_metrics() {
+            for m in scope.metrics().filter(|m| m.name() == name) {
+                let AggregatedMetrics::F64(MetricData::Histogram(h)) = m.data() else {
+                    continue;
+                };
+                for p in h.data_points() {
+                    let attrs: Vec<&KeyValue> = p.attributes().collect();
+                    let keep = filter.iter().all(|(k, v)| {
+                        attrs
+                            .iter()
+                            .any(|kv| kv.key.as_str() == *k && kv.value.as_str() == *v)
+                    });
+                    if !keep {
+                        continue;
+                    }
+                    let (bounds, counts) = out.get_or_insert_with(|| {
+                        let b: Vec<f64> = p.bounds().collect();
+                        let n = b.len() + 1;
+                        (b, vec![0; n])
+                    });
+                    if p.bounds().count() != bounds.len() {
+                        continue;
+                    }
+                    for (c, n) in counts.iter_mut().zip(p.bucket_counts()) {
+                        *c += n;
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
 fn visit<T: Copy>(
     d: &MetricData<T>,
     add: &mut dyn FnMut(&mut dyn Iterator<Item = &KeyValue>, u64),
@@ -240,6 +279,13 @@ mod tests {
             snap.total("outpost.cache.objects", &[("cdn.tier", "edge")]),
             7
         );
+        let (bounds, counts) = snap
+            .buckets("http.server.request.duration", &[("cdn.tier", "edge")])
+            .unwrap();
+        assert_eq!(bounds.len(), DURATION_BUCKETS.len());
+        assert_eq!(counts[0], 1, "0.001s is in the first bucket");
+        assert_eq!(counts.iter().sum::<u64>(), 1);
+        assert!(snap.buckets("nope", &[]).is_none());
         assert_eq!(
             snap.totals_by("http.server.request.duration", &[], Some("cdn.tier"))
                 .into_iter()

@@ -4,10 +4,13 @@
 //! `GET /metrics` (the process's instruments as Prometheus text), `GET /stats` (the same added
 //! up per node and per site, as JSON, with the caches' gauges), `POST /purge`, `GET
 //! /purge/log?since=N&wait=MS`, `GET /cache?url=URL` (what the caches hold for a URL,
-//! `inspect.rs`) and `POST /reload`. The `[admin] allow` and `deny` networks guard all but
-//! the two probes, before the token (`access.rs`).
+//! `inspect.rs`) and `POST /reload`; the web console at `/ui` (`console/`, its own sign-in)
+//! and, on the purge hub, `POST /fleet/report` (the nodes' reports the console's fleet page
+//! shows). The `[admin] allow` and `deny` networks guard all but the two probes, before the
+//! token (`access.rs`).
 
 mod access;
+pub mod console;
 mod inspect;
 mod reply;
 
@@ -45,6 +48,8 @@ pub struct AdminState {
     dns_challenges: Option<Arc<dyn ChallengeRecords>>,
     /// Which peers may use it (`[admin] allow` and `deny`).
     access: Arc<access::AdminAccess>,
+    /// Who the node is, for the console.
+    console: console::Info,
 }
 
 /// The ACME DNS-01 records a `[dns]` node publishes (`_acme-challenge.NAME` TXT), which
@@ -81,6 +86,7 @@ impl AdminState {
             acme: None,
             dns_challenges: None,
             access: Arc::default(),
+            console: console::Info::default(),
         }
     }
 
@@ -90,6 +96,12 @@ impl AdminState {
     pub fn with_access_lists(mut self, allow: &[String], deny: &[String]) -> Result<Self, String> {
         self.access = Arc::new(access::AdminAccess::new(allow, deny)?);
         Ok(self)
+    }
+
+    /// Names the node and its config for the console (`/ui`).
+    pub fn with_console(mut self, info: console::Info) -> Self {
+        self.console = info;
+        self
     }
 
     /// Lets the fleet's ACME clients publish DNS-01 records in this node's zones.
@@ -402,8 +414,26 @@ async fn dns_challenge_remove(
     dns_challenge(&st, body, false).await
 }
 
+/// `POST /fleet/report`: a follower's report, kept by the hub for the console's fleet page.
+async fn fleet_report(State(st): State<AdminState>, body: axum::body::Bytes) -> Response {
+    console::fleet_report(st.purge.as_ref(), &body)
+}
+
 /// The admin router.
 pub fn router(state: AdminState) -> Router {
+    let ui = console::router(console::Parts {
+        token: state.token.clone(),
+        nodes: state.nodes.clone(),
+        purge: state.purge.clone(),
+        metrics: state.metrics.clone(),
+        info: state.console.clone(),
+        shutdown: state.shutdown.clone(),
+    })
+    // The console is the API in a browser: the same networks may use it.
+    .route_layer(middleware::from_fn_with_state(
+        state.access.clone(),
+        access::guard,
+    ));
     let protected = Router::new()
         .route("/metrics", get(metrics))
         .route("/stats", get(stats))
@@ -411,6 +441,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/purge/log", get(purge_log))
         .route("/reload", axum::routing::post(reload))
         .route("/cache", get(cache))
+        .route("/fleet/report", axum::routing::post(fleet_report))
         .route("/acme/state", get(acme_state))
         .route(
             "/dns/acme-challenge",
@@ -425,6 +456,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/healthz", get(healthz))
         .route("/livez", get(livez))
         .merge(protected)
+        .merge(ui)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such admin endpoint") })
         .with_state(state)
 }

@@ -163,6 +163,7 @@ impl<'a> EdgeBuilder<'a> {
             challenges: Arc::default(),
             registry: self.registry.clone().unwrap_or_default(),
             access: None,
+            tail: Arc::default(),
             access_dropped: Arc::default(),
             purge: Arc::default(),
             conns: Arc::default(),
@@ -246,6 +247,7 @@ impl<'a> EdgeBuilder<'a> {
             metrics,
             registry: kept.registry.clone(),
             access: kept.access.as_ref().map(|(_, log)| log.clone()),
+            tail: kept.tail.clone(),
             purge: kept.purge.clone(),
             settings: ProxySettings {
                 policy: PolicyOptions {

@@ -32,6 +32,8 @@ pub(crate) struct Kept {
         crate::access_log::AccessLogConfig,
         Arc<crate::access_log::AccessLog>,
     )>,
+    /// The live tail of the requests (the console), whatever the access log.
+    pub tail: Arc<crate::access_log::Tail>,
     /// Access log records dropped (a full buffer), over every log the node had.
     pub access_dropped: Arc<std::sync::atomic::AtomicU64>,
     /// The purge service for the `PURGE` method, once set.
@@ -136,6 +138,11 @@ impl Node {
         if let Some(log) = self.with_kept(|k| k.access.as_ref().map(|(_, log)| log.clone())) {
             log.reopen();
         }
+    }
+
+    /// The live tail of its requests (the console's live view).
+    pub fn access_tail(&self) -> Arc<crate::access_log::Tail> {
+        self.with_kept(|k| k.tail.clone())
     }
 
     /// Why it cannot serve now, or `None` when it can (see [`crate::readiness`]).

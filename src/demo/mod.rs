@@ -5,7 +5,8 @@
 //! and TCP) for zone `demo.test`, whose geo name `cdn.demo.test` answers with the "eu" or "us"
 //! region by client location (a small sample City database is written to a temporary
 //! directory) and drops a region whose edge's `/healthz` fails; it runs in the shield's process,
-//! so its metrics are on the hub's admin API. Roles not built yet are left out.
+//! so its metrics are on the hub's admin API. Every admin API serves the web console at `/ui`
+//! (token `demo`). Roles not built yet are left out.
 
 pub mod origin;
 
@@ -161,13 +162,13 @@ pub async fn run(
     let hub_cfg = NodeConfig::parse("<demo shield>", &hub_src).map_err(|e| e.join("; "))?;
     running.push((
         "shield".to_string(),
-        run::start(&hub_cfg, &node_metrics(&hub_cfg), None).await?,
+        run::start_text(&hub_cfg, &node_metrics(&hub_cfg), &hub_src).await?,
     ));
     for (region, port, admin) in edges {
         let src = edge_config(region, *port, *admin, &origin_url);
         let cfg =
             NodeConfig::parse(&format!("<demo edge {region}>"), &src).map_err(|e| e.join("; "))?;
-        let r = run::start(&cfg, &node_metrics(&cfg), None).await?;
+        let r = run::start_text(&cfg, &node_metrics(&cfg), &src).await?;
         running.push((region.to_string(), r));
     }
     println!("outpost demo: sample origin on {origin_url}");
@@ -185,6 +186,10 @@ pub async fn run(
         .first()
         .map(|(_, p, a)| (*p, *a))
         .unwrap_or((8081, 9901));
+    println!(
+        "\nWeb console: http://{hub_admin}/ui (the purge hub: fleet, purge log, DNS) and \
+         http://127.0.0.1:{eu_admin}/ui (edge eu): sign in with the admin token \"{TOKEN}\""
+    );
     println!(
         r#"
 Try:

@@ -448,6 +448,11 @@ async fn the_admin_api_refuses_peers_its_lists_refuse_before_the_token() {
             .await
             .unwrap();
         assert_eq!(purge.status(), 403, "{from}: POST /purge");
+        // The web console is the API in a browser: refused alike, sign-in page included.
+        for page in ["/ui", "/ui/login"] {
+            let url = format!("http://127.0.0.1:{admin}{page}");
+            assert_eq!(call(from, None, url).await.0, 403, "{from} {page}");
+        }
         // The probes stay open to load balancers and geo-DNS.
         for probe in ["/healthz", "/livez"] {
             let url = format!("http://127.0.0.1:{admin}{probe}");

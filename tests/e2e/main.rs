@@ -14,6 +14,7 @@ mod client_addr;
 mod collapse;
 mod compression;
 mod conformance;
+mod console;
 mod disk;
 mod dns;
 mod fleet_ca;

@@ -7,15 +7,18 @@
 //! (`writer.rs`), reopening the file on request (SIGUSR1, for logrotate). A full queue drops
 //! the record and counts it: the request never waits on the log, and never wakes the writer. When
 //! `[telemetry]` exports logs, each record is also an OTLP log record (target
-//! [`agent::ACCESS_TARGET`], which stderr never shows).
+//! [`agent::ACCESS_TARGET`], which stderr never shows). The same records feed the console's
+//! live tail (`tail.rs`) while someone watches it, whether or not a log file is configured.
 
 mod format;
 mod queue;
 mod record;
+mod tail;
 mod writer;
 
 pub use format::{Format, FIELDS};
 pub use record::Record;
+pub use tail::{Tail, TailEntry, Watch};
 
 use serde::Deserialize;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -150,6 +150,8 @@ pub(crate) struct Parts {
     pub registry: Registry,
     /// Where each request's line goes, if anywhere.
     pub access: Option<Arc<crate::access_log::AccessLog>>,
+    /// The live tail of the requests (sent to only while watched).
+    pub tail: Arc<crate::access_log::Tail>,
     /// The purge service the `PURGE` method submits to (shared by a node's generations).
     pub purge: PurgeSlot,
     pub settings: ProxySettings,
@@ -167,6 +169,7 @@ pub struct Proxy {
     metrics: Arc<NodeMetrics>,
     registry: Registry,
     access: Option<Arc<crate::access_log::AccessLog>>,
+    tail: Arc<crate::access_log::Tail>,
     settings: ProxySettings,
     via: HeaderValue,
     /// Whether request spans are made (traces exported).
@@ -193,6 +196,7 @@ impl Proxy {
             metrics: p.metrics,
             registry: p.registry,
             access: p.access,
+            tail: p.tail,
             settings: p.settings,
             via,
             traced: agent::traces_enabled(),

@@ -43,7 +43,7 @@ impl Proxy {
             outcome,
             bytes,
         );
-        if let (Some(log), Some(mut r)) = (&self.access, head) {
+        if let Some(mut r) = head {
             r.site = self.metrics.site_name(site);
             r.status = res.status().as_u16();
             r.bytes = bytes;
@@ -51,21 +51,26 @@ impl Proxy {
             // Hits and refusals never waited on an upstream.
             r.upstream = (!matches!(outcome, Outcome::Hit | Outcome::Error)).then_some(elapsed);
             r.cache = outcome.as_str();
-            log.record(r);
+            self.tail.offer(&r);
+            if let Some(log) = &self.access {
+                log.record(r);
+            }
         }
         res
     }
 
     /// The access log record of a request, with what is known before it is answered (the
-    /// rest is filled in by [`Proxy::finish`]); `None` when the node keeps no access log:
-    /// nothing is copied then.
+    /// rest is filled in by [`Proxy::finish`]); `None` when the node keeps no access log and
+    /// nobody watches the live tail: nothing is copied then.
     pub(super) fn access_head<B>(
         &self,
         req: &Request<B>,
         client: &ClientInfo,
         span: Option<&tracing::Span>,
     ) -> Option<Record> {
-        self.access.as_ref()?;
+        if self.access.is_none() && !self.tail.watched() {
+            return None;
+        }
         Some(Record {
             time: std::time::SystemTime::now(),
             client: client.addr,

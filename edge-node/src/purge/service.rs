@@ -7,6 +7,7 @@
 //! a follower is forwarded to the hub, and answered once the follower has applied it too.
 
 use super::event::{PurgeEvent, PurgeRequest};
+use super::fleet::{Fleet, FleetReport};
 use super::log::{LogError, PurgeLog};
 use crate::cache::marks::{GenState, PurgeMarks};
 use crate::cache::policy::unix_ms;
@@ -80,6 +81,8 @@ pub struct PurgeService {
     applied: watch::Sender<u64>,
     apply_lock: Mutex<()>,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// On the hub: the nodes reporting to it.
+    fleet: Fleet,
 }
 
 impl PurgeService {
@@ -141,6 +144,7 @@ impl PurgeService {
             applied: watch::Sender::new(applied),
             apply_lock: Mutex::new(()),
             client,
+            fleet: Fleet::default(),
         });
         if matches!(svc.role, Role::Hub) {
             for ev in svc.log.since(applied) {
@@ -324,6 +328,32 @@ impl PurgeService {
             .to_bytes();
         let json = serde_json::from_slice(&body).map_err(|e| format!("answer is not JSON: {e}"))?;
         Ok((status, json))
+    }
+
+    /// On the hub: the nodes that report to it (`POST /fleet/report`).
+    pub fn fleet(&self) -> &Fleet {
+        &self.fleet
+    }
+
+    /// On a follower: sends `report` to the hub's `POST /fleet/report` (an error says why it
+    /// did not arrive; a hub or NATS node has nowhere to report to).
+    pub async fn report_to_hub(&self, report: &FleetReport) -> Result<(), String> {
+        let Role::Follower { hub, token, .. } = &self.role else {
+            return Ok(());
+        };
+        let body = serde_json::to_vec(report).map_err(|e| e.to_string())?;
+        let req = http::Request::post(format!("{hub}/fleet/report"))
+            .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        match self.send(req, Duration::from_secs(5)).await? {
+            (s, _) if s.is_success() => Ok(()),
+            (s, json) => Err(format!(
+                "{s}: {}",
+                json.get("error").and_then(|e| e.as_str()).unwrap_or("")
+            )),
+        }
     }
 
     /// Events after `since` (for `GET /purge/log`), waiting up to `wait` for one.

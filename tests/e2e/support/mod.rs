@@ -2,6 +2,7 @@
 //! built from the real library in front of it, and small HTTP client helpers.
 #![allow(dead_code)]
 
+pub mod cdp;
 pub mod otlp;
 pub mod pebble;
 pub mod pki;
