@@ -40,6 +40,7 @@ mod revalidation;
 mod rules;
 mod secrets;
 mod shield;
+mod smuggling;
 mod stale;
 mod telemetry;
 mod vary;

@@ -70,10 +70,25 @@ impl Proxy {
     }
 
     /// Methods other than GET and HEAD: forwarded with their body; a successful unsafe one
-    /// invalidates what it names.
-    pub(super) async fn forward(&self, ctx: Ctx, body: ProxyBody) -> Answer {
+    /// invalidates what it names. `body_broke` is set when the client's own body failed (bad
+    /// chunked framing, cut short): the answer is then 400, not the upstream's failure.
+    pub(super) async fn forward(
+        &self,
+        ctx: Ctx,
+        body: ProxyBody,
+        body_broke: &std::sync::atomic::AtomicBool,
+    ) -> Answer {
         let res = match self.send_forward(&ctx, body, Retry::ConnectOnly).await {
             Ok(r) => r,
+            Err(_) if body_broke.load(std::sync::atomic::Ordering::Relaxed) => {
+                let st = self.status_value("fwd=method; detail=bad-request-body");
+                let msg = "outpost: the request body was malformed or cut short";
+                return Answer::new(
+                    respond::plain(http::StatusCode::BAD_REQUEST, st, msg),
+                    Outcome::Error,
+                    None,
+                );
+            }
             Err(e) => return self.upstream_failed(&ctx, "fwd=method", &e),
         };
         let is_unsafe = !matches!(ctx.parts.method, Method::OPTIONS);

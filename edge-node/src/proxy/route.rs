@@ -84,7 +84,13 @@ impl Proxy {
         } else if let Some(too_large) = self.body_too_large(&ctx) {
             too_large
         } else {
-            let body = http_body_util::BodyExt::map_err(body, Into::into);
+            // A body that breaks (bad chunked framing, cut short) is the client's fault: 400.
+            let broke = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = broke.clone();
+            let body = http_body_util::BodyExt::map_err(body, move |e| {
+                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                e.into()
+            });
             let body = match ctx.site.max_body {
                 // A body without a declared length is cut where it passes the bound: the
                 // upstream never receives more.
@@ -99,7 +105,7 @@ impl Proxy {
                 )),
                 None => ProxyBody::Stream(http_body_util::BodyExt::boxed(body)),
             };
-            self.forward(ctx, body).await
+            self.forward(ctx, body, &broke).await
         };
         super::rules::edit_response(&site.rules, matched, &mut answer.res, answer.outcome);
         answer.site = Some(site.index);
