@@ -91,7 +91,7 @@ fn cases() -> Vec<(&'static str, String)> {
         ),
         (
             "GET with a body by Content-Length and a bad Host",
-            format!("GET /a HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.test\r\nContent-Length: 44\r\n\r\n"),
+            "GET /a HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.test\r\nContent-Length: 44\r\n\r\n".to_string(),
         ),
         (
             "request line with a bare LF and a space in the target",
