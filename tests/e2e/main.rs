@@ -20,6 +20,7 @@ mod dns;
 mod fleet_ca;
 mod fleet_tls;
 mod freshness;
+mod h2_abuse;
 mod https_origin;
 mod inspect;
 mod interim;
