@@ -21,6 +21,8 @@ pub mod cache;
 mod client_addr;
 pub mod config;
 mod garbage;
+#[cfg(fuzzing)]
+pub mod fuzz;
 pub mod hooks;
 pub mod interim;
 pub mod limits;
