@@ -54,6 +54,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(p: Parts) -> Router<S> {
         cookie: auth::cookie_name(p.info.admin.as_deref()),
         info: p.info,
         sessions: Default::default(),
+        refusals: Default::default(),
         history: Default::default(),
         shutdown: p.shutdown,
     }));
