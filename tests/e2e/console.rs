@@ -489,6 +489,14 @@ async fn the_live_tail_streams_requests_with_filters() {
     assert_eq!(seen.matches("event: request").count(), 2, "{seen}");
     assert!(seen.contains("/static/live.js") && seen.contains("/api/x"));
     assert!(!seen.contains("\"cache\":\"hit\""), "{seen}");
+    // An open stream does not hold the node up when it stops.
+    let mut fleet = fleet;
+    fleet.edge.signal("TERM");
+    assert!(
+        fleet.edge.wait_exit(Duration::from_secs(10)).is_some(),
+        "the edge stops with a live view open"
+    );
+    drop(stream);
 }
 
 /// The console in a real browser: every page against the running fleet, sign-in, a tag purged
