@@ -54,6 +54,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(p: Parts) -> Router<S> {
         cookie: auth::cookie_name(p.info.admin.as_deref()),
         info: p.info,
         sessions: Default::default(),
+        refusals: Default::default(),
         history: Default::default(),
         shutdown: p.shutdown,
     }));
@@ -88,7 +89,8 @@ pub fn router<S: Clone + Send + Sync + 'static>(p: Parts) -> Router<S> {
     pages.merge(data).merge(open).with_state(st)
 }
 
-/// Every path of the console, signed-in or not (for tests and docs).
+/// Every route of the console that needs a session (all but the sign-in page and its assets),
+/// as (method, path): the tests check that each refuses without one.
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/ui"),
     ("GET", "/ui/fleet"),

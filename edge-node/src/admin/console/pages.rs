@@ -178,11 +178,21 @@ pub(crate) async fn config(
 ) -> Response {
     page(&st, &s, "config")
 }
+#[derive(serde::Deserialize)]
+pub(crate) struct Done {
+    #[serde(default)]
+    done: Option<u64>,
+}
+
+/// `GET /ui/purge[?done=V]`: the form, the log, and the version of a purge just accepted (the
+/// form post redirects here, so reloading the page does not purge again).
 pub(crate) async fn purge(
     State(st): State<ConsoleState>,
     Extension(s): Extension<Session>,
+    q: Result<axum::extract::Query<Done>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    purge_page(&st, &s, StatusCode::OK, Err(""))
+    let done = q.ok().and_then(|q| q.0.done);
+    purge_page(&st, &s, StatusCode::OK, done.ok_or(""))
 }
 
 /// The purge page, with the outcome of a purge just made (`Ok(version)`, or `Err(why)`; an

@@ -42,6 +42,8 @@ pub(crate) struct Inner {
     /// The session cookie's name (`auth.rs`).
     pub cookie: String,
     pub sessions: Sessions,
+    /// Held by a refused sign-in while it waits (`api.rs`).
+    pub refusals: tokio::sync::Mutex<()>,
     pub history: History,
     pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
 }
