@@ -20,9 +20,9 @@ pub mod body;
 pub mod cache;
 mod client_addr;
 pub mod config;
-mod garbage;
 #[cfg(fuzzing)]
 pub mod fuzz;
+mod garbage;
 pub mod hooks;
 pub mod interim;
 pub mod limits;
