@@ -238,7 +238,10 @@ mod tests {
             );
         }
         // A crash mid-append leaves half a line.
-        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
         f.write_all(b"{\"version\":3,\"at_").unwrap();
         drop(f);
         let log = PurgeLog::open(&path).unwrap();
