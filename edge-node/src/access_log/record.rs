@@ -39,3 +39,29 @@ pub struct Record {
     /// The trace it belongs to, if any.
     pub trace: Option<[u8; 32]>,
 }
+
+#[cfg(test)]
+impl Record {
+    /// A record for tests: a GET of `/` on `site`, answered 200 from the cache.
+    #[allow(clippy::unwrap_used)]
+    pub(crate) fn sample(id: u64, site: &str) -> Self {
+        Record {
+            time: std::time::SystemTime::UNIX_EPOCH,
+            client: "127.0.0.1:1".parse().unwrap(),
+            site: site.into(),
+            method: http::Method::GET,
+            target: "/".into(),
+            version: http::Version::HTTP_11,
+            referer: None,
+            user_agent: None,
+            status: 200,
+            bytes: None,
+            duration: std::time::Duration::ZERO,
+            upstream: None,
+            cache: "hit",
+            tier: "edge",
+            id,
+            trace: None,
+        }
+    }
+}

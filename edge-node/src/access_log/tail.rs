@@ -138,24 +138,7 @@ mod tests {
     use std::time::Duration;
 
     fn rec(id: u64) -> Record {
-        Record {
-            time: std::time::SystemTime::UNIX_EPOCH,
-            client: "127.0.0.1:1".parse().unwrap(),
-            site: "www".into(),
-            method: http::Method::GET,
-            target: "/".into(),
-            version: http::Version::HTTP_11,
-            referer: None,
-            user_agent: None,
-            status: 200,
-            bytes: None,
-            duration: Duration::ZERO,
-            upstream: None,
-            cache: "hit",
-            tier: "edge",
-            id,
-            trace: None,
-        }
+        Record::sample(id, "www")
     }
 
     #[test]
