@@ -135,7 +135,6 @@ impl Tail {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use std::time::Duration;
 
     fn rec(id: u64) -> Record {
         Record::sample(id, "www")
