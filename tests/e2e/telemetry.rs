@@ -290,12 +290,15 @@ async fn one_trace_across_edge_shield_and_origin_with_metrics_and_logs() {
     )
     .await;
     assert!(scope.starts_with("edge_node"), "{scope}");
-    let spans = got.spans.lock().unwrap().clone();
-    let traced = spans
-        .iter()
-        .find(|(s, sp)| s == "outpost-shield" && sp.span_id == log.span_id)
-        .map(|(_, sp)| sp.clone())
-        .expect("the log's span was exported");
+    // Spans and logs leave in batches of their own: the span may come a moment later.
+    let traced = wait_for("the log's span, exported", Duration::from_secs(20), || {
+        let spans = got.spans.lock().unwrap();
+        spans
+            .iter()
+            .find(|(s, sp)| s == "outpost-shield" && sp.span_id == log.span_id)
+            .map(|(_, sp)| sp.clone())
+    })
+    .await;
     assert_eq!(traced.trace_id, log.trace_id);
     wait_for(
         "the edge's span of the shield's log (same trace)",
