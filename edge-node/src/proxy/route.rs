@@ -41,9 +41,11 @@ impl Proxy {
             Ok(ctx) => ctx,
             Err(unrouted) => return self.refuse(unrouted),
         };
-        let site = ctx.site.clone();
+        let site = ctx.site.index;
         let matched = ctx.rules;
-        let mut answer = if !site.admits(ctx.client.addr.ip()) {
+        // The site outlives `ctx` only for the response edits of matched rules.
+        let ruled = (!matched.is_empty()).then(|| ctx.site.clone());
+        let mut answer = if !ctx.site.admits(ctx.client.addr.ip()) {
             let st = self.status_value("fwd=request; detail=denied");
             let msg = "outpost: this site does not answer your network";
             Answer::new(plain(StatusCode::FORBIDDEN, st, msg), Outcome::Error, None)
@@ -107,8 +109,10 @@ impl Proxy {
             };
             self.forward(ctx, body, &broke).await
         };
-        super::rules::edit_response(&site.rules, matched, &mut answer.res, answer.outcome);
-        answer.site = Some(site.index);
+        if let Some(s) = ruled {
+            super::rules::edit_response(&s.rules, matched, &mut answer.res, answer.outcome);
+        }
+        answer.site = Some(site);
         answer
     }
 

@@ -88,10 +88,7 @@ pub(super) fn edit_response(
     }
     let h = res.headers_mut();
     for r in rules.matched(m) {
-        let names: Vec<&http::HeaderName> = r.actions.key_headers.iter().collect();
-        if !names.is_empty() {
-            key::add_vary(h, &names);
-        }
+        key::add_vary(h, &r.actions.key_headers);
     }
     if outcome != Outcome::Error {
         if let Some(cc) = rules.last(m, |a| a.client_cc.clone()) {

@@ -66,7 +66,10 @@ pub(crate) fn key_value(
 }
 
 /// Adds `names` to the `Vary` of a response about to be stored.
-pub(crate) fn add_vary(headers: &mut HeaderMap, names: &[&HeaderName]) {
+pub(crate) fn add_vary(headers: &mut HeaderMap, names: &[HeaderName]) {
+    if names.is_empty() {
+        return;
+    }
     let present: Vec<String> = headers
         .get_all(http::header::VARY)
         .iter()
@@ -76,10 +79,7 @@ pub(crate) fn add_vary(headers: &mut HeaderMap, names: &[&HeaderName]) {
         .collect();
     for n in names {
         if !present.iter().any(|p| p == n.as_str()) {
-            headers.append(
-                http::header::VARY,
-                HeaderValue::from_str(n.as_str()).unwrap_or(HeaderValue::from_static("*")),
-            );
+            headers.append(http::header::VARY, HeaderValue::from(n.clone()));
         }
     }
 }
@@ -118,7 +118,10 @@ mod tests {
         assert!(key_value(&h, &[], false).is_none());
         let mut res = HeaderMap::new();
         res.insert("vary", "Accept-Encoding".parse().unwrap());
-        add_vary(&mut res, &[&KEY_FIELD, &http::header::ACCEPT_ENCODING]);
+        add_vary(
+            &mut res,
+            &[KEY_FIELD.clone(), http::header::ACCEPT_ENCODING],
+        );
         assert_eq!(res.get_all("vary").iter().count(), 2);
     }
 }
