@@ -178,13 +178,6 @@ fn restart_only(old: &toml::Table, new: &toml::Table) -> Result<(), Vec<String>>
         .collect())
 }
 
-/// Whether a key's value is a secret (never printed).
-fn is_secret(key: &str) -> bool {
-    ["secret", "token", "key", "password", "eab"]
-        .iter()
-        .any(|s| key.contains(s))
-}
-
 /// What differs from `old` to `new`, one line per changed key: `path: old -> new`, `path:
 /// added (value)`, `path: removed`. Arrays of tables are compared element by element.
 pub fn diff(path: &str, old: &toml::Value, new: &toml::Value) -> Vec<String> {
@@ -194,7 +187,7 @@ pub fn diff(path: &str, old: &toml::Value, new: &toml::Value) -> Vec<String> {
 }
 
 fn show(key: &str, v: &toml::Value) -> String {
-    if is_secret(key) {
+    if edge_node::admin::console::secret_key(key) {
         return "(secret)".into();
     }
     let s = v.to_string();

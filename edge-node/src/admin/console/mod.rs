@@ -11,6 +11,7 @@ mod history;
 mod live;
 mod pages;
 mod redact;
+pub use redact::secret_key;
 mod session;
 mod state;
 

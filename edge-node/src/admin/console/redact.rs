@@ -9,7 +9,9 @@ use serde_json::Value;
 /// What stands for a hidden value.
 pub(crate) const HIDDEN: &str = "(redacted)";
 
-fn secret_key(k: &str) -> bool {
+/// Whether a config key's value is a secret, never shown (the console's config page, the
+/// reload's list of changes).
+pub fn secret_key(k: &str) -> bool {
     let k = k.to_ascii_lowercase();
     [
         "token",
