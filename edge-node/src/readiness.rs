@@ -74,7 +74,7 @@ pub(crate) async fn unready(
             ));
         }
     }
-    let now = crate::cache::policy::unix_ms(std::time::SystemTime::now());
+    let now = crate::cache::clock::now_ms();
     // Every upstream the node has not found down, probed at once: one slow address costs
     // one probe timeout, not one per upstream.
     let mut candidates: Vec<OriginAddr> = proxy

@@ -12,6 +12,7 @@
 //! on disk and promotes what it finds. Objects larger than `max_object_bytes` (of known length)
 //! go to disk only, written while they stream, and are served from disk block by block.
 
+pub(crate) mod clock;
 pub(crate) mod compress;
 pub(crate) mod date;
 pub(crate) mod disk;
