@@ -458,6 +458,11 @@ pub fn router(state: AdminState) -> Router {
         .merge(protected)
         .merge(ui)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such admin endpoint") })
+        // A `Date` that follows the wall clock back too (see `listener/date.rs`).
+        .layer(middleware::map_response(|mut res: Response| async move {
+            crate::listener::date::ensure(res.headers_mut());
+            res
+        }))
         .with_state(state)
 }
 
