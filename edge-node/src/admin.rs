@@ -151,7 +151,8 @@ async fn require_token(State(st): State<AdminState>, req: Request, next: Next) -
     }
 }
 
-/// `GET /healthz`: 200 while every caching role can serve, else 503 with the reasons.
+/// `GET /healthz`: 200 while every caching role can serve (`"degraded"` with the reasons
+/// when something limits it, such as a full disk), else 503 with the reasons.
 async fn healthz(State(st): State<AdminState>) -> Response {
     let mut reasons = Vec::new();
     for n in &st.nodes {
@@ -160,7 +161,13 @@ async fn healthz(State(st): State<AdminState>) -> Response {
         }
     }
     if reasons.is_empty() {
-        (StatusCode::OK, Json(serde_json::json!({ "status": "ok" }))).into_response()
+        let degraded: Vec<String> = st.nodes.iter().flat_map(|n| n.degraded()).collect();
+        let body = if degraded.is_empty() {
+            serde_json::json!({ "status": "ok" })
+        } else {
+            serde_json::json!({ "status": "degraded", "reasons": degraded })
+        };
+        (StatusCode::OK, Json(body)).into_response()
     } else {
         let body = serde_json::json!({ "status": "unavailable", "reasons": reasons });
         (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
@@ -458,6 +465,11 @@ pub fn router(state: AdminState) -> Router {
         .merge(protected)
         .merge(ui)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such admin endpoint") })
+        // A `Date` that follows the wall clock back too (see `listener/date.rs`).
+        .layer(middleware::map_response(|mut res: Response| async move {
+            crate::listener::date::ensure(res.headers_mut());
+            res
+        }))
         .with_state(state)
 }
 

@@ -151,6 +151,12 @@ impl Node {
             .await
     }
 
+    /// What limits it while it can still serve (a full disk): one line each, none when it
+    /// runs as configured (see [`crate::readiness::degraded`]).
+    pub fn degraded(&self) -> Vec<String> {
+        crate::readiness::degraded(self.tier(), &self.proxy())
+    }
+
     /// Whether the node has begun to stop (no longer accepting).
     pub fn is_draining(&self) -> bool {
         self.draining.load(std::sync::atomic::Ordering::Relaxed)

@@ -1,6 +1,9 @@
 //! Whether a caching node can serve now, for `/healthz` (and so for geo-DNS, which stops
 //! sending users to a region whose health check fails): not while it drains, not while its
-//! disk tier has failed, and not when no site has an upstream that takes connections.
+//! disk tier has failed, and not when no site has an upstream that takes connections. And
+//! whether it serves degraded ([`degraded`]): a full file system under the disk tier is not a
+//! failed disk (the node serves from memory and origin and keeps writing what fits), so it
+//! keeps the node in rotation and is reported as a reason, with 200.
 //!
 //! An upstream's health is what the node knows of it (active checks, passive failures, a
 //! shield skipped after refusing a connection); one that nothing has found down yet is probed
@@ -74,7 +77,7 @@ pub(crate) async fn unready(
             ));
         }
     }
-    let now = crate::cache::policy::unix_ms(std::time::SystemTime::now());
+    let now = crate::cache::clock::now_ms();
     // Every upstream the node has not found down, probed at once: one slow address costs
     // one probe timeout, not one per upstream.
     let mut candidates: Vec<OriginAddr> = proxy
@@ -110,4 +113,19 @@ pub(crate) async fn unready(
         "{tier}: no site has a healthy upstream ({} origin(s){shields} down)",
         origins.len()
     ))
+}
+
+/// What limits a node (`tier`, its request path `proxy`) that can still serve: each reason in
+/// one line, none when it runs as configured.
+pub(crate) fn degraded(tier: &str, proxy: &Proxy) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if let Some(d) = proxy.gauges().disk {
+        if let Some(limit) = d.full_limit_bytes {
+            reasons.push(format!(
+                "{tier}: the disk tier's file system is full; it keeps to {limit} of its configured {} bytes, evicting to make room ({} writes found no space)",
+                d.capacity_bytes, d.full_errors
+            ));
+        }
+    }
+    reasons
 }

@@ -9,6 +9,7 @@ mod acme;
 mod admin;
 mod agent;
 mod bad_input;
+mod chaos;
 mod cli;
 mod client_addr;
 mod collapse;

@@ -10,7 +10,7 @@ use super::headers::StoredHeaders;
 use super::key::CacheKey;
 use super::marks::Purged;
 use super::object::Object;
-use super::policy::{unix_ms, Freshness, Usability};
+use super::policy::{Freshness, Usability};
 use super::vary::{VarySpec, VaryValues};
 use super::Cache;
 use serde::Serialize;
@@ -125,7 +125,7 @@ impl Cache {
         let at = At {
             host,
             path,
-            now_ms: unix_ms(std::time::SystemTime::now()),
+            now_ms: super::clock::now_ms(),
         };
         let mut out = Vec::new();
         for key in keys {
@@ -293,7 +293,7 @@ mod tests {
         let mut vary_h = HeaderMap::new();
         vary_h.insert("vary", HeaderValue::from_static("Accept-Language"));
         let spec = VarySpec::from_response(&vary_h).unwrap();
-        let now = unix_ms(std::time::SystemTime::now());
+        let now = crate::cache::clock::now_ms();
         for lang in ["de", "fr"] {
             let mut req = HeaderMap::new();
             req.insert("accept-language", HeaderValue::from_static(lang));

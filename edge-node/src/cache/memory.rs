@@ -83,7 +83,7 @@ impl MemoryTier {
         };
         // Expiry is lazy (a per-entry timer would cost more memory than the object's headers):
         // an object past its keep time is a miss, and the entry goes once none is useful.
-        let now = super::policy::unix_ms(std::time::SystemTime::now());
+        let now = super::clock::now_ms();
         let useful = |v: &Variant| v.object.fresh.keep_until_ms > now;
         match &entry.vary {
             None if useful(&entry.first) => MemoryLookup::Found(entry.first.object.clone(), 0),

@@ -12,6 +12,7 @@
 //! on disk and promotes what it finds. Objects larger than `max_object_bytes` (of known length)
 //! go to disk only, written while they stream, and are served from disk block by block.
 
+pub(crate) mod clock;
 pub(crate) mod compress;
 pub(crate) mod date;
 pub(crate) mod disk;
@@ -148,6 +149,11 @@ pub struct DiskGauges {
     pub corrupt: u64,
     /// I/O errors.
     pub errors: u64,
+    /// Writes that found the file system full.
+    pub full_errors: u64,
+    /// While the file system is full: the bytes the tier keeps to instead of its configured
+    /// size (it is degraded, not failed: it evicts to make room and keeps writing).
+    pub full_limit_bytes: Option<u64>,
 }
 
 /// The storage tiers and purge marks of one node.
@@ -406,6 +412,8 @@ impl Cache {
                     evictions: d.stats.evictions.load(Relaxed),
                     corrupt: d.stats.corrupt.load(Relaxed),
                     errors: d.stats.errors.load(Relaxed),
+                    full_errors: d.stats.full.load(Relaxed),
+                    full_limit_bytes: d.full_limit(),
                 }
             }),
         }

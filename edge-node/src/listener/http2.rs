@@ -155,11 +155,7 @@ async fn send_response(mut respond: SendResponse<Bytes>, res: Response<ProxyBody
     for name in crate::proxy::headers::HOP_BY_HOP {
         head.headers.remove(*name);
     }
-    if !head.headers.contains_key(header::DATE) {
-        if let Ok(v) = httpdate::fmt_http_date(std::time::SystemTime::now()).parse() {
-            head.headers.insert(header::DATE, v);
-        }
-    }
+    super::date::ensure(&mut head.headers);
     let empty = body.is_end_stream();
     let mut stream = match respond.send_response(Response::from_parts(head, ()), empty) {
         Ok(s) => s,

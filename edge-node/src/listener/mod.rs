@@ -6,6 +6,7 @@
 //! balancer (`listener/proxy_protocol.rs`), whose source is the connection's client.
 
 mod conns;
+pub(crate) mod date;
 mod generation;
 mod http2;
 mod limits;
@@ -217,6 +218,7 @@ impl Accepted {
             async move {
                 let interim = client.interim.clone();
                 let mut res = p.handle(req, client).await;
+                date::ensure(res.headers_mut());
                 if last {
                     res.headers_mut().insert(
                         http::header::CONNECTION,

@@ -18,7 +18,6 @@ use http::{response, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 /// A storable response, read whole; not inserted yet.
 pub(super) struct Buffered {
@@ -84,7 +83,9 @@ impl Proxy {
             return Read::Relay(Response::from_parts(parts, body));
         };
         let policy = self.policy(ctx);
-        let Decision::Store(fresh) = decide(&ctx.parts, &parts, SystemTime::now(), &policy) else {
+        let Decision::Store(fresh) =
+            decide(&ctx.parts, &parts, crate::cache::clock::now(), &policy)
+        else {
             return Read::Relay(Response::from_parts(parts, body));
         };
         let idle = self.upstream.timeouts.body_idle;

@@ -173,7 +173,7 @@ impl Proxy {
                 return;
             }
         };
-        let now = SystemTime::now();
+        let now = crate::cache::clock::now();
         if res.status() == StatusCode::NOT_MODIFIED {
             match &job.stale {
                 Some(old) => self.refresh(&job, old, res.headers(), now),

@@ -41,7 +41,7 @@ fn register(proxy: &Arc<Proxy>) {
     let meter = proxy.registry.meter();
     let tier = KeyValue::new("cdn.tier", proxy.tier());
     let has_disk = proxy.gauges().disk.is_some();
-    let gauges: [(&'static str, &'static str, &'static str, Read); 8] = [
+    let gauges: [(&'static str, &'static str, &'static str, Read); 9] = [
         (
             "outpost.cache.memory.bytes",
             "By",
@@ -90,6 +90,12 @@ fn register(proxy: &Arc<Proxy>) {
             "1 while the disk tier accepts writes.",
             |p| p.scrape().disk.map(|d| u64::from(d.on)),
         ),
+        (
+            "outpost.cache.disk.full",
+            "",
+            "1 while the disk tier's file system is full (the tier keeps to what it holds, evicting to make room).",
+            |p| p.scrape().disk.map(|d| u64::from(d.full_limit_bytes.is_some())),
+        ),
     ];
     for (name, unit, help, read) in gauges {
         if name.starts_with("outpost.cache.disk") && !has_disk {
@@ -106,7 +112,7 @@ fn register(proxy: &Arc<Proxy>) {
         );
     }
     if has_disk {
-        let counters: [(&'static str, &'static str, Read); 5] = [
+        let counters: [(&'static str, &'static str, Read); 6] = [
             (
                 "outpost.cache.disk.hits",
                 "Lookups answered from the disk tier.",
@@ -130,6 +136,11 @@ fn register(proxy: &Arc<Proxy>) {
             ("outpost.cache.disk.errors", "Disk tier I/O errors.", |p| {
                 p.scrape().disk.map(|d| d.errors)
             }),
+            (
+                "outpost.cache.disk.full_errors",
+                "Disk tier writes that found the file system full (counted in errors too).",
+                |p| p.scrape().disk.map(|d| d.full_errors),
+            ),
         ];
         for (name, help, read) in counters {
             let observe = reader(Arc::downgrade(proxy), tier.clone(), read);

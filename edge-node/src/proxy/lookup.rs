@@ -9,12 +9,10 @@ use super::miss::Recollapse;
 use super::respond::BodySrc;
 use super::{Answer, Proxy};
 use crate::cache::object::Object;
-use crate::cache::policy::unix_ms;
 use crate::cache::{Lookup, Request, Stale};
 use crate::hooks::Proceed;
 use crate::metrics::Outcome;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 impl Proxy {
     /// The cache path of a GET or HEAD.
@@ -39,7 +37,7 @@ impl Proxy {
             Proceed::CacheFresh => false,
             _ => true,
         };
-        let now = unix_ms(SystemTime::now());
+        let now = crate::cache::clock::now_ms();
         let req = Request {
             key: &ctx.key,
             headers: &ctx.parts.headers,

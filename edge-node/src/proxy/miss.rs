@@ -10,13 +10,11 @@ use super::fetch::FillStart;
 use super::respond::BodySrc;
 use super::{Answer, BoxFuture, Proxy};
 use crate::cache::object::Object;
-use crate::cache::policy::unix_ms;
 use crate::cache::vary::values_hash;
 use crate::metrics::Outcome;
 use http::Response;
 use hyper::body::Incoming;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 /// Whether a request whose Vary values differ from the fill it joined may join another one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +134,7 @@ impl Proxy {
                 self.stream_from_fill(&ctx, fill, head, &params)
             }
             FillHead::Refreshed(obj) => {
-                let now = unix_ms(SystemTime::now());
+                let now = crate::cache::clock::now_ms();
                 let reply = self.reply(&ctx, &format!("fwd=stale; fwd-status=304{collapsed}"));
                 let (res, n) = reply.object(obj, obj.fresh.age_secs(now));
                 Answer::new(res, Outcome::Miss, n)
@@ -182,7 +180,7 @@ impl Proxy {
             head.headers.clone(),
             BodySrc::Fill(fill.clone()),
             head.content_length,
-            head.fresh.age_secs(unix_ms(SystemTime::now())),
+            head.fresh.age_secs(crate::cache::clock::now_ms()),
         );
         Answer::new(res, Outcome::Miss, n)
     }

@@ -300,7 +300,7 @@ impl Proxy {
     /// host:port, up). An origin counts as down while active checks fail or after a passive
     /// failure; a shield while it is skipped after refusing a connection.
     pub fn upstream_health(&self) -> Vec<(&'static str, http::uri::Authority, bool)> {
-        let now = crate::cache::policy::unix_ms(std::time::SystemTime::now());
+        let now = crate::cache::clock::now_ms();
         let mut out: Vec<(&'static str, http::uri::Authority, bool)> = Vec::new();
         for site in self.sites.all() {
             for o in site.pools().flat_map(|p| p.origins()) {

@@ -26,7 +26,6 @@ use super::{Answer, Proxy};
 use crate::cache::headers::StoredHeaders;
 use crate::cache::object::Object;
 use crate::cache::parts::{combine, strong_etag, Span};
-use crate::cache::policy::unix_ms;
 use crate::metrics::Outcome;
 use crate::upstream::error::UpstreamError;
 use crate::upstream::Retry;
@@ -34,7 +33,6 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use hyper::body::Incoming;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 /// The range a request asks of the next tier on a miss, when it is one: a single satisfiable
 /// `bytes` range of a GET or HEAD that is not the whole representation (`bytes=0-`).
@@ -92,7 +90,7 @@ impl Proxy {
         let want = self.wanted(&ctx, &part, span);
         if let RangeOutcome::Partial { start, end } = want {
             if span.holds(start, end) {
-                let now = unix_ms(SystemTime::now());
+                let now = crate::cache::clock::now_ms();
                 let ttl = part.fresh.fresh_until_ms.saturating_sub(now) / 1000;
                 let status = self.status_hit(ttl, "");
                 return self.serve_part(&ctx, &part, span, (start, end), status, Outcome::Hit);
@@ -265,7 +263,7 @@ impl Proxy {
     /// for. A part that does not (the next tier sent another range than asked) is sent as
     /// the next tier sent it, to a range request only; a request for the whole is passed.
     async fn answer_stored(&self, ctx: Ctx, obj: &Object, params: &str) -> Answer {
-        let now = unix_ms(SystemTime::now());
+        let now = crate::cache::clock::now_ms();
         let Some(span) = obj.span() else {
             let (res, n) = self
                 .reply(&ctx, params)
@@ -303,7 +301,7 @@ impl Proxy {
         let from = ((start - span.start) as usize).min(to);
         let body = obj.body.slice(from..to);
         let n = body.len() as u64;
-        let now = unix_ms(SystemTime::now());
+        let now = crate::cache::clock::now_ms();
         let (res, sent) = self.reply_with(ctx, cache_status).serve(
             StatusCode::PARTIAL_CONTENT,
             headers,

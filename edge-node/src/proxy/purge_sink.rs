@@ -11,7 +11,10 @@ impl PurgeSink for Proxy {
         let m = Mark {
             version: ev.version,
             soft: ev.soft,
-            at_ms: ev.at_ms,
+            // A soft purge makes objects stale from when it was accepted, but never later
+            // than now on this node's clock: the accepting node's clock may be ahead (skew, a
+            // step of its wall clock), and the purge must apply here at once whatever it says.
+            at_ms: ev.at_ms.min(crate::cache::clock::now_ms()),
         };
         match &ev.target {
             PurgeTarget::Urls(urls) => {

@@ -12,7 +12,7 @@ use super::{Answer, Proxy};
 use crate::body::{BoxError, ProxyBody};
 use crate::cache::disk::LargeEntry;
 use crate::cache::object::Object;
-use crate::cache::policy::{unix_ms, Usability};
+use crate::cache::policy::Usability;
 use crate::metrics::Outcome;
 use crate::upstream::error::UpstreamError;
 use bytes::Bytes;
@@ -357,7 +357,7 @@ impl Proxy {
         why: &str,
     ) -> Option<Answer> {
         let obj = stale?;
-        let now = unix_ms(std::time::SystemTime::now());
+        let now = crate::cache::clock::now_ms();
         if let Usability::Stale {
             serve_on_error: false,
         } = obj.fresh.usability(now)
@@ -378,7 +378,7 @@ impl Proxy {
         e: &UpstreamError,
     ) -> Option<Answer> {
         let obj = stale?;
-        let now = unix_ms(std::time::SystemTime::now());
+        let now = crate::cache::clock::now_ms();
         if !obj.fresh.usable_when_unreachable(now) {
             return None;
         }

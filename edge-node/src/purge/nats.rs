@@ -4,7 +4,9 @@
 //! (`outpost-<node_id>`), applies messages strictly in sequence order, and acknowledges each
 //! after applying it; a gap (a message it never saw) is filled by reading the stream directly,
 //! and repeats are acknowledged and skipped. After a disconnect or a server restart the client
-//! reconnects and the consumer resumes where it left off.
+//! reconnects and the consumer resumes where it left off. A purge published while the
+//! server restarts is sent again until it is acknowledged (bounded by [`PUBLISH_PATIENCE`]),
+//! under one message id, so the stream keeps it once.
 
 use super::event::{PurgeEvent, PurgeTarget};
 use agent::throttle::RepeatedWarning;
@@ -36,11 +38,22 @@ pub trait Apply: Send + Sync {
     fn apply(&self, ev: &PurgeEvent) -> bool;
 }
 
+/// How long a purge is retried while the server cannot be reached before the purge is
+/// refused (a restart of the server takes well under this).
+pub(crate) const PUBLISH_PATIENCE: Duration = Duration::from_secs(10);
+
+/// How long one publish attempt waits for the stream's acknowledgement.
+const PUBLISH_ATTEMPT: Duration = Duration::from_secs(2);
+
 /// A connection to the purge stream.
 pub struct NatsBus {
     js: jetstream::Context,
     stream: String,
     durable: String,
+    /// When this process connected (ns since the epoch) and how many purges it has sent:
+    /// what makes each message id unique.
+    started_ns: u128,
+    sent: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for NatsBus {
@@ -63,9 +76,17 @@ impl NatsBus {
             .await
             .map_err(|e| format!("NATS {url}: {e}"))?;
         Ok(Arc::new(Self {
-            js: jetstream::new(client),
+            // Requests to the stream give up after one publish attempt's time, so a request
+            // lost to a restarting server is sent again soon (see `publish`).
+            js: jetstream::ContextBuilder::new()
+                .timeout(PUBLISH_ATTEMPT)
+                .build(client),
             stream: stream.to_string(),
             durable: format!("outpost-{node_id}"),
+            started_ns: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+            sent: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
@@ -83,29 +104,70 @@ impl NatsBus {
     }
 
     /// Publishes a purge; returns its version (the stream sequence).
+    ///
+    /// A server restart or a dropped connection is ridden out: the purge is sent again
+    /// (after a short backoff) until it is acknowledged or [`PUBLISH_PATIENCE`] has passed.
+    /// Every attempt carries the same `Nats-Msg-Id`, so an attempt whose acknowledgement was
+    /// lost is not stored twice: the stream answers a repeat with the first one's sequence.
     pub async fn publish(
         &self,
         target: PurgeTarget,
         soft: bool,
         at_ms: u64,
     ) -> Result<u64, String> {
+        let body = Bytes::from(
+            serde_json::to_vec(&Message {
+                at_ms,
+                soft,
+                target,
+            })
+            .map_err(|e| e.to_string())?,
+        );
+        let id = self.next_message_id();
+        let deadline = tokio::time::Instant::now() + PUBLISH_PATIENCE;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            // Bounded here as a whole: a request lost with the old connection is not
+            // answered, and the client's own request timeout is longer.
+            let attempt = tokio::time::timeout(PUBLISH_ATTEMPT, self.publish_once(&body, &id))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(format!(
+                        "publish: no acknowledgement within {PUBLISH_ATTEMPT:?}"
+                    ))
+                });
+            match attempt {
+                Ok(seq) => return Ok(seq),
+                Err(e) if tokio::time::Instant::now() + backoff < deadline => {
+                    tracing::debug!(error = %e, "publishing a purge failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One attempt at publishing `body` as message `id`.
+    async fn publish_once(&self, body: &Bytes, id: &str) -> Result<u64, String> {
         self.stream().await?;
-        let body = serde_json::to_vec(&Message {
-            at_ms,
-            soft,
-            target,
-        })
-        .map_err(|e| e.to_string())?;
+        let msg = jetstream::message::PublishMessage::build()
+            .payload(body.clone())
+            .message_id(id);
         let ack = self
             .js
-            .publish(SUBJECT, Bytes::from(body))
+            .send_publish(SUBJECT, msg)
             .await
             .map_err(|e| format!("publish: {e}"))?;
-        let ack = tokio::time::timeout(Duration::from_secs(5), ack)
-            .await
-            .map_err(|_| "publish: no acknowledgement within 5s".to_string())?
-            .map_err(|e| format!("publish: {e}"))?;
+        let ack = ack.await.map_err(|e| format!("publish: {e}"))?;
         Ok(ack.sequence)
+    }
+
+    /// A message id no other purge of the fleet has: this node's consumer name, when this
+    /// process started, and a counter.
+    fn next_message_id(&self) -> String {
+        let n = self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{}-{}-{n}", self.durable, self.started_ns)
     }
 
     fn decode(seq: u64, payload: &[u8]) -> Result<PurgeEvent, String> {

@@ -10,7 +10,6 @@ use super::event::{PurgeEvent, PurgeRequest};
 use super::fleet::{Fleet, FleetReport};
 use super::log::{LogError, PurgeLog};
 use crate::cache::marks::{GenState, PurgeMarks};
-use crate::cache::policy::unix_ms;
 use agent::throttle::RepeatedWarning;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -19,7 +18,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// Longest long-poll the hub holds a request.
@@ -267,13 +266,13 @@ impl PurgeService {
             Role::Hub => {
                 let ev = self
                     .log
-                    .append(target, req.soft, unix_ms(SystemTime::now()))?;
+                    .append(target, req.soft, crate::cache::clock::now_ms())?;
                 self.apply(&ev);
                 Ok(ev.version)
             }
             Role::Nats(bus) => {
                 let v = bus
-                    .publish(target, req.soft, unix_ms(SystemTime::now()))
+                    .publish(target, req.soft, crate::cache::clock::now_ms())
                     .await
                     .map_err(PurgeError::Hub)?;
                 self.wait_applied(v, Duration::from_secs(2)).await;

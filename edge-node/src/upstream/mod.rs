@@ -141,7 +141,7 @@ impl Upstream {
         retry: Retry,
         purge_version: u64,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        let now = crate::cache::policy::unix_ms(std::time::SystemTime::now());
+        let now = crate::cache::clock::now_ms();
         let targets = self.targets(origins, key, now);
         let n = targets.len();
         let mut last = None;

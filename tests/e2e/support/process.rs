@@ -40,11 +40,33 @@ impl Process {
         lines: usize,
         env: &[(&str, &str)],
     ) -> Process {
+        Self::start_wrapped(dir, name, toml, lines, env, &[])
+    }
+
+    /// [`Process::start_env`] through `wrapper`: a command and its arguments that end by
+    /// running what follows them (the binary and its arguments), as `unshare ... sh -c
+    /// '...; exec "$@"'` does. The process's id is the wrapper's, which must exec the binary.
+    pub fn start_wrapped(
+        dir: &std::path::Path,
+        name: &str,
+        toml: &str,
+        lines: usize,
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> Process {
         use std::io::{BufRead, BufReader};
         let cfg = dir.join(format!("{name}.toml"));
         std::fs::write(&cfg, toml).unwrap();
         let log = dir.join(format!("{name}.log"));
-        let mut child = std::process::Command::new(BIN)
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = std::process::Command::new(first);
+                c.args(rest).arg(BIN);
+                c
+            }
+            None => std::process::Command::new(BIN),
+        };
+        let mut child = cmd
             .args(["--workers", "1", "run", "--config"])
             .arg(&cfg)
             .env("OUTPOST_LOG", "info")
@@ -103,6 +125,16 @@ impl Process {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         None
+    }
+
+    /// Its process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether it is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// What it logged so far.

@@ -213,7 +213,7 @@ pub(crate) fn sample_now(st: &ConsoleState) -> Option<Sample> {
         }
     }
     Some(Sample {
-        at_ms: crate::cache::policy::unix_ms(SystemTime::now()),
+        at_ms: crate::cache::clock::now_ms(),
         series,
     })
 }

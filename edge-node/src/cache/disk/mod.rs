@@ -12,6 +12,12 @@
 //! in memory; a memory miss looks here and promotes what it finds. The index (URL key ->
 //! variants, sizes, last use) lives in memory and is rebuilt from the files at start, in the
 //! background: until it is done, lookups miss.
+//!
+//! Errors: a full file system (ENOSPC, EDQUOT) is not a failed disk. The tier then keeps to
+//! the bytes it held when a write found no space (evicting the least recently used to make
+//! room, so writes go on), says so once per interval, and reports itself degraded, not
+//! failed; after [`FULL_RETRY`] it tries its configured size again. Any other write error
+//! turns the tier off for [`RETRY_AFTER`] (memory only), and the node reports it failed.
 
 pub(crate) mod format;
 pub(crate) mod peek;
@@ -33,6 +39,27 @@ use xxhash_rust::xxh3::xxh3_64;
 
 /// How long the tier stays off after a write error before it tries again.
 pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// How long the tier keeps to a smaller bound after its file system filled up, before it
+/// tries its configured size again.
+pub(crate) const FULL_RETRY: Duration = Duration::from_secs(30);
+
+/// The file system filled up before the tier reached its configured size.
+#[derive(Debug, Clone, Copy)]
+struct Full {
+    /// Bytes the tier held when a write found no space: its bound for now.
+    limit: u64,
+    /// When it tries its configured size again.
+    until: Instant,
+}
+
+/// Whether `e` says the file system (or the user's quota) has no room.
+fn is_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
+}
 
 #[derive(Debug, Clone)]
 struct Slot {
@@ -78,6 +105,8 @@ pub(crate) struct DiskStats {
     pub corrupt: AtomicU64,
     /// Read or write errors (full disk, read-only disk, I/O errors).
     pub errors: AtomicU64,
+    /// Writes that found the file system full (counted in `errors` too).
+    pub full: AtomicU64,
 }
 
 /// The disk tier.
@@ -93,6 +122,10 @@ pub(crate) struct DiskStore {
     clock: AtomicU64,
     ready: AtomicBool,
     off_until: Mutex<Option<Instant>>,
+    /// Set while the file system is full (see [`Full`]).
+    full: Mutex<Option<Full>>,
+    /// Says once per interval that the file system is full, and when it is not any more.
+    full_warning: agent::throttle::RepeatedWarning,
     /// Counters.
     pub stats: DiskStats,
 }
@@ -120,6 +153,11 @@ impl DiskStore {
             clock: AtomicU64::new(1),
             ready: AtomicBool::new(false),
             off_until: Mutex::new(None),
+            full: Mutex::new(None),
+            full_warning: agent::throttle::RepeatedWarning::new(
+                format!("disk cache {}: the file system is full", root.display()),
+                format!("disk cache {}: writes fit again", root.display()),
+            ),
             stats: DiskStats::default(),
         });
         // Prepared before open returns (two directory operations): a write of the first
@@ -165,6 +203,50 @@ impl DiskStore {
         tracing::error!(error = %e, path = %self.root.display(), "{what}; disk cache off, serving from memory only for now");
         if let Ok(mut g) = self.off_until.lock() {
             *g = Some(Instant::now() + RETRY_AFTER);
+        }
+    }
+
+    /// A write failed with `e`: a full file system makes the tier keep to what it holds
+    /// now; any other error turns it off for a while.
+    fn write_failed(&self, e: &std::io::Error) {
+        if !is_full(e) {
+            self.fail("cannot write to the disk cache", e);
+            return;
+        }
+        self.stats.errors.fetch_add(1, Relaxed);
+        self.stats.full.fetch_add(1, Relaxed);
+        let limit = self.used.load(Relaxed);
+        if let Ok(mut g) = self.full.lock() {
+            *g = Some(Full {
+                limit,
+                until: Instant::now() + FULL_RETRY,
+            });
+        }
+        agent::log_report!(self.full_warning.failed(format_args!(
+            "{e}; keeping the tier at {limit} bytes of its configured {} (evicting the least recently used to make room; serving from memory and origin meanwhile)",
+            self.capacity()
+        )));
+    }
+
+    /// The bound the tier keeps to now while its file system is full, or `None`.
+    pub(crate) fn full_limit(&self) -> Option<u64> {
+        let g = self.full.lock().ok()?;
+        g.filter(|f| Instant::now() < f.until).map(|f| f.limit)
+    }
+
+    /// The bound writes must fit in now: the configured size, or less while the file system
+    /// is full.
+    fn bound(&self) -> u64 {
+        let max = self.capacity();
+        self.full_limit().map_or(max, |l| l.min(max))
+    }
+
+    /// A write went in: if the file system was full and the tier is back at its configured
+    /// size, that is said once.
+    fn wrote(&self) {
+        self.stats.writes.fetch_add(1, Relaxed);
+        if self.full_warning.is_failing() && self.full_limit().is_none() {
+            agent::log_report!(self.full_warning.succeeded());
         }
     }
 
@@ -470,14 +552,12 @@ impl DiskStore {
             self.install(key, slot, scheduled, &tmp, &dest)
         })();
         match res {
-            Ok(true) => {
-                self.stats.writes.fetch_add(1, Relaxed);
-            }
+            Ok(true) => self.wrote(),
             // Invalidated while it was being written: dropped, as it should be.
             Ok(false) => {}
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
-                self.fail("cannot write to the disk cache", &e);
+                self.write_failed(&e);
             }
         }
         self.release(size);
@@ -498,7 +578,7 @@ impl DiskStore {
         };
         // Under the index lock, so two writers cannot both take the last room.
         let pending = self.reserved.fetch_add(incoming, Relaxed) + incoming;
-        let max_bytes = self.capacity();
+        let max_bytes = self.bound();
         if self.used.load(Relaxed) + pending <= max_bytes {
             return true;
         }
@@ -591,8 +671,9 @@ impl DiskStore {
                 done: false,
             }),
             Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
                 self.release(size);
-                self.fail("cannot write to the disk cache", &e);
+                self.write_failed(&e);
                 None
             }
         }
@@ -773,7 +854,10 @@ impl DiskWriter {
         if self.written + data.len() as u64 > self.header.body_len {
             return Err(std::io::Error::other("body longer than announced"));
         }
-        self.file.write_all(data)?;
+        if let Err(e) = self.file.write_all(data) {
+            self.store.write_failed(&e);
+            return Err(e);
+        }
         self.written += data.len() as u64;
         let bs = u64::from(self.header.block_size);
         while !data.is_empty() {
@@ -799,7 +883,10 @@ impl DiskWriter {
         if self.in_block > 0 {
             self.sums.push(self.block.digest());
         }
-        self.file.write_all(&format::encode_tail(&self.sums))?;
+        if let Err(e) = self.file.write_all(&format::encode_tail(&self.sums)) {
+            self.store.write_failed(&e);
+            return Err(e);
+        }
         let slot = Slot {
             vh: self.vh,
             vary: self.meta.vary.clone(),
@@ -807,12 +894,13 @@ impl DiskWriter {
             size: self.header.file_len(),
             last_used: self.store.clock.fetch_add(1, Relaxed),
         };
-        let installed =
-            self.store
-                .install(self.meta.key, slot, self.scheduled, &self.tmp, &self.dest)?;
+        let installed = self
+            .store
+            .install(self.meta.key, slot, self.scheduled, &self.tmp, &self.dest)
+            .inspect_err(|e| self.store.write_failed(e))?;
         self.done = true;
         if installed {
-            self.store.stats.writes.fetch_add(1, Relaxed);
+            self.store.wrote();
         }
         Ok(installed)
     }
