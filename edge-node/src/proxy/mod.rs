@@ -34,6 +34,7 @@ mod purge_method;
 mod purge_sink;
 pub(crate) mod range;
 mod refresh;
+mod request_body;
 pub(crate) mod respond;
 mod route;
 mod rules;

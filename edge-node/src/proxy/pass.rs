@@ -69,6 +69,17 @@ impl Proxy {
         Answer::new(Response::from_parts(parts, body), Outcome::Pass, len)
     }
 
+    /// 400 for a request whose own body was malformed, cut short or longer than declared.
+    pub(super) fn bad_request_body(&self) -> Answer {
+        let st = self.status_value("fwd=method; detail=bad-request-body");
+        let msg = "outpost: the request body was malformed or cut short";
+        Answer::new(
+            respond::plain(http::StatusCode::BAD_REQUEST, st, msg),
+            Outcome::Error,
+            None,
+        )
+    }
+
     /// Methods other than GET and HEAD: forwarded with their body; a successful unsafe one
     /// invalidates what it names. `body_broke` is set when the client's own body failed (bad
     /// chunked framing, cut short): the answer is then 400, not the upstream's failure.
@@ -81,13 +92,7 @@ impl Proxy {
         let res = match self.send_forward(&ctx, body, Retry::ConnectOnly).await {
             Ok(r) => r,
             Err(_) if body_broke.load(std::sync::atomic::Ordering::Relaxed) => {
-                let st = self.status_value("fwd=method; detail=bad-request-body");
-                let msg = "outpost: the request body was malformed or cut short";
-                return Answer::new(
-                    respond::plain(http::StatusCode::BAD_REQUEST, st, msg),
-                    Outcome::Error,
-                    None,
-                );
+                return self.bad_request_body();
             }
             Err(e) => return self.upstream_failed(&ctx, "fwd=method", &e),
         };

@@ -86,28 +86,10 @@ impl Proxy {
         } else if let Some(too_large) = self.body_too_large(&ctx) {
             too_large
         } else {
-            // A body that breaks (bad chunked framing, cut short) is the client's fault: 400.
-            let broke = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let flag = broke.clone();
-            let body = http_body_util::BodyExt::map_err(body, move |e| {
-                flag.store(true, std::sync::atomic::Ordering::Relaxed);
-                e.into()
-            });
-            let body = match ctx.site.max_body {
-                // A body without a declared length is cut where it passes the bound: the
-                // upstream never receives more.
-                Some(max) => ProxyBody::Stream(http_body_util::BodyExt::boxed(
-                    http_body_util::BodyExt::map_err(
-                        http_body_util::Limited::new(
-                            body,
-                            usize::try_from(max).unwrap_or(usize::MAX),
-                        ),
-                        Into::into,
-                    ),
-                )),
-                None => ProxyBody::Stream(http_body_util::BodyExt::boxed(body)),
-            };
-            self.forward(ctx, body, &broke).await
+            match super::request_body::prepare(&ctx, body).await {
+                Some((body, broke)) => self.forward(ctx, body, &broke).await,
+                None => self.bad_request_body(),
+            }
         };
         if let Some(s) = ruled {
             super::rules::edit_response(&s.rules, matched, &mut answer.res, answer.outcome);
