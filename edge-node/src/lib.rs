@@ -25,6 +25,7 @@ pub mod fuzz;
 mod garbage;
 pub mod hooks;
 pub mod interim;
+pub mod layer;
 pub mod limits;
 mod listener;
 mod metrics;
