@@ -7,7 +7,8 @@
 //! storage tiers and the purge marks) in [`cache`], talking upstream in [`upstream`], purge
 //! propagation in [`purge`], the admin API in [`admin`]. See docs/caching.md for the rules the
 //! cache follows.
-#![warn(missing_docs, unreachable_pub)]
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
 // A dependency no code of the crate uses is an error (checked where dev-dependencies are absent).
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 

@@ -2,7 +2,7 @@
 //! the purge marks, and the pure pieces it is made of (keys, policy, Vary, stored headers).
 //!
 //! The request path asks the cache for a verdict ([`Cache::lookup`]: fresh, stale and why, or
-//! a miss) and hands it responses to keep ([`Cache::insert`], [`Cache::begin_large`]); every
+//! a miss) and hands it responses to keep (`Cache::insert`, `Cache::begin_large`); every
 //! removal ([`Cache::remove`], [`Cache::clear`], a purge) reaches every tier. Nothing outside
 //! this module touches a tier. [`Cache::inspect`] reports what is stored for a URL without
 //! changing it (`inspect.rs`).
