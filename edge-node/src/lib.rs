@@ -106,6 +106,26 @@ impl Reload {
 
 /// How a caching node is put together beyond its config: its role's name, hooks, the purge
 /// marks it shares with the other caches of the process, and where its metrics go.
+///
+/// ```
+/// use edge_node::config::{EdgeConfig, SiteConfig};
+/// use edge_node::hooks::NoHooks;
+/// use edge_node::Edge;
+/// use std::sync::Arc;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// // A node from code (or `EdgeConfig::from_toml`): one site, one origin, a memory tier.
+/// let site = SiteConfig::new(vec!["www.example.test".into()], vec!["http://127.0.0.1:8000".into()]);
+/// let mut cfg = EdgeConfig::new(vec!["127.0.0.1:0".parse().unwrap()], vec![site]);
+/// cfg.memory_bytes = edge_node::config::ByteSize(32 << 20);
+/// let edge = Edge::builder(&cfg).tier("edge").hooks(Arc::new(NoHooks)).bind().await.unwrap();
+/// assert_eq!(edge.local_addrs().len(), 1);
+/// let (stop, stopped) = tokio::sync::watch::channel(false);
+/// let serving = tokio::spawn(edge.serve(stopped));
+/// stop.send(true).unwrap();
+/// serving.await.unwrap();
+/// # });
+/// ```
 pub struct EdgeBuilder<'a> {
     cfg: &'a EdgeConfig,
     tier: &'static str,
