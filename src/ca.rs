@@ -50,7 +50,7 @@ pub struct InitArgs {
 /// `outpost ca issue`.
 #[derive(clap::Args)]
 pub struct IssueArgs {
-    /// The node's name ([a-z0-9][a-z0-9.-]*): the certificate's CN, its files' names, and a
+    /// The node's name (`[a-z0-9][a-z0-9.-]*`): the certificate's CN, its files' names, and a
     /// DNS name on it when it is a host name.
     pub node: String,
     /// Directory holding ca.pem and ca.key; the node's files are written there too.
@@ -346,7 +346,7 @@ impl std::fmt::Display for San {
     }
 }
 
-/// NODE names files and a certificate: [a-z0-9][a-z0-9.-]*, at most 253 bytes, not `ca`
+/// NODE names files and a certificate: `[a-z0-9][a-z0-9.-]*`, at most 253 bytes, not `ca`
 /// (whose files are the CA's).
 fn check_node_name(node: &str) -> Result<(), String> {
     let ok = node.len() <= 253

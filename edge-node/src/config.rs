@@ -682,6 +682,14 @@ pub mod defaults {
 }
 
 impl EdgeConfig {
+    /// The keys of an `[edge]` section, as a TOML document of their own (`listen = [..]`,
+    /// `[[sites]]`, ..): unknown keys are errors. Check the result with
+    /// [`validate`](Self::validate) (which [`EdgeBuilder::bind`](crate::EdgeBuilder::bind)
+    /// also does).
+    pub fn from_toml(src: &str) -> Result<Self, String> {
+        toml::from_str(src).map_err(|e| e.to_string())
+    }
+
     /// A config with every default and the given listeners and sites, for embedding and tests.
     pub fn new(listen: Vec<SocketAddr>, sites: Vec<SiteConfig>) -> Self {
         Self {

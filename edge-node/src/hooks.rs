@@ -70,6 +70,32 @@ impl std::fmt::Debug for Proceed {
 }
 
 /// The request-phase hooks of a node.
+///
+/// ```
+/// use edge_node::body::ProxyBody;
+/// use edge_node::hooks::{Hooks, Refusal, RequestInfo};
+/// use http::{HeaderValue, Response, StatusCode};
+///
+/// /// Refuses requests without an API key; marks every answer.
+/// struct ApiKey;
+///
+/// impl Hooks for ApiKey {
+///     fn admit(&self, req: &RequestInfo<'_>) -> Result<(), Refusal> {
+///         if req.headers.contains_key("x-api-key") {
+///             return Ok(());
+///         }
+///         Err(Refusal { status: StatusCode::UNAUTHORIZED, detail: "no-key", message: "key?\n" })
+///     }
+///
+///     fn response(&self, res: &mut Response<ProxyBody>) {
+///         res.headers_mut().insert("x-served-by", HeaderValue::from_static("me"));
+///     }
+/// }
+///
+/// let mut res = Response::new(ProxyBody::empty());
+/// ApiKey.response(&mut res);
+/// assert_eq!(res.headers()["x-served-by"], "me");
+/// ```
 pub trait Hooks: Send + Sync + 'static {
     /// Whether the request is accepted at all (after routing). `Err` answers it with the
     /// refusal.

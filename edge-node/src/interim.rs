@@ -1,8 +1,8 @@
 //! 1xx interim responses relayed to HTTP/1.1 clients (RFC 9110 section 15.2).
 //!
 //! hyper's server has no way to send an informational response, so the connection's I/O is
-//! wrapped ([`InterimIo`]): the request path queues the serialised head of a 1xx received from
-//! upstream ([`Interim::send`]), and the wrapper writes it to the socket itself, at a point
+//! wrapped (`InterimIo`): the request path queues the serialised head of a 1xx received from
+//! upstream (`Interim::send`), and the wrapper writes it to the socket itself, at a point
 //! where hyper has nothing of its own waiting to go out, so it can never land inside another
 //! response:
 //!
@@ -19,7 +19,7 @@
 //!
 //! HTTP/2 needs none of this: each stream is a channel of its own, and the node's HTTP/2
 //! server (`listener/http2.rs`) gives the request path the stream's response handle
-//! ([`Interim::http2`]), on which a 1xx is a HEADERS frame sent before the final response's.
+//! (`Interim::http2`), on which a 1xx is a HEADERS frame sent before the final response's.
 //! HTTP/1.0 clients never get a 1xx (RFC 9110 15.2).
 
 use bytes::{BufMut, BytesMut};
@@ -60,7 +60,7 @@ enum Channel {
 }
 
 impl Default for Interim {
-    /// An HTTP/1.1 connection's channel; its I/O goes through [`InterimIo`].
+    /// An HTTP/1.1 connection's channel; its I/O goes through `InterimIo`.
     fn default() -> Self {
         Interim(Channel::Http1(Arc::default()))
     }

@@ -7,7 +7,8 @@
 //! storage tiers and the purge marks) in [`cache`], talking upstream in [`upstream`], purge
 //! propagation in [`purge`], the admin API in [`admin`]. See docs/caching.md for the rules the
 //! cache follows.
-#![warn(missing_docs, unreachable_pub)]
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
 // A dependency no code of the crate uses is an error (checked where dev-dependencies are absent).
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
@@ -25,6 +26,7 @@ pub mod fuzz;
 mod garbage;
 pub mod hooks;
 pub mod interim;
+pub mod layer;
 pub mod limits;
 mod listener;
 mod metrics;
@@ -104,6 +106,26 @@ impl Reload {
 
 /// How a caching node is put together beyond its config: its role's name, hooks, the purge
 /// marks it shares with the other caches of the process, and where its metrics go.
+///
+/// ```
+/// use edge_node::config::{EdgeConfig, SiteConfig};
+/// use edge_node::hooks::NoHooks;
+/// use edge_node::Edge;
+/// use std::sync::Arc;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// // A node from code (or `EdgeConfig::from_toml`): one site, one origin, a memory tier.
+/// let site = SiteConfig::new(vec!["www.example.test".into()], vec!["http://127.0.0.1:8000".into()]);
+/// let mut cfg = EdgeConfig::new(vec!["127.0.0.1:0".parse().unwrap()], vec![site]);
+/// cfg.memory_bytes = edge_node::config::ByteSize(32 << 20);
+/// let edge = Edge::builder(&cfg).tier("edge").hooks(Arc::new(NoHooks)).bind().await.unwrap();
+/// assert_eq!(edge.local_addrs().len(), 1);
+/// let (stop, stopped) = tokio::sync::watch::channel(false);
+/// let serving = tokio::spawn(edge.serve(stopped));
+/// stop.send(true).unwrap();
+/// serving.await.unwrap();
+/// # });
+/// ```
 pub struct EdgeBuilder<'a> {
     cfg: &'a EdgeConfig,
     tier: &'static str,

@@ -16,7 +16,7 @@ const LEAF: u32 = 1 << 31;
 const STRIDE: u8 = 16;
 
 /// The tree: nodes are pairs of child references; the root may itself be a leaf. After
-/// [`PrefixTree::merge`], the first [`STRIDE`] bits are also resolved by a table.
+/// [`PrefixTree::merge`], the first `STRIDE` bits are also resolved by a table.
 #[derive(Debug, Clone)]
 pub struct PrefixTree {
     nodes: Vec<[u32; 2]>,

@@ -110,7 +110,7 @@ impl Tail {
         self.watchers.load(Relaxed) != 0
     }
 
-    /// Subscribes; `None` when [`MAX_SUBSCRIBERS`] already watch.
+    /// Subscribes; `None` when `MAX_SUBSCRIBERS` already watch.
     pub fn subscribe(&self) -> Option<Watch> {
         let n = self.watchers.fetch_add(1, Relaxed);
         if n >= MAX_SUBSCRIBERS {

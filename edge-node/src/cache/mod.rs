@@ -2,7 +2,7 @@
 //! the purge marks, and the pure pieces it is made of (keys, policy, Vary, stored headers).
 //!
 //! The request path asks the cache for a verdict ([`Cache::lookup`]: fresh, stale and why, or
-//! a miss) and hands it responses to keep ([`Cache::insert`], [`Cache::begin_large`]); every
+//! a miss) and hands it responses to keep (`Cache::insert`, `Cache::begin_large`); every
 //! removal ([`Cache::remove`], [`Cache::clear`], a purge) reaches every tier. Nothing outside
 //! this module touches a tier. [`Cache::inspect`] reports what is stored for a URL without
 //! changing it (`inspect.rs`).
@@ -157,6 +157,27 @@ pub struct DiskGauges {
 }
 
 /// The storage tiers and purge marks of one node.
+///
+/// ```
+/// use edge_node::cache::{Cache, CacheKey, CacheOptions, Freshness, Lookup, Object, Request};
+/// use std::sync::Arc;
+/// use std::time::Duration;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let opts = CacheOptions { memory_bytes: 1 << 20, max_variants: 4, max_object_bytes: 1 << 16, disk: None };
+/// let cache = Cache::new(&opts, Arc::default());
+/// let key = CacheKey::new("https", "example.test", "/a", None);
+/// let now = 1_800_000_000_000; // ms since the epoch
+/// let fresh = Freshness::for_ttl(now, Duration::from_secs(60));
+/// let object = Object::new(http::StatusCode::OK, &http::HeaderMap::new(), "hi".into(), fresh);
+/// cache.insert(key, None, Box::default(), Arc::new(object));
+///
+/// let headers = http::HeaderMap::new();
+/// let req = Request { key: &key, headers: &headers, host: "example.test", path: "/a" };
+/// assert!(matches!(cache.lookup(req, now + 1_000).await, Lookup::Fresh { .. }));
+/// assert!(matches!(cache.lookup(req, now + 61_000).await, Lookup::Stale { .. } | Lookup::Miss { .. }));
+/// # });
+/// ```
 pub struct Cache {
     /// Replaced whole when a reload changes its size (moka's bound is fixed at build).
     memory: ArcSwap<MemoryTier>,

@@ -31,6 +31,30 @@ pub struct Object {
 }
 
 impl Object {
+    /// A response to store: `headers` as the next tier sent them (hop-by-hop fields, `Age`,
+    /// `Set-Cookie` and `Surrogate-Control` are left out; `Surrogate-Key` and `Cache-Tag`
+    /// give its purge tags), its whole `body`, and its freshness (see
+    /// [`Freshness::for_ttl`]).
+    pub fn new(
+        status: StatusCode,
+        headers: &http::HeaderMap,
+        body: Bytes,
+        fresh: Freshness,
+    ) -> Self {
+        Object {
+            status,
+            headers: StoredHeaders::from_map(headers, crate::proxy::headers::stored),
+            body,
+            fresh,
+            encoded: Box::default(),
+            tags: crate::purge::event::response_tags(headers)
+                .into_iter()
+                .map(String::into_boxed_str)
+                .collect(),
+            purge_version: 0,
+        }
+    }
+
     /// Bytes this object is charged against the memory tier.
     pub fn weight(&self) -> usize {
         self.body.len()

@@ -152,6 +152,21 @@ pub enum Usability {
 }
 
 impl Freshness {
+    /// Fresh for `ttl` from `now_ms` (ms since the Unix epoch), then gone: no stale use.
+    pub fn for_ttl(now_ms: u64, ttl: Duration) -> Self {
+        let until = now_ms.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        Freshness {
+            response_time_ms: now_ms,
+            initial_age_ms: 0,
+            fresh_until_ms: until,
+            swr_ms: 0,
+            sie_ms: 0,
+            unreachable_ms: 0,
+            has_validator: false,
+            keep_until_ms: until,
+        }
+    }
+
     /// The `Age` of the response at `now_ms`, in whole seconds (RFC 9111 section 4.2.3).
     pub fn age_secs(&self, now_ms: u64) -> u64 {
         (u64::from(self.initial_age_ms) + now_ms.saturating_sub(self.response_time_ms)) / 1000

@@ -11,10 +11,10 @@
 //!   wins; lists add up (header edits are applied in rule order, limiters all count, key
 //!   additions all apply).
 //!
-//! The result is a [`Matched`] set (a bit per rule, so at most [`MAX_RULES`] per site): a
+//! The result is a `Matched` set (a bit per rule, so at most `MAX_RULES` per site): a
 //! request carries it, and each phase asks it for what concerns it. A site without rules
 //! pays one branch. Key additions ride on Vary (`key.rs`); freshness goes to the policy as
-//! [`crate::cache::policy::RuleFreshness`].
+//! `crate::cache::policy::RuleFreshness`.
 
 pub(crate) mod actions;
 mod check;
@@ -27,7 +27,7 @@ use actions::Actions;
 use matcher::{Conditions, Subject};
 use std::sync::Arc;
 
-/// Rules a site may have (one bit each in [`Matched`]).
+/// Rules a site may have (one bit each in `Matched`).
 pub const MAX_RULES: usize = 64;
 
 /// One compiled rule.

@@ -2,7 +2,7 @@
 //! fleet's for shields), the name checked on the certificate and sent as SNI (the URL's host,
 //! or a site's override), the client certificate shown to shields that ask (mutual TLS), ALPN
 //! offering HTTP/2 and HTTP/1.1 (HTTP/1.1 only to shields), and the pooled client built on it. Skipping verification is
-//! a site's explicit choice ([`OriginTls::insecure`]), warned about when the node starts.
+//! a site's explicit choice (`OriginTls::insecure`), warned about when the node starts.
 
 use super::resolve::OriginResolver;
 use crate::body::ProxyBody;
