@@ -221,9 +221,14 @@ fi
 } >"$OUT/meta.txt"
 
 log "soak: $RATE req/s for $DURATION s, a row every $INTERVAL s -> $OUT/soak.csv"
+# In the background so that a TERM reaches the trap (and stops everything) at once.
 "$LOAD" run --targets "$TARGETS" "${MIX[@]}" --rate "$RATE" --duration "$DURATION" \
     --interval "$INTERVAL" --admins "$ADMINS" --token soak --purge-rate "$PURGE_RATE" \
-    --tag-every "$TAG_EVERY" --conns "$CONNS" --run-id run --procs "$PROCS" --csv "$OUT/soak.csv" 2>>"$OUT/load.log"
+    --tag-every "$TAG_EVERY" --conns "$CONNS" --run-id run --procs "$PROCS" --csv "$OUT/soak.csv" \
+    2>>"$OUT/load.log" &
+PID[load]=$!
+wait "${PID[load]}" || die "the load generator failed (see $OUT/load.log)"
+unset "PID[load]"
 
 for name in shield edge1 edge2 origin; do
     kill -0 "${PID[$name]}" 2>/dev/null || die "$name exited during the soak (see $OUT/logs)"
