@@ -275,7 +275,12 @@ impl Upstream {
         };
         match attempt {
             Ok(Ok(res)) => {
-                if res.status().is_server_error() {
+                // An origin's 5xx counts against it (passive health). A shield that answers is
+                // up, whatever the status: its 5xx is mostly the origin's, relayed, and skipping
+                // the shield for it would send every edge straight to an origin that is already
+                // failing, for SHIELD_RETRY after each error (the soak's 5% origin errors kept
+                // the shield out of the path most of the time).
+                if res.status().is_server_error() && matches!(target, Target::Origin(_)) {
                     failed();
                 }
                 Ok(res)
