@@ -69,13 +69,13 @@ def draw(rows, procs, meta, out, f):
     h1, l1 = ax[2].get_legend_handles_labels()
     h2, l2 = load.get_legend_handles_labels()
     ax[2].legend(h1 + h2, l1 + l2, loc="upper right")
-    unexpected = [
-        f(r, "unexpected_status") + f(r, "conn_errors") + f(r, "timeouts") + f(r, "dropped")
-        for r in rows
-    ]
+    unexpected = [f(r, "unexpected_status") + f(r, "conn_errors") + f(r, "timeouts") for r in rows]
     ax[3].plot(t, [f(r, "injected") for r in rows], marker=".", label="origin 5xx passed through (injected)")
     ax[3].plot(t, [f(r, "stale") for r in rows], marker=".", label="served stale on origin error (injected)")
-    ax[3].plot(t, unexpected, marker=".", color="red", label="unexpected")
+    ax[3].plot(t, unexpected, marker=".", color="red", label="unexpected (status, connection, timeout)")
+    ax[3].plot(
+        t, [f(r, "dropped") for r in rows], color="grey", linestyle="--", label="dropped: the client fell behind"
+    )
     ax[3].set_ylabel("answers per interval")
     ax[3].set_ylim(bottom=0)
     ax[3].legend(loc="upper right")
