@@ -29,6 +29,7 @@ mod invalidation;
 mod large;
 mod limits;
 mod logs;
+mod memory_bound;
 mod operations;
 mod origins;
 mod partial;

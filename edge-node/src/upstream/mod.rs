@@ -152,7 +152,7 @@ impl Upstream {
                 break;
             };
             let req = self.prepare(&parts, &target, origins, purge_version)?;
-            let e = match self.attempt(&target, req, b, origins, now).await {
+            let e = match self.attempt(&target, req, b, retry, origins, now).await {
                 Ok(res) => {
                     agent::log_report!(target.failing().succeeded());
                     return Ok(res);
@@ -232,12 +232,15 @@ impl Upstream {
     }
 
     /// One attempt at one target, in a client span, bounded by `first_byte`; a failure (or a
-    /// 5xx) is reported against the target.
+    /// 5xx) is reported against the target. With [`Retry::Idempotent`], a request whose
+    /// connection closed before any response came is sent once more (see
+    /// [`closed_before_response`]).
     async fn attempt(
         &self,
         target: &Target<'_>,
         mut p: request::Parts,
         body: ProxyBody,
+        retry: Retry,
         origins: &OriginPool,
         now: u64,
     ) -> Result<Response<Incoming>, UpstreamError> {
@@ -246,15 +249,25 @@ impl Upstream {
         let span = client_span(&p, addr, kind);
         // The next tier's server span becomes a child of this attempt.
         agent::propagation::inject(&span, &mut p.headers);
+        let again = (retry == Retry::Idempotent).then(|| p.clone());
         let req = http::Request::from_parts(p, body);
         let started = std::time::Instant::now();
         let client = match target {
             Target::Origin(_) => origins.client.as_ref().unwrap_or(&self.client),
             Target::Shield(_) => &self.shield_client,
         };
-        let attempt = tokio::time::timeout(self.timeouts.first_byte, client.request(req))
+        let mut attempt = tokio::time::timeout(self.timeouts.first_byte, client.request(req))
             .instrument(span.clone())
             .await;
+        if let (Ok(Err(e)), Some(p)) = (&attempt, again) {
+            if closed_before_response(e) {
+                tracing::debug!(upstream = %addr, error = %error_chain(e), "connection closed before a response: sending once more");
+                let req = http::Request::from_parts(p, ProxyBody::empty());
+                attempt = tokio::time::timeout(self.timeouts.first_byte, client.request(req))
+                    .instrument(span.clone())
+                    .await;
+            }
+        }
         self.observe_attempt(&span, origins.site, kind, started, &attempt);
         let failed = || match target {
             Target::Shield(s) => s.mark_down(now),
@@ -262,7 +275,12 @@ impl Upstream {
         };
         match attempt {
             Ok(Ok(res)) => {
-                if res.status().is_server_error() {
+                // An origin's 5xx counts against it (passive health). A shield that answers is
+                // up, whatever the status: its 5xx is mostly the origin's, relayed, and skipping
+                // the shield for it would send every edge straight to an origin that is already
+                // failing, for SHIELD_RETRY after each error (the soak's 5% origin errors kept
+                // the shield out of the path most of the time).
+                if res.status().is_server_error() && matches!(target, Target::Origin(_)) {
                     failed();
                 }
                 Ok(res)
@@ -320,6 +338,35 @@ impl Upstream {
         self.metrics
             .upstream_attempt(started.elapsed().as_secs_f64(), site, kind, status, error);
     }
+}
+
+/// Whether `e` says the connection ended before any of the response came: closed (hyper's
+/// "connection closed before message completed") or reset. On a pooled keep-alive connection
+/// this is mostly a race the client cannot see coming: the upstream closes the connection for
+/// being idle (hyper's server does so after its header read timeout, Outpost's own shields
+/// after `header_read_timeout`, 10 s by default; Node.js after 5 s) just as it is taken from
+/// the pool for a new request. The upstream then never read the request, and an idempotent
+/// one may be sent again, as nginx does for a request that fails on a cached keep-alive
+/// connection.
+fn closed_before_response(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() {
+                return true;
+            }
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            ) {
+                return true;
+            }
+        }
+        src = s.source();
+    }
+    false
 }
 
 /// The client span of one upstream attempt (HTTP semantic conventions), or a disabled span

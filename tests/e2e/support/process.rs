@@ -105,6 +105,11 @@ impl Process {
 }
 
 impl Process {
+    /// Its process id (for /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends it `signal` (`HUP`, `TERM`, ...).
     pub fn signal(&self, signal: &str) {
         let ok = std::process::Command::new("kill")
