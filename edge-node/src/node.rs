@@ -152,7 +152,7 @@ impl Node {
     }
 
     /// What limits it while it can still serve (a full disk): one line each, none when it
-    /// runs as configured (see [`crate::readiness::degraded`]).
+    /// runs as configured (see the `readiness` module).
     pub fn degraded(&self) -> Vec<String> {
         crate::readiness::degraded(self.tier(), &self.proxy())
     }

@@ -1,7 +1,7 @@
 //! Whether a caching node can serve now, for `/healthz` (and so for geo-DNS, which stops
 //! sending users to a region whose health check fails): not while it drains, not while its
 //! disk tier has failed, and not when no site has an upstream that takes connections. And
-//! whether it serves degraded ([`degraded`]): a full file system under the disk tier is not a
+//! whether it serves degraded (`degraded`): a full file system under the disk tier is not a
 //! failed disk (the node serves from memory and origin and keeps writing what fits), so it
 //! keeps the node in rotation and is reported as a reason, with 200.
 //!

@@ -106,7 +106,7 @@ impl NatsBus {
     /// Publishes a purge; returns its version (the stream sequence).
     ///
     /// A server restart or a dropped connection is ridden out: the purge is sent again
-    /// (after a short backoff) until it is acknowledged or [`PUBLISH_PATIENCE`] has passed.
+    /// (after a short backoff) until it is acknowledged or 10 s (`PUBLISH_PATIENCE`) have passed.
     /// Every attempt carries the same `Nats-Msg-Id`, so an attempt whose acknowledgement was
     /// lost is not stored twice: the stream answers a repeat with the first one's sequence.
     pub async fn publish(
