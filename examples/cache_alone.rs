@@ -21,6 +21,14 @@ fn now_ms() -> u64 {
 }
 
 /// Looks `path` up on host `example.test`.
+/// Waits (up to 30 s, for a loaded machine) until `done` holds.
+async fn settle(done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !done() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn lookup(cache: &Cache, path: &str) -> Lookup {
     let key = CacheKey::new("https", "example.test", path, None);
     let headers = HeaderMap::new();
@@ -48,7 +56,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{} {name}", if ok { "ok  " } else { "FAIL" });
     };
 
+    // The disk tier indexes its directory in the background and takes writes once that is
+    // done, so wait for it before storing (a node serves from memory meanwhile).
     let cache = Cache::new(&opts, Arc::new(PurgeMarks::default()));
+    settle(|| cache.gauges().disk.is_some_and(|d| d.ready)).await;
     let mut headers = HeaderMap::new();
     headers.insert("content-type", "text/plain".parse()?);
     headers.insert("surrogate-key", "docs".parse()?);
@@ -63,6 +74,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         cache.insert(key, None, Box::default(), Arc::new(object));
     }
     let fresh = |l: &Lookup| matches!(l, Lookup::Fresh { .. });
+    // Written through to disk in the background.
+    settle(|| cache.gauges().disk.is_some_and(|d| d.writes >= 2)).await;
     check("stored /a is fresh", fresh(&lookup(&cache, "/a").await));
     check(
         "/c was never stored",
@@ -82,19 +95,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     check("/b is still fresh", fresh(&lookup(&cache, "/b").await));
 
-    // The disk tier writes through in the background; a new cache over the same directory
-    // rebuilds its index and finds /b there.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while cache.gauges().disk.is_none_or(|d| d.writes < 2) && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // A new cache over the same directory rebuilds its index and finds /b there.
     drop(cache);
     let reopened = Cache::new(&opts, Arc::new(PurgeMarks::default()));
-    while reopened.gauges().disk.is_none_or(|d| !d.ready) && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    settle(|| reopened.gauges().disk.is_some_and(|d| d.ready)).await;
     let found = match lookup(&reopened, "/b").await {
         Lookup::Fresh { object, .. } => object.body == "body of /b",
         _ => false,
