@@ -1,5 +1,5 @@
 //! The admin API (axum, its own listener): `GET /healthz` (open, for probes and geo-DNS: 503
-//! with the reason while a caching role cannot serve, see [`crate::readiness`]) and `GET
+//! with the reason while a caching role cannot serve, see `readiness.rs`) and `GET
 //! /livez` (open: the process answers), and behind a bearer token compared in constant time:
 //! `GET /metrics` (the process's instruments as Prometheus text), `GET /stats` (the same added
 //! up per node and per site, as JSON, with the caches' gauges), `POST /purge`, `GET

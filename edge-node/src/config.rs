@@ -1,8 +1,9 @@
 //! The `[edge]` and `[admin]` config sections: serde structs, defaults in one place, and a
 //! `validate()` that returns every problem at once, each naming its key path.
 
+pub use crate::access_log::AccessLogConfig;
+pub use crate::cache::compress::Coding;
 pub use crate::cache::key::QueryMode;
-pub use crate::cache::Coding;
 pub use agent::units::{ByteSize, Dur};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -113,7 +114,7 @@ pub struct EdgeConfig {
     pub compress_min_bytes: ByteSize,
     /// One line per request, to a file or stderr (none by default).
     #[serde(default)]
-    pub access_log: Option<crate::access_log::AccessLogConfig>,
+    pub access_log: Option<AccessLogConfig>,
     /// Name of this cache in `Cache-Status` (RFC 9211).
     #[serde(default = "defaults::cache_name")]
     pub cache_name: String,

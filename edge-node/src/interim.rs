@@ -51,7 +51,7 @@ pub(crate) type Http2Slot = Arc<Mutex<Option<h2::server::SendResponse<bytes::Byt
 /// A connection's (HTTP/1.1) or a stream's (HTTP/2) 1xx channel, held by the request path
 /// (cheap to clone).
 #[derive(Debug, Clone)]
-pub struct Interim(Channel);
+pub(crate) struct Interim(Channel);
 
 #[derive(Debug, Clone)]
 enum Channel {
@@ -119,7 +119,7 @@ impl Interim {
     }
 
     /// The request being served has its final response: later sends for it are dropped.
-    pub fn end_request(&self) {
+    pub(crate) fn end_request(&self) {
         match &self.0 {
             Channel::Http1(shared) => {
                 shared.generation.fetch_add(1, Ordering::AcqRel);

@@ -12,7 +12,7 @@
 // A dependency no code of the crate uses is an error (checked where dev-dependencies are absent).
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
-pub mod access_log;
+mod access_log;
 mod acme;
 pub mod admin;
 pub use acme::{AcmeHandle, AcmeHub};
@@ -25,7 +25,7 @@ pub mod config;
 pub mod fuzz;
 mod garbage;
 pub mod hooks;
-pub mod interim;
+mod interim;
 pub mod layer;
 pub mod limits;
 mod listener;
@@ -35,7 +35,7 @@ mod node;
 mod pem;
 pub mod proxy;
 pub mod purge;
-pub mod readiness;
+mod readiness;
 pub mod rules;
 mod tls;
 pub mod upstream;

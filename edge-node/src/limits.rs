@@ -6,7 +6,7 @@
 //! and never limits cache hits.
 //!
 //! Keys are hashed to 64 bits (bounded memory per key, whatever a header holds); the keyed
-//! state is swept every [`SWEEP`] of keys whose rate window has passed, so memory follows the
+//! state is swept every 5 s (`SWEEP`) of keys whose rate window has passed, so memory follows the
 //! keys active now, not every key ever seen (a million distinct keys come and go).
 
 use agent::units::Dur;
@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How often idle keys are swept.
-pub const SWEEP: Duration = Duration::from_secs(5);
+pub(crate) const SWEEP: Duration = Duration::from_secs(5);
 
 /// Blocked keys at most (beyond it, the oldest blocks are dropped early).
 const MAX_BLOCKED: usize = 100_000;

@@ -141,11 +141,11 @@ impl Node {
     }
 
     /// The live tail of its requests (the console's live view).
-    pub fn access_tail(&self) -> Arc<crate::access_log::Tail> {
+    pub(crate) fn access_tail(&self) -> Arc<crate::access_log::Tail> {
         self.with_kept(|k| k.tail.clone())
     }
 
-    /// Why it cannot serve now, or `None` when it can (see [`crate::readiness`]).
+    /// Why it cannot serve now, or `None` when it can (see `readiness.rs`).
     pub async fn unready(&self) -> Option<String> {
         crate::readiness::unready(self.tier(), self.is_draining(), &self.proxy(), &self.probes)
             .await

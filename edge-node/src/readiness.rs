@@ -18,9 +18,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Longest a connect probe may take.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a probe's result stands.
-pub const PROBE_TTL: Duration = Duration::from_secs(2);
+pub(crate) const PROBE_TTL: Duration = Duration::from_secs(2);
 
 /// Connect probes of upstreams, by host:port: when, and whether it connected.
 #[derive(Default)]

@@ -214,7 +214,7 @@ pub const RECORD_TYPES: &[&str] = &["A", "AAAA", "CNAME", "TXT", "MX", "CAA", "N
 
 impl DnsConfig {
     /// Every problem in the section, each with its key path under `prefix` (normally `dns`).
-    /// Record data is checked by building the zones (see [`crate::zone::Zones::build`]).
+    /// Record data is checked by building the zones (see `Zones::build` in `zone.rs`).
     pub fn validate(&self, prefix: &str) -> Vec<Problem> {
         let mut out = Vec::new();
         if self.listen.is_empty() {

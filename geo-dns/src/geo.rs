@@ -5,7 +5,7 @@
 //! database) is ranked once per geo name: regions whose `countries` or `continents` name the
 //! client come first, the rest follow by great-circle distance divided by the region's weight.
 //! A location without coordinates ranks the configured default region first. The rankings are
-//! interned, and each network's ranking id goes into a [`PrefixTree`] that is then merged, so a
+//! interned, and each network's ranking id goes into a `PrefixTree` (`prefix_tree.rs`) that is then merged, so a
 //! query costs one tree walk and the ECS scope is the widest prefix with the same answer.
 //! Health is applied at query time by taking the first healthy region of the ranking, so health
 //! changes never rebuild anything.

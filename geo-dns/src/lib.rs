@@ -5,8 +5,8 @@
 //!
 //! - [`config`]: the `[dns]` section and its validation.
 //! - [`wire`]: the allocation-free query parser and response writer.
-//! - [`zone`]: zones compiled into precomputed answers (encoded with hickory-proto).
-//! - [`geo`] and [`prefix_tree`]: client location to region ranking, with the ECS scope.
+//! - `zone`: zones compiled into precomputed answers (encoded with hickory-proto).
+//! - [`geo`] and `prefix_tree`: client location to region ranking, with the ECS scope.
 //! - [`health`]: HTTP probes of each region's `/healthz`.
 //! - [`answer`]: the catalog and the query-to-response function.
 //! - [`server`]: UDP threads (batched in `udp.rs`), TCP tasks, atomic reload.
@@ -23,7 +23,7 @@ pub mod answer;
 pub mod config;
 pub mod geo;
 pub mod health;
-pub mod prefix_tree;
+pub(crate) mod prefix_tree;
 pub mod sample_db;
 pub mod server;
 pub mod stats;
@@ -31,7 +31,7 @@ mod telemetry;
 mod tls;
 mod udp;
 pub mod wire;
-pub mod zone;
+pub(crate) mod zone;
 
 pub use config::DnsConfig;
 pub use server::{DnsHandle, DnsServer};

@@ -117,7 +117,7 @@ pub struct ShieldConfig {
     pub compress_min_bytes: ByteSize,
     /// One line per request, to a file or stderr (none by default).
     #[serde(default)]
-    pub access_log: Option<edge_node::access_log::AccessLogConfig>,
+    pub access_log: Option<edge_node::config::AccessLogConfig>,
     /// Name of this cache in `Cache-Status` (RFC 9211).
     #[serde(default = "cache_name")]
     pub cache_name: String,

@@ -5,7 +5,7 @@ use super::record::Record;
 use std::fmt::Write;
 
 /// Every field a line can hold, by name.
-pub const FIELDS: &[&str] = &[
+pub(crate) const FIELDS: &[&str] = &[
     "time",
     "client",
     "site",
@@ -26,7 +26,7 @@ pub const FIELDS: &[&str] = &[
 
 /// How records become lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     /// `client - - [time] "METHOD target PROTO" status bytes "referer" "user-agent"`.
     Combined,
     /// One JSON object per line with every field.
@@ -37,7 +37,7 @@ pub enum Format {
 
 impl Format {
     /// `combined`, `json`, or field names separated by spaces or commas.
-    pub fn parse(s: &str) -> Result<Format, String> {
+    pub(crate) fn parse(s: &str) -> Result<Format, String> {
         match s.trim() {
             "combined" => Ok(Format::Combined),
             "json" => Ok(Format::Json),
@@ -63,7 +63,7 @@ impl Format {
     }
 
     /// Appends `r` as one line (with its newline) to `out`.
-    pub fn write(&self, r: &Record, out: &mut String) {
+    pub(crate) fn write(&self, r: &Record, out: &mut String) {
         match self {
             Format::Combined => combined(r, out),
             Format::Json => json(r, out),

@@ -16,9 +16,9 @@ mod record;
 mod tail;
 mod writer;
 
-pub use format::{Format, FIELDS};
-pub use record::Record;
-pub use tail::{Tail, TailEntry, Watch};
+pub(crate) use format::Format;
+pub(crate) use record::Record;
+pub(crate) use tail::{Tail, TailEntry, Watch};
 
 use serde::Deserialize;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -32,7 +32,8 @@ pub struct AccessLogConfig {
     /// A file (appended to; reopened on SIGUSR1), or `stderr`.
     pub path: String,
     /// `combined` (Apache/nginx), `json`, or field names separated by spaces, written as
-    /// `key=value` pairs (see [`FIELDS`]).
+    /// `key=value` pairs: `time client site method target protocol status bytes duration
+    /// upstream_time cache tier request_id trace_id referer user_agent`.
     #[serde(default = "default_format")]
     pub format: String,
     /// Records waiting for the writer at most; more are dropped (and counted).
@@ -69,7 +70,7 @@ impl AccessLogConfig {
 }
 
 /// A node's access log: where its records go.
-pub struct AccessLog {
+pub(crate) struct AccessLog {
     queue: Arc<queue::Queue>,
     dropped: Arc<AtomicU64>,
     /// Joined when the log is dropped, so what was queued is written.
@@ -84,7 +85,7 @@ impl std::fmt::Debug for AccessLog {
 
 impl AccessLog {
     /// Opens the log of `cfg` and starts its writer thread; drops add to `dropped`.
-    pub fn open(cfg: &AccessLogConfig, dropped: Arc<AtomicU64>) -> Result<Self, String> {
+    pub(crate) fn open(cfg: &AccessLogConfig, dropped: Arc<AtomicU64>) -> Result<Self, String> {
         let format = Format::parse(&cfg.format)?;
         let out = writer::Output::open(&cfg.path)?;
         let queue = Arc::new(queue::Queue::new(cfg.buffer));
@@ -101,14 +102,14 @@ impl AccessLog {
     }
 
     /// Offers `r` to the writer; a full queue drops it (counted).
-    pub fn record(&self, r: Record) {
+    pub(crate) fn record(&self, r: Record) {
         if !self.queue.push(r) {
             self.dropped.fetch_add(1, Relaxed);
         }
     }
 
     /// Asks the writer to reopen its file (after logrotate moved it).
-    pub fn reopen(&self) {
+    pub(crate) fn reopen(&self) {
         self.queue.reopen();
     }
 }
@@ -124,7 +125,7 @@ impl Drop for AccessLog {
 
 /// A request id unique in practice: per thread, a random 32-bit prefix and a counter (no
 /// shared counter for the threads to contend on).
-pub fn next_request_id() -> u64 {
+pub(crate) fn next_request_id() -> u64 {
     thread_local! {
         static NEXT: std::cell::Cell<u64> = std::cell::Cell::new({
             let seed = SystemTime::now()

@@ -5,39 +5,39 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// What the log says of one request.
-pub struct Record {
+pub(crate) struct Record {
     /// When it arrived.
-    pub time: SystemTime,
+    pub(crate) time: SystemTime,
     /// The client's address.
-    pub client: SocketAddr,
+    pub(crate) client: SocketAddr,
     /// The site's name (`-` when none matched).
-    pub site: Arc<str>,
+    pub(crate) site: Arc<str>,
     /// Method.
-    pub method: http::Method,
+    pub(crate) method: http::Method,
     /// The request target as received.
-    pub target: Box<str>,
+    pub(crate) target: Box<str>,
     /// HTTP version.
-    pub version: http::Version,
+    pub(crate) version: http::Version,
     /// `Referer` and `User-Agent`, for the combined format.
-    pub referer: Option<Box<[u8]>>,
+    pub(crate) referer: Option<Box<[u8]>>,
     /// See `referer`.
-    pub user_agent: Option<Box<[u8]>>,
+    pub(crate) user_agent: Option<Box<[u8]>>,
     /// Status sent.
-    pub status: u16,
+    pub(crate) status: u16,
     /// Body bytes, when known at the head.
-    pub bytes: Option<u64>,
+    pub(crate) bytes: Option<u64>,
     /// Time until the response head was ready.
-    pub duration: Duration,
+    pub(crate) duration: Duration,
     /// For answers that went upstream (not hits): the same time, spent waiting on it.
-    pub upstream: Option<Duration>,
+    pub(crate) upstream: Option<Duration>,
     /// `hit`, `miss`, `stale`, `pass`, `error`.
-    pub cache: &'static str,
+    pub(crate) cache: &'static str,
     /// `edge` or `shield`.
-    pub tier: &'static str,
+    pub(crate) tier: &'static str,
     /// The request id (also in error pages).
-    pub id: u64,
+    pub(crate) id: u64,
     /// The trace it belongs to, if any.
-    pub trace: Option<[u8; 32]>,
+    pub(crate) trace: Option<[u8; 32]>,
 }
 
 #[cfg(test)]

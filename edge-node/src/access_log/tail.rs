@@ -19,29 +19,29 @@ pub(super) const MAX_SUBSCRIBERS: usize = 64;
 
 /// One request, as the live tail shows it.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct TailEntry {
+pub(crate) struct TailEntry {
     /// Milliseconds since the Unix epoch.
-    pub time_ms: u64,
+    pub(crate) time_ms: u64,
     /// `edge` or `shield`.
-    pub tier: &'static str,
+    pub(crate) tier: &'static str,
     /// The site's name (`-` when none matched).
-    pub site: String,
+    pub(crate) site: String,
     /// The client's IP address.
-    pub client: String,
+    pub(crate) client: String,
     /// Method.
-    pub method: String,
+    pub(crate) method: String,
     /// The request target as received (bounded to 512 bytes).
-    pub target: String,
+    pub(crate) target: String,
     /// Status sent.
-    pub status: u16,
+    pub(crate) status: u16,
     /// Body bytes, when known.
-    pub bytes: Option<u64>,
+    pub(crate) bytes: Option<u64>,
     /// Milliseconds until the response head.
-    pub duration_ms: f64,
+    pub(crate) duration_ms: f64,
     /// `hit`, `miss`, `stale`, `pass`, `error`.
-    pub cache: &'static str,
+    pub(crate) cache: &'static str,
     /// The request id, as in the access log.
-    pub request_id: String,
+    pub(crate) request_id: String,
 }
 
 impl TailEntry {
@@ -76,7 +76,7 @@ impl TailEntry {
 
 /// The tail of one caching node (kept across reloads).
 #[derive(Debug)]
-pub struct Tail {
+pub(crate) struct Tail {
     tx: broadcast::Sender<Arc<TailEntry>>,
     watchers: Arc<AtomicUsize>,
 }
@@ -91,9 +91,9 @@ impl Default for Tail {
 }
 
 /// A subscription; counted until dropped.
-pub struct Watch {
+pub(crate) struct Watch {
     /// The entries, oldest first; `Lagged(n)` says `n` were lost.
-    pub rx: broadcast::Receiver<Arc<TailEntry>>,
+    pub(crate) rx: broadcast::Receiver<Arc<TailEntry>>,
     watchers: Arc<AtomicUsize>,
 }
 
@@ -106,12 +106,12 @@ impl Drop for Watch {
 impl Tail {
     /// Whether anyone watches (the request path's only cost when nobody does).
     #[inline]
-    pub fn watched(&self) -> bool {
+    pub(crate) fn watched(&self) -> bool {
         self.watchers.load(Relaxed) != 0
     }
 
     /// Subscribes; `None` when `MAX_SUBSCRIBERS` already watch.
-    pub fn subscribe(&self) -> Option<Watch> {
+    pub(crate) fn subscribe(&self) -> Option<Watch> {
         let n = self.watchers.fetch_add(1, Relaxed);
         if n >= MAX_SUBSCRIBERS {
             self.watchers.fetch_sub(1, Relaxed);
@@ -124,7 +124,7 @@ impl Tail {
     }
 
     /// Offers `r` to the watchers, if any (never waits).
-    pub fn offer(&self, r: &Record) {
+    pub(crate) fn offer(&self, r: &Record) {
         if self.watched() {
             let _ = self.tx.send(Arc::new(TailEntry::of(r)));
         }

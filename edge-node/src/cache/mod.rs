@@ -27,10 +27,11 @@ pub(crate) mod policy;
 pub(crate) mod url;
 pub(crate) mod vary;
 
-pub use compress::Coding;
+pub(crate) use compress::Coding;
 pub use disk::LargeEntry;
 pub use headers::StoredHeaders;
-pub use key::{CacheKey, QueryMode};
+pub use key::CacheKey;
+pub(crate) use key::QueryMode;
 pub use marks::{Mark, PurgeMarks, Purged};
 pub use object::Object;
 pub use policy::Freshness;

@@ -60,7 +60,7 @@ pub struct SchemeEntry {
 
 impl Proxy {
     /// Whether a site of this node serves `host` (lower-case, without port).
-    pub fn serves_host(&self, host: &str) -> bool {
+    pub(crate) fn serves_host(&self, host: &str) -> bool {
         self.sites.find(host).is_some()
     }
 

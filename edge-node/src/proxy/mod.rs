@@ -77,11 +77,11 @@ pub struct ClientInfo {
     /// `http` or `https`.
     pub scheme: &'static str,
     /// The connection's channel for 1xx responses relayed from upstream, when its I/O is
-    /// wrapped in [`crate::interim`]'s writer (the node's own listeners do this).
-    pub interim: Option<crate::interim::Interim>,
+    /// wrapped in `crate::interim`'s writer (the node's own listeners do this).
+    pub(crate) interim: Option<crate::interim::Interim>,
     /// The request's id (set by [`Proxy::handle`]): in error answers, the log and the
     /// access log.
-    pub request_id: u64,
+    pub(crate) request_id: u64,
 }
 
 impl ClientInfo {
@@ -261,7 +261,7 @@ impl Proxy {
     }
 
     /// Upstream fetches in flight.
-    pub fn inflight(&self) -> usize {
+    pub(crate) fn inflight(&self) -> usize {
         self.inflight.len()
     }
 
@@ -300,7 +300,7 @@ impl Proxy {
     /// Whether each upstream of this node takes requests now: (`origin` or `shield`, its
     /// host:port, up). An origin counts as down while active checks fail or after a passive
     /// failure; a shield while it is skipped after refusing a connection.
-    pub fn upstream_health(&self) -> Vec<(&'static str, http::uri::Authority, bool)> {
+    pub(crate) fn upstream_health(&self) -> Vec<(&'static str, http::uri::Authority, bool)> {
         let now = crate::cache::clock::now_ms();
         let mut out: Vec<(&'static str, http::uri::Authority, bool)> = Vec::new();
         for site in self.sites.all() {

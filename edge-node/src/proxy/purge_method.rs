@@ -15,7 +15,7 @@ use std::sync::Arc;
 impl Proxy {
     /// Hands this node's purge service to the `PURGE` method (the service is built after the
     /// proxies, and holds them: it is kept here weakly). The first one set stays.
-    pub fn set_purge_submitter(&self, purge: &Arc<dyn PurgeSubmitter>) {
+    pub(crate) fn set_purge_submitter(&self, purge: &Arc<dyn PurgeSubmitter>) {
         let _ = self.purge.set(Arc::downgrade(purge));
     }
 

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::path::Path;
 
 /// An opened database.
-pub struct GeoIp {
+pub(crate) struct GeoIp {
     reader: Reader<Vec<u8>>,
 }
 
@@ -32,7 +32,7 @@ struct Country {
 
 impl GeoIp {
     /// Opens a database file.
-    pub fn open(path: &Path) -> Result<Self, String> {
+    pub(crate) fn open(path: &Path) -> Result<Self, String> {
         let reader = Reader::open_readfile(path).map_err(|e| {
             format!(
                 "cannot open GeoIP database {} (a GeoLite2-City or -Country .mmdb): {e}",
@@ -43,7 +43,7 @@ impl GeoIp {
     }
 
     /// The country code (upper case) of `ip`, when the database knows it.
-    pub fn country(&self, ip: IpAddr) -> Option<[u8; 2]> {
+    pub(crate) fn country(&self, ip: IpAddr) -> Option<[u8; 2]> {
         let r = self.reader.lookup(ip).ok()?.decode::<Record>().ok()??;
         let code = r.country?.iso_code?.to_ascii_uppercase().into_bytes();
         Some([*code.first()?, *code.get(1)?])

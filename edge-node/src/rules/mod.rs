@@ -19,7 +19,7 @@
 pub(crate) mod actions;
 mod check;
 pub mod config;
-pub mod geo;
+pub(crate) mod geo;
 pub(crate) mod key;
 pub(crate) mod matcher;
 
@@ -28,7 +28,7 @@ use matcher::{Conditions, Subject};
 use std::sync::Arc;
 
 /// Rules a site may have (one bit each in `Matched`).
-pub const MAX_RULES: usize = 64;
+pub(crate) const MAX_RULES: usize = 64;
 
 /// One compiled rule.
 #[derive(Debug)]

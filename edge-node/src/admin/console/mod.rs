@@ -29,24 +29,24 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 /// What the console is built from (the admin API's state).
-pub struct Parts {
+pub(crate) struct Parts {
     /// The admin token, exchanged for a session at sign-in.
-    pub token: Arc<str>,
+    pub(crate) token: Arc<str>,
     /// The caching roles of the process.
-    pub nodes: Vec<Arc<Node>>,
+    pub(crate) nodes: Vec<Arc<Node>>,
     /// The purge service, if the node takes purges.
-    pub purge: Option<Arc<PurgeService>>,
+    pub(crate) purge: Option<Arc<PurgeService>>,
     /// The process's instruments.
-    pub metrics: Option<Registry>,
+    pub(crate) metrics: Option<Registry>,
     /// Who the node is, and its config.
-    pub info: Info,
+    pub(crate) info: Info,
     /// Flips when the node stops (ends the live streams).
-    pub shutdown: Option<watch::Receiver<bool>>,
+    pub(crate) shutdown: Option<watch::Receiver<bool>>,
 }
 
 /// The console's routes, under `/ui`; with a runtime, starts the history sampler, which ends
 /// when the router is dropped.
-pub fn router<S: Clone + Send + Sync + 'static>(p: Parts) -> Router<S> {
+pub(crate) fn router<S: Clone + Send + Sync + 'static>(p: Parts) -> Router<S> {
     let st = ConsoleState(Arc::new(Inner {
         token: p.token,
         nodes: p.nodes,
@@ -128,11 +128,11 @@ async fn sample(st: std::sync::Weak<Inner>) {
 }
 
 /// `POST /fleet/report` on the hub: keeps a follower's report (see [`crate::purge::fleet`]).
-pub fn fleet_report(purge: Option<&Arc<PurgeService>>, body: &[u8]) -> Response {
+pub(crate) fn fleet_report(purge: Option<&Arc<PurgeService>>, body: &[u8]) -> Response {
     api::record_report(purge, body)
 }
 
-/// This node's report to its purge hub, as [`fleet_report`] takes it.
+/// This node's report to its purge hub, as the hub's `POST /fleet/report` takes it.
 pub async fn own_report(
     info: &Info,
     nodes: &[Arc<Node>],
