@@ -1,16 +1,16 @@
 //! Criterion benchmark of `CacheLayer` on a hit against calling the inner service directly:
 //! the same request (GET, Host, 1 KiB answer with `Cache-Control: max-age=3600`) to a tower
 //! service that answers at once, bare and behind the layer (after one fill). Both run the
-//! future to completion on a current-thread runtime; the difference is the layer's cost
-//! (key, lookup, freshness, the response built from the stored object with Age and
-//! Cache-Status). Run: `cargo bench -p edge-node --bench layer_hit`.
+//! future to completion on a current-thread runtime and read the whole body; the difference
+//! is the layer's cost (key, lookup, freshness, the response built from the stored object
+//! with Age and Cache-Status). Run: `cargo bench -p edge-node --bench layer_hit`.
 
 #![allow(clippy::unwrap_used)] // bench set-up: a failed unwrap is a failed run
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use edge_node::layer::{CacheConfig, CacheLayer};
 use http::{Request, Response};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use std::convert::Infallible;
 use std::future::{ready, Ready};
 use std::hint::black_box;
@@ -73,10 +73,20 @@ fn bench(c: &mut Criterion) {
     let mut bare = app;
     let mut g = c.benchmark_group("layer_hit_1k");
     g.bench_function("inner_direct", |b| {
-        b.iter(|| rt.block_on(async { black_box(bare.call(black_box(request())).await) }))
+        b.iter(|| {
+            rt.block_on(async {
+                let r = bare.call(black_box(request())).await.unwrap();
+                black_box(r.into_body().collect().await.unwrap().to_bytes())
+            })
+        })
     });
     g.bench_function("cache_layer_hit", |b| {
-        b.iter(|| rt.block_on(async { black_box(layered.call(black_box(request())).await) }))
+        b.iter(|| {
+            rt.block_on(async {
+                let r = layered.call(black_box(request())).await.unwrap();
+                black_box(r.into_body().collect().await.unwrap().to_bytes())
+            })
+        })
     });
     g.finish();
 }
