@@ -314,8 +314,24 @@ async fn purge_log(
         },
         None => svc.log_since(q.since, Duration::from_millis(q.wait)).await,
     };
-    Json(serde_json::json!({ "events": events, "latest": svc.latest(), "applied": svc.applied() }))
-        .into_response()
+    match events {
+        Ok(events) => Json(serde_json::json!({
+            "events": events,
+            "latest": svc.latest(),
+            "applied": svc.applied(),
+        }))
+        .into_response(),
+        Err(e @ crate::purge::log::SinceError::Gone { oldest, .. }) => (
+            StatusCode::GONE,
+            Json(serde_json::json!({
+                "error": e.to_string(),
+                "oldest": oldest,
+                "latest": svc.latest(),
+            })),
+        )
+            .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
 }
 
 /// `GET /cache?url=URL`: what the caches hold for a URL (`inspect.rs`).

@@ -254,6 +254,84 @@ async fn a_partitioned_edge_catches_up_and_serves_nothing_purged() {
 }
 
 #[tokio::test]
+async fn an_edge_further_behind_than_an_in_memory_hub_holds_purges_everything() {
+    // An in-memory hub keeps its newest 4096 events. An edge cut off for more purges than
+    // that cannot replay them, so it must drop everything it holds and resume after them.
+    let origin = tagged_origin().await;
+    let hub = Node::start(None, None, None, |_| {}).await;
+    let (via, cut) = relay(hub.admin).await;
+    let edge = Node::start(Some(&origin.url()), Some(via), None, |_| {}).await;
+    purge(&hub.admin_url(), TOKEN, r#"{"tags":["before"]}"#).await;
+    assert!(edge.purge.wait_applied(1, Duration::from_secs(5)).await);
+    for p in PATHS {
+        get(&edge.url(p), &[]).await;
+        assert!(get(&edge.url(p), &[]).await.is_hit(), "{p} not cached");
+    }
+    cut.send_replace(true);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The first purge names what the edge holds; the rest name nothing it has.
+    assert_eq!(
+        purge(&hub.admin_url(), TOKEN, r#"{"tags":["images"]}"#)
+            .await
+            .0,
+        200
+    );
+    let client = client();
+    for i in 0..4200 {
+        let r = client
+            .post(format!("{}/purge", hub.admin_url()))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"tags":["other-{i}"]}}"#))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let latest = hub.purge.latest();
+    assert_eq!(latest, 4202);
+    // The hub says plainly that it no longer has them.
+    let r = client
+        .get(format!("{}/purge/log?since=1", hub.admin_url()))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 410);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["oldest"], latest - 4096 + 1, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("no longer held"),
+        "{v}"
+    );
+    cut.send_replace(false);
+    assert!(
+        edge.purge
+            .wait_applied(latest, Duration::from_secs(10))
+            .await,
+        "caught up after the partition healed"
+    );
+    for p in PATHS {
+        assert!(
+            !get(&edge.url(p), &[]).await.is_hit(),
+            "{p} was cached before the gap and is served after it"
+        );
+    }
+    // And it follows normally from there.
+    let (_, v) = purge(
+        &hub.admin_url(),
+        TOKEN,
+        r#"{"urls":["http://127.0.0.1/about"]}"#,
+    )
+    .await;
+    assert!(
+        edge.purge
+            .wait_applied(v["version"].as_u64().unwrap(), Duration::from_secs(5))
+            .await
+    );
+}
+
+#[tokio::test]
 async fn a_restarted_edge_resumes_from_its_applied_version_and_the_hub_keeps_its_log() {
     let origin = tagged_origin().await;
     let hub_dir = temp_dir("hub");

@@ -8,7 +8,7 @@
 
 use super::event::{PurgeEvent, PurgeRequest};
 use super::fleet::{Fleet, FleetReport};
-use super::log::{LogError, PurgeLog};
+use super::log::{LogError, PurgeLog, SinceError};
 use crate::cache::marks::{GenState, PurgeMarks};
 use agent::throttle::RepeatedWarning;
 use bytes::Bytes;
@@ -146,8 +146,13 @@ impl PurgeService {
             fleet: Fleet::default(),
         });
         if matches!(svc.role, Role::Hub) {
-            for ev in svc.log.since(applied) {
-                svc.apply(&ev);
+            // Logged but not applied (a crash between the two): apply them now, in batches.
+            loop {
+                let from = svc.applied();
+                let batch = svc.log.since(from).map_err(|e| e.to_string())?;
+                if batch.is_empty() || !batch.iter().all(|ev| svc.apply(ev)) {
+                    break;
+                }
             }
         }
         Ok(svc)
@@ -235,6 +240,40 @@ impl PurgeService {
         self.applied.send_replace(ev.version);
         tracing::info!(version = ev.version, soft = ev.soft, "purge applied");
         true
+    }
+
+    /// On a follower the hub no longer holds the events after its applied version for (an
+    /// in-memory hub keeps the newest few thousand): purges everything (hard) as of version
+    /// `v`, then follows on from there. Nothing purged in between can be served.
+    fn skip_to(&self, v: u64) {
+        let Ok(_guard) = self.apply_lock.lock() else {
+            return;
+        };
+        let applied = self.applied();
+        if v <= applied {
+            return;
+        }
+        let ev = PurgeEvent {
+            version: v,
+            at_ms: crate::cache::clock::now_ms(),
+            soft: false,
+            target: super::event::PurgeTarget::All,
+        };
+        for sink in &self.sinks {
+            sink.apply_purge(&ev);
+        }
+        for sink in &self.sinks {
+            sink.purged_up_to(v);
+        }
+        self.marks.applied_up_to(v);
+        self.log.restart_at(v);
+        self.persist(v);
+        self.applied.send_replace(v);
+        tracing::warn!(
+            had = applied,
+            now = v,
+            "the purge hub no longer holds the purges this node missed; purged everything and resumed after them"
+        );
     }
 
     fn persist(&self, applied: u64) {
@@ -356,7 +395,11 @@ impl PurgeService {
     }
 
     /// Events after `since` (for `GET /purge/log`), waiting up to `wait` for one.
-    pub async fn log_since(&self, since: u64, wait: Duration) -> Vec<PurgeEvent> {
+    pub(crate) async fn log_since(
+        &self,
+        since: u64,
+        wait: Duration,
+    ) -> Result<Vec<PurgeEvent>, SinceError> {
         if self.log.latest() <= since && !wait.is_zero() {
             self.log.wait_beyond(since, wait.min(MAX_WAIT)).await;
         }
@@ -412,6 +455,19 @@ impl PurgeService {
                     for ev in &events {
                         if !self.apply(ev) {
                             break;
+                        }
+                    }
+                }
+                Ok((status, json)) if status == http::StatusCode::GONE => {
+                    match json.get("oldest").and_then(|v| v.as_u64()) {
+                        Some(oldest) if oldest > since + 1 => self.skip_to(oldest - 1),
+                        _ => {
+                            agent::log_report!(unreachable.failed("410 without a usable oldest"));
+                            tokio::select! {
+                                _ = tokio::time::sleep(backoff) => {}
+                                _ = shutdown.wait_for(|s| *s) => return,
+                            }
+                            backoff = (backoff * 2).min(Duration::from_secs(2));
                         }
                     }
                 }

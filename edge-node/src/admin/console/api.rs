@@ -259,7 +259,10 @@ pub(crate) async fn purge_log(State(st): State<ConsoleState>) -> Response {
         return Json(json!({ "enabled": false })).into_response();
     };
     let since = svc.latest().saturating_sub(LOG_SHOWN);
-    let mut events = svc.log_since(since, Duration::ZERO).await;
+    let mut events = svc
+        .log_since(since, Duration::ZERO)
+        .await
+        .unwrap_or_default();
     events.reverse();
     Json(json!({
         "enabled": true,
