@@ -22,7 +22,8 @@
 # Load (benches/soak_load.rs, a Rust open-loop client: requests are due at fixed times and
 # latency counts from when each was due):
 #   1. warm: every hot key (HOT_KEYS of them) once on each edge;
-#   2. peak: PEAK_SECS s closed-loop on CONNS keep-alive connections, the same mix: peak req/s;
+#   2. peak: SETTLE_SECS s closed-loop (not counted: the caches fill and start to evict), then
+#      PEAK_SECS s closed-loop on CONNS keep-alive connections, the same mix: peak req/s;
 #   3. run:  RATE = LOAD_PCT % of the peak (or RATE if set), open-loop on the same CONNS
 #      connections (a request due while all are busy waits, and its wait counts), DURATION s,
 #      requests alternating between the edges: HIT per mille GETs of hot keys, MISS per mille
@@ -39,7 +40,7 @@
 #
 # Output: OUT (default benches/results/soak-<UTC time>/): soak.csv, soak.svg (plot), summary.md,
 # meta.txt, the configs and every process's log.
-# Knobs (environment): DURATION (3600), INTERVAL (60), LOAD_PCT (80), RATE, PEAK_SECS (20),
+# Knobs (environment): DURATION (3600), INTERVAL (60), LOAD_PCT (80), RATE, SETTLE_SECS (60), PEAK_SECS (30),
 # CONNS (64), HOT_KEYS (10000), BODY_BYTES (1024), MAX_AGE (30), HIT (750), MISS (150),
 # PURGE_RATE (2), TAG_EVERY (4), EDGE_MEMORY (128MiB), SHIELD_MEMORY (256MiB), MAX_INFLIGHT
 # (65536 queued), OUT, SKIP_INSTALL, SKIP_BUILD, LOAD_BIN (a built soak_load), *_PORT (ORIGIN 19000, SHIELD 19090, HUB 19900,
@@ -56,7 +57,8 @@ DURATION=${DURATION:-3600}
 INTERVAL=${INTERVAL:-60}
 LOAD_PCT=${LOAD_PCT:-80}
 RATE=${RATE:-}
-PEAK_SECS=${PEAK_SECS:-20}
+PEAK_SECS=${PEAK_SECS:-30}
+SETTLE_SECS=${SETTLE_SECS:-60}
 CONNS=${CONNS:-64}
 HOT_KEYS=${HOT_KEYS:-10000}
 BODY_BYTES=${BODY_BYTES:-1024}
@@ -194,6 +196,11 @@ log "warming $HOT_KEYS hot keys on both edges"
 "$LOAD" warm --targets "$TARGETS" "${MIX[@]}" --conns 32 2>>"$OUT/load.log"
 
 if [[ -z "$RATE" ]]; then
+    # The caches fill within seconds at full load; the peak that matters is the one once they
+    # evict (a miss then also frees an entry), so the measured window starts after that.
+    log "settling: $SETTLE_SECS s closed-loop, the caches fill and start to evict"
+    "$LOAD" peak --targets "$TARGETS" "${MIX[@]}" --conns "$CONNS" \
+        --duration "$SETTLE_SECS" --run-id settle 2>>"$OUT/load.log" >/dev/null
     log "measuring the mix's peak: $PEAK_SECS s closed-loop, $CONNS connections"
     PEAK=$("$LOAD" peak --targets "$TARGETS" "${MIX[@]}" --conns "$CONNS" \
         --duration "$PEAK_SECS" --run-id peak 2>>"$OUT/load.log" | sed -n 's/^peak_rps=//p')
