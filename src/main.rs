@@ -18,7 +18,9 @@ mod startup;
 
 // jemalloc instead of glibc's malloc: a cache inserts and evicts millions of small objects an
 // hour from many threads, and jemalloc returns freed memory instead of leaving it fragmented
-// across per-thread arenas (benches/soak, docs/benchmarks.md "Soak").
+// across per-thread arenas (benches/soak, docs/benchmarks.md "Soak"). Feature `jemalloc`, on
+// by default.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -407,6 +407,43 @@ async fn events_are_never_applied_out_of_order() {
 }
 
 #[tokio::test]
+async fn a_soft_purge_stamped_by_a_clock_ahead_of_this_node_applies_at_once() {
+    // The hub's clock runs an hour ahead: its soft purge says "stale from an hour from now".
+    // Taken literally, the object would stay fresh here for another hour.
+    use edge_node::purge::{PurgeEvent, PurgeTarget, UrlTarget};
+    let origin = tagged_origin().await;
+    let node = Node::start(
+        Some(&origin.url()),
+        Some("http://127.0.0.1:9".into()),
+        None,
+        |_| {},
+    )
+    .await;
+    get(&node.url("/about"), &[]).await;
+    assert!(get(&node.url("/about"), &[]).await.is_hit());
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let before = origin.requests();
+    assert!(node.purge.apply(&PurgeEvent {
+        version: 1,
+        at_ms: now_ms + 3_600_000,
+        soft: true,
+        target: PurgeTarget::Urls(vec![UrlTarget {
+            host: "127.0.0.1".into(),
+            path: "/about".into(),
+        }]),
+    }));
+    assert!(
+        !get(&node.url("/about"), &[]).await.is_hit(),
+        "a soft-purged object is served fresh because the purge is stamped in the future"
+    );
+    assert_eq!(origin.requests(), before + 1, "it was revalidated");
+    assert!(get(&node.url("/about"), &[]).await.is_hit());
+}
+
+#[tokio::test]
 async fn bad_purge_requests_get_clear_errors_and_change_nothing() {
     let c = cluster().await;
     warm(&c).await;

@@ -7,12 +7,28 @@
 //!
 //! The marks of a process are shared by its caches (edge and shield): the purge service
 //! creates them, restores them from its state file and persists them after each purge.
+//!
+//! Memory is bounded. Past [`MAX_URL_MARKS`] URL marks (or [`MAX_TAG_MARKS`] tag marks), the
+//! older half is folded into [`BUCKETS`] buckets by key (or tag) hash: a folded mark then
+//! covers every key of its bucket, so an object fetched before it and hashed to the same
+//! bucket is purged too. Folding can purge more than was asked, never less. Past
+//! [`MAX_PREFIX_MARKS`] prefixes of one host, the older half folds into one mark for the whole
+//! host, likewise.
 
 use super::key::CacheKey;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::RwLock;
+
+/// URL marks held one per key; past it the older half is folded into buckets.
+pub(crate) const MAX_URL_MARKS: usize = 50_000;
+/// Tag marks held one per tag; past it the older half is folded into buckets.
+pub(crate) const MAX_TAG_MARKS: usize = 50_000;
+/// Prefix marks held per host; past it the older half folds into one mark for the host.
+pub(crate) const MAX_PREFIX_MARKS: usize = 1_000;
+/// Buckets that folded URL (and tag) marks land in.
+pub(crate) const BUCKETS: u64 = 65_536;
 
 /// The newest hard and soft purge of one item.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +86,25 @@ impl Marks {
         }
     }
 
+    /// Adds `other` into these marks, covering at least what either covered: the newest hard
+    /// and soft versions, and the earlier soft time (stale windows count from the earlier).
+    fn merge(&mut self, other: &Marks) {
+        self.hard = self.hard.max(other.hard);
+        if other.soft > 0 {
+            self.soft_at_ms = if self.soft == 0 {
+                other.soft_at_ms
+            } else {
+                self.soft_at_ms.min(other.soft_at_ms)
+            };
+            self.soft = self.soft.max(other.soft);
+        }
+    }
+
+    /// The newest version these marks hold (the order folding goes by).
+    fn newest(&self) -> u64 {
+        self.hard.max(self.soft)
+    }
+
     /// The verdict for an object fetched under purge version `stored`.
     pub(crate) fn verdict(&self, stored: u64) -> Purged {
         if self.hard > stored {
@@ -95,6 +130,64 @@ pub(crate) struct GenState {
     pub prefixes: HashMap<String, Vec<(String, Marks)>>,
     /// Tag purges.
     pub tags: HashMap<String, Marks>,
+    /// Folded URL marks, by bucket of the cache key.
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    pub url_buckets: HashMap<u16, Marks>,
+    /// Folded tag marks, by bucket of the tag.
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    pub tag_buckets: HashMap<u16, Marks>,
+    /// Folded prefix marks: everything of the host.
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    pub hosts: HashMap<String, Marks>,
+}
+
+/// The bucket of a cache key (its low bits: the key is a hash already).
+fn key_bucket(key: &CacheKey) -> u16 {
+    (key.0 % u128::from(BUCKETS)) as u16
+}
+
+/// The bucket of a tag: FNV-1a, stable across processes and versions (folded marks are
+/// persisted by bucket).
+fn tag_bucket(tag: &str) -> u16 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in tag.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % BUCKETS) as u16
+}
+
+impl GenState {
+    /// Folds the older half of the tag marks into buckets.
+    fn fold_tags(&mut self) {
+        let mut by_age: Vec<(u64, String)> = self
+            .tags
+            .iter()
+            .map(|(t, m)| (m.newest(), t.clone()))
+            .collect();
+        by_age.sort_unstable();
+        for (_, t) in by_age.into_iter().take(self.tags.len() / 2) {
+            if let Some(m) = self.tags.remove(&t) {
+                self.tag_buckets
+                    .entry(tag_bucket(&t))
+                    .or_default()
+                    .merge(&m);
+            }
+        }
+    }
+
+    /// Folds the older half of `host`'s prefix marks into one mark for the host.
+    fn fold_prefixes(&mut self, host: &str) {
+        let Some(list) = self.prefixes.get_mut(host) else {
+            return;
+        };
+        list.sort_by_key(|(_, m)| m.newest());
+        let older: Vec<_> = list.drain(..list.len() / 2).collect();
+        let whole = self.hosts.entry(host.to_string()).or_default();
+        for (_, m) in older {
+            whole.merge(&m);
+        }
+    }
 }
 
 /// The shared, lock-protected purge marks of a process.
@@ -151,7 +244,12 @@ impl PurgeMarks {
 
     /// Records a purge of the objects carrying `tag`.
     pub fn record_tag(&self, tag: &str, m: Mark) {
-        self.with_state(|s| s.tags.entry(tag.to_string()).or_default().record(m));
+        self.with_state(|s| {
+            s.tags.entry(tag.to_string()).or_default().record(m);
+            if s.tags.len() > MAX_TAG_MARKS {
+                s.fold_tags();
+            }
+        });
     }
 
     /// Records a purge of the paths of `host` starting with `prefix`.
@@ -166,6 +264,9 @@ impl PurgeMarks {
                     list.push((prefix.to_string(), marks));
                 }
             }
+            if list.len() > MAX_PREFIX_MARKS {
+                s.fold_prefixes(host);
+            }
         });
     }
 
@@ -175,10 +276,31 @@ impl PurgeMarks {
             let marks = idx.entry(key).or_default();
             marks.record(m);
             let marks = *marks;
+            let fold = idx.len() > MAX_URL_MARKS;
             self.with_state(|s| {
                 s.urls.insert(format!("{:032x}", key.0), marks);
             });
+            if fold {
+                self.fold_urls(&mut idx);
+            }
         }
+    }
+
+    /// Folds the older half of the URL marks into buckets (`idx` is the locked index).
+    fn fold_urls(&self, idx: &mut HashMap<CacheKey, Marks>) {
+        let mut by_age: Vec<(u64, CacheKey)> = idx.iter().map(|(k, m)| (m.newest(), *k)).collect();
+        by_age.sort_unstable();
+        let older: Vec<(CacheKey, Marks)> = by_age
+            .into_iter()
+            .take(idx.len() / 2)
+            .filter_map(|(_, k)| idx.remove(&k).map(|m| (k, m)))
+            .collect();
+        self.with_state(|s| {
+            for (k, m) in &older {
+                s.urls.remove(&format!("{:032x}", k.0));
+                s.url_buckets.entry(key_bucket(k)).or_default().merge(m);
+            }
+        });
     }
 
     /// Publishes `version` as applied, once every part of that purge is recorded: objects
@@ -214,6 +336,16 @@ impl PurgeMarks {
         };
         let Ok(s) = self.state.read() else { return v };
         v = v.worst(s.all.verdict(stored));
+        if !s.url_buckets.is_empty() {
+            if let Some(m) = s.url_buckets.get(&key_bucket(key)) {
+                v = v.worst(m.verdict(stored));
+            }
+        }
+        if !s.hosts.is_empty() {
+            if let Some(m) = s.hosts.get(host) {
+                v = v.worst(m.verdict(stored));
+            }
+        }
         if let Some(list) = s.prefixes.get(host) {
             for (prefix, m) in list {
                 if path.starts_with(prefix.as_str()) {
@@ -224,6 +356,11 @@ impl PurgeMarks {
         for t in tags {
             if let Some(m) = s.tags.get(&**t) {
                 v = v.worst(m.verdict(stored));
+            }
+            if !s.tag_buckets.is_empty() {
+                if let Some(m) = s.tag_buckets.get(&tag_bucket(t)) {
+                    v = v.worst(m.verdict(stored));
+                }
             }
         }
         v
@@ -303,6 +440,108 @@ mod tests {
             restored.verdict(&CacheKey(9), "a.test", "/img/1", &[], 1),
             Purged::StaleSince(2000)
         );
+    }
+
+    #[test]
+    fn url_marks_stay_bounded_and_folding_never_purges_less() {
+        let g = PurgeMarks::default();
+        let n = MAX_URL_MARKS as u64 + 1;
+        for v in 1..=n {
+            // Keys spread like hashes: distinct low bits, so buckets differ.
+            g.record_url(
+                CacheKey(u128::from(v) * 0x9e37_79b9_7f4a_7c15),
+                mark(v, v % 3 == 0),
+            );
+            g.applied_up_to(v);
+        }
+        let idx = g.url_index.read().unwrap().len();
+        let snap = g.snapshot();
+        assert!(idx <= MAX_URL_MARKS / 2 + 1, "{idx} URL marks held");
+        assert_eq!(snap.urls.len(), idx, "the persisted copy folds alike");
+        assert!(!snap.url_buckets.is_empty());
+        for g in [&g, &PurgeMarks::from_state(snap)] {
+            for v in 1..=n {
+                let key = CacheKey(u128::from(v) * 0x9e37_79b9_7f4a_7c15);
+                let want = if v % 3 == 0 {
+                    Purged::StaleSince(v * 1000)
+                } else {
+                    Purged::Gone
+                };
+                let got = g.verdict(&key, "h", "/", &[], v - 1);
+                // A folded soft mark may have become hard (another key of its bucket), or
+                // stale from an earlier time; it is never Keep.
+                assert!(
+                    got == want
+                        || got == Purged::Gone
+                        || matches!(got, Purged::StaleSince(t) if t <= v * 1000),
+                    "key {v}: {got:?}"
+                );
+                assert_eq!(
+                    g.verdict(&key, "h", "/", &[], v),
+                    Purged::Keep,
+                    "fetched after"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn tag_and_prefix_marks_stay_bounded() {
+        let g = PurgeMarks::default();
+        let n = MAX_TAG_MARKS as u64 + 1;
+        for v in 1..=n {
+            g.record_tag(&format!("tag-{v}"), mark(v, false));
+        }
+        let p = MAX_PREFIX_MARKS as u64 + 1;
+        for v in n + 1..=n + p {
+            g.record_prefix("a.test", &format!("/p{v}/"), mark(v, false));
+        }
+        g.applied_up_to(n + p);
+        let s = g.snapshot();
+        assert!(s.tags.len() <= MAX_TAG_MARKS / 2 + 1, "{}", s.tags.len());
+        assert!(s.prefixes["a.test"].len() <= MAX_PREFIX_MARKS / 2 + 1);
+        for v in 1..=n {
+            let tags: Vec<Box<str>> = vec![format!("tag-{v}").into()];
+            assert_eq!(
+                g.verdict(&CacheKey(1), "b.test", "/", &tags, v - 1),
+                Purged::Gone
+            );
+            // Folded tags share buckets, so only an object fetched after them all is kept.
+            assert_eq!(
+                g.verdict(&CacheKey(1), "b.test", "/", &tags, n + p),
+                Purged::Keep
+            );
+        }
+        for v in n + 1..=n + p {
+            let path = format!("/p{v}/x");
+            assert_eq!(
+                g.verdict(&CacheKey(1), "a.test", &path, &[], v - 1),
+                Purged::Gone
+            );
+            assert_eq!(
+                g.verdict(&CacheKey(1), "a.test", &path, &[], n + p),
+                Purged::Keep
+            );
+        }
+        // Another host is untouched by a.test's folded prefixes.
+        assert_eq!(
+            g.verdict(&CacheKey(1), "b.test", "/p1/x", &[], 0),
+            Purged::Keep
+        );
+    }
+
+    #[test]
+    fn merged_marks_cover_both() {
+        let mut a = Marks::default();
+        a.record(mark(5, true));
+        let mut b = Marks::default();
+        b.record(mark(3, true));
+        b.record(mark(2, false));
+        a.merge(&b);
+        assert_eq!((a.hard, a.soft, a.soft_at_ms), (2, 5, 3000));
+        assert_eq!(a.verdict(1), Purged::Gone);
+        assert_eq!(a.verdict(4), Purged::StaleSince(3000));
+        assert_eq!(a.verdict(5), Purged::Keep);
     }
 
     #[test]
