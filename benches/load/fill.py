@@ -38,7 +38,7 @@ def run_pass(args, indices):
         for i in chunk:
             for attempt in range(3):
                 try:
-                    conn.request("GET", f"/bytes/{args.size}?i={i}")
+                    conn.request("GET", args.path.format(size=args.size, i=i))
                     r = conn.getresponse()
                     body = r.read()
                     if r.status != 200 or len(body) != args.size:
@@ -71,6 +71,11 @@ def main():
     p.add_argument("--count", type=int, default=10000)
     p.add_argument("--size", type=int, default=1024)
     p.add_argument("--threads", type=int, default=8)
+    p.add_argument(
+        "--path",
+        default="/bytes/{size}?i={i}",
+        help="request path; {size} and {i} (the object's number) are filled in",
+    )
     args = p.parse_args()
     indices = list(range(args.count))
     t0 = time.monotonic()
