@@ -18,6 +18,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=benches/load/lib.sh
+source "$ROOT/benches/load/lib.sh" # wait_port
 HERE=$ROOT/benches/load
 OBJECTS=${OBJECTS:-20000}
 REPEAT=${REPEAT:-3}
@@ -44,14 +46,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_port() {
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "port $1 did not open" >&2
-    return 1
-}
 rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 
 mkdir -p "$WORK/www"

@@ -15,6 +15,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=benches/load/lib.sh
+source "$ROOT/benches/load/lib.sh" # wait_port
 BIN=${1:-$ROOT/target/release/outpost}
 PROTO=${PROTO:-h1}
 PATH_=${PATH_:-/bytes/1024}
@@ -35,14 +37,6 @@ cleanup() {
     wait 2>/dev/null || true
 }
 trap cleanup EXIT
-wait_port() {
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "port $1 did not open" >&2
-    return 1
-}
 
 taskset -c 1 "$BIN" --workers 1 sample-origin --listen "127.0.0.1:$ORIGIN_PORT" >"$OUT/origin.log" 2>&1 &
 PIDS+=($!)
