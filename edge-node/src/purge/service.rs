@@ -224,6 +224,18 @@ impl PurgeService {
             );
             return false;
         }
+        self.commit(ev, || {
+            if !self.is_hub() {
+                self.log.record(ev);
+            }
+        });
+        tracing::info!(version = ev.version, soft = ev.soft, "purge applied");
+        true
+    }
+
+    /// Applies `ev` to every cache and publishes its version as applied (`log` keeps this
+    /// node's copy of the log in step); the caller holds `apply_lock`.
+    fn commit(&self, ev: &PurgeEvent, log: impl FnOnce()) {
         for sink in &self.sinks {
             sink.apply_purge(ev);
         }
@@ -233,13 +245,9 @@ impl PurgeService {
             sink.purged_up_to(ev.version);
         }
         self.marks.applied_up_to(ev.version);
-        if !self.is_hub() {
-            self.log.record(ev);
-        }
+        log();
         self.persist(ev.version);
         self.applied.send_replace(ev.version);
-        tracing::info!(version = ev.version, soft = ev.soft, "purge applied");
-        true
     }
 
     /// On a follower the hub no longer holds the events after its applied version for (an
@@ -259,16 +267,7 @@ impl PurgeService {
             soft: false,
             target: super::event::PurgeTarget::All,
         };
-        for sink in &self.sinks {
-            sink.apply_purge(&ev);
-        }
-        for sink in &self.sinks {
-            sink.purged_up_to(v);
-        }
-        self.marks.applied_up_to(v);
-        self.log.restart_at(v);
-        self.persist(v);
-        self.applied.send_replace(v);
+        self.commit(&ev, || self.log.restart_at(v));
         tracing::warn!(
             had = applied,
             now = v,
@@ -458,18 +457,13 @@ impl PurgeService {
                         }
                     }
                 }
-                Ok((status, json)) if status == http::StatusCode::GONE => {
-                    match json.get("oldest").and_then(|v| v.as_u64()) {
-                        Some(oldest) if oldest > since + 1 => self.skip_to(oldest - 1),
-                        _ => {
-                            agent::log_report!(unreachable.failed("410 without a usable oldest"));
-                            tokio::select! {
-                                _ = tokio::time::sleep(backoff) => {}
-                                _ = shutdown.wait_for(|s| *s) => return,
-                            }
-                            backoff = (backoff * 2).min(Duration::from_secs(2));
-                        }
-                    }
+                // The hub no longer holds what this node missed (a 410 without a usable
+                // `oldest` is a failure like any other, below).
+                Ok((status, json))
+                    if status == http::StatusCode::GONE
+                        && json["oldest"].as_u64().is_some_and(|o| o > since + 1) =>
+                {
+                    self.skip_to(json["oldest"].as_u64().unwrap_or(since + 1) - 1);
                 }
                 other => {
                     let why = match other {
