@@ -26,14 +26,14 @@
 //! `detail=stale-if-error` in `Cache-Status`); injected (500/503 carrying the origin's
 //! `X-Injected`); unexpected status (anything else, including 502/504, a Range answered without
 //! 206, a body of the wrong length); connection errors; timeouts (`--timeout`, 10 s); dropped
-//! (never sent: it waited in the client's queue longer than `--timeout`, or the queue held
-//! `--max-inflight` requests: the client fell behind).
+//! (never sent: it was due more than `--timeout` before its connection was free: the client
+//! fell behind).
 //!
 //! Connections: `run` and `peak` use `--conns` keep-alive HTTP/1.1 connections in all, shared
 //! evenly by the targets (a connection the server closes is made again), so the nodes' open
-//! descriptors reflect a steady client population rather than the client's backlog; due
-//! requests queue for the next free connection of their target, and their latency includes
-//! that wait.
+//! descriptors reflect a steady client population rather than the client's backlog. In `run`
+//! each connection has its own share of the schedule (as in wrk2): a request due while its
+//! connection is busy waits for it, and its latency includes that wait.
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
@@ -79,7 +79,6 @@ struct Opts {
     /// `name=pid` of processes to sample.
     procs: Vec<(String, u32)>,
     timeout: Duration,
-    max_inflight: u64,
     run_id: String,
     /// `fill`: how many objects, and the path before each one's number.
     count: u64,
@@ -137,7 +136,6 @@ impl Opts {
             csv: m.get("csv").cloned(),
             procs,
             timeout: Duration::from_secs_f64(num("timeout", "10")?),
-            max_inflight: num("max-inflight", "65536")? as u64,
             run_id: get("run-id", "0"),
             count: num("count", "1000")? as u64,
             prefix: get("prefix", "/static/o"),
@@ -181,7 +179,6 @@ struct Shared {
     c: Counters,
     /// Latency in microseconds, from when the request was due to the end of its body.
     hist: Mutex<Histogram<u64>>,
-    inflight: AtomicU64,
     /// Miss keys handed out so far.
     miss_seq: AtomicU64,
     /// The first few unexpected answers, for the log.
@@ -194,7 +191,6 @@ impl Shared {
             opts,
             c: Counters::default(),
             hist: Mutex::new(Histogram::new_with_bounds(1, 120_000_000, 3)?),
-            inflight: AtomicU64::new(0),
             miss_seq: AtomicU64::new(0),
             samples: Mutex::new(Vec::new()),
         }))
@@ -363,26 +359,26 @@ async fn one(s: &Shared, conn: &mut Conn, i: u64, due: Instant) {
     }
 }
 
-/// A job for a connection worker: request number and when it was due.
-type Job = (u64, Instant);
-
-/// The receiving end of one target's queue, shared by its connection workers.
-type Queue = Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Job>>>;
-
-/// One connection's worker in `run`: takes due requests from its target's queue until the
-/// queue closes. A request that waited past `--timeout` in the queue is not sent (the client
-/// fell behind: counted as dropped).
-async fn worker(s: Arc<Shared>, target: String, q: Queue) {
+/// One connection's worker in `run`, paced as wrk2 paces its connections: of the `n` workers,
+/// worker `k` sends requests `k`, `k + n`, `k + 2n`, ..., request `i` due at `start + i / rate`
+/// on its own keep-alive connection. A request due while its connection is still busy waits,
+/// and its latency counts from when it was due; one more than `--timeout` late is not sent
+/// (the client fell behind: counted as dropped). No queue, lock or timer is shared between
+/// workers, so the client's own cost stays small beside the servers it shares the cores with.
+async fn paced(s: Arc<Shared>, target: String, k: u64, n: u64, start: Instant, total: u64) {
     let mut conn = Conn::new(&target);
-    loop {
-        let job = q.lock().await.recv().await;
-        let Some((i, due)) = job else { break };
+    let mut i = k;
+    while i < total {
+        let due = start + Duration::from_secs_f64(i as f64 / s.opts.rate);
+        if due > Instant::now() {
+            tokio::time::sleep_until(due.into()).await;
+        }
         if due.elapsed() > s.opts.timeout {
             s.c.dropped.fetch_add(1, Relaxed);
         } else {
             one(&s, &mut conn, i, due).await;
         }
-        s.inflight.fetch_sub(1, Relaxed);
+        i += n;
     }
 }
 
@@ -536,49 +532,21 @@ async fn run(s: Arc<Shared>) -> Res<()> {
     writeln!(out, "{}", csv_header(&o))?;
     out.flush()?;
     let start = Instant::now();
-    // `--conns` connections, shared evenly by the targets; request i goes to target
-    // i % targets, through that target's queue.
-    let nt = o.targets.len();
-    let mut queues = Vec::new();
-    let mut workers = Vec::new();
-    for (t, target) in o.targets.iter().enumerate() {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Job>(o.max_inflight.max(1) as usize);
-        let q: Queue = Arc::new(tokio::sync::Mutex::new(rx));
-        for _ in 0..(o.conns / nt + usize::from(t < o.conns % nt)).max(1) {
-            workers.push(tokio::spawn(worker(s.clone(), target.clone(), q.clone())));
-        }
-        queues.push(tx);
-    }
-    let dispatch = {
-        let s = s.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(1));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            let mut next: u64 = 0;
-            // Request i is due at i / rate: 0, 1/rate, ... up to the duration.
-            let total = (o.duration * o.rate).ceil() as u64;
-            while next < total {
-                tick.tick().await;
-                let el = start.elapsed().as_secs_f64();
-                let due_n = ((el * o.rate) as u64 + 1).min(total);
-                while next < due_n {
-                    let due = start + Duration::from_secs_f64(next as f64 / o.rate);
-                    let q = &queues[(next % nt as u64) as usize];
-                    if q.try_send((next, due)).is_ok() {
-                        s.inflight.fetch_add(1, Relaxed);
-                    } else {
-                        s.c.dropped.fetch_add(1, Relaxed);
-                    }
-                    next += 1;
-                }
-            }
-            // The queues close: the workers end once they are empty.
-            drop(queues);
-            for w in workers {
-                let _ = w.await;
-            }
+    // `--conns` connections, worker k on target k % targets, each with its share of the
+    // schedule (see `paced`).
+    let total = (o.duration * o.rate).ceil() as u64;
+    let n = o.conns.max(o.targets.len()).max(1) as u64;
+    let workers: Vec<_> = (0..n)
+        .map(|k| {
+            let target = o.targets[(k % o.targets.len() as u64) as usize].clone();
+            tokio::spawn(paced(s.clone(), target, k, n, start, total))
         })
-    };
+        .collect();
+    let dispatch = tokio::spawn(async move {
+        for w in workers {
+            let _ = w.await;
+        }
+    });
     let purger = {
         let s = s.clone();
         let o = s.opts.clone();

@@ -25,7 +25,8 @@
 #   2. peak: SETTLE_SECS s closed-loop (not counted: the caches fill and start to evict), then
 #      PEAK_SECS s closed-loop on CONNS keep-alive connections, the same mix: peak req/s;
 #   3. run:  RATE = LOAD_PCT % of the peak (or RATE if set), open-loop on the same CONNS
-#      connections (a request due while all are busy waits, and its wait counts), DURATION s,
+#      connections, each with its own share of the schedule (as in wrk2: a request due while
+#      its connection is busy waits, and its wait counts), DURATION s,
 #      requests alternating between the edges: HIT per mille GETs of hot keys, MISS per mille
 #      GETs of keys never asked before (the key space grows all run, so the caches fill and
 #      evict), the rest Range GETs of hot keys; PURGE_RATE purges per second through the edges'
@@ -42,8 +43,7 @@
 # meta.txt, the configs and every process's log.
 # Knobs (environment): DURATION (3600), INTERVAL (60), LOAD_PCT (80), RATE, SETTLE_SECS (60), PEAK_SECS (30),
 # CONNS (64), HOT_KEYS (10000), BODY_BYTES (1024), MAX_AGE (30), HIT (750), MISS (150),
-# PURGE_RATE (2), TAG_EVERY (4), EDGE_MEMORY (128MiB), SHIELD_MEMORY (256MiB), MAX_INFLIGHT
-# (65536 queued), OUT, SKIP_INSTALL, SKIP_BUILD, LOAD_BIN (a built soak_load), *_PORT (ORIGIN 19000, SHIELD 19090, HUB 19900,
+# PURGE_RATE (2), TAG_EVERY (4), EDGE_MEMORY (128MiB), SHIELD_MEMORY (256MiB), OUT, SKIP_INSTALL, SKIP_BUILD, LOAD_BIN (a built soak_load), *_PORT (ORIGIN 19000, SHIELD 19090, HUB 19900,
 # EDGE1 19081, EDGE2 19082, ADMIN1 19901, ADMIN2 19902).
 set -euo pipefail
 
@@ -69,7 +69,6 @@ PURGE_RATE=${PURGE_RATE:-2}
 TAG_EVERY=${TAG_EVERY:-4}
 EDGE_MEMORY=${EDGE_MEMORY:-128MiB}
 SHIELD_MEMORY=${SHIELD_MEMORY:-256MiB}
-MAX_INFLIGHT=${MAX_INFLIGHT:-65536}
 ORIGIN_PORT=${ORIGIN_PORT:-19000}
 SHIELD_PORT=${SHIELD_PORT:-19090}
 HUB_PORT=${HUB_PORT:-19900}
@@ -181,8 +180,7 @@ ORIGIN_WORKER=$(ps -o pid= --ppid "${PID[origin]}" | head -1 | tr -d ' ')
 PROCS="shield=${PID[shield]},edge1=${PID[edge1]},edge2=${PID[edge2]},origin=$ORIGIN_WORKER"
 TARGETS="http://127.0.0.1:$EDGE1_PORT,http://127.0.0.1:$EDGE2_PORT"
 ADMINS="http://127.0.0.1:$ADMIN1_PORT,http://127.0.0.1:$ADMIN2_PORT"
-MIX=(--hot-keys "$HOT_KEYS" --body-bytes "$BODY_BYTES" --hit "$HIT" --miss "$MISS"
-    --max-inflight "$MAX_INFLIGHT")
+MIX=(--hot-keys "$HOT_KEYS" --body-bytes "$BODY_BYTES" --hit "$HIT" --miss "$MISS")
 
 # Answers seen through an edge, for the record: a hit, a miss, a range.
 curl -s -o /dev/null -D - "http://127.0.0.1:$EDGE1_PORT/obj/h00001" >"$OUT/sample-headers.txt" || true
