@@ -11,8 +11,9 @@ use super::key::CacheKey;
 use super::marks::Purged;
 use super::object::Object;
 use super::policy::{Freshness, Usability};
-use super::vary::{VarySpec, VaryValues};
+use super::vary::VarySpec;
 use super::Cache;
+use bytes::Bytes;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -130,9 +131,9 @@ impl Cache {
         let mut out = Vec::new();
         for key in keys {
             if let Some(entry) = self.memory.load().peek(key) {
-                for v in entry.variants() {
-                    let s = Stored::memory(&v.object);
-                    out.push(self.view(key, "memory", entry.vary.as_ref(), &v.values, s, &at));
+                for (values, object) in entry.variants() {
+                    let s = Stored::memory(object);
+                    out.push(self.view(key, "memory", entry.vary(), values, s, &at));
                 }
             }
             let Some(disk) = &self.disk else { continue };
@@ -160,7 +161,7 @@ impl Cache {
         key: &CacheKey,
         tier: &'static str,
         vary: Option<&VarySpec>,
-        values: &VaryValues,
+        values: &[Option<Bytes>],
         s: Stored<'_>,
         at: &At<'_>,
     ) -> EntryView {

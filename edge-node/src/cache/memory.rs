@@ -1,47 +1,101 @@
-//! The memory tier: a moka cache bounded by bytes (TinyLFU admission), one entry per URL
-//! holding up to `max_variants` Vary variants. Storage only: no policy decisions here.
+//! The memory tier: a quick_cache cache bounded by bytes (S3-FIFO: new entries start on
+//! probation, entries asked for again are kept, and keys evicted recently are remembered so
+//! that they come back as kept), one entry per URL holding up to `max_variants` Vary
+//! variants. Storage only: no policy decisions here.
+//!
+//! Why quick_cache rather than moka: its per-entry bookkeeping is one slot in a slab and one
+//! index in a hash table, about 60 bytes; moka's is about 400 bytes of separate allocations
+//! (entry info, deque nodes, a hash-table bucket), more than a third of a cached 1 KiB
+//! object (docs/benchmarks.md, "Memory per cached object").
 
 use super::key::CacheKey;
 use super::object::Object;
 use super::vary::{values_hash, VarySpec, VaryValues};
 use http::HeaderMap;
-use moka::sync::Cache;
+use quick_cache::sync::Cache;
+use quick_cache::Weighter;
 use std::sync::Arc;
 
 /// One variant of a URL: the request values it was stored for and the response.
 #[derive(Debug, Clone)]
 pub(crate) struct Variant {
-    /// Normalised request values for the entry's `VarySpec` (empty without Vary).
+    /// Normalised request values for the entry's `VarySpec`.
     pub values: VaryValues,
     /// The stored response.
     pub object: Arc<Object>,
 }
 
-/// Everything stored for one URL.
-#[derive(Debug)]
-pub(crate) struct Entry {
-    /// What the variants vary on; `None` means one variant for every request.
-    pub vary: Option<VarySpec>,
-    /// The most recently stored variant (held inline: most URLs have just one).
-    pub first: Variant,
-    /// Older variants, most recent first (boxed: absent for most URLs, and 8 bytes then).
-    #[allow(clippy::box_collection)] // 8 bytes when absent (most URLs); a Vec is 24
-    pub rest: Option<Box<Vec<Variant>>>,
+/// Everything stored for one URL. Cloned out of the tier on every lookup: a reference count.
+#[derive(Debug, Clone)]
+pub(crate) enum Entry {
+    /// One response for every request (no Vary): most URLs. The tier's slot holds the
+    /// object's `Arc` itself, so such a URL costs no allocation beyond its object.
+    Plain(Arc<Object>),
+    /// Responses by the request's values for a `Vary` spec.
+    Varied(Arc<Varied>),
 }
 
+/// The variants of a URL whose responses vary.
+#[derive(Debug)]
+pub(crate) struct Varied {
+    /// What the variants vary on.
+    pub vary: VarySpec,
+    /// The variants, most recently stored first (at least one).
+    pub variants: Box<[Variant]>,
+}
+
+/// No values: what a `Plain` entry was stored for.
+const NO_VALUES: &[Option<bytes::Bytes>] = &[];
+
 impl Entry {
-    /// Every variant, most recently stored first.
-    pub(crate) fn variants(&self) -> impl Iterator<Item = &Variant> {
-        std::iter::once(&self.first).chain(self.rest.iter().flat_map(|r| r.iter()))
+    /// What the variants vary on; `None`: one response for every request.
+    pub(crate) fn vary(&self) -> Option<&VarySpec> {
+        match self {
+            Entry::Plain(_) => None,
+            Entry::Varied(v) => Some(&v.vary),
+        }
     }
 
-    fn weight(&self) -> u32 {
-        let w: usize = 64
-            + self
-                .variants()
-                .map(|v| v.object.weight() + 16 * v.values.len())
-                .sum::<usize>();
-        u32::try_from(w).unwrap_or(u32::MAX)
+    /// Every variant as (its request values, its response), most recently stored first.
+    pub(crate) fn variants(&self) -> impl Iterator<Item = (&[Option<bytes::Bytes>], &Arc<Object>)> {
+        let (plain, varied) = match self {
+            Entry::Plain(o) => (Some((NO_VALUES, o)), &[][..]),
+            Entry::Varied(v) => (None, &v.variants[..]),
+        };
+        plain
+            .into_iter()
+            .chain(varied.iter().map(|v| (&v.values[..], &v.object)))
+    }
+
+    fn weight(&self) -> u64 {
+        let w = match self {
+            Entry::Plain(o) => o.weight(),
+            Entry::Varied(v) => {
+                VARIED_OVERHEAD
+                    + v.variants
+                        .iter()
+                        .map(|v| v.object.weight() + 16 * v.values.len())
+                        .sum::<usize>()
+            }
+        };
+        (ENTRY_OVERHEAD + w) as u64
+    }
+}
+
+/// What one URL costs the tier beyond its objects: its slot in the tier's slab and its index
+/// in the tier's hash table (about 60 bytes, with the table's spare room).
+const ENTRY_OVERHEAD: usize = 64;
+
+/// What a URL with Vary costs beyond that: its `Varied` and that `Arc`, its variant list.
+const VARIED_OVERHEAD: usize = 96;
+
+/// Charges each entry its bytes.
+#[derive(Clone, Copy)]
+struct EntryWeight;
+
+impl Weighter<CacheKey, Entry> for EntryWeight {
+    fn weight(&self, _key: &CacheKey, entry: &Entry) -> u64 {
+        entry.weight()
     }
 }
 
@@ -57,23 +111,59 @@ pub(crate) enum MemoryLookup {
 }
 
 /// The memory tier.
-#[derive(Clone)]
 pub(crate) struct MemoryTier {
-    cache: Cache<CacheKey, Arc<Entry>>,
+    cache: Cache<CacheKey, Entry, EntryWeight>,
     max_variants: usize,
+    shards: usize,
 }
 
+/// Objects of about this size are what the tier is sized for (only a hint: it sets how many
+/// recently evicted keys are remembered, and the table grows as needed).
+const TYPICAL_OBJECT: u64 = 16 * 1024;
+
 impl MemoryTier {
-    /// A store bounded to `max_bytes`, keeping at most `max_variants` variants per URL.
-    pub(crate) fn new(max_bytes: u64, max_variants: usize) -> Self {
-        let cache = Cache::builder()
-            .max_capacity(max_bytes)
-            .weigher(|_k: &CacheKey, v: &Arc<Entry>| v.weight())
+    /// A store bounded to `max_bytes`, keeping at most `max_variants` variants per URL and
+    /// able to hold an object of `max_object` bytes.
+    pub(crate) fn new(max_bytes: u64, max_variants: usize, max_object: u64) -> Self {
+        let shards = Self::shards_for(max_bytes, max_object);
+        let options = quick_cache::OptionsBuilder::new()
+            .weight_capacity(max_bytes)
+            .estimated_items_capacity(
+                usize::try_from(max_bytes / TYPICAL_OBJECT)
+                    .unwrap_or(usize::MAX)
+                    .max(64),
+            )
+            .shards(shards)
             .build();
+        let cache = match options {
+            Ok(o) => Cache::with_options(o, EntryWeight, Default::default(), Default::default()),
+            // Unreachable: both required options are set above.
+            Err(_) => Cache::with_weighter(1024, max_bytes, EntryWeight),
+        };
         Self {
             cache,
             max_variants: max_variants.max(1),
+            shards,
         }
+    }
+
+    /// Shards (each locked and bounded on its own) for a tier of `max_bytes` that must hold
+    /// objects of `max_object` bytes: a shard holds `max_bytes / shards`, and an object larger
+    /// than 97% of that is never kept, so each shard gets at least twice the largest object;
+    /// at most four per core, as quick_cache would choose.
+    pub(crate) fn shards_for(max_bytes: u64, max_object: u64) -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let fit = max_bytes / max_object.max(1).saturating_mul(2);
+        let fit = usize::try_from(fit)
+            .unwrap_or(usize::MAX)
+            .clamp(1, cores * 4);
+        // A power of two no larger than `fit` (quick_cache rounds a count up).
+        1 << fit.ilog2()
+    }
+
+    /// The shard count this tier was built with.
+    pub(crate) fn shards(&self) -> usize {
+        self.shards
     }
 
     /// Looks up the response stored for `key` that matches `req`'s Vary values.
@@ -84,22 +174,22 @@ impl MemoryTier {
         // Expiry is lazy (a per-entry timer would cost more memory than the object's headers):
         // an object past its keep time is a miss, and the entry goes once none is useful.
         let now = super::clock::now_ms();
-        let useful = |v: &Variant| v.object.fresh.keep_until_ms > now;
-        match &entry.vary {
-            None if useful(&entry.first) => MemoryLookup::Found(entry.first.object.clone(), 0),
-            None => {
-                self.cache.invalidate(key);
+        let useful = |o: &Object| o.fresh.keep_until_ms > now;
+        match &entry {
+            Entry::Plain(o) if useful(o) => MemoryLookup::Found(o.clone(), 0),
+            Entry::Plain(_) => {
+                self.cache.remove(key);
                 MemoryLookup::Miss
             }
-            Some(spec) => {
-                let values = spec.values(req);
-                match entry.variants().find(|v| v.values == values) {
-                    Some(v) if useful(v) => {
+            Entry::Varied(v) => {
+                let values = v.vary.values(req);
+                match v.variants.iter().find(|v| v.values == values) {
+                    Some(v) if useful(&v.object) => {
                         MemoryLookup::Found(v.object.clone(), values_hash(&values))
                     }
                     _ => {
-                        if !entry.variants().any(useful) {
-                            self.cache.invalidate(key);
+                        if !v.variants.iter().any(|v| useful(&v.object)) {
+                            self.cache.remove(key);
                         }
                         MemoryLookup::VaryMiss(values)
                     }
@@ -117,26 +207,28 @@ impl MemoryTier {
         values: VaryValues,
         object: Arc<Object>,
     ) {
-        let first = Variant {
+        let Some(vary) = vary else {
+            self.cache.insert(key, Entry::Plain(object));
+            return;
+        };
+        let mut variants = vec![Variant {
             values: values.clone(),
             object,
-        };
-        let mut rest = Vec::new();
-        if vary.is_some() {
-            if let Some(old) = self.cache.get(&key) {
-                if old.vary == vary {
-                    rest.extend(
-                        old.variants()
-                            .filter(|v| v.values != values)
-                            .take(self.max_variants - 1)
-                            .cloned(),
-                    );
-                }
+        }];
+        if let Some(Entry::Varied(old)) = self.cache.get(&key) {
+            if old.vary == vary {
+                variants.extend(
+                    old.variants
+                        .iter()
+                        .filter(|v| v.values != values)
+                        .take(self.max_variants - 1)
+                        .cloned(),
+                );
             }
         }
-        let rest = (!rest.is_empty()).then(|| Box::new(rest));
+        let variants = variants.into_boxed_slice();
         self.cache
-            .insert(key, Arc::new(Entry { vary, first, rest }));
+            .insert(key, Entry::Varied(Arc::new(Varied { vary, variants })));
     }
 
     /// Most variants kept per URL.
@@ -145,25 +237,19 @@ impl MemoryTier {
     }
 
     /// Copies what this tier holds into `to`, except keys `to` already holds (newer there);
-    /// when `to` is smaller, its admission policy decides what stays.
+    /// when `to` is smaller, its eviction policy decides what stays.
     pub(crate) fn copy_into(&self, to: &MemoryTier) {
         for (k, v) in self.cache.iter() {
-            to.cache.entry(*k).or_insert(v);
+            if !to.cache.contains_key(&k) {
+                to.cache.insert(k, v);
+            }
         }
-        to.cache.run_pending_tasks();
     }
 
     /// What is stored for `key`, read without counting as an access: the eviction policy (its
-    /// popularity estimate and recency order) is left as it was. For inspection only: moka's
-    /// one read that leaves the policy alone is its iterator, so this is O(entries) when the
-    /// key is present (`contains_key`, also policy-neutral, answers the absent case at once).
-    pub(crate) fn peek(&self, key: &CacheKey) -> Option<Arc<Entry>> {
-        if !self.cache.contains_key(key) {
-            return None;
-        }
-        self.cache
-            .iter()
-            .find_map(|(k, v)| (*k == *key).then_some(v))
+    /// record of what was asked for again) is left as it was. For inspection.
+    pub(crate) fn peek(&self, key: &CacheKey) -> Option<Entry> {
+        self.cache.peek(key)
     }
 
     /// Removes everything stored for `key` (all variants). Returns whether anything was there.
@@ -173,19 +259,17 @@ impl MemoryTier {
 
     /// Drops everything.
     pub(crate) fn clear(&self) {
-        self.cache.invalidate_all();
+        self.cache.clear();
     }
 
     /// Bytes currently charged.
     pub(crate) fn weighted_size(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.weighted_size()
+        self.cache.weight()
     }
 
     /// URLs currently stored.
     pub(crate) fn entry_count(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.entry_count()
+        self.cache.len() as u64
     }
 }
 
@@ -198,11 +282,15 @@ mod tests {
     use http::{HeaderValue, StatusCode};
 
     fn obj(body: &'static str) -> Arc<Object> {
+        obj_of(Bytes::from_static(body.as_bytes()))
+    }
+
+    fn obj_of(body: Bytes) -> Arc<Object> {
         let now = unix_ms(std::time::SystemTime::now());
         Arc::new(Object {
             status: StatusCode::OK,
             headers: StoredHeaders::default(),
-            body: Bytes::from_static(body.as_bytes()),
+            body,
             fresh: Freshness {
                 response_time_ms: now,
                 initial_age_ms: 0,
@@ -219,9 +307,34 @@ mod tests {
         })
     }
 
+    /// Each shard of the tier is bounded on its own: the shard count leaves room in every
+    /// shard for the largest object the tier must hold.
+    #[test]
+    fn the_largest_object_fits_in_its_shard() {
+        for (mem, max) in [
+            (64u64 << 20, 8u64 << 20), // the default largest object: 1/8 of the tier
+            (1 << 30, 128 << 20),
+            (1 << 20, 512 << 10),
+            (256 << 20, 16 << 10),
+        ] {
+            let t = MemoryTier::new(mem, 1, max);
+            let body = Bytes::from(vec![7u8; max as usize - 2048]);
+            t.insert(CacheKey(7), None, Box::new([]), obj_of(body));
+            assert!(
+                matches!(
+                    t.lookup(&CacheKey(7), &HeaderMap::new()),
+                    MemoryLookup::Found(..)
+                ),
+                "{mem} B tier, {max} B object, {} shards",
+                t.shards()
+            );
+        }
+        assert_eq!(MemoryTier::shards_for(1 << 20, 1 << 30), 1);
+    }
+
     #[test]
     fn variants_are_capped_and_replaced() {
-        let s = MemoryTier::new(1 << 20, 2);
+        let s = MemoryTier::new(1 << 20, 2, 1 << 16);
         let key = CacheKey(1);
         let mut vary_h = HeaderMap::new();
         vary_h.insert("vary", HeaderValue::from_static("x-v"));

@@ -7,7 +7,7 @@
 //! this module touches a tier. [`Cache::inspect`] reports what is stored for a URL without
 //! changing it (`inspect.rs`).
 //!
-//! Tiering: the memory tier (moka, bounded by bytes) holds objects up to `max_object_bytes`;
+//! Tiering: the memory tier (quick_cache, bounded by bytes) holds objects up to `max_object_bytes`;
 //! every object stored in memory is written through to the disk tier, and a memory miss looks
 //! on disk and promotes what it finds. Objects larger than `max_object_bytes` (of known length)
 //! go to disk only, written while they stream, and are served from disk block by block.
@@ -180,7 +180,8 @@ pub struct DiskGauges {
 /// # });
 /// ```
 pub struct Cache {
-    /// Replaced whole when a reload changes its size (moka's bound is fixed at build).
+    /// Replaced whole when a reload changes its size, its variants per URL or (through the
+    /// shard count) the largest object it must hold.
     memory: ArcSwap<MemoryTier>,
     disk: Option<Arc<DiskStore>>,
     marks: Arc<PurgeMarks>,
@@ -206,7 +207,11 @@ impl Cache {
     /// disk tier, if any, rebuilds its index in the background: call inside a Tokio runtime.
     pub fn new(opts: &CacheOptions, marks: Arc<PurgeMarks>) -> Self {
         Self {
-            memory: ArcSwap::from_pointee(MemoryTier::new(opts.memory_bytes, opts.max_variants)),
+            memory: ArcSwap::from_pointee(MemoryTier::new(
+                opts.memory_bytes,
+                opts.max_variants,
+                opts.max_object_bytes,
+            )),
             disk: opts
                 .disk
                 .as_ref()
@@ -229,14 +234,22 @@ impl Cache {
         }
         self.max_object.store(opts.max_object_bytes, Relaxed);
         let memory_bytes = opts.memory_bytes;
-        if self.memory_capacity.load(Relaxed) == memory_bytes
-            && self.memory.load().max_variants() == opts.max_variants.max(1)
-        {
+        let unchanged = {
+            let memory = self.memory.load();
+            self.memory_capacity.load(Relaxed) == memory_bytes
+                && memory.max_variants() == opts.max_variants.max(1)
+                && memory.shards() == MemoryTier::shards_for(memory_bytes, opts.max_object_bytes)
+        };
+        if unchanged {
             return;
         }
         let _copying = self.resizing.lock();
         let old = self.memory.load_full();
-        let new = Arc::new(MemoryTier::new(memory_bytes, opts.max_variants));
+        let new = Arc::new(MemoryTier::new(
+            memory_bytes,
+            opts.max_variants,
+            opts.max_object_bytes,
+        ));
         // New stores go to the new tier from here on; the copy never overwrites them.
         self.memory.store(new.clone());
         self.memory_capacity.store(memory_bytes, Relaxed);

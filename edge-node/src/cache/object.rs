@@ -7,13 +7,13 @@ use bytes::Bytes;
 use http::StatusCode;
 
 /// Approximate fixed cost of one stored object beyond its header block and body: the object
-/// itself, its `Arc`, the variant slot, the memory tier's per-entry bookkeeping (moka's entry,
-/// its deque nodes and hash-table slot) and the allocator's headers on each of those. Measured
-/// (benches/soak/memory_bound.sh, release build, 1 KiB bodies, the tier full and evicting):
-/// RSS grows about 2,000 B per object held, body and header block included; with 256 here the
-/// tier charged about 1,580 B, so `memory_bytes = "64MiB"` held about 81 MiB. With 672 (and
-/// the entry's 64, `memory.rs`) the charge matches what the process pays.
-pub(crate) const OBJECT_OVERHEAD: usize = 672;
+/// and its `Arc`, the shared-buffer records of body and block (made on the first hit), and the
+/// allocator's rounding of each. The tier's own slot for the URL is `ENTRY_OVERHEAD`
+/// (`memory.rs`). Measured (`benches/load/memory.sh`, release build with jemalloc, 20,000 1 KiB
+/// objects from nginx, 176-byte header blocks): RSS grows 1,678 B per object, which is the
+/// body, the block, the slot's 64 and this 416. It was 672 with moka as the tier, a separate
+/// entry allocation per URL and header names spelled out.
+pub(crate) const OBJECT_OVERHEAD: usize = 416;
 
 /// An immutable cached response. Updates (a 304 refresh) make a new object.
 #[derive(Debug)]
