@@ -7,9 +7,9 @@
 //! One task drives a connection: it accepts streams, and while it waits in `accept` h2 does the
 //! connection's reads and writes. A stream is first polled right there (a cache hit is
 //! answered at once, without a task); one that has to wait runs on in a task of its own: the
-//! proxy answers the request, then the answer's body goes out within the stream's
-//! flow-control window. A stream
-//! the client resets stops its request. On shutdown the connection sends GOAWAY and ends once
+//! proxy answers the request, then the answer's body goes out: a whole buffer (a hit) is
+//! handed to h2 at once, which sends it as the stream's flow-control window opens; a streamed
+//! body is pulled only as the window allows. A stream the client resets stops its request. On shutdown the connection sends GOAWAY and ends once
 //! its streams have finished.
 
 use super::limits::ConnLimits;
@@ -149,7 +149,7 @@ async fn serve_stream(
 /// Sends the final response, its body within the stream's flow-control window, then its
 /// trailers if any.
 async fn send_response(mut respond: SendResponse<Bytes>, res: Response<ProxyBody>) {
-    let (mut head, mut body) = res.into_parts();
+    let (mut head, body) = res.into_parts();
     // Connection-specific fields are malformed in HTTP/2 (RFC 9113 8.2.2): the same list
     // that never crosses a hop.
     for name in crate::proxy::headers::HOP_BY_HOP {
@@ -167,6 +167,19 @@ async fn send_response(mut respond: SendResponse<Bytes>, res: Response<ProxyBody
     if empty {
         return;
     }
+    let mut body = match body {
+        // A whole buffer (a hit) goes to h2 at once: h2 queues what the client's window does
+        // not take yet and sends it as the window opens. That holds no more memory than the
+        // buffer itself, which is already held (shared with the cache: a queued hit is a
+        // reference, not a copy), and it saves each stream a capacity request and wait.
+        // Streamed bodies (fills, passes, large objects read from disk) are pulled only as
+        // the window allows, below.
+        ProxyBody::Full(Some(data)) => {
+            let _ = stream.send_data(data, true);
+            return;
+        }
+        streamed => streamed,
+    };
     loop {
         let frame = match body.frame().await {
             None => {
