@@ -74,6 +74,38 @@ impl Catalog {
         stats: &Stats,
         acme: &Arc<crate::acme_txt::AcmeTxt>,
     ) -> Result<Catalog, Vec<Problem>> {
+        Self::compile(cfg, board, stats, acme, |configs| match db {
+            Some(db) => db
+                .build(configs)
+                .map_err(|e| vec![Problem::new("dns.geoip_db", e)]),
+            None => Ok(build_without_db(configs)),
+        })
+    }
+
+    /// Like [`Catalog::build`], but the geo routing looks each client up in `db` per query
+    /// instead of walking it first: ready in milliseconds, for serving while `build` walks.
+    pub fn build_direct(
+        cfg: &DnsConfig,
+        db: &Arc<GeoDb>,
+        board: &HealthBoard,
+        stats: &Stats,
+        acme: &Arc<crate::acme_txt::AcmeTxt>,
+    ) -> Result<Catalog, Vec<Problem>> {
+        Self::compile(cfg, board, stats, acme, |configs| Ok(db.direct(configs)))
+    }
+
+    /// Whether any geo name still looks clients up in the database per query.
+    pub fn is_direct(&self) -> bool {
+        self.geo.iter().any(|g| g.index.is_direct())
+    }
+
+    fn compile(
+        cfg: &DnsConfig,
+        board: &HealthBoard,
+        stats: &Stats,
+        acme: &Arc<crate::acme_txt::AcmeTxt>,
+        routing: impl FnOnce(&[&crate::config::GeoConfig]) -> Result<Vec<GeoIndex>, Vec<Problem>>,
+    ) -> Result<Catalog, Vec<Problem>> {
         let problems = cfg.validate("dns");
         if !problems.is_empty() {
             return Err(problems);
@@ -88,12 +120,7 @@ impl Catalog {
             .flat_map(|z| z.geo.iter().map(move |g| (z, g)))
             .collect();
         let configs: Vec<&crate::config::GeoConfig> = geos.iter().map(|(_, g)| *g).collect();
-        let indexes = match db {
-            Some(db) => db
-                .build(&configs)
-                .map_err(|e| vec![Problem::new("dns.geoip_db", e)])?,
-            None => build_without_db(&configs),
-        };
+        let indexes = routing(&configs)?;
         let geo = geos
             .iter()
             .zip(indexes)

@@ -9,14 +9,21 @@
 //! query costs one tree walk and the ECS scope is the widest prefix with the same answer.
 //! Health is applied at query time by taking the first healthy region of the ranking, so health
 //! changes never rebuild anything.
+//!
+//! The walk takes seconds for a full City database. Until it is done a server answers from a
+//! direct index ([`GeoDb::direct`]): each query looks its client up in the database and ranks
+//! that location on the spot (a few microseconds more per query), with the database's own
+//! network as the ECS scope (narrower than the merged trees give, never wrong).
 
 use crate::config::GeoConfig;
 use crate::prefix_tree::{v4_key, v6_key, PrefixTree};
 use maxminddb::{Reader, WithinOptions};
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Where a client is, as far as the database knows.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -39,31 +46,93 @@ struct RegionSite {
     continents: Vec<String>,
 }
 
-/// The routing of one geo name: networks to region rankings.
-#[derive(Debug, Clone)]
-pub struct GeoIndex {
-    v4: PrefixTree,
-    v6: PrefixTree,
-    rankings: Vec<Box<[u16]>>,
+/// The routing of one geo name: client addresses to region rankings.
+#[derive(Clone)]
+pub struct GeoIndex(Index);
+
+#[derive(Clone)]
+enum Index {
+    /// Every network of the database, walked and merged into trees (`GeoDb::build`).
+    Trees {
+        v4: PrefixTree,
+        v6: PrefixTree,
+        rankings: Vec<Box<[u16]>>,
+    },
+    /// The database itself, looked up per query while the trees are built (`GeoDb::direct`).
+    Direct {
+        db: Arc<GeoDb>,
+        sites: Vec<RegionSite>,
+        default: u16,
+        /// The ranking for clients the database does not place.
+        unknown: Box<[u16]>,
+    },
+}
+
+impl std::fmt::Debug for GeoIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Index::Trees { rankings, .. } => f
+                .debug_struct("GeoIndex")
+                .field("nodes", &self.node_count())
+                .field("rankings", &rankings.len())
+                .finish(),
+            Index::Direct { sites, .. } => f
+                .debug_struct("GeoIndex")
+                .field("direct", &true)
+                .field("regions", &sites.len())
+                .finish(),
+        }
+    }
 }
 
 impl GeoIndex {
     /// The region ranking for a client (network `addr` of `source` bits; the full address when no
     /// ECS was sent), and the scope prefix length over which that ranking holds.
-    pub fn rank(&self, addr: IpAddr) -> (&[u16], u8) {
-        let (id, scope) = match addr {
-            IpAddr::V4(a) => self.v4.lookup(v4_key(a)),
-            IpAddr::V6(a) => match a.to_ipv4_mapped() {
-                Some(v4) => self.v4.lookup(v4_key(v4)),
-                None => self.v6.lookup(v6_key(a)),
-            },
+    pub fn rank(&self, addr: IpAddr) -> (Cow<'_, [u16]>, u8) {
+        let addr = match addr {
+            IpAddr::V6(a) => a.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+            v4 => v4,
         };
-        (&self.rankings[id as usize], scope)
+        match &self.0 {
+            Index::Trees { v4, v6, rankings } => {
+                let (id, scope) = match addr {
+                    IpAddr::V4(a) => v4.lookup(v4_key(a)),
+                    IpAddr::V6(a) => v6.lookup(v6_key(a)),
+                };
+                (Cow::Borrowed(&rankings[id as usize][..]), scope)
+            }
+            Index::Direct {
+                db,
+                sites,
+                default,
+                unknown,
+            } => {
+                let Ok(found) = db.reader.lookup(addr) else {
+                    return (Cow::Borrowed(&unknown[..]), 0);
+                };
+                let scope = found.network().map_or(0, |n| n.prefix());
+                let loc = found
+                    .decode::<CityRecord>()
+                    .ok()
+                    .flatten()
+                    .map(location_of)
+                    .unwrap_or_default();
+                (Cow::Owned(rank(sites, *default, &loc).into_vec()), scope)
+            }
+        }
     }
 
-    /// Interior nodes of both trees (memory is 8 bytes each).
+    /// Interior nodes of both trees (memory is 8 bytes each); 0 for a direct index.
     pub fn node_count(&self) -> usize {
-        self.v4.node_count() + self.v6.node_count()
+        match &self.0 {
+            Index::Trees { v4, v6, .. } => v4.node_count() + v6.node_count(),
+            Index::Direct { .. } => 0,
+        }
+    }
+
+    /// Whether this index looks clients up in the database per query (the walk is not done).
+    pub fn is_direct(&self) -> bool {
+        matches!(self.0, Index::Direct { .. })
     }
 }
 
@@ -131,6 +200,23 @@ impl GeoDb {
             .and_then(|r| r.decode::<CityRecord>().ok().flatten())
             .map(location_of)
             .unwrap_or_default()
+    }
+
+    /// Routing for every geo config that looks each client up in this database per query:
+    /// ready at once, for serving while [`GeoDb::build`] walks the database.
+    pub fn direct(self: &Arc<Self>, geos: &[&GeoConfig]) -> Vec<GeoIndex> {
+        geos.iter()
+            .map(|g| {
+                let b = Builder::new(g);
+                let unknown = rank(&b.sites, b.default, &Location::default());
+                GeoIndex(Index::Direct {
+                    db: self.clone(),
+                    sites: b.sites,
+                    default: b.default,
+                    unknown,
+                })
+            })
+            .collect()
     }
 
     /// Builds the routing of every geo config in one walk over the database.
@@ -271,11 +357,11 @@ impl Builder {
     fn finish(mut self) -> GeoIndex {
         self.v4.merge();
         self.v6.merge();
-        GeoIndex {
+        GeoIndex(Index::Trees {
             v4: self.v4,
             v6: self.v6,
             rankings: self.rankings,
-        }
+        })
     }
 }
 
@@ -346,6 +432,67 @@ mod tests {
             country: Some(country.into()),
             continent: Some(continent.into()),
         }
+    }
+
+    /// The per-query index a server answers from during its start-up walk gives every client
+    /// the same ranking as the merged trees, over a scope no wider than theirs (the database's
+    /// own network, where the trees merge neighbours with the same answer).
+    #[test]
+    fn direct_lookups_rank_as_the_walked_trees_do() {
+        let path =
+            std::env::temp_dir().join(format!("outpost-geo-direct-{}.mmdb", std::process::id()));
+        crate::sample_db::write(&path, crate::sample_db::WORLD).expect("sample database");
+        let db = Arc::new(GeoDb::open(&path).expect("open"));
+        let _ = std::fs::remove_file(&path);
+        let geo: GeoConfig = toml::from_str(
+            r#"
+            name = "cdn"
+            default = "us"
+            regions = [
+              { name = "eu", lat = 50.1, lon = 8.7, addresses = ["192.0.2.10"] },
+              { name = "us", lat = 39.0, lon = -77.5, addresses = ["192.0.2.20"], countries = ["BR"] },
+              { name = "ap", lat = 35.7, lon = 139.7, addresses = ["192.0.2.30"] },
+            ]
+            "#,
+        )
+        .expect("geo config");
+        let walked = db.build(&[&geo]).expect("walk").remove(0);
+        let direct = db.direct(&[&geo]).remove(0);
+        assert!(direct.is_direct() && !walked.is_direct());
+        let mut clients: Vec<IpAddr> = Vec::new();
+        for (cidr, ..) in crate::sample_db::WORLD {
+            let (net, _) = cidr.split_once('/').expect("cidr");
+            let base: IpAddr = net.parse().expect("address");
+            clients.push(base);
+            if let IpAddr::V4(v4) = base {
+                let o = v4.octets();
+                clients.push(IpAddr::from([o[0], o[1], 77, 5]));
+                clients.push(IpAddr::from([o[0], 255, 255, 255]));
+                // IPv4-mapped IPv6 goes the IPv4 way in both.
+                clients.push(IpAddr::V6(
+                    std::net::Ipv4Addr::from([o[0], 3, 2, 1]).to_ipv6_mapped(),
+                ));
+            }
+        }
+        // Places the database does not know: the default region first.
+        clients.extend(
+            ["203.0.113.9", "10.1.2.3", "2001:db8::1"].map(|a| a.parse::<IpAddr>().expect("ip")),
+        );
+        for c in clients {
+            let (want, wide) = walked.rank(c);
+            let (got, narrow) = direct.rank(c);
+            assert_eq!(got, want, "ranking for {c}");
+            assert!(
+                narrow >= wide,
+                "{c}: direct scope /{narrow}, merged /{wide}"
+            );
+        }
+        // Sao Paulo goes to us by its country override; an unknown client to the default.
+        assert_eq!(
+            &*direct.rank("200.1.1.1".parse().expect("ip")).0,
+            &[1, 0, 2]
+        );
+        assert_eq!(direct.rank("203.0.113.9".parse().expect("ip")).0[0], 1);
     }
 
     #[test]

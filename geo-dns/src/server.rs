@@ -29,11 +29,16 @@ pub struct DnsServer {
     addrs: Vec<SocketAddr>,
     threads: Vec<std::thread::JoinHandle<()>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The start-up walk of the GeoIP database, while it runs.
+    walking: Option<tokio::task::JoinHandle<()>>,
     stop_tx: watch::Sender<bool>,
 }
 
 struct Shared {
     catalog: ArcSwap<Catalog>,
+    /// Catalogs stored by reloads so far: the start-up walk stores its catalog only if no reload
+    /// came first (held while storing, so the check and the store are one step).
+    reloads: std::sync::Mutex<u64>,
     stats: Arc<Stats>,
     board: Arc<HealthBoard>,
     acme: Arc<crate::acme_txt::AcmeTxt>,
@@ -46,27 +51,61 @@ fn open_geo_db(cfg: &DnsConfig) -> Result<Option<GeoDb>, String> {
     cfg.geoip_db.as_deref().map(GeoDb::open).transpose()
 }
 
-async fn build(shared: &Arc<Shared>, cfg: &DnsConfig) -> Result<Catalog, String> {
-    let db = open_geo_db(cfg)?;
-    if let (Some(db), Some(path)) = (&db, &cfg.geoip_db) {
-        tracing::info!(path = %path.display(), "dns: GeoIP database {}", db.describe());
-    }
+/// Builds `cfg`'s catalog, walking `db` into merged trees (seconds for a full City database).
+async fn walk(
+    shared: &Arc<Shared>,
+    cfg: &DnsConfig,
+    db: Option<Arc<GeoDb>>,
+) -> Result<Catalog, String> {
     let sh = shared.clone();
     let cfg2 = cfg.clone();
     // The database walk is CPU work: keep it off the async workers.
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let _guard = handle.enter();
-        Catalog::build(&cfg2, db.as_ref(), &sh.board, &sh.stats, &sh.acme)
+        Catalog::build(&cfg2, db.as_deref(), &sh.board, &sh.stats, &sh.acme)
     })
     .await
     .map_err(|e| format!("dns: catalog build failed: {e}"))?
-    .map_err(|ps| {
-        ps.iter()
-            .map(|p| format!("{}: {}", p.path, p.message))
-            .collect::<Vec<_>>()
-            .join("; ")
-    })
+    .map_err(|ps| problems_text(&ps))
+}
+
+fn problems_text(ps: &[crate::config::Problem]) -> String {
+    ps.iter()
+        .map(|p| format!("{}: {}", p.path, p.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Opens `cfg`'s database (if any) and says which it is.
+fn open_described(cfg: &DnsConfig) -> Result<Option<Arc<GeoDb>>, String> {
+    let db = open_geo_db(cfg)?;
+    if let (Some(db), Some(path)) = (&db, &cfg.geoip_db) {
+        tracing::info!(path = %path.display(), "dns: GeoIP database {}", db.describe());
+    }
+    Ok(db.map(Arc::new))
+}
+
+/// The start-up walk: builds the merged trees while the server answers from per-query
+/// lookups, then swaps them in (unless a reload has stored a catalog meanwhile).
+async fn walk_after_start(shared: Arc<Shared>, cfg: DnsConfig, db: Arc<GeoDb>) {
+    let reloads = *shared.reloads.lock().unwrap_or_else(|p| p.into_inner());
+    let started = std::time::Instant::now();
+    match walk(&shared, &cfg, Some(db)).await {
+        Ok(catalog) => {
+            let now = shared.reloads.lock().unwrap_or_else(|p| p.into_inner());
+            if *now == reloads {
+                shared.catalog.store(Arc::new(catalog));
+                tracing::info!(
+                    "dns: GeoIP database walked in {:.1} s; geo answers now come from the merged trees",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
+        Err(e) => tracing::error!(
+            "dns: walking the GeoIP database failed ({e}); geo answers go on from per-query lookups"
+        ),
+    }
 }
 
 impl DnsServer {
@@ -79,12 +118,20 @@ impl DnsServer {
         let placeholder = Catalog::empty();
         let shared = Arc::new(Shared {
             catalog: ArcSwap::from_pointee(placeholder),
+            reloads: std::sync::Mutex::new(0),
             stats: Arc::default(),
             board: Arc::default(),
             acme: Arc::default(),
             stopping: AtomicBool::new(false),
         });
-        let catalog = build(&shared, cfg).await?;
+        // With a database, answer at once from per-query lookups, and walk it into merged
+        // trees in the background (seconds for a full City database).
+        let db = open_described(cfg)?;
+        let catalog = match &db {
+            Some(db) => Catalog::build_direct(cfg, db, &shared.board, &shared.stats, &shared.acme)
+                .map_err(|ps| problems_text(&ps))?,
+            None => walk(&shared, cfg, None).await?,
+        };
         shared.catalog.store(Arc::new(catalog));
         crate::telemetry::register(meter, shared.stats.clone(), shared.board.clone());
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -119,11 +166,13 @@ impl DnsServer {
             )));
             addrs.push(addr);
         }
+        let walking = db.map(|db| tokio::spawn(walk_after_start(shared.clone(), cfg.clone(), db)));
         Ok(DnsServer {
             shared,
             addrs,
             threads,
             tasks,
+            walking,
             stop_tx,
         })
     }
@@ -131,6 +180,12 @@ impl DnsServer {
     /// The ACME DNS-01 records this server publishes (the admin API adds and removes them).
     pub fn acme_txt(&self) -> Arc<crate::acme_txt::AcmeTxt> {
         self.shared.acme.clone()
+    }
+
+    /// Whether geo answers come from the merged trees (the start-up walk of the GeoIP database
+    /// is done, or there was no database); until then they come from per-query lookups.
+    pub fn geo_walked(&self) -> bool {
+        !self.shared.catalog.load().is_direct()
     }
 
     /// The bound addresses (each UDP and TCP).
@@ -154,6 +209,9 @@ impl DnsServer {
     /// Stops the listeners and probes and waits for the UDP threads.
     pub async fn stop(self) {
         self.shared.stopping.store(true, Ordering::Relaxed);
+        if let Some(w) = &self.walking {
+            w.abort();
+        }
         let _ = self.stop_tx.send(true);
         self.shared.board.stop();
         for t in self.tasks {
@@ -318,9 +376,17 @@ impl DnsHandle {
     /// Replaces zones and geo maps with those of `cfg`; on any error the old ones keep
     /// serving. Listen addresses and worker counts are not changed by a reload.
     pub async fn reload(&self, cfg: &DnsConfig) -> Result<(), String> {
-        let catalog = build(&self.shared, cfg).await?;
+        let db = open_described(cfg)?;
+        let catalog = walk(&self.shared, cfg, db).await?;
         let keep = catalog.health_urls();
+        let mut reloads = self
+            .shared
+            .reloads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *reloads += 1;
         self.shared.catalog.store(Arc::new(catalog));
+        drop(reloads);
         self.shared.board.retain(&keep);
         Ok(())
     }

@@ -116,6 +116,13 @@ async fn start(src: &str) -> (TestDns, SocketAddr) {
     let server = DnsServer::start(&parse(src), &registry.meter())
         .await
         .unwrap();
+    // The tests below check the merged trees' scopes: wait for the start-up walk (the sample
+    // database takes milliseconds). Answers before it are checked on their own below.
+    let walked = std::time::Instant::now() + Duration::from_secs(10);
+    while !server.geo_walked() && std::time::Instant::now() < walked {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(server.geo_walked(), "the GeoIP walk did not finish in 10 s");
     let addr = server.local_addrs()[0];
     (TestDns { server, registry }, addr)
 }
