@@ -53,7 +53,8 @@
 # Raw output: benches/results/tls-<UTC time>/ (raw/, runs.tsv, meta.txt, tlscheck.txt,
 # log.txt, summary.md); the summary is printed at the end.
 # Knobs (environment): ROUNDS (3), DURATION (10), CONNS (32), STREAMS (10), MISS_CONNS (32),
-# HS_RATE (calibrated), HS_LOAD_PCT (75), PHASES ("1 2"), NOISE_PCT (10), MAX_ATTEMPTS (2),
+# HS_RATE (calibrated), HS_LOAD_PCT (75), PHASES ("1 2"), CASES (phase 1's, "hs hs-only h1 h2"),
+# NOISE_PCT (10), MAX_ATTEMPTS (2),
 # RETRY_BUDGET (12), QUIET_WAIT (10), SKIP_INSTALL=1, SKIP_BUILD=1, OUTPOST_BIN (a binary to use
 # instead of building; OUTPOST_GIT names its commit in meta.txt), PERF=1 (after phase 1:
 # `perf record -g -e cpu-clock` on each server during an extra hs run and an extra h2 run, not
@@ -74,6 +75,7 @@ MISS_CONNS=${MISS_CONNS:-32}
 HS_RATE=${HS_RATE:-}
 HS_LOAD_PCT=${HS_LOAD_PCT:-75}
 PHASES=${PHASES:-"1 2"}
+CASES=${CASES:-"hs hs-only h1 h2"}
 NOISE_PCT=${NOISE_PCT:-10}
 MAX_ATTEMPTS=${MAX_ATTEMPTS:-2}
 RETRY_BUDGET=${RETRY_BUDGET:-12}
@@ -530,11 +532,12 @@ EOF
     HS_N=$((HS_RATE * DURATION))
     echo "hs: h2load --h1 -c $HS_N -n $HS_N -r $((HS_RATE / 100)) --rate-period 10ms (offered $HS_RATE new connections/s)" >>"$RESULTS/meta.txt"
 
-    log "phase 1: ${ROUNDS} rounds x 4 cases x 2 servers x ${DURATION}s"
+    read -r -a CASE_LIST <<<"$CASES"
+    log "phase 1: ${ROUNDS} rounds x ${#CASE_LIST[@]} cases x 2 servers x ${DURATION}s"
     for round in $(seq "$ROUNDS"); do
         order=("${SERVERS[@]}")
         if ((round % 2 == 0)); then order=(outpost nginx); fi
-        for case in hs hs-only h1 h2; do
+        for case in "${CASE_LIST[@]}"; do
             for name in "${order[@]}"; do
                 roles="$name:${PID[$name]}"
                 url="https://127.0.0.1:${TLS_PORT[$name]}$OBJ"

@@ -24,7 +24,11 @@
 #   1. warm: every hot key (HOT_KEYS of them) once on each edge;
 #   2. peak: SETTLE_SECS s closed-loop (not counted: the caches fill and start to evict), then
 #      PEAK_SECS s closed-loop on CONNS keep-alive connections, the same mix: peak req/s;
-#   3. run:  RATE = LOAD_PCT % of the peak (or RATE if set), open-loop on the same CONNS
+#   3. ramp: open-loop steps of STEP_SECS s from RAMP_FROM % of that peak, up RAMP_STEP % a
+#      step, while a step keeps up (p99 at most SUSTAIN_P99_MS, no drop or error): the highest
+#      such rate is the peak the soak takes its share of (ramp.csv has every step). On two
+#      cores shared with the client the closed-loop peak is not sustainable open-loop;
+#   4. run:  RATE = LOAD_PCT % of the open-loop peak (or RATE if set), open-loop on the same CONNS
 #      connections, each with its own share of the schedule (as in wrk2: a request due while
 #      its connection is busy waits, and its wait counts), DURATION s,
 #      requests alternating between the edges: HIT per mille GETs of hot keys, MISS per mille
@@ -42,6 +46,7 @@
 # Output: OUT (default benches/results/soak-<UTC time>/): soak.csv, soak.svg (plot), summary.md,
 # meta.txt, the configs and every process's log.
 # Knobs (environment): DURATION (3600), INTERVAL (60), LOAD_PCT (80), RATE, SETTLE_SECS (60), PEAK_SECS (30),
+# STEP_SECS (20), RAMP_FROM (50), RAMP_STEP (5), SUSTAIN_P99_MS (250),
 # CONNS (64), HOT_KEYS (10000), BODY_BYTES (1024), MAX_AGE (30), HIT (750), MISS (150),
 # PURGE_RATE (2), TAG_EVERY (4), EDGE_MEMORY (128MiB), SHIELD_MEMORY (256MiB), OUT, SKIP_INSTALL, SKIP_BUILD, LOAD_BIN (a built soak_load), *_PORT (ORIGIN 19000, SHIELD 19090, HUB 19900,
 # EDGE1 19081, EDGE2 19082, ADMIN1 19901, ADMIN2 19902).
@@ -59,6 +64,10 @@ LOAD_PCT=${LOAD_PCT:-80}
 RATE=${RATE:-}
 PEAK_SECS=${PEAK_SECS:-30}
 SETTLE_SECS=${SETTLE_SECS:-60}
+STEP_SECS=${STEP_SECS:-20}
+RAMP_FROM=${RAMP_FROM:-50}
+RAMP_STEP=${RAMP_STEP:-5}
+SUSTAIN_P99_MS=${SUSTAIN_P99_MS:-250}
 CONNS=${CONNS:-64}
 HOT_KEYS=${HOT_KEYS:-10000}
 BODY_BYTES=${BODY_BYTES:-1024}
@@ -203,18 +212,47 @@ if [[ -z "$RATE" ]]; then
     PEAK=$("$LOAD" peak --targets "$TARGETS" "${MIX[@]}" --conns "$CONNS" \
         --duration "$PEAK_SECS" --run-id peak 2>>"$OUT/load.log" | sed -n 's/^peak_rps=//p')
     [[ -n "$PEAK" ]] || die "peak measurement failed (see $OUT/load.log)"
-    RATE=$((PEAK * LOAD_PCT / 100))
-    log "peak $PEAK req/s; soak rate $RATE req/s ($LOAD_PCT %)"
+    log "closed-loop peak $PEAK req/s"
+    # The closed-loop peak overstates what an open-loop client can keep up with on a machine
+    # it shares with the servers (answers are not batched by a queue that is never empty), so
+    # the peak the soak runs at a share of is the highest open-loop rate that keeps up: steps
+    # of STEP_SECS s from RAMP_FROM % of the closed-loop peak, up by RAMP_STEP % each, until a
+    # step falls behind (p99 over SUSTAIN_P99_MS, a dropped request or any error).
+    OPEN_PEAK=""
+    pct=$RAMP_FROM
+    while ((pct <= 100)); do
+        r=$((PEAK * pct / 100))
+        row=$("$LOAD" run --targets "$TARGETS" "${MIX[@]}" --rate "$r" --duration "$STEP_SECS" \
+            --interval "$STEP_SECS" --admins "$ADMINS" --token soak --purge-rate "$PURGE_RATE" \
+            --tag-every "$TAG_EVERY" --conns "$CONNS" --run-id "ramp$pct" 2>>"$OUT/load.log" |
+            tail -1)
+        # the step's rate, errors (unexpected, connection, timeouts, dropped) and p99
+        read -r got errs p99 < <(awk -F, '{ print $5, $9 + $10 + $11 + $12, $15 }' <<<"$row")
+        echo "$pct,$r,$row" >>"$OUT/ramp.csv"
+        if [[ -z "$p99" ]] || ((errs > 0)) ||
+            awk -v p="$p99" -v m="$SUSTAIN_P99_MS" 'BEGIN { exit !(p > m) }'; then
+            log "open loop at $r req/s ($pct % of the closed-loop peak): p99 ${p99:-?} ms, ${errs:-?} errors: falls behind"
+            break
+        fi
+        log "open loop at $r req/s ($pct %): kept up at $got req/s, p99 $p99 ms"
+        OPEN_PEAK=$r
+        pct=$((pct + RAMP_STEP))
+    done
+    [[ -n "$OPEN_PEAK" ]] || die "even $RAMP_FROM % of the closed-loop peak falls behind (see $OUT/ramp.csv)"
+    RATE=$((OPEN_PEAK * LOAD_PCT / 100))
+    log "peak (open loop) $OPEN_PEAK req/s; soak rate $RATE req/s ($LOAD_PCT %)"
     sleep 5
 else
     PEAK=""
+    OPEN_PEAK=""
 fi
 
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "commit: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet || echo -dirty)"
     echo "machine: $(nproc) CPUs, $(awk '/MemTotal/ {print $2 " kB"}' /proc/meminfo), $(uname -sr)"
-    echo "peak_rps: ${PEAK:-not measured}"
+    echo "peak_rps: ${PEAK:-not measured} (closed loop)"
+    echo "open_loop_peak_rps: ${OPEN_PEAK:-not measured} (the highest open-loop rate that kept up; ramp.csv)"
     echo "rate: $RATE"
     echo "load_pct: $LOAD_PCT"
     echo "duration: $DURATION"
