@@ -140,10 +140,11 @@ start_server() { # name -> sets SPID
   PIDS+=("$SPID")
   local port=$OUTPOST_PORT
   [ "$1" = gdnsd ] && port=$GDNSD_PORT
-  # The first answer that counts is a geo one: a Frankfurt client subnet must get eu.
+  # The first answer that counts is a geo one (one of the regions' addresses, for an ECS
+  # client subnet).
   for _ in $(seq 1 1200); do
     if dig @127.0.0.1 -p "$port" +time=1 +tries=1 +short +subnet=81.2.3.0/24 cdn.example.test \
-      2>/dev/null | grep -qx 192.0.2.10; then
+      2>/dev/null | grep -Eqx '192\.0\.2\.(10|20|30)'; then
       return 0
     fi
     sleep 0.05
