@@ -667,11 +667,11 @@ cp "$WORK/origin.log" "$RESULTS/" 2>/dev/null || true
 
 # ---------------------------------------------------------------- summary
 
-python3 - "$RESULTS" "${HS_RATE:-}" <<'EOF' | tee "$RESULTS/summary.md"
+python3 - "$RESULTS" "${HS_RATE:-}" "$CONNS" "$STREAMS" <<'EOF' | tee "$RESULTS/summary.md"
 import csv, statistics, sys
 from collections import defaultdict
 
-results, hs_rate = sys.argv[1], sys.argv[2]
+results, hs_rate, conns, streams = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 rows = list(csv.DictReader(open(f"{results}/runs.tsv"), delimiter="\t"))
 
 def num(v):
@@ -720,8 +720,8 @@ out = []
 labels = {
     "hs": f"new TLS connection per request (h2load --h1, {hs_rate}/s offered)",
     "hs-only": "TLS handshake only (openssl s_time -new)",
-    "h1": "1 KiB hits, HTTP/1.1 over TLS (wrk -c32)",
-    "h2": "1 KiB hits, HTTP/2 over TLS (h2load -c32 -m10)",
+    "h1": f"1 KiB hits, HTTP/1.1 over TLS (wrk -c{conns})",
+    "h2": f"1 KiB hits, HTTP/2 over TLS (h2load -c{conns} -m{streams})",
 }
 cases = [c for c in labels if (c, "nginx") in runs or (c, "outpost") in runs]
 if cases:
