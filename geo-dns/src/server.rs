@@ -5,6 +5,9 @@
 //! with no per-client state this costs less per query than an async reactor. TCP connections are tokio tasks with an idle timeout and a cap on
 //! concurrent connections. A reload builds the new catalog beside the old one (off the query
 //! path) and swaps it in with one atomic store; queries in flight finish on the old one.
+//! At start, with a GeoIP database, the first catalog answers geo names by per-query database
+//! lookups (ready in milliseconds) while the walk into merged trees runs in the background;
+//! the walked catalog is swapped in the same way, unless a reload stored one first.
 
 use crate::answer::{Catalog, Transport};
 use crate::config::DnsConfig;
