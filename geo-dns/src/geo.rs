@@ -207,12 +207,12 @@ impl GeoDb {
     pub fn direct(self: &Arc<Self>, geos: &[&GeoConfig]) -> Vec<GeoIndex> {
         geos.iter()
             .map(|g| {
-                let b = Builder::new(g);
-                let unknown = rank(&b.sites, b.default, &Location::default());
+                let (sites, default) = sites_of(g);
+                let unknown = rank(&sites, default, &Location::default());
                 GeoIndex(Index::Direct {
                     db: self.clone(),
-                    sites: b.sites,
-                    default: b.default,
+                    sites,
+                    default,
                     unknown,
                 })
             })
@@ -298,6 +298,31 @@ fn location_of(r: CityRecord) -> Location {
     }
 }
 
+/// A geo config's regions as routing sees them, and the index of its default region.
+fn sites_of(g: &GeoConfig) -> (Vec<RegionSite>, u16) {
+    let sites = g
+        .regions
+        .iter()
+        .map(|r| RegionSite {
+            lat: r.lat,
+            lon: r.lon,
+            weight: r.weight,
+            countries: r.countries.iter().map(|c| c.to_ascii_uppercase()).collect(),
+            continents: r
+                .continents
+                .iter()
+                .map(|c| c.to_ascii_uppercase())
+                .collect(),
+        })
+        .collect();
+    let default = g
+        .default
+        .as_ref()
+        .and_then(|d| g.regions.iter().position(|r| &r.name == d))
+        .unwrap_or(0) as u16;
+    (sites, default)
+}
+
 struct Builder {
     sites: Vec<RegionSite>,
     default: u16,
@@ -309,26 +334,7 @@ struct Builder {
 
 impl Builder {
     fn new(g: &GeoConfig) -> Self {
-        let sites = g
-            .regions
-            .iter()
-            .map(|r| RegionSite {
-                lat: r.lat,
-                lon: r.lon,
-                weight: r.weight,
-                countries: r.countries.iter().map(|c| c.to_ascii_uppercase()).collect(),
-                continents: r
-                    .continents
-                    .iter()
-                    .map(|c| c.to_ascii_uppercase())
-                    .collect(),
-            })
-            .collect();
-        let default = g
-            .default
-            .as_ref()
-            .and_then(|d| g.regions.iter().position(|r| &r.name == d))
-            .unwrap_or(0) as u16;
+        let (sites, default) = sites_of(g);
         let mut b = Self {
             sites,
             default,

@@ -93,8 +93,8 @@ enum Name<'a> {
     Spelled(&'a [u8]),
 }
 
-impl Name<'_> {
-    fn as_bytes(&self) -> &[u8] {
+impl<'a> Name<'a> {
+    fn bytes(&self) -> &'a [u8] {
         match self {
             Name::Known(n) => n.as_str().as_bytes(),
             Name::Spelled(b) => b,
@@ -165,19 +165,13 @@ impl StoredHeaders {
     }
 
     fn iter_raw(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.lines().map(|(n, v)| {
-            let n: &[u8] = match n {
-                Name::Known(n) => n.as_str().as_bytes(),
-                Name::Spelled(b) => b,
-            };
-            (n, v)
-        })
+        self.lines().map(|(n, v)| (n.bytes(), v))
     }
 
     /// The first value of `name` (lower-case), if stored.
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         self.lines()
-            .find(|(n, _)| n.as_bytes() == name.as_bytes())
+            .find(|(n, _)| n.bytes() == name.as_bytes())
             .map(|(_, v)| v)
     }
 
