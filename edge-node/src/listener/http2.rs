@@ -5,7 +5,8 @@
 //! response takes it.
 //!
 //! One task drives a connection: it accepts streams, and while it waits in `accept` h2 does the
-//! connection's reads and writes. A stream is first polled right there (a cache hit is
+//! connection's reads and writes; the writes are gathered and sent once per poll
+//! (`listener/coalesce.rs`). A stream is first polled right there (a cache hit is
 //! answered at once, without a task); one that has to wait runs on in a task of its own: the
 //! proxy answers the request, then the answer's body goes out: a whole buffer (a hit) is
 //! handed to h2 at once, which sends it as the stream's flow-control window opens; a streamed
@@ -51,6 +52,7 @@ pub(crate) async fn serve_connection<T>(
 ) where
     T: AsyncRead + AsyncWrite + Unpin,
 {
+    let (io, sender) = super::coalesce::split(io);
     let mut builder = h2::server::Builder::new();
     builder
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
@@ -58,7 +60,7 @@ pub(crate) async fn serve_connection<T>(
         // connection closed (GOAWAY, ENHANCE_YOUR_CALM) once 20 such resets are pending.
         .max_pending_accept_reset_streams(MAX_PENDING_RESETS)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-    let handshake = builder.handshake::<T, Bytes>(io);
+    let handshake = sender.drive(builder.handshake::<_, Bytes>(io));
     let mut conn = match tokio::time::timeout(limits.header_read_timeout, handshake).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
@@ -71,7 +73,7 @@ pub(crate) async fn serve_connection<T>(
     let mut streams: u64 = 0;
     loop {
         let next = tokio::select! {
-            next = conn.accept() => next,
+            next = sender.drive(conn.accept()) => next,
             _ = shutdown.wait_for(|s| *s), if !closing => {
                 conn.graceful_shutdown();
                 closing = true;
@@ -103,6 +105,9 @@ pub(crate) async fn serve_connection<T>(
             None => break,
         }
     }
+    // h2 shuts the I/O down when the connection closes cleanly, which sends the buffer; after
+    // an error, what is left (a GOAWAY) is sent here, briefly.
+    let _ = tokio::time::timeout(limits.header_read_timeout, sender.finish()).await;
 }
 
 /// Answers one stream: the proxy's answer, with the 1xx responses it relays first.

@@ -5,6 +5,7 @@
 //! With `proxy_protocol = true`, every connection starts with a PROXY header from a trusted
 //! balancer (`listener/proxy_protocol.rs`), whose source is the connection's client.
 
+mod coalesce;
 mod conns;
 pub(crate) mod date;
 mod generation;
