@@ -52,7 +52,8 @@
 # RETRY_BUDGET in all); the quietest attempt counts. Medians of the rounds.
 # Raw output: benches/results/tls-<UTC time>/ (raw/, runs.tsv, meta.txt, tlscheck.txt,
 # log.txt, summary.md); the summary is printed at the end.
-# Knobs (environment): ROUNDS (3), DURATION (10), CONNS (32), STREAMS (10), MISS_CONNS (32),
+# Knobs (environment): ROUNDS (3), DURATION (10), CONNS (32), STREAMS (10), HIT_BYTES (1024: the
+# object of the hs, h1 and h2 cases, /bytes/HIT_BYTES), MISS_CONNS (32),
 # HS_RATE (calibrated), HS_LOAD_PCT (75), PHASES ("1 2"), CASES (phase 1's, "hs hs-only h1 h2"),
 # NOISE_PCT (10), MAX_ATTEMPTS (2),
 # RETRY_BUDGET (12), QUIET_WAIT (10), SKIP_INSTALL=1, SKIP_BUILD=1, OUTPOST_BIN (a binary to use
@@ -94,7 +95,9 @@ SERVER_CPU=0
 CLIENT_CPU=1
 SERVERS=(nginx outpost)
 MODES=(http tls mtls)
-OBJ=/bytes/1024
+# The object the hit cases (h1, h2) and hs fetch; phase 2 always uses 1 KiB misses.
+HIT_BYTES=${HIT_BYTES:-1024}
+OBJ=/bytes/$HIT_BYTES
 
 declare -A PORT=([nginx]=$NGINX_PORT [outpost]=$OUTPOST_PORT)
 declare -A TLS_PORT=([nginx]=$NGINX_TLS_PORT [outpost]=$OUTPOST_TLS_PORT)
@@ -667,11 +670,13 @@ cp "$WORK/origin.log" "$RESULTS/" 2>/dev/null || true
 
 # ---------------------------------------------------------------- summary
 
-python3 - "$RESULTS" "${HS_RATE:-}" "$CONNS" "$STREAMS" <<'EOF' | tee "$RESULTS/summary.md"
+python3 - "$RESULTS" "${HS_RATE:-}" "$CONNS" "$STREAMS" "$HIT_BYTES" <<'EOF' | tee "$RESULTS/summary.md"
 import csv, statistics, sys
 from collections import defaultdict
 
 results, hs_rate, conns, streams = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+hit_bytes = int(sys.argv[5])
+size = f"{hit_bytes // 1024} KiB" if hit_bytes % 1024 == 0 else f"{hit_bytes} B"
 rows = list(csv.DictReader(open(f"{results}/runs.tsv"), delimiter="\t"))
 
 def num(v):
@@ -720,8 +725,8 @@ out = []
 labels = {
     "hs": f"new TLS connection per request (h2load --h1, {hs_rate}/s offered)",
     "hs-only": "TLS handshake only (openssl s_time -new)",
-    "h1": f"1 KiB hits, HTTP/1.1 over TLS (wrk -c{conns})",
-    "h2": f"1 KiB hits, HTTP/2 over TLS (h2load -c{conns} -m{streams})",
+    "h1": f"{size} hits, HTTP/1.1 over TLS (wrk -c{conns})",
+    "h2": f"{size} hits, HTTP/2 over TLS (h2load -c{conns} -m{streams})",
 }
 cases = [c for c in labels if (c, "nginx") in runs or (c, "outpost") in runs]
 if cases:
