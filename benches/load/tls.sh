@@ -32,7 +32,8 @@
 #   hs-only  the handshake alone, no HTTP: `openssl s_time -new` (sequential, one connection
 #            at a time, no resumption by construction), DURATION s.
 #   h1       1 KiB hits over TLS, HTTP/1.1 keep-alive: `wrk -t1 -cCONNS` on https://.
-#   h2       1 KiB hits over TLS, HTTP/2 (ALPN h2): `h2load -t1 -cCONNS -mSTREAMS -D DURATION`.
+#   h2       1 KiB hits over TLS, HTTP/2 (ALPN h2): `h2load -t1 -cCONNS -mSTREAMS -D DURATION`;
+#            p50/p99 from its --log-file (per-request times), which h2load does not summarise.
 # Phase 2, Outpost only: an edge (plain HTTP to the clients) in front of a shield, both on
 #   CPU 0, every request a new URL (/bytes/1024?r=<run>-<counter>, wrk Lua), so both miss and
 #   the shield fetches from the origin. Three modes, restarted fresh for every run, rotated:
@@ -272,6 +273,15 @@ parse_output() {
         END { print req, el, rps, p50, p99, mean, err }' "$f"
 }
 
+# "p50_ms p99_ms" of the per-request times (third column, µs) in an h2load --log-file.
+log_percentiles() {
+    cut -f3 "$1" | sort -n | awk '{ v[NR] = $1 }
+        END { if (NR == 0) { print "- -"; exit }
+              i50 = int(NR * 0.50); if (i50 < 1) i50 = 1
+              i99 = int(NR * 0.99); if (i99 < 1) i99 = 1
+              printf "%.2f %.2f\n", v[i50] / 1000, v[i99] / 1000 }'
+}
+
 # One measured client run.
 #   measure CASE SERVER ROUND ATTEMPT TOOL ROLES SHIELD_PORT -- command...
 # ROLES: "name:pid,..." of the server processes whose CPU counts (their whole trees).
@@ -323,6 +333,10 @@ measure() {
     fi
     local req el rps p50 p99 mean err
     read -r req el rps p50 p99 mean err < <(parse_output "$tool" "$RESULTS/$f")
+    if [[ $tool == h2load && -s $WORK/h2load.log ]]; then
+        read -r p50 p99 < <(log_percentiles "$WORK/h2load.log")
+        rm -f "$WORK/h2load.log"
+    fi
     if [[ $tool == stime ]]; then
         el=$creal
         rps=$(awk -v n="$req" -v t="$creal" 'BEGIN { if (n ~ /^[0-9]+$/ && t > 0) printf "%.1f", n / t; else print "-" }')
@@ -558,8 +572,11 @@ EOF
                             wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$url"
                         ;;
                     h2)
+                        # Per-request times (--log-file) give the percentiles h2load does not.
+                        rm -f "$WORK/h2load.log"
                         measured h2 "$name" "$round" h2load "$roles" - -- taskset -c "$CLIENT_CPU" \
-                            h2load -t1 -c"$CONNS" -m"$STREAMS" -D"$DURATION" "$url"
+                            h2load -t1 -c"$CONNS" -m"$STREAMS" -D"$DURATION" \
+                            --log-file="$WORK/h2load.log" "$url"
                         ;;
                 esac
                 check_alive "$name"
@@ -743,7 +760,7 @@ if cases:
             pc = med([per_cpu(r) for r in rs])
             pcs[s] = (pc, [per_cpu(r) for r in rs])
             rps = med([num(r["rps"]) for r in rs])
-            if c == "h1":
+            if c == "h1" or (c == "h2" and med([num(r["p99_ms"]) for r in rs]) is not None):
                 lat = f"{f2(med([num(r['p50_ms']) for r in rs]))} / {f2(med([num(r['p99_ms']) for r in rs]))}"
             elif c in ("hs", "h2"):
                 lat = f"{f2(med([num(r['mean_ms']) for r in rs]))} (mean)"
