@@ -60,7 +60,8 @@
 # RETRY_BUDGET (12), QUIET_WAIT (10), SKIP_INSTALL=1, SKIP_BUILD=1, OUTPOST_BIN (a binary to use
 # instead of building; OUTPOST_GIT names its commit in meta.txt), PERF=1 (after phase 1:
 # `perf record -g -e cpu-clock` on each server during an extra hs run and an extra h2 run, not
-# counted; top symbols and binaries in perf-<case>-<server>-{symbol,dso}.txt), *_PORT.
+# counted; top symbols and binaries in perf-<case>-<server>-{symbol,dso}.txt; PERF_CASES picks
+# the cases, of hs, h1 and h2: "hs h2"), *_PORT.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -78,6 +79,7 @@ HS_RATE=${HS_RATE:-}
 HS_LOAD_PCT=${HS_LOAD_PCT:-75}
 PHASES=${PHASES:-"1 2"}
 CASES=${CASES:-"hs hs-only h1 h2"}
+PERF_CASES=${PERF_CASES:-"hs h2"}
 NOISE_PCT=${NOISE_PCT:-10}
 MAX_ATTEMPTS=${MAX_ATTEMPTS:-2}
 RETRY_BUDGET=${RETRY_BUDGET:-12}
@@ -585,7 +587,7 @@ EOF
     done
 
     if [[ -n "$PERF" ]]; then
-        for pcase in hs h2; do
+        for pcase in $PERF_CASES; do
             for name in "${SERVERS[@]}"; do
                 log "perf record -g on $name during a $pcase run"
                 data=$WORK/perf-$pcase-$name.data
@@ -596,6 +598,9 @@ EOF
                 if [[ $pcase == hs ]]; then
                     hs_cmd "$name"
                     "${HS_CMD[@]}" >"$RESULTS/raw/perf-$pcase-$name.txt" 2>&1 || true
+                elif [[ $pcase == h1 ]]; then
+                    taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" \
+                        "https://127.0.0.1:${TLS_PORT[$name]}$OBJ" >"$RESULTS/raw/perf-$pcase-$name.txt" 2>&1 || true
                 else
                     taskset -c "$CLIENT_CPU" h2load -t1 -c"$CONNS" -m"$STREAMS" -D"$DURATION" \
                         "https://127.0.0.1:${TLS_PORT[$name]}$OBJ" >"$RESULTS/raw/perf-$pcase-$name.txt" 2>&1 || true
