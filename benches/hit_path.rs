@@ -18,43 +18,9 @@ use http_body_util::Empty;
 use std::hint::black_box;
 use std::sync::Arc;
 
-async fn origin() -> std::net::SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (s, _) = l.accept().await.unwrap();
-            tokio::spawn(async move {
-                let svc =
-                    hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
-                        let mut r =
-                            http::Response::new(http_body_util::Full::new(Bytes::from(vec![
-                                b'x';
-                                1024
-                            ])));
-                        let h = r.headers_mut();
-                        h.insert("cache-control", "public, max-age=3600".parse().unwrap());
-                        h.insert("content-type", "application/octet-stream".parse().unwrap());
-                        h.insert("etag", "\"5f3a-1k\"".parse().unwrap());
-                        h.insert(
-                            "last-modified",
-                            "Mon, 23 Nov 2026 10:00:00 GMT".parse().unwrap(),
-                        );
-                        if req.uri().path().starts_with("/vary") {
-                            h.insert("vary", "Accept-Encoding".parse().unwrap());
-                        }
-                        Ok::<_, std::convert::Infallible>(r)
-                    });
-                let _ = hyper_util::server::conn::auto::Builder::new(
-                    hyper_util::rt::TokioExecutor::new(),
-                )
-                .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
-                .await;
-            });
-        }
-    });
-    addr
-}
+#[path = "support/origin.rs"]
+mod origin;
+use origin::origin;
 
 fn req(path: &str) -> Request<Empty<Bytes>> {
     req_to("www.example.test", path)
