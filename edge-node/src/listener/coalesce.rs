@@ -44,7 +44,9 @@ struct State<T> {
 pub(crate) fn split<T>(io: T) -> (Coalescing<T>, Sender<T>) {
     let shared = Arc::new(Mutex::new(State {
         io,
-        buf: Vec::with_capacity(LIMIT),
+        // Allocated on first use: an idle connection holds nothing here, a busy one up to
+        // `LIMIT`, kept for its next writes.
+        buf: Vec::new(),
         sent: 0,
     }));
     (
