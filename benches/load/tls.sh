@@ -98,9 +98,10 @@ SERVER_CPU=0
 CLIENT_CPU=1
 SERVERS=(nginx outpost)
 MODES=(http tls mtls)
-# The object the hit cases (h1, h2) and hs fetch; phase 2 always uses 1 KiB misses.
+# The object the hit cases (h1, h2) and hs fetch; phase 2's misses are always 1 KiB.
 HIT_BYTES=${HIT_BYTES:-1024}
 OBJ=/bytes/$HIT_BYTES
+MISS_OBJ=/bytes/1024
 
 declare -A PORT=([nginx]=$NGINX_PORT [outpost]=$OUTPOST_PORT)
 declare -A TLS_PORT=([nginx]=$NGINX_TLS_PORT [outpost]=$OUTPOST_TLS_PORT)
@@ -375,10 +376,20 @@ measured() {
     done
 }
 
-# The hs client for a server (CPU 1): HS_N connections of one request each, HS_RATE/s; sets HS_CMD.
-hs_cmd() {
-    HS_CMD=(taskset -c "$CLIENT_CPU" h2load -t1 --h1 -c "$HS_N" -n "$HS_N" -r "$((HS_RATE / 100))"
-        --rate-period 10ms "https://127.0.0.1:${TLS_PORT[$1]}$OBJ")
+# The client (on CPU 1) of a phase-1 case against a server; sets CLIENT_CMD.
+#   client_cmd CASE SERVER
+# hs: HS_N connections of one request each, HS_RATE/s. h2: per-request times go to
+# $WORK/h2load.log (--log-file), which give the percentiles h2load does not print.
+client_cmd() {
+    local url="https://127.0.0.1:${TLS_PORT[$2]}$OBJ"
+    case $1 in
+        hs) CLIENT_CMD=(h2load -t1 --h1 -c "$HS_N" -n "$HS_N" -r "$((HS_RATE / 100))"
+                --rate-period 10ms "$url") ;;
+        hs-only) CLIENT_CMD=(openssl s_time -connect "127.0.0.1:${TLS_PORT[$2]}" -new -time "$DURATION") ;;
+        h1) CLIENT_CMD=(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$url") ;;
+        h2) CLIENT_CMD=(h2load -t1 -c"$CONNS" -m"$STREAMS" -D"$DURATION" --log-file="$WORK/h2load.log" "$url") ;;
+    esac
+    CLIENT_CMD=(taskset -c "$CLIENT_CPU" "${CLIENT_CMD[@]}")
 }
 
 # ---------------------------------------------------------------- setup
@@ -559,28 +570,14 @@ EOF
         for case in "${CASE_LIST[@]}"; do
             for name in "${order[@]}"; do
                 roles="$name:${PID[$name]}"
-                url="https://127.0.0.1:${TLS_PORT[$name]}$OBJ"
                 case $case in
-                    hs)
-                        hs_cmd "$name"
-                        measured hs "$name" "$round" h2load "$roles" - -- "${HS_CMD[@]}"
-                        ;;
-                    hs-only)
-                        measured hs-only "$name" "$round" stime "$roles" - -- taskset -c "$CLIENT_CPU" \
-                            openssl s_time -connect "127.0.0.1:${TLS_PORT[$name]}" -new -time "$DURATION"
-                        ;;
-                    h1)
-                        measured h1 "$name" "$round" wrk "$roles" - -- taskset -c "$CLIENT_CPU" \
-                            wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$url"
-                        ;;
-                    h2)
-                        # Per-request times (--log-file) give the percentiles h2load does not.
-                        rm -f "$WORK/h2load.log"
-                        measured h2 "$name" "$round" h2load "$roles" - -- taskset -c "$CLIENT_CPU" \
-                            h2load -t1 -c"$CONNS" -m"$STREAMS" -D"$DURATION" \
-                            --log-file="$WORK/h2load.log" "$url"
-                        ;;
+                    hs | h2) tool=h2load ;;
+                    hs-only) tool=stime ;;
+                    h1) tool=wrk ;;
                 esac
+                client_cmd "$case" "$name"
+                rm -f "$WORK/h2load.log"
+                measured "$case" "$name" "$round" "$tool" "$roles" - -- "${CLIENT_CMD[@]}"
                 check_alive "$name"
             done
         done
@@ -595,16 +592,9 @@ EOF
                     >/dev/null 2>&1 &
                 perf_pid=$!
                 sleep 0.5
-                if [[ $pcase == hs ]]; then
-                    hs_cmd "$name"
-                    "${HS_CMD[@]}" >"$RESULTS/raw/perf-$pcase-$name.txt" 2>&1 || true
-                elif [[ $pcase == h1 ]]; then
-                    taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" \
-                        "https://127.0.0.1:${TLS_PORT[$name]}$OBJ" >"$RESULTS/raw/perf-$pcase-$name.txt" 2>&1 || true
-                else
-                    taskset -c "$CLIENT_CPU" h2load -t1 -c"$CONNS" -m"$STREAMS" -D"$DURATION" \
-                        "https://127.0.0.1:${TLS_PORT[$name]}$OBJ" >"$RESULTS/raw/perf-$pcase-$name.txt" 2>&1 || true
-                fi
+                client_cmd "$pcase" "$name"
+                "${CLIENT_CMD[@]}" >"$RESULTS/raw/perf-$pcase-$name.txt" 2>&1 || true
+                rm -f "$WORK/h2load.log"
                 kill -INT "$perf_pid" 2>/dev/null || true
                 wait "$perf_pid" 2>/dev/null || true
                 # Self time per symbol, then per binary (dso).
@@ -647,16 +637,16 @@ EOF
             sport=$SHIELD_TLS_PORT
             if [[ $mode == http ]]; then sport=$SHIELD_PORT; fi
             # The miss goes through the shield; the shield admits only what the mode says.
-            h=$(curl -s -m 10 -D - -o /dev/null "http://127.0.0.1:$EDGE_PORT$OBJ?r=check-$mode-$round" | tr -d '\r')
+            h=$(curl -s -m 10 -D - -o /dev/null "http://127.0.0.1:$EDGE_PORT$MISS_OBJ?r=check-$mode-$round" | tr -d '\r')
             if ! grep -q '^cache-status: outpost-shield; fwd=miss' <<<"$h" ||
                 ! grep -q '^cache-status: outpost-edge; fwd=miss' <<<"$h"; then
                 die "$mode: a miss did not go through the shield: $h"
             fi
             if [[ $round -eq 1 ]]; then
                 case $mode in
-                    http) code=$(curl -s -m 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$SHIELD_PORT$OBJ") ;;
-                    tls) code=$(curl -s -m 5 -o /dev/null -w '%{http_code}' --cacert "$FLEET/ca.pem" "https://127.0.0.1:$SHIELD_TLS_PORT$OBJ") ;;
-                    mtls) code=$(curl -s -m 5 -o /dev/null -w '%{http_code}' --cacert "$FLEET/ca.pem" "https://127.0.0.1:$SHIELD_TLS_PORT$OBJ" || true) ;;
+                    http) code=$(curl -s -m 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$SHIELD_PORT$MISS_OBJ") ;;
+                    tls) code=$(curl -s -m 5 -o /dev/null -w '%{http_code}' --cacert "$FLEET/ca.pem" "https://127.0.0.1:$SHIELD_TLS_PORT$MISS_OBJ") ;;
+                    mtls) code=$(curl -s -m 5 -o /dev/null -w '%{http_code}' --cacert "$FLEET/ca.pem" "https://127.0.0.1:$SHIELD_TLS_PORT$MISS_OBJ" || true) ;;
                 esac
                 log "$mode: a request straight to the shield without secret or client certificate: HTTP $code (000: refused in the handshake)"
             fi
