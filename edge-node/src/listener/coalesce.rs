@@ -38,6 +38,9 @@ struct State<T> {
     buf: Vec<u8>,
     /// Bytes at the front of `buf` already written.
     sent: usize,
+    /// A deferred send failed: the connection's next read or write fails the same way, so h2
+    /// ends it instead of waiting on a socket that is gone.
+    failed: Option<io::ErrorKind>,
 }
 
 /// Wraps `io`: the first half goes to h2, the second stays with the connection's task.
@@ -48,6 +51,7 @@ pub(crate) fn split<T>(io: T) -> (Coalescing<T>, Sender<T>) {
         // `LIMIT`, kept for its next writes.
         buf: Vec::new(),
         sent: 0,
+        failed: None,
     }));
     (
         Coalescing {
@@ -60,9 +64,13 @@ pub(crate) fn split<T>(io: T) -> (Coalescing<T>, Sender<T>) {
 fn lock<T>(shared: &Mutex<State<T>>) -> io::Result<MutexGuard<'_, State<T>>> {
     // Only the connection's task ever takes the lock, so it is never contended; a panic while
     // holding it ends the connection.
-    shared
+    let s = shared
         .lock()
-        .map_err(|_| io::Error::other("connection state poisoned"))
+        .map_err(|_| io::Error::other("connection state poisoned"))?;
+    match s.failed {
+        Some(kind) => Err(kind.into()),
+        None => Ok(s),
+    }
 }
 
 impl<T: AsyncWrite + Unpin> State<T> {
@@ -113,14 +121,18 @@ impl<T: AsyncWrite + Unpin> State<T> {
 
 impl<T: AsyncWrite + Unpin> Sender<T> {
     /// Polls `fut` (the connection's next event); whenever it has to wait, first sends what
-    /// h2 wrote during the poll. An error sending is left for h2 to meet on its next write.
+    /// h2 wrote during the poll. An error sending is kept for h2 to meet on its next read or
+    /// write, and h2 is polled again at once to meet it.
     pub(crate) async fn drive<F: std::future::Future>(&self, fut: F) -> F::Output {
         let mut fut = std::pin::pin!(fut);
         std::future::poll_fn(|cx| {
             let r = fut.as_mut().poll(cx);
             if r.is_pending() {
                 if let Ok(mut s) = lock(&self.shared) {
-                    let _ = s.poll_send(cx);
+                    if let Poll::Ready(Err(e)) = s.poll_send(cx) {
+                        s.failed = Some(e.kind());
+                        cx.waker().wake_by_ref();
+                    }
                 }
             }
             r
@@ -253,6 +265,38 @@ mod tests {
         }
     }
 
+    /// A socket whose writes fail.
+    struct Broken;
+
+    impl AsyncRead for Broken {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            _buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            // A peer that is gone but never says so on the read side.
+            Poll::Pending
+        }
+    }
+
+    impl AsyncWrite for Broken {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            _buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
     fn recorded(sender: &Sender<Recorder>) -> Vec<Vec<u8>> {
         lock(&sender.shared)
             .map(|s| s.io.writes.clone())
@@ -356,5 +400,20 @@ mod tests {
         sender.finish().await.unwrap();
         let sent: usize = recorded(&sender).iter().map(Vec::len).sum();
         assert_eq!(sent, taken);
+    }
+
+    #[tokio::test]
+    async fn a_failed_send_fails_the_connections_next_read() {
+        use tokio::io::AsyncReadExt;
+        let (mut io, sender) = split(Broken);
+        io.write_all(b"settings").await.unwrap();
+        // The "connection": waits on a read, as h2 does; the deferred send fails, and the
+        // read it is polled again for reports the failure instead of waiting for ever.
+        let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            sender.drive(async { io.read(&mut [0u8; 16]).await }).await
+        })
+        .await
+        .expect("the read ends instead of hanging");
+        assert_eq!(read.unwrap_err().kind(), io::ErrorKind::BrokenPipe);
     }
 }
