@@ -95,7 +95,7 @@ pub fn purge_json(data: &[u8]) {
 
 /// A stored header block, as the memory and disk tiers keep it.
 pub fn header_block(data: &[u8]) {
-    let block = StoredHeaders::from_block(Bytes::copy_from_slice(data));
+    let block = StoredHeaders::from_block(data);
     let _ = block.to_map();
     let _ = block.get("content-type");
 }

@@ -12,7 +12,6 @@ use crate::cache::vary::{normalized_accept_encoding, VarySpec};
 use crate::proxy::conditional::{if_range_matches, not_modified};
 use crate::proxy::range::evaluate;
 use crate::purge::event::PurgeRequest;
-use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 
 struct Rng(u64);
@@ -205,7 +204,6 @@ fn disk_entries_and_header_blocks_never_panic() {
             swr_ms: 0,
             sie_ms: 0,
             unreachable_ms: 0,
-            has_validator: false,
             keep_until_ms: 3,
         },
         purge_version: 1,
@@ -226,7 +224,7 @@ fn disk_entries_and_header_blocks_never_panic() {
             let _ = format::decode_meta(&hd, &b[(format::HEADER_LEN as usize).min(end)..end]);
         }
         let _ = format::decode_tail(&r.bytes(64), r.next() % 8);
-        let block = StoredHeaders::from_block(Bytes::from(r.bytes(200)));
+        let block = StoredHeaders::from_block(&r.bytes(200));
         let _ = block.to_map();
         let _ = block.get("content-type");
     }

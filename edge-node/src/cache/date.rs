@@ -1,4 +1,5 @@
-//! HTTP-date parsing (RFC 9110 section 5.6.7): the three formats to a `SystemTime`. Pure.
+//! HTTP-date parsing (RFC 9110 section 5.6.7): the three formats to a `SystemTime`; and the
+//! IMF-fixdate form of a time, for stored dates kept as seconds (`headers.rs`). Pure.
 //!
 //! Choices the RFC leaves open: the day name is checked for spelling but not against the date
 //! (a recipient is not required to); a leap second (`:60`) rolls over to the next minute, as
@@ -39,6 +40,37 @@ fn parse_http_date_at(s: &str, now: SystemTime) -> Option<SystemTime> {
         _ => rfc850_date(b, now)?,
     };
     to_system_time(civil)
+}
+
+/// The IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) of `secs` after the epoch.
+pub(crate) fn fmt_imf_fixdate(secs: u32) -> [u8; 29] {
+    let secs = u64::from(secs);
+    let c = from_unix(secs);
+    let mut out = *b"Thu, 01 Jan 1970 00:00:00 GMT";
+    // 1970-01-01 was a Thursday, DAY_NAMES[3].
+    out[..3].copy_from_slice(DAY_NAMES[((secs / 86_400 + 3) % 7) as usize]);
+    let put = |out: &mut [u8], mut n: i64| {
+        for b in out.iter_mut().rev() {
+            *b = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(&mut out[5..7], c.day);
+    out[8..11].copy_from_slice(MONTHS[(c.month - 1) as usize]);
+    put(&mut out[12..16], c.year);
+    put(&mut out[17..19], c.time / 3_600);
+    put(&mut out[20..22], c.time / 60 % 60);
+    put(&mut out[23..25], c.time % 60);
+    out
+}
+
+/// The seconds after the epoch of `b` when it is exactly the IMF-fixdate
+/// [`fmt_imf_fixdate`] makes of them (right day name, no leap second, before 2106), so that
+/// the seconds stand for the very same bytes; `None` for anything else.
+pub(crate) fn canonical_imf_secs(b: &[u8]) -> Option<u32> {
+    let t = to_system_time(imf_fixdate(b)?)?;
+    let secs = u32::try_from(t.duration_since(UNIX_EPOCH).ok()?.as_secs()).ok()?;
+    (fmt_imf_fixdate(secs) == b).then_some(secs)
 }
 
 /// `Sun, 06 Nov 1994 08:49:37 GMT`
@@ -235,6 +267,40 @@ mod tests {
         for (s, want) in cases {
             assert_eq!(secs(s, now()), want, "{s:?}");
         }
+    }
+
+    #[test]
+    fn imf_fixdate_formats_and_only_canonical_dates_round_trip() {
+        // Against httpdate's formatter: the epoch, leap days, the end of the u32 range, and
+        // a spread of seconds that reaches every weekday, month and time field.
+        let mut at: Vec<u32> = vec![0, 59, 86_399, 951_782_400, 825_583_777, u32::MAX];
+        at.extend((0..2_000u32).map(|i| i.wrapping_mul(2_654_435_761)));
+        for secs in at {
+            let want = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs.into()));
+            let got = fmt_imf_fixdate(secs);
+            assert_eq!(std::str::from_utf8(&got).unwrap(), want, "{secs}");
+            assert_eq!(canonical_imf_secs(&got), Some(secs), "{want}");
+        }
+        for not_canonical in [
+            "Mon, 06 Nov 1994 08:49:37 GMT", // wrong day name
+            "Sat, 31 Dec 2016 23:59:60 GMT", // leap second
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+            "Sun, 07 Feb 2106 06:28:16 GMT", // past u32
+            "Wed, 31 Dec 1969 23:59:59 GMT",
+            "Sun, 06 Nov 1994 08:49:37 GMT ",
+            "",
+        ] {
+            assert_eq!(
+                canonical_imf_secs(not_canonical.as_bytes()),
+                None,
+                "{not_canonical}"
+            );
+        }
+        assert_eq!(
+            canonical_imf_secs(b"Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
     }
 
     /// The year `Monday, {date_time} GMT` (an rfc850-date) resolves to at `now`.

@@ -95,11 +95,11 @@ impl<'a> Stored<'a> {
             status: o.status,
             fresh: o.fresh,
             headers: &o.headers,
-            tags: &o.tags,
+            tags: o.tags(),
             purge_version: o.purge_version,
             body_bytes: o.body.len() as u64,
             stored_bytes: o.weight() as u64,
-            encodings: o.encoded.iter().map(|(c, _)| c.token()).collect(),
+            encodings: o.encoded().iter().map(|(c, _)| c.token()).collect(),
             large: false,
         }
     }
@@ -224,7 +224,7 @@ impl Cache {
             stale_if_error_secs: secs(u64::from(orig.sie_ms)),
             stale_if_unreachable_secs: secs(u64::from(orig.unreachable_ms)),
             keep_secs: fresh.time_to_keep(now).as_secs(),
-            has_validator: orig.has_validator,
+            has_validator: s.headers.has_validator(),
             stored_at_ms: orig.response_time_ms,
             body_bytes: s.body_bytes,
             stored_bytes: s.stored_bytes,
@@ -271,11 +271,9 @@ mod tests {
                 swr_ms: 10_000,
                 sie_ms: 20_000,
                 unreachable_ms: 0,
-                has_validator: false,
                 keep_until_ms: now + 75_000,
             },
-            encoded: Box::default(),
-            tags: vec!["t1".into()].into_boxed_slice(),
+            extras: crate::cache::Extras::new(Box::default(), vec!["t1".into()].into_boxed_slice()),
             purge_version: 0,
         })
     }

@@ -33,7 +33,7 @@ pub use headers::StoredHeaders;
 pub use key::CacheKey;
 pub(crate) use key::QueryMode;
 pub use marks::{Mark, PurgeMarks, Purged};
-pub use object::Object;
+pub use object::{Extras, Object};
 pub use policy::Freshness;
 pub use vary::{VarySpec, VaryValues};
 
@@ -319,7 +319,7 @@ impl Cache {
             req.key,
             req.host,
             req.path,
-            &object.tags,
+            object.tags(),
             object.purge_version,
         ) {
             Purged::Keep => object,

@@ -131,8 +131,6 @@ pub struct Freshness {
     /// Window after `fresh_until_ms` in which it may be served when the next tier cannot be
     /// reached (0 when its directives forbid stale use).
     pub unreachable_ms: u32,
-    /// Whether the response has a validator (ETag or Last-Modified).
-    pub has_validator: bool,
     /// Until when the entry is worth keeping at all.
     pub keep_until_ms: u64,
 }
@@ -162,7 +160,6 @@ impl Freshness {
             swr_ms: 0,
             sie_ms: 0,
             unreachable_ms: 0,
-            has_validator: false,
             keep_until_ms: until,
         }
     }
@@ -455,7 +452,6 @@ pub(crate) fn decide(
         swr_ms: ms32(swr),
         sie_ms: ms32(sie),
         unreachable_ms: ms32(unreachable),
-        has_validator,
         keep_until_ms: fresh_until_ms + linger.as_millis() as u64,
     })
 }
@@ -1159,7 +1155,6 @@ mod tests {
             swr_ms: 5000,
             sie_ms: 20_000,
             unreachable_ms: 0,
-            has_validator: true,
             keep_until_ms: 40_000,
         };
         assert_eq!(f.usability(5000), Usability::Fresh);

@@ -7,7 +7,7 @@ use crate::cache::Object;
 use crate::proxy::conditional::not_modified;
 use crate::proxy::headers::for_client;
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue, AGE, CONTENT_LENGTH};
+use http::header::{HeaderMap, HeaderName, HeaderValue, AGE, CONTENT_LENGTH, IF_MODIFIED_SINCE};
 use http::{Method, Response, StatusCode};
 use http_body::Body;
 
@@ -31,12 +31,13 @@ pub(crate) fn object(
     age: u64,
     cache_status: HeaderValue,
 ) -> Response<CacheBody> {
-    let fresh_match = obj.status == StatusCode::OK
-        && not_modified(
-            req,
-            obj.etag(),
-            obj.last_modified().or_else(|| obj.headers.get_str("date")),
-        );
+    // Without Last-Modified, If-Modified-Since compares with the Date (RFC 9111 4.3.2).
+    let since = req
+        .contains_key(IF_MODIFIED_SINCE)
+        .then(|| obj.last_modified().or_else(|| obj.headers.get_str("date")))
+        .flatten();
+    let fresh_match =
+        obj.status == StatusCode::OK && not_modified(req, obj.etag().as_deref(), since.as_deref());
     let (status, body) = if fresh_match {
         (StatusCode::NOT_MODIFIED, CacheBody::empty())
     } else if method == Method::HEAD {

@@ -9,7 +9,7 @@ use super::state::Shared;
 use crate::body::BoxError;
 use crate::cache::headers::StoredHeaders;
 use crate::cache::policy::{decide, Decision};
-use crate::cache::{CacheKey, Object, VarySpec};
+use crate::cache::{CacheKey, Extras, Object, VarySpec};
 use crate::proxy::headers::stored;
 use crate::purge::event::response_tags;
 use bytes::{Bytes, BytesMut};
@@ -159,11 +159,13 @@ where
         headers: StoredHeaders::from_map(&parts.headers, stored),
         body: whole.freeze(),
         fresh,
-        encoded: Box::default(),
-        tags: response_tags(&parts.headers)
-            .into_iter()
-            .map(String::into_boxed_str)
-            .collect(),
+        extras: Extras::new(
+            Box::default(),
+            response_tags(&parts.headers)
+                .into_iter()
+                .map(String::into_boxed_str)
+                .collect(),
+        ),
         purge_version,
     });
     shared

@@ -8,7 +8,7 @@ use super::ctx::Ctx;
 use super::headers;
 use super::{Answer, Proxy};
 use crate::cache::headers::StoredHeaders;
-use crate::cache::object::Object;
+use crate::cache::object::{Extras, Object};
 use crate::cache::parts::Span;
 use crate::cache::policy::{decide, Decision};
 use crate::cache::vary::{VarySpec, VaryValues};
@@ -106,8 +106,7 @@ impl Proxy {
             headers: StoredHeaders::from_map(&parts.headers, headers::stored),
             body,
             fresh,
-            encoded: Box::default(),
-            tags,
+            extras: Extras::new(Box::default(), tags),
             purge_version,
         });
         Read::Stored(Buffered {

@@ -13,7 +13,7 @@ use crate::cache::disk::format::Meta;
 use crate::cache::disk::DiskWriter;
 use crate::cache::headers::StoredHeaders;
 use crate::cache::key::CacheKey;
-use crate::cache::object::Object;
+use crate::cache::object::{Extras, Object};
 use crate::cache::policy::{decide, Decision, Freshness, PolicyOptions};
 use crate::cache::vary::{VarySpec, VaryValues};
 use crate::upstream::origins::OriginPool;
@@ -94,12 +94,12 @@ impl Proxy {
         };
         let mut upstream = self.upstream_parts(ctx, Purpose::Fill);
         if let Some(old) = &stale {
-            if let Some(etag) = old.etag().and_then(|e| HeaderValue::from_str(e).ok()) {
+            if let Some(etag) = old.etag().and_then(|e| HeaderValue::from_str(&e).ok()) {
                 upstream.headers.insert(header::IF_NONE_MATCH, etag);
             }
             if let Some(lm) = old
                 .last_modified()
-                .and_then(|e| HeaderValue::from_str(e).ok())
+                .and_then(|e| HeaderValue::from_str(&e).ok())
             {
                 upstream.headers.insert(header::IF_MODIFIED_SINCE, lm);
             }
@@ -429,8 +429,7 @@ impl Proxy {
             headers: plan.stored_headers,
             body,
             fresh: plan.fresh,
-            encoded,
-            tags: plan.tags,
+            extras: Extras::new(encoded, plan.tags),
             purge_version: job.purge_version,
         });
         self.cache.insert(job.key, plan.vary, plan.values, obj);

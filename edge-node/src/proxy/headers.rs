@@ -139,13 +139,16 @@ pub(crate) fn append_via(h: &mut HeaderMap, via: &HeaderValue) {
     h.append(header::VIA, via.clone());
 }
 
-/// Whether an upstream response field is kept in the store.
+/// Whether an upstream response field is kept in the store. `Content-Length` is not: every
+/// answer from the store sets it from the stored body's length (or the range's), so a copy
+/// would only cost each object its bytes.
 pub(crate) fn stored(name: &HeaderName) -> bool {
     let n = name.as_str();
     !(HOP_BY_HOP.contains(&n)
         || n == "age"
         || n == "cache-status"
         || n == "set-cookie"
+        || n == "content-length"
         || EDGE_ONLY.contains(&n))
 }
 

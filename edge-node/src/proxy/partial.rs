@@ -24,7 +24,7 @@ use super::range::{ByteRange, RangeOutcome};
 use super::respond::BodySrc;
 use super::{Answer, Proxy};
 use crate::cache::headers::StoredHeaders;
-use crate::cache::object::Object;
+use crate::cache::object::{Extras, Object};
 use crate::cache::parts::{combine, strong_etag, Span};
 use crate::metrics::Outcome;
 use crate::upstream::error::UpstreamError;
@@ -105,7 +105,9 @@ impl Proxy {
         let h = &ctx.parts.headers;
         let range = h.get(header::RANGE).and_then(|v| v.to_str().ok());
         match range.and_then(ByteRange::parse) {
-            Some(r) if if_range_matches(h, part.etag(), part.last_modified()) => {
+            Some(r)
+                if if_range_matches(h, part.etag().as_deref(), part.last_modified().as_deref()) =>
+            {
                 r.resolve(span.complete)
             }
             _ => RangeOutcome::Full,
@@ -236,8 +238,7 @@ impl Proxy {
                     headers: StoredHeaders::from_map(&head.headers, super::headers::stored),
                     body,
                     fresh: object.fresh,
-                    encoded: Box::default(),
-                    tags: object.tags.clone(),
+                    extras: Extras::new(Box::default(), object.tags().into()),
                     purge_version: part.purge_version.min(object.purge_version),
                 })
             }

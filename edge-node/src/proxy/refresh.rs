@@ -39,8 +39,7 @@ impl Proxy {
                 headers: StoredHeaders::from_map(&res.headers, headers::stored),
                 body: old.body.clone(),
                 fresh,
-                encoded: old.encoded.clone(),
-                tags: old.tags.clone(),
+                extras: old.extras.clone(),
                 purge_version: job.purge_version,
             })
         };

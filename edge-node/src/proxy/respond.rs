@@ -143,12 +143,12 @@ impl Reply<'_> {
     /// the client accepts (and the request is not for a range).
     pub(crate) fn object(&self, obj: &Object, age: u64) -> (Response<ProxyBody>, Option<u64>) {
         let mut headers = obj.headers.to_map();
-        if !obj.encoded.is_empty() && !self.identity {
+        if !obj.encoded().is_empty() && !self.identity {
             ensure_vary_accept_encoding(&mut headers);
             let accepted = crate::cache::vary::normalized_accept_encoding(self.req);
             if !self.req.contains_key(header::RANGE) {
-                if let Some(i) = crate::cache::compress::choose(accepted, &obj.encoded) {
-                    let (coding, body) = &obj.encoded[i];
+                if let Some(i) = crate::cache::compress::choose(accepted, obj.encoded()) {
+                    let (coding, body) = &obj.encoded()[i];
                     headers.insert(
                         header::CONTENT_ENCODING,
                         HeaderValue::from_static(coding.token()),

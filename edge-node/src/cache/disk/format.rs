@@ -23,8 +23,12 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{HeaderName, StatusCode};
 use xxhash_rust::xxh3::xxh3_64;
 
-/// File magic at the start: version 2 adds the unreachable window to the freshness record.
-pub(crate) const MAGIC: &[u8; 8] = b"OPOBJ002";
+/// File magic at the start. Version 2 adds the unreachable window to the freshness record;
+/// version 3 may hold dates as seconds in the header block (`headers.rs`), which versions
+/// before it would misread, so they do not take its files.
+pub(crate) const MAGIC: &[u8; 8] = b"OPOBJ003";
+/// The magic of version 2 files, still read.
+const MAGIC_V2: &[u8; 8] = b"OPOBJ002";
 /// The magic of version 1 files, still read (their unreachable window is 0).
 const MAGIC_V1: &[u8; 8] = b"OPOBJ001";
 /// Magic of the trailer.
@@ -83,7 +87,7 @@ pub(crate) struct Header {
     pub block_size: u32,
     /// Checksum of the meta bytes.
     pub meta_sum: u64,
-    /// Format version (1 or 2).
+    /// Format version (1, 2 or 3).
     pub version: u8,
 }
 
@@ -128,7 +132,8 @@ pub(crate) fn decode_header(b: &[u8]) -> Result<Header, FormatError> {
         return Err(FormatError::Truncated);
     }
     let version = match &b[..8] {
-        m if m == MAGIC => 2,
+        m if m == MAGIC => 3,
+        m if m == MAGIC_V2 => 2,
         m if m == MAGIC_V1 => 1,
         _ => return Err(FormatError::Magic),
     };
@@ -194,7 +199,9 @@ fn encode_meta(m: &Meta) -> Bytes {
     ] {
         b.put_u64_le(v);
     }
-    b.put_u8(u8::from(f.has_validator));
+    // Whether it has a validator: read by versions before 2026-12-03, derived from the
+    // header block since.
+    b.put_u8(u8::from(m.headers.has_validator()));
     b.put_u32_le(f.unreachable_ms);
     b.put_u64_le(m.purge_version);
     match &m.vary {
@@ -282,7 +289,7 @@ pub(crate) fn decode_meta(h: &Header, m: &[u8]) -> Result<Meta, FormatError> {
     for x in &mut v {
         *x = r.u64()?;
     }
-    let has_validator = r.u8()? != 0;
+    let _has_validator = r.u8()?; // derived from the header block now
     let unreachable_ms = if h.version >= 2 { r.u32()? } else { 0 };
     let fresh = Freshness {
         response_time_ms: v[0],
@@ -292,7 +299,6 @@ pub(crate) fn decode_meta(h: &Header, m: &[u8]) -> Result<Meta, FormatError> {
         sie_ms: u32::try_from(v[4]).map_err(|_| FormatError::Meta("sie"))?,
         unreachable_ms,
         keep_until_ms: v[5],
-        has_validator,
     };
     let purge_version = r.u64()?;
     let vary = match r.u32()? {
@@ -327,7 +333,7 @@ pub(crate) fn decode_meta(h: &Header, m: &[u8]) -> Result<Meta, FormatError> {
                 .into_boxed_str(),
         );
     }
-    let headers = StoredHeaders::from_block(r.bytes()?);
+    let headers = StoredHeaders::from_block(&r.bytes()?);
     Ok(Meta {
         key,
         status,
@@ -358,7 +364,6 @@ mod tests {
                 swr_ms: 4,
                 sie_ms: 5,
                 unreachable_ms: 0,
-                has_validator: true,
                 keep_until_ms: 6,
             },
             purge_version: 9,

@@ -22,9 +22,8 @@
 pub(crate) mod format;
 pub(crate) mod peek;
 
-use crate::cache::headers::StoredHeaders;
 use crate::cache::key::CacheKey;
-use crate::cache::object::Object;
+use crate::cache::object::{Extras, Object};
 use crate::cache::vary::{values_hash, VarySpec, VaryValues};
 use bytes::Bytes;
 use format::{FormatError, Meta};
@@ -381,8 +380,7 @@ impl DiskStore {
                     headers: meta.headers,
                     body,
                     fresh: meta.fresh,
-                    encoded: Box::default(),
-                    tags: meta.tags,
+                    extras: Extras::new(Box::default(), meta.tags),
                     purge_version: meta.purge_version,
                 };
                 Some((obj, meta.vary, meta.values))
@@ -512,8 +510,8 @@ impl DiskStore {
             purge_version: obj.purge_version,
             vary: vary.clone(),
             values: values.clone(),
-            tags: obj.tags.clone(),
-            headers: StoredHeaders::from_block(obj.headers.as_bytes().clone()),
+            tags: obj.tags().into(),
+            headers: obj.headers.clone(),
         };
         let head = format::encode_head(&meta, obj.body.len() as u64);
         let sums: Vec<u64> = obj
@@ -995,7 +993,7 @@ mod tests {
         let now = unix_ms(std::time::SystemTime::now());
         Object {
             status: http::StatusCode::OK,
-            headers: StoredHeaders::from_map(&HeaderMap::new(), |_| true),
+            headers: crate::cache::StoredHeaders::from_map(&HeaderMap::new(), |_| true),
             body: Bytes::from(vec![b'x'; len]),
             fresh: Freshness {
                 response_time_ms: now,
@@ -1004,11 +1002,9 @@ mod tests {
                 swr_ms: 0,
                 sie_ms: 0,
                 unreachable_ms: 0,
-                has_validator: false,
                 keep_until_ms: now + 600_000,
             },
-            encoded: Box::default(),
-            tags: Box::default(),
+            extras: Default::default(),
             purge_version: 0,
         }
     }
@@ -1074,7 +1070,7 @@ mod tests {
             vary: None,
             values: VaryValues::default(),
             tags: Box::default(),
-            headers: StoredHeaders::from_map(&HeaderMap::new(), |_| true),
+            headers: crate::cache::StoredHeaders::from_map(&HeaderMap::new(), |_| true),
         };
         let mut w = store.begin(meta, 10).unwrap();
         w.write(b"0123456789").unwrap();
