@@ -3,7 +3,7 @@
 //! One file per stored response:
 //!
 //! ```text
-//! header   "OPOBJ002" | meta_len u32 | body_len u64 | block_size u32 | meta_sum u64
+//! header   "OPOBJ003" | meta_len u32 | body_len u64 | block_size u32 | meta_sum u64
 //! meta     status, freshness, purge version, Vary names and values, tags, header block
 //! body     body_len bytes
 //! sums     one xxh3-64 per block of `block_size` body bytes
@@ -383,6 +383,36 @@ mod tests {
         assert_eq!(decode_meta(&h, &head[HEADER_LEN as usize..]).unwrap(), m);
         let tail = encode_tail(&[1, 2, 3]);
         assert_eq!(decode_tail(&tail, 3).unwrap(), [1, 2, 3]);
+    }
+
+    #[test]
+    fn version_2_files_still_read() {
+        // A version 2 file: the same layout, its header block written before dates were
+        // kept as seconds.
+        let mut m = meta();
+        m.headers = StoredHeaders::from_block(
+            b"content-type:text/plain\ndate:Sun, 06 Nov 1994 08:49:37 GMT\n",
+        );
+        let mut head = encode_head(&m, 5).to_vec();
+        head[..8].copy_from_slice(MAGIC_V2);
+        let h = decode_header(&head).unwrap();
+        assert_eq!(h.version, 2);
+        let back = decode_meta(&h, &head[HEADER_LEN as usize..]).unwrap();
+        assert_eq!(
+            back.headers.get_str("date").as_deref(),
+            Some("Sun, 06 Nov 1994 08:49:37 GMT")
+        );
+        assert_eq!(back, m);
+        // New files are version 3, with the date as seconds.
+        let mut h2 = http::HeaderMap::new();
+        h2.insert("date", "Sun, 06 Nov 1994 08:49:37 GMT".parse().unwrap());
+        m.headers = StoredHeaders::from_map(&h2, |_| true);
+        let head = encode_head(&m, 5);
+        let h = decode_header(&head).unwrap();
+        assert_eq!(h.version, 3);
+        let back = decode_meta(&h, &head[HEADER_LEN as usize..]).unwrap();
+        assert_eq!(back.headers.len(), 5);
+        assert_eq!(back.headers.to_map(), h2);
     }
 
     #[test]
