@@ -132,14 +132,6 @@ enum Value<'a> {
 }
 
 impl<'a> Value<'a> {
-    /// Length of the value as sent.
-    fn len(&self) -> usize {
-        match self {
-            Value::Text(t) => t.len(),
-            Value::Date(_) => 29,
-        }
-    }
-
     /// The value as sent.
     fn bytes(&self) -> Cow<'a, [u8]> {
         match self {
@@ -292,13 +284,9 @@ impl StoredHeaders {
     /// Appends every stored field to `out`. The values are copied into one buffer, which
     /// they share.
     pub fn write_into(&self, out: &mut HeaderMap) {
-        let mut values = BytesMut::with_capacity(self.lines().map(|(_, v)| v.len()).sum());
-        for (_, v) in self.lines() {
-            v.put(&mut values);
-        }
-        let mut values = values.freeze();
+        // Each date grows from 5 bytes to 29: three fit without growing the buffer.
+        let mut values = BytesMut::with_capacity(self.block.len() + 3 * 24);
         for (n, v) in self.lines() {
-            let value = values.split_to(v.len());
             let name = match n {
                 Name::Known(n) => n.clone(),
                 Name::Spelled(n) => match HeaderName::from_bytes(n) {
@@ -306,6 +294,9 @@ impl StoredHeaders {
                     Err(_) => continue,
                 },
             };
+            v.put(&mut values);
+            // The written value, split off the buffer: its spare room stays for the next.
+            let value = values.split().freeze();
             if let Ok(value) = HeaderValue::from_maybe_shared(value) {
                 out.append(name, value);
             }
