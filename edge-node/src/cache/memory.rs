@@ -178,15 +178,15 @@ impl MemoryTier {
         self.shards
     }
 
-    /// Looks up the response stored for `key` that matches `req`'s Vary values.
-    pub(crate) fn lookup(&self, key: &CacheKey, req: &HeaderMap) -> MemoryLookup {
+    /// Looks up the response stored for `key` that matches `req`'s Vary values, at `now` (ms
+    /// on the cache's clock, read once per request by the caller).
+    pub(crate) fn lookup(&self, key: &CacheKey, req: &HeaderMap, now: u64) -> MemoryLookup {
         let key = &SlotKey::from(key);
         let Some(entry) = self.cache.get(key) else {
             return MemoryLookup::Miss;
         };
         // Expiry is lazy (a per-entry timer would cost more memory than the object's headers):
         // an object past its keep time is a miss, and the entry goes once none is useful.
-        let now = super::clock::now_ms();
         let useful = |o: &Object| o.fresh.keep_until_ms > now;
         match &entry {
             Entry::Plain(o) if useful(o) => MemoryLookup::Found(o.clone(), 0),
@@ -290,6 +290,7 @@ impl MemoryTier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::clock::now_ms;
     use crate::cache::headers::StoredHeaders;
     use crate::cache::policy::{unix_ms, Freshness};
     use bytes::Bytes;
@@ -334,7 +335,7 @@ mod tests {
             t.insert(CacheKey(7), None, Box::new([]), obj_of(body));
             assert!(
                 matches!(
-                    t.lookup(&CacheKey(7), &HeaderMap::new()),
+                    t.lookup(&CacheKey(7), &HeaderMap::new(), now_ms()),
                     MemoryLookup::Found(..)
                 ),
                 "{mem} B tier, {max} B object, {} shards",
@@ -361,20 +362,20 @@ mod tests {
             s.insert(key, spec.clone(), values, obj(body));
         }
         assert!(
-            matches!(s.lookup(&key, &req("a")), MemoryLookup::VaryMiss(_)),
+            matches!(s.lookup(&key, &req("a"), now_ms()), MemoryLookup::VaryMiss(_)),
             "oldest variant dropped"
         );
-        match s.lookup(&key, &req("c")) {
+        match s.lookup(&key, &req("c"), now_ms()) {
             MemoryLookup::Found(o, _) => assert_eq!(o.body, "C"),
             other => panic!("{other:?}"),
         }
         // A response without Vary replaces the whole entry.
         s.insert(key, None, Box::new([]), obj("plain"));
-        match s.lookup(&key, &req("b")) {
+        match s.lookup(&key, &req("b"), now_ms()) {
             MemoryLookup::Found(o, _) => assert_eq!(o.body, "plain"),
             other => panic!("{other:?}"),
         }
         assert!(s.remove(&key));
-        assert!(matches!(s.lookup(&key, &req("b")), MemoryLookup::Miss));
+        assert!(matches!(s.lookup(&key, &req("b"), now_ms()), MemoryLookup::Miss));
     }
 }

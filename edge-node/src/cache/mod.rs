@@ -275,7 +275,7 @@ impl Cache {
     /// The verdict for `req` at `now_ms`: memory, then disk (promoting what it finds into
     /// memory), then the purge marks, then freshness.
     pub async fn lookup(&self, req: Request<'_>, now_ms: u64) -> Lookup {
-        let mut found = self.memory.load().lookup(req.key, req.headers);
+        let mut found = self.memory.load().lookup(req.key, req.headers, now_ms);
         if let (MemoryLookup::Miss | MemoryLookup::VaryMiss(_), Some(disk)) = (&found, &self.disk) {
             if let Some((obj, vary, values)) =
                 disk.lookup(req.key, req.headers, self.max_object()).await
