@@ -362,7 +362,10 @@ mod tests {
             s.insert(key, spec.clone(), values, obj(body));
         }
         assert!(
-            matches!(s.lookup(&key, &req("a"), now_ms()), MemoryLookup::VaryMiss(_)),
+            matches!(
+                s.lookup(&key, &req("a"), now_ms()),
+                MemoryLookup::VaryMiss(_)
+            ),
             "oldest variant dropped"
         );
         match s.lookup(&key, &req("c"), now_ms()) {
@@ -376,6 +379,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(s.remove(&key));
-        assert!(matches!(s.lookup(&key, &req("b"), now_ms()), MemoryLookup::Miss));
+        assert!(matches!(
+            s.lookup(&key, &req("b"), now_ms()),
+            MemoryLookup::Miss
+        ));
     }
 }
