@@ -303,9 +303,12 @@ impl StoredHeaders {
         }
     }
 
-    /// A fresh `HeaderMap` with every stored field.
+    /// A fresh `HeaderMap` with every stored field, and room for the fields an answer adds
+    /// (`Age`, `Cache-Status`, `Via`, `Accept-Ranges`, `Content-Length`): nginx's nine stored
+    /// fields and those five would outgrow a map made for 12, and growing it costs a hit about
+    /// 85 ns (`benches/stored_headers.rs`, `hit_fields`).
     pub fn to_map(&self) -> HeaderMap {
-        let mut m = HeaderMap::with_capacity(12);
+        let mut m = HeaderMap::with_capacity(20);
         self.write_into(&mut m);
         m
     }

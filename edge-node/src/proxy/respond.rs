@@ -196,8 +196,17 @@ impl Reply<'_> {
         let head_only = *self.method == Method::HEAD;
 
         if status == StatusCode::OK {
-            let etag_v = headers.get(header::ETAG).cloned();
-            let lm_v = headers.get(header::LAST_MODIFIED).cloned();
+            // The validators, for a request that has a condition to compare them with.
+            let conditional = [
+                header::IF_NONE_MATCH,
+                header::IF_MODIFIED_SINCE,
+                header::IF_RANGE,
+            ]
+            .iter()
+            .any(|n| self.req.contains_key(n));
+            let validator = |n| conditional.then(|| headers.get(n).cloned()).flatten();
+            let etag_v = validator(header::ETAG);
+            let lm_v = validator(header::LAST_MODIFIED);
             let etag = etag_v.as_ref().and_then(|v| v.to_str().ok());
             let lm = lm_v.as_ref().and_then(|v| v.to_str().ok());
             // Without Last-Modified, If-Modified-Since compares with the Date (RFC 9111 4.3.2).
