@@ -378,28 +378,18 @@ mod tests {
     #[test]
     fn canonical_dates_are_stored_as_seconds_and_read_back_as_sent() {
         let mut m = HeaderMap::new();
-        m.insert(
-            "date",
-            HeaderValue::from_static("Thu, 03 Dec 2026 12:47:20 GMT"),
-        );
-        m.insert("content-type", HeaderValue::from_static("text/html"));
-        m.insert(
-            "last-modified",
-            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
-        );
-        // Not canonical (wrong day name, an obsolete form): kept as sent.
-        m.insert(
-            "expires",
-            HeaderValue::from_static("Mon, 06 Nov 1994 08:49:37 GMT"),
-        );
-        m.append(
-            "expires",
-            HeaderValue::from_static("Sunday, 06-Nov-94 08:49:37 GMT"),
-        );
-        m.insert(
-            "x-when",
-            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
-        );
+        for (name, value) in [
+            ("date", "Thu, 03 Dec 2026 12:47:20 GMT"),
+            ("content-type", "text/html"),
+            ("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT"),
+            // Not canonical (wrong day name, an obsolete form): kept as sent.
+            ("expires", "Mon, 06 Nov 1994 08:49:37 GMT"),
+            ("expires", "Sunday, 06-Nov-94 08:49:37 GMT"),
+            // Not a date field: kept as sent.
+            ("x-when", "Sun, 06 Nov 1994 08:49:37 GMT"),
+        ] {
+            m.append(name, HeaderValue::from_static(value));
+        }
         let s = StoredHeaders::from_map(&m, |_| true);
         let expires = 1 + 29 + 1 + 1 + 30 + 1;
         let x_when = "x-when:".len() + 29 + 1;
