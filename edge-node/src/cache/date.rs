@@ -43,37 +43,27 @@ fn parse_http_date_at(s: &str, now: SystemTime) -> Option<SystemTime> {
 }
 
 /// The IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) of `secs` after the epoch. A hit formats
-/// the dates it serves from the store with it, so it stays in `u32` arithmetic (divisions by
-/// constants become multiplications) and writes digits in pairs.
+/// the dates it serves from the store with it, so it writes digits in pairs.
 pub(crate) fn fmt_imf_fixdate(secs: u32) -> [u8; 29] {
     const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
         2021222324252627282930313233343536373839404142434445464748495051525354555657585960616263\
         6465666768697071727374757677787980818283848586878889909192939495969798\
         99";
-    let pair = |out: &mut [u8], n: u32| {
-        let i = (n % 100) as usize * 2;
+    let pair = |out: &mut [u8], n: i64| {
+        let i = n.rem_euclid(100) as usize * 2;
         out.copy_from_slice(&PAIRS[i..i + 2]);
     };
-    let (days, time) = (secs / 86_400, secs % 86_400);
-    // H. Hinnant's `civil_from_days`, unsigned: u32 days since 0000-03-01 cover 2106 at most.
-    let z = days + 719_468;
-    let (era, doe) = (z / 146_097, z % 146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u32::from(month <= 2);
+    let c = from_unix(u64::from(secs));
     let mut out = *b"Thu, 01 Jan 1970 00:00:00 GMT";
     // 1970-01-01 was a Thursday, DAY_NAMES[3].
-    out[..3].copy_from_slice(DAY_NAMES[((days + 3) % 7) as usize]);
-    pair(&mut out[5..7], day);
-    out[8..11].copy_from_slice(MONTHS[(month - 1) as usize]);
-    pair(&mut out[12..14], year / 100);
-    pair(&mut out[14..16], year);
-    pair(&mut out[17..19], time / 3_600);
-    pair(&mut out[20..22], time / 60 % 60);
-    pair(&mut out[23..25], time % 60);
+    out[..3].copy_from_slice(DAY_NAMES[((secs / 86_400 + 3) % 7) as usize]);
+    pair(&mut out[5..7], c.day);
+    out[8..11].copy_from_slice(MONTHS[(c.month - 1) as usize]);
+    pair(&mut out[12..14], c.year / 100);
+    pair(&mut out[14..16], c.year);
+    pair(&mut out[17..19], c.time / 3_600);
+    pair(&mut out[20..22], c.time / 60 % 60);
+    pair(&mut out[23..25], c.time % 60);
     out
 }
 

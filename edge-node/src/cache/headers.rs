@@ -198,17 +198,13 @@ impl<'a> Iterator for Fields<'a> {
 impl StoredHeaders {
     /// Copies the fields of `map` for which `keep` answers true.
     pub fn from_map(map: &HeaderMap, keep: impl Fn(&HeaderName) -> bool) -> Self {
-        let field_len = |n: &HeaderName, v: &HeaderValue| match (date_code_for(n, v), code_for(n)) {
-            (Some(_), _) => 5,
-            (None, Some(_)) => 1 + v.len() + 1,
-            (None, None) => n.as_str().len() + 1 + v.len() + 1,
-        };
-        let len = map
+        // Room for every field spelled out; the block is cut to its exact size at the end.
+        let room = map
             .iter()
             .filter(|(n, _)| keep(n))
-            .map(|(n, v)| field_len(n, v))
+            .map(|(n, v)| n.as_str().len() + v.len() + 2)
             .sum();
-        let mut block = Vec::with_capacity(len);
+        let mut block = Vec::with_capacity(room);
         for (n, v) in map.iter().filter(|(n, _)| keep(n)) {
             if let Some((code, secs)) = date_code_for(n, v) {
                 block.push(code);
@@ -263,11 +259,6 @@ impl StoredHeaders {
             .map(|(_, v)| v.bytes())
     }
 
-    /// Whether `name` (lower-case) is stored.
-    pub fn contains(&self, name: &str) -> bool {
-        self.lines().any(|(n, _)| n.bytes() == name.as_bytes())
-    }
-
     /// The first value of `name` as a string, if stored and valid UTF-8.
     pub fn get_str(&self, name: &str) -> Option<Cow<'_, str>> {
         match self.get(name)? {
@@ -278,7 +269,8 @@ impl StoredHeaders {
 
     /// Whether a validator (`ETag`, `Last-Modified`) is stored.
     pub fn has_validator(&self) -> bool {
-        self.contains("etag") || self.contains("last-modified")
+        self.lines()
+            .any(|(n, _)| matches!(n.bytes(), b"etag" | b"last-modified"))
     }
 
     /// Appends every stored field to `out`. The values are copied into one buffer, which
