@@ -7,11 +7,8 @@ use super::body::CacheBody;
 use super::collapse::{Done, FillGuard};
 use super::state::Shared;
 use crate::body::BoxError;
-use crate::cache::headers::StoredHeaders;
 use crate::cache::policy::{decide, Decision};
-use crate::cache::{CacheKey, Extras, Object, VarySpec};
-use crate::proxy::headers::stored;
-use crate::purge::event::response_tags;
+use crate::cache::{CacheKey, Object, VarySpec};
 use bytes::{Bytes, BytesMut};
 use http::header::CONTENT_LENGTH;
 use http::{request, Request, Response};
@@ -155,18 +152,8 @@ where
         .map(|v| v.values(&client.headers))
         .unwrap_or_default();
     let object = Arc::new(Object {
-        status: parts.status,
-        headers: StoredHeaders::from_map(&parts.headers, stored),
-        body: whole.freeze(),
-        fresh,
-        extras: Extras::new(
-            Box::default(),
-            response_tags(&parts.headers)
-                .into_iter()
-                .map(String::into_boxed_str)
-                .collect(),
-        ),
         purge_version,
+        ..Object::new(parts.status, &parts.headers, whole.freeze(), fresh)
     });
     shared
         .cache

@@ -7,8 +7,7 @@
 use super::ctx::Ctx;
 use super::headers;
 use super::{Answer, Proxy};
-use crate::cache::headers::StoredHeaders;
-use crate::cache::object::{Extras, Object};
+use crate::cache::object::Object;
 use crate::cache::parts::Span;
 use crate::cache::policy::{decide, Decision};
 use crate::cache::vary::{VarySpec, VaryValues};
@@ -97,17 +96,9 @@ impl Proxy {
             return Read::Failed;
         }
         let (vary, values) = vary_of(&parts.headers, &ctx.parts.headers, &ctx.key_vary());
-        let tags = crate::purge::event::response_tags(&parts.headers)
-            .into_iter()
-            .map(String::into_boxed_str)
-            .collect();
         let object = Arc::new(Object {
-            status: parts.status,
-            headers: StoredHeaders::from_map(&parts.headers, headers::stored),
-            body,
-            fresh,
-            extras: Extras::new(Box::default(), tags),
             purge_version,
+            ..Object::new(parts.status, &parts.headers, body, fresh)
         });
         Read::Stored(Buffered {
             head: parts,
