@@ -23,6 +23,7 @@
 //! The `[agent]` role ([`role`]) adds host metrics and ships log files over OTLP through a
 //! bounded on-disk buffer that survives collector outages and restarts; the binary starts it
 //! on the process's telemetry ([`role::Agent::start`]).
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 // A dependency no code of the crate uses is an error (checked where dev-dependencies are absent).
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]

@@ -14,6 +14,7 @@
 //! - [`sample_db`]: a small City database for the demo and tests.
 //!
 //! See shared/DESIGN.md, "Geo-DNS", and docs/dns.md.
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 // A dependency no code of the crate uses is an error (checked where dev-dependencies are absent).
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]

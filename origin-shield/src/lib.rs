@@ -8,6 +8,7 @@
 //! ([`hooks::ShieldHooks`]) for what makes it a shield: admission of edges only (the shared
 //! secret, or fleet certificates checked by mutual TLS) and the purge-version gate (it never answers an edge with an
 //! object older than a purge that edge has applied). See shared/DESIGN.md, "Origin shield".
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 // A dependency no code of the crate uses is an error (checked where dev-dependencies are absent).
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]

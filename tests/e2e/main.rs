@@ -42,6 +42,7 @@ mod resolve;
 mod revalidation;
 mod rules;
 mod secrets;
+mod sendfile;
 mod shield;
 mod smuggling;
 mod stale;

@@ -19,6 +19,7 @@ pub(crate) mod disk;
 pub(crate) mod headers;
 pub mod inspect;
 pub(crate) mod key;
+pub(crate) mod mapped;
 pub(crate) mod marks;
 pub(crate) mod memory;
 pub(crate) mod object;

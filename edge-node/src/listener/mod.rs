@@ -12,10 +12,12 @@ mod generation;
 mod http2;
 mod limits;
 pub(crate) mod proxy_protocol;
+mod sendfile;
 
 pub(crate) use conns::Conns;
 pub(crate) use generation::{Generation, Source};
 pub(crate) use limits::ConnLimits;
+pub(crate) use sendfile::sent_from_files;
 
 use crate::interim::{Interim, InterimIo};
 use crate::proxy::ClientInfo;
@@ -239,8 +241,9 @@ impl Accepted {
     }
 }
 
-/// A client connection: plain, or TLS.
-type Conn = Either<TcpStream, TlsStream<TcpStream>>;
+/// A client connection: plain (sending large stored bodies with `sendfile` when it speaks
+/// HTTP/1.1), or TLS.
+type Conn = Either<sendfile::Plain, TlsStream<TcpStream>>;
 
 /// A connection ready for HTTP, and whether it speaks HTTP/2: after its TLS handshake (ALPN
 /// says), or once a plain one's first bytes are in (the preface says). `None` when the client
@@ -256,7 +259,7 @@ async fn open(
             let is_h2 = tokio::time::timeout(timeout, sends_preface(&stream))
                 .await
                 .ok()??;
-            Some((Either::Left(stream), is_h2))
+            Some((Either::Left(sendfile::Plain::new(stream, !is_h2)), is_h2))
         }
         Some(acceptor) => {
             let tls = tokio::time::timeout(timeout, acceptor.accept(stream))

@@ -479,6 +479,14 @@ impl Proxy {
 /// (Header block and body in one shared buffer was tried: it measured about 800 B more per
 /// 1 KiB object, so they stay separate.)
 fn concat(chunks: &[Bytes], total: u64) -> Bytes {
+    // A large body goes into a mapped memory file, which plain connections send without a
+    // copy (`cache/mapped.rs`); any other stays on the heap, in one exact-size allocation.
+    if let Some(b) = usize::try_from(total)
+        .ok()
+        .and_then(|t| crate::cache::mapped::from_chunks(chunks, t))
+    {
+        return b;
+    }
     let mut b = BytesMut::with_capacity(total as usize);
     for c in chunks {
         b.extend_from_slice(c);

@@ -41,7 +41,7 @@ fn register(proxy: &Arc<Proxy>) {
     let meter = proxy.registry.meter();
     let tier = KeyValue::new("cdn.tier", proxy.tier());
     let has_disk = proxy.gauges().disk.is_some();
-    let gauges: [(&'static str, &'static str, &'static str, Read); 9] = [
+    let gauges: [(&'static str, &'static str, &'static str, Read); 10] = [
         (
             "outpost.cache.memory.bytes",
             "By",
@@ -59,6 +59,12 @@ fn register(proxy: &Arc<Proxy>) {
             "{object}",
             "URLs held by the memory tier.",
             |p| Some(p.scrape().objects),
+        ),
+        (
+            "outpost.cache.memory.mapped",
+            "{object}",
+            "Large bodies held in sealed memory files, sent with sendfile on plain HTTP/1.1 (for the whole process).",
+            |_| Some(crate::cache::mapped::mapped_now() as u64),
         ),
         (
             "outpost.cache.inflight",
@@ -151,6 +157,17 @@ fn register(proxy: &Arc<Proxy>) {
                 .build();
         }
     }
+    let sent = reader(Arc::downgrade(proxy), tier.clone(), |_| {
+        Some(crate::listener::sent_from_files())
+    });
+    let _ = meter
+        .u64_observable_counter("outpost.http.sendfile")
+        .with_unit("By")
+        .with_description(
+            "Body bytes sent from memory files with sendfile instead of copied (for the whole process).",
+        )
+        .with_callback(move |o| sent(o))
+        .build();
     let node = Arc::downgrade(proxy);
     let _ = meter
         .u64_observable_gauge("outpost.upstream.up")

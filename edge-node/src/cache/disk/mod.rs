@@ -368,10 +368,14 @@ impl DiskStore {
         let path = self.find(key, req)?;
         let me = self.clone();
         let key = *key;
-        let res =
-            tokio::task::spawn_blocking(move || read_whole(&path, max_body).map_err(|e| (e, path)))
-                .await
-                .ok()?;
+        // A large body read back goes into a memory file, as a fetched one does (`mapped.rs`).
+        let res = tokio::task::spawn_blocking(move || {
+            read_whole(&path, max_body)
+                .map(|found| found.map(|(meta, body)| (meta, super::mapped::adopt(body))))
+                .map_err(|e| (e, path))
+        })
+        .await
+        .ok()?;
         match res {
             Ok(Some((meta, body))) => {
                 self.stats.hits.fetch_add(1, Relaxed);
