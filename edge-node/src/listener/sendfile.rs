@@ -93,8 +93,9 @@ impl AsyncWrite for Plain {
         };
         match found {
             None => Pin::new(&mut me.stream).poll_write_vectored(cx, bufs),
-            Some((0, src)) => {
-                let len = bufs[0].len();
+            // Nothing to send ahead of it: the body's slice goes now.
+            Some((k, src)) if bufs[..k].iter().all(|b| b.is_empty()) => {
+                let len = bufs[k].len();
                 me.poll_op(cx, |s| {
                     let mut offset = src.offset;
                     let n = rustix::fs::sendfile(s, &*src.file, Some(&mut offset), len)?;
@@ -193,6 +194,20 @@ mod tests {
             sent_from_files() - before >= 1 << 20,
             "the body went by sendfile"
         );
+    }
+
+    #[tokio::test]
+    async fn empty_slices_ahead_of_a_mapped_body_are_not_a_zero_write() {
+        let (mut w, mut r) = pair(true).await;
+        let b = body(64 * 1024);
+        let n = w
+            .write_vectored(&[IoSlice::new(&[]), IoSlice::new(&b)])
+            .await
+            .unwrap();
+        assert!(n > 0);
+        let mut got = vec![0u8; n];
+        r.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got[..], &b[..n]);
     }
 
     #[tokio::test]
