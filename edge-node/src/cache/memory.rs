@@ -384,4 +384,27 @@ mod tests {
             MemoryLookup::Miss
         ));
     }
+
+    /// Evicted objects give their memory files back: the mapped bodies alive stay within
+    /// what the tier can hold, however many went through it.
+    #[test]
+    fn evicted_large_bodies_release_their_memory_files() {
+        const LEN: usize = 128 * 1024;
+        let t = MemoryTier::new(8 << 20, 1, 1 << 20);
+        let before = crate::cache::mapped::mapped_now();
+        for i in 0..200u128 {
+            let chunk = Bytes::from(vec![(i % 251) as u8; LEN]);
+            let body = crate::cache::mapped::from_chunks(&[chunk], LEN).unwrap();
+            t.insert(CacheKey(i), None, Box::new([]), obj_of(body));
+        }
+        // 8 MiB holds at most 64 such bodies; other tests running beside this one may hold
+        // a few of their own.
+        let alive = crate::cache::mapped::mapped_now();
+        assert!(
+            alive <= before + 64 + 8,
+            "{alive} mapped bodies alive after 200 inserts"
+        );
+        drop(t);
+        assert!(crate::cache::mapped::mapped_now() <= before + 8);
+    }
 }
