@@ -129,6 +129,22 @@ fn block_on(
     }
 }
 
+/// Raises the soft open-file limit to the hard one, as nginx's `worker_rlimit_nofile` and Go's
+/// runtime do: every connection holds a descriptor, and so does every large body kept in
+/// memory (edge-node's `cache/mapped.rs`, which uses at most a quarter of the soft limit); a
+/// shell's usual soft limit of 1,024 is far below what a node serves. An unlimited or
+/// unraisable limit is left as it is.
+fn raise_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if let (Some(soft), Some(hard)) = (limit.current, limit.maximum) {
+        if soft < hard {
+            limit.current = Some(hard);
+            let _ = setrlimit(Resource::Nofile, limit);
+        }
+    }
+}
+
 fn fail(msg: &str) -> ExitCode {
     eprintln!("outpost: {msg}");
     ExitCode::from(2)
@@ -136,6 +152,7 @@ fn fail(msg: &str) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    raise_open_file_limit();
     let logging = match &cli.cmd {
         Cmd::Run { .. } => None,
         _ => init_logging(),

@@ -174,6 +174,43 @@ fn bad_flags_and_missing_files_exit_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/outpost.toml: cannot read"));
 }
 
+/// The node raises its soft open-file limit to the hard one (connections and large bodies in
+/// memory files each hold a descriptor).
+#[test]
+fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
+    let limits = |pid: u32| {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap()
+            .to_string();
+        let v: Vec<String> = line.split_whitespace().map(String::from).collect();
+        (v[3].clone(), v[4].clone())
+    };
+    let hard = limits(std::process::id()).1;
+    // Started with a soft limit below the hard one (when the hard one allows it).
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -S -n 256; exec {BIN} --workers 1 sample-origin --listen 127.0.0.1:0"
+        ))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("listening"), "{line}");
+    let (soft, max) = limits(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(max, hard);
+    assert_eq!(soft, hard, "the soft limit stayed below the hard one");
+}
+
 #[test]
 fn busy_port_is_one_clear_line_and_exit_2() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

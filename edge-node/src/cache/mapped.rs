@@ -125,10 +125,13 @@ pub(crate) fn adopt(body: Bytes) -> Bytes {
 
 /// Writes `chunks` into a new memory file, seals it and maps it read-only.
 fn map(chunks: &[Bytes], total: usize) -> std::io::Result<(memmap2::Mmap, Arc<OwnedFd>)> {
-    let fd = rustix::fs::memfd_create(
-        "outpost-body",
-        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
-    )?;
+    // Never executable (Linux 6.3 and later warn about, or with `vm.memfd_noexec = 2` refuse,
+    // a memory file that does not say); older kernels do not know the flag and say EINVAL.
+    let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
+    let fd = match rustix::fs::memfd_create("outpost-body", flags | MemfdFlags::NOEXEC_SEAL) {
+        Err(rustix::io::Errno::INVAL) => rustix::fs::memfd_create("outpost-body", flags)?,
+        r => r?,
+    };
     let mut file = std::fs::File::from(fd);
     let mut written = 0;
     for c in chunks {

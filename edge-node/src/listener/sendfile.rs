@@ -94,6 +94,9 @@ impl AsyncWrite for Plain {
         match found {
             None => Pin::new(&mut me.stream).poll_write_vectored(cx, bufs),
             // Nothing to send ahead of it: the body's slice goes now.
+            // `sendfile` takes no MSG_NOSIGNAL: a closed peer is EPIPE because the process
+            // ignores SIGPIPE (Rust's runtime does so before main; tokio's own writes rely
+            // on it too).
             Some((k, src)) if bufs[..k].iter().all(|b| b.is_empty()) => {
                 let len = bufs[k].len();
                 me.poll_op(cx, |s| {
