@@ -273,38 +273,55 @@ impl Cache {
         self.marks.applied()
     }
 
+    /// What the disk tier holds for `req` after a memory miss: an object (promoted into
+    /// memory, where the memory tier decides whether it keeps it), a large one fresh and not
+    /// purged (served from disk), or nothing usable (no stale use of large objects).
+    async fn look_on_disk(
+        &self,
+        disk: &Arc<DiskStore>,
+        req: &Request<'_>,
+        now_ms: u64,
+    ) -> FromDisk {
+        if let Some((obj, vary, values)) =
+            disk.lookup(req.key, req.headers, self.max_object()).await
+        {
+            let obj = Arc::new(obj);
+            let variant = if vary.is_some() {
+                values_hash(&values)
+            } else {
+                0
+            };
+            self.memory
+                .load()
+                .insert(*req.key, vary, values, obj.clone());
+            return FromDisk::Found(obj, variant);
+        }
+        if let Some(entry) = disk
+            .open_large(req.key, req.headers, self.max_object())
+            .await
+        {
+            let m = &entry.meta;
+            let purged = self
+                .marks
+                .verdict(req.key, req.host, req.path, &m.tags, m.purge_version);
+            if purged == Purged::Keep && m.fresh.usability(now_ms) == Usability::Fresh {
+                return FromDisk::Large(entry);
+            }
+        }
+        FromDisk::Nothing
+    }
+
     /// The verdict for `req` at `now_ms`: memory, then disk (promoting what it finds into
     /// memory), then the purge marks, then freshness.
     pub async fn lookup(&self, req: Request<'_>, now_ms: u64) -> Lookup {
         let mut found = self.memory.load().lookup(req.key, req.headers, now_ms);
         if let (MemoryLookup::Miss | MemoryLookup::VaryMiss(_), Some(disk)) = (&found, &self.disk) {
-            if let Some((obj, vary, values)) =
-                disk.lookup(req.key, req.headers, self.max_object()).await
-            {
-                // Promote: the memory tier decides whether it keeps it.
-                let obj = Arc::new(obj);
-                let variant = if vary.is_some() {
-                    values_hash(&values)
-                } else {
-                    0
-                };
-                self.memory
-                    .load()
-                    .insert(*req.key, vary, values, obj.clone());
-                found = MemoryLookup::Found(obj, variant);
-            } else if let Some(entry) = disk
-                .open_large(req.key, req.headers, self.max_object())
-                .await
-            {
-                // Too large for memory: served from disk while fresh and not purged; else it
-                // is a miss (no stale use of large objects).
-                let m = &entry.meta;
-                let purged =
-                    self.marks
-                        .verdict(req.key, req.host, req.path, &m.tags, m.purge_version);
-                if purged == Purged::Keep && m.fresh.usability(now_ms) == Usability::Fresh {
-                    return Lookup::FreshLarge(entry);
-                }
+            // Boxed: a memory hit's future stays small (the request path keeps one per
+            // connection and moves a new one in on every request).
+            match Box::pin(self.look_on_disk(disk, &req, now_ms)).await {
+                FromDisk::Found(obj, variant) => found = MemoryLookup::Found(obj, variant),
+                FromDisk::Large(entry) => return Lookup::FreshLarge(entry),
+                FromDisk::Nothing => {}
             }
         }
         let (object, variant) = match found {
@@ -454,4 +471,10 @@ impl Cache {
             }),
         }
     }
+}
+/// What [`Cache::lookup`] found on disk after a memory miss.
+enum FromDisk {
+    Found(Arc<Object>, u64),
+    Large(Arc<LargeEntry>),
+    Nothing,
 }

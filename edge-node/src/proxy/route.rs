@@ -68,7 +68,7 @@ impl Proxy {
             limited
         } else if ctx.parts.method.as_str() == "PURGE" {
             drop(body);
-            self.purge_method(&ctx).await
+            Box::pin(self.purge_method(&ctx)).await
         } else if matches!(ctx.parts.method, Method::CONNECT | Method::TRACE) {
             let st = self.status_value("fwd=method");
             Answer::new(
@@ -86,10 +86,14 @@ impl Proxy {
         } else if let Some(too_large) = self.body_too_large(&ctx) {
             too_large
         } else {
-            match super::request_body::prepare(&ctx, body).await {
-                Some((body, broke)) => self.forward(ctx, body, &broke).await,
-                None => self.bad_request_body(),
-            }
+            // Boxed, as the lookup's ways upstream are (`lookup.rs`): this future stays small.
+            Box::pin(async {
+                match super::request_body::prepare(&ctx, body).await {
+                    Some((body, broke)) => self.forward(ctx, body, &broke).await,
+                    None => self.bad_request_body(),
+                }
+            })
+            .await
         };
         if let Some(s) = ruled {
             super::rules::edit_response(&s.rules, matched, &mut answer.res, answer.outcome);
