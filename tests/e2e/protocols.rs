@@ -293,3 +293,21 @@ async fn shutdown_drains_http2_streams_in_flight() {
         .unwrap();
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+/// The future answering a request stays small: hyper keeps one per connection and moves each
+/// request's into it, so its size is copied on every request and held by every idle
+/// keep-alive connection. Everything past a lookup but a hit is boxed (`proxy/lookup.rs`); it
+/// was 14,144 bytes with the miss path inline.
+#[tokio::test]
+async fn the_request_future_stays_small() {
+    let origin = Origin::start(|_, _| Reply::ok("x", &[])).await;
+    let e = edge(&origin, |_| {}).await;
+    let req = http::Request::get("/small")
+        .header("host", "127.0.0.1")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let client = edge_node::proxy::ClientInfo::new("127.0.0.1:1".parse().unwrap(), "http");
+    let fut = e.proxy.clone().handle(req, client);
+    let size = std::mem::size_of_val(&fut);
+    assert!(size <= 6 * 1024, "the request future is {size} bytes");
+}
