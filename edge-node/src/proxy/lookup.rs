@@ -17,8 +17,9 @@ use std::sync::Arc;
 impl Proxy {
     /// The cache path of a GET or HEAD. Every way on from here but a hit is boxed: hyper keeps
     /// a connection's request future in place and moves each new one into it, so this
-    /// future's size is copied, and held per connection, on every request (14,144 bytes with
-    /// the miss path inline, which also spread 256 connections' state over 3.6 MB).
+    /// future's size is copied on every request and held by every connection (14,144 bytes
+    /// with the miss path inline, 3,728 boxed: docs/benchmarks.md, "Memory per idle
+    /// connection").
     pub(super) async fn lookup(self: &Arc<Self>, ctx: Ctx) -> Answer {
         let mut proceed = if ctx.bypassed() {
             Proceed::Bypass("rule-bypass")
