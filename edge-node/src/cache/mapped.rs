@@ -78,7 +78,7 @@ pub(crate) fn mapped_now() -> usize {
 /// The body made of `chunks` (`total` bytes in all) in a sealed, mapped memory file; `None`
 /// when it is smaller than [`MIN_BYTES`], the budget is spent, or the kernel refuses (the
 /// caller keeps it on the heap).
-pub(crate) fn from_chunks(chunks: &[Bytes], total: usize) -> Option<Bytes> {
+pub(crate) fn from_chunks<T: AsRef<[u8]>>(chunks: &[T], total: usize) -> Option<Bytes> {
     if total < MIN_BYTES {
         return None;
     }
@@ -117,14 +117,11 @@ pub(crate) fn from_chunks(chunks: &[Bytes], total: usize) -> Option<Bytes> {
     }
 }
 
-/// `body` in a mapped memory file when it is large enough and the budget allows (a copy),
-/// else `body` itself.
-pub(crate) fn adopt(body: Bytes) -> Bytes {
-    from_chunks(std::slice::from_ref(&body), body.len()).unwrap_or(body)
-}
-
 /// Writes `chunks` into a new memory file, seals it and maps it read-only.
-fn map(chunks: &[Bytes], total: usize) -> std::io::Result<(memmap2::Mmap, Arc<OwnedFd>)> {
+fn map<T: AsRef<[u8]>>(
+    chunks: &[T],
+    total: usize,
+) -> std::io::Result<(memmap2::Mmap, Arc<OwnedFd>)> {
     // Never executable (Linux 6.3 and later warn about, or with `vm.memfd_noexec = 2` refuse,
     // a memory file that does not say); older kernels do not know the flag and say EINVAL.
     let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
@@ -133,7 +130,7 @@ fn map(chunks: &[Bytes], total: usize) -> std::io::Result<(memmap2::Mmap, Arc<Ow
         r => r?,
     };
     let mut file = std::fs::File::from(fd);
-    let written: usize = chunks.iter().map(Bytes::len).sum();
+    let written: usize = chunks.iter().map(|c| c.as_ref().len()).sum();
     if written != total {
         return Err(std::io::Error::other(format!(
             "the body's chunks hold {written} bytes, not {total}"
@@ -159,12 +156,13 @@ fn map(chunks: &[Bytes], total: usize) -> std::io::Result<(memmap2::Mmap, Arc<Ow
 
 /// Writes every chunk to `file`, up to 1,024 of them per system call (a fetched body comes
 /// in chunks of 16 KiB or so: one call per chunk would be 2,048 calls for 32 MiB).
-fn write_chunks(file: &mut std::fs::File, chunks: &[Bytes]) -> std::io::Result<()> {
+fn write_chunks<T: AsRef<[u8]>>(file: &mut std::fs::File, chunks: &[T]) -> std::io::Result<()> {
     const IOV_MAX: usize = 1024;
     let mut slices: Vec<IoSlice<'_>> = chunks
         .iter()
+        .map(AsRef::as_ref)
         .filter(|c| !c.is_empty())
-        .map(|c| IoSlice::new(c))
+        .map(IoSlice::new)
         .collect();
     let mut rest = &mut slices[..];
     while !rest.is_empty() {

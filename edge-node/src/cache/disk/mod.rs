@@ -368,14 +368,10 @@ impl DiskStore {
         let path = self.find(key, req)?;
         let me = self.clone();
         let key = *key;
-        // A large body read back goes into a memory file, as a fetched one does (`mapped.rs`).
-        let res = tokio::task::spawn_blocking(move || {
-            read_whole(&path, max_body)
-                .map(|found| found.map(|(meta, body)| (meta, super::mapped::adopt(body))))
-                .map_err(|e| (e, path))
-        })
-        .await
-        .ok()?;
+        let res =
+            tokio::task::spawn_blocking(move || read_whole(&path, max_body).map_err(|e| (e, path)))
+                .await
+                .ok()?;
         match res {
             Ok(Some((meta, body))) => {
                 self.stats.hits.fetch_add(1, Relaxed);
@@ -814,7 +810,10 @@ fn read_whole(p: &Path, max_body: u64) -> Result<Option<(Meta, Bytes)>, ReadErro
             return Err(ReadError::Format(FormatError::Checksum("body block")));
         }
     }
-    Ok(Some((meta, Bytes::copy_from_slice(body))))
+    // A large body goes straight into a memory file, as a fetched one does (`mapped.rs`).
+    let body = super::mapped::from_chunks(&[body], body.len())
+        .unwrap_or_else(|| Bytes::copy_from_slice(body));
+    Ok(Some((meta, body)))
 }
 
 /// A stored response being written as it arrives.
