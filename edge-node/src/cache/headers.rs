@@ -299,10 +299,15 @@ impl StoredHeaders {
     /// (`Age`, `Cache-Status`, `Via`, `Accept-Ranges`, `Content-Length`): nginx's nine stored
     /// fields and those five would outgrow a map made for 12, and growing it costs a hit about
     /// 85 ns (`benches/stored_headers.rs`, `hit_fields`).
+    ///
+    /// A block the thread has answered before may come from its kept maps, as a clone
+    /// ([`super::hot_headers`]).
     pub fn to_map(&self) -> HeaderMap {
-        let mut m = HeaderMap::with_capacity(20);
-        self.write_into(&mut m);
-        m
+        super::hot_headers::decoded(&self.block, 20, |capacity| {
+            let mut m = HeaderMap::with_capacity(capacity);
+            self.write_into(&mut m);
+            m
+        })
     }
 }
 

@@ -17,6 +17,7 @@ pub(crate) mod compress;
 pub(crate) mod date;
 pub(crate) mod disk;
 pub(crate) mod headers;
+pub(crate) mod hot_headers;
 pub mod inspect;
 pub(crate) mod key;
 pub(crate) mod mapped;

@@ -47,8 +47,8 @@ pub(crate) fn object(
     };
     let mut res = Response::new(body);
     *res.status_mut() = status;
+    *res.headers_mut() = obj.headers.to_map();
     let h = res.headers_mut();
-    obj.headers.write_into(h);
     if status == StatusCode::NOT_MODIFIED {
         h.remove(CONTENT_LENGTH);
     } else {

@@ -190,36 +190,36 @@ impl Reply<'_> {
         len: Option<u64>,
         age: u64,
     ) -> (Response<ProxyBody>, Option<u64>) {
-        headers.insert(header::AGE, HeaderValue::from(age));
+        headers.insert(header::AGE, age_value(age));
         headers.append(CACHE_STATUS.clone(), self.cache_status.clone());
         append_via(&mut headers, self.via);
         let head_only = *self.method == Method::HEAD;
 
         if status == StatusCode::OK {
+            let Conditions {
+                conditional,
+                ranged,
+            } = Conditions::of(self.req);
             // The validators, for a request that has a condition to compare them with.
-            let conditional = [
-                header::IF_NONE_MATCH,
-                header::IF_MODIFIED_SINCE,
-                header::IF_RANGE,
-            ]
-            .iter()
-            .any(|n| self.req.contains_key(n));
             let validator = |n| conditional.then(|| headers.get(n).cloned()).flatten();
             let etag_v = validator(header::ETAG);
             let lm_v = validator(header::LAST_MODIFIED);
             let etag = etag_v.as_ref().and_then(|v| v.to_str().ok());
             let lm = lm_v.as_ref().and_then(|v| v.to_str().ok());
             // Without Last-Modified, If-Modified-Since compares with the Date (RFC 9111 4.3.2).
-            let date_v = (lm_v.is_none() && self.req.contains_key(header::IF_MODIFIED_SINCE))
-                .then(|| headers.get(header::DATE).cloned())
-                .flatten();
+            let date_v =
+                (conditional && lm_v.is_none() && self.req.contains_key(header::IF_MODIFIED_SINCE))
+                    .then(|| headers.get(header::DATE).cloned())
+                    .flatten();
             let since = lm.or_else(|| date_v.as_ref().and_then(|v| v.to_str().ok()));
-            if not_modified(self.req, etag, since) {
+            if conditional && not_modified(self.req, etag, since) {
                 return (not_modified_response(&headers), Some(0));
             }
             if let Some(len) = len {
                 headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-                let range = self.req.get(header::RANGE).and_then(|v| v.to_str().ok());
+                let range = ranged
+                    .then(|| self.req.get(header::RANGE).and_then(|v| v.to_str().ok()))
+                    .flatten();
                 if range.is_some()
                     && *self.method == Method::GET
                     && if_range_matches(self.req, etag, lm)
@@ -242,6 +242,66 @@ impl Reply<'_> {
         }
         (build(status, headers, body.body(0, None)), len)
     }
+}
+
+/// Which of the request fields that change an answer from the store a request carries.
+struct Conditions {
+    /// If-None-Match, If-Modified-Since or If-Range.
+    conditional: bool,
+    /// Range.
+    ranged: bool,
+}
+
+impl Conditions {
+    /// One pass over the request's field names (most requests have none of these, and a
+    /// few names to look at), instead of a lookup for each.
+    fn of(req: &HeaderMap) -> Self {
+        let mut c = Conditions {
+            conditional: false,
+            ranged: false,
+        };
+        for n in req.keys() {
+            if n == header::IF_NONE_MATCH || n == header::IF_MODIFIED_SINCE || n == header::IF_RANGE
+            {
+                c.conditional = true;
+            } else if n == header::RANGE {
+                c.ranged = true;
+            }
+        }
+        c
+    }
+}
+
+/// The digits of 0 to 999, right-aligned in three bytes: the `Age` of most answers, as
+/// static values (no allocation, nothing to free).
+static SMALL_AGES: [[u8; 3]; 1000] = {
+    let mut t = [[0u8; 3]; 1000];
+    let mut i = 0;
+    while i < 1000 {
+        t[i] = [
+            b'0' + (i / 100) as u8,
+            b'0' + (i / 10 % 10) as u8,
+            b'0' + (i % 10) as u8,
+        ];
+        i += 1;
+    }
+    t
+};
+
+/// `age` as an `Age` value.
+fn age_value(age: u64) -> HeaderValue {
+    if let Some(d) = usize::try_from(age).ok().and_then(|i| SMALL_AGES.get(i)) {
+        let digits = match age {
+            0..=9 => 1,
+            10..=99 => 2,
+            _ => 3,
+        };
+        let s: &'static [u8] = &d[3 - digits..];
+        if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from_static(s)) {
+            return v;
+        }
+    }
+    HeaderValue::from(age)
 }
 
 /// The 304 for a conditional request the stored response satisfies: the fields a 304
@@ -415,5 +475,38 @@ impl Proxy {
             res.headers_mut().insert(REQUEST_ID.clone(), v);
         }
         Answer::new(res, Outcome::Error, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn ages_are_written_in_decimal_at_every_length() {
+        for age in [0, 7, 10, 99, 100, 459, 999, 1000, 86_400, u64::MAX] {
+            assert_eq!(age_value(age).to_str().unwrap(), age.to_string(), "{age}");
+        }
+    }
+
+    #[test]
+    fn conditions_are_found_among_other_fields() {
+        let mut req = HeaderMap::new();
+        req.insert(header::HOST, HeaderValue::from_static("a.test"));
+        req.insert("x-custom", HeaderValue::from_static("1"));
+        let c = Conditions::of(&req);
+        assert!(!c.conditional && !c.ranged);
+        for (name, conditional, ranged) in [
+            (header::IF_NONE_MATCH, true, false),
+            (header::IF_MODIFIED_SINCE, true, false),
+            (header::IF_RANGE, true, false),
+            (header::RANGE, false, true),
+        ] {
+            let mut r = req.clone();
+            r.insert(name.clone(), HeaderValue::from_static("x"));
+            let c = Conditions::of(&r);
+            assert_eq!((c.conditional, c.ranged), (conditional, ranged), "{name}");
+        }
     }
 }
