@@ -11,7 +11,9 @@
 # PROTO (h1: wrk; h2: h2load with prior knowledge, STREAMS (10) concurrent streams per
 # connection), BEFORE_EDGE / AFTER_EDGE (TOML lines added to that side's [edge], e.g. the same
 # binary twice with AFTER_EDGE='access_log = { path = "/tmp/a.log" }' to price a feature),
-# BEFORE_SITE / AFTER_SITE (TOML lines added to that side's site).
+# BEFORE_SITE / AFTER_SITE (TOML lines added to that side's site), TLS=1 (the load over TLS
+# 1.3 on a second listener of each edge, with one ECDSA P-256 certificate made here, as
+# tls.sh does; h2 then negotiates HTTP/2 by ALPN).
 set -euo pipefail
 
 BEFORE=${1:?before binary}
@@ -22,10 +24,12 @@ CONNS=${CONNS:-32}
 PATH_=${PATH_:-/bytes/1024}
 PROTO=${PROTO:-h1}
 STREAMS=${STREAMS:-10}
+TLS=${TLS:-}
 declare -A EXTRA=([before]=${BEFORE_EDGE:-} [after]=${AFTER_EDGE:-})
 declare -A SITE_EXTRA=([before]=${BEFORE_SITE:-} [after]=${AFTER_SITE:-})
 ORIGIN_PORT=${ORIGIN_PORT:-18100}
 declare -A PORT=([before]=18101 [after]=18102)
+declare -A TLS_PORT=([before]=18111 [after]=18112)
 declare -A BIN=([before]=$BEFORE [after]=$AFTER)
 declare -A EDGE_PID=()
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -47,6 +51,21 @@ wait_port() {
     return 1
 }
 
+if [ -n "$TLS" ]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 \
+        -keyout "$WORK/key.pem" -out "$WORK/cert.pem" -subj /CN=bench.test \
+        -addext subjectAltName=DNS:bench.test,IP:127.0.0.1 >/dev/null 2>&1 ||
+        { echo "openssl req failed" >&2; exit 1; }
+fi
+# The URL the load goes to on one side's edge.
+url_of() {
+    if [ -n "$TLS" ]; then
+        echo "https://127.0.0.1:${TLS_PORT[$1]}$PATH_"
+    else
+        echo "http://127.0.0.1:${PORT[$1]}$PATH_"
+    fi
+}
+
 taskset -c 1 "$AFTER" --workers 1 sample-origin --listen "127.0.0.1:$ORIGIN_PORT" \
     >"$WORK/origin.log" 2>&1 &
 PIDS+=($!)
@@ -54,6 +73,12 @@ wait_port "$ORIGIN_PORT"
 for side in before after; do
     sed -e "s|@PORT@|${PORT[$side]}|g" -e "s|@ORIGIN_PORT@|$ORIGIN_PORT|g" \
         "$HERE/outpost.toml.in" >"$WORK/$side.toml"
+    if [ -n "$TLS" ]; then
+        EXTRA[$side]="tls_listen = [\"127.0.0.1:${TLS_PORT[$side]}\"]
+${EXTRA[$side]}"
+        printf '\n[[edge.certificates]]\nhosts = ["bench.test"]\ncert = "%s"\nkey = "%s"\n' \
+            "$WORK/cert.pem" "$WORK/key.pem" >>"$WORK/$side.toml"
+    fi
     # The side's own [edge] and site keys go right after their section headers.
     EDGE_LINES="${EXTRA[$side]}" SITE_LINES="${SITE_EXTRA[$side]}" python3 -c '
 import os, sys
@@ -69,8 +94,8 @@ open(p, "w").write(s)' "$WORK/$side.toml"
     EDGE_PID[$side]=$!
     wait_port "${PORT[$side]}"
     # Warm: the object stored, and the connections' first requests out of the way.
-    for _ in 1 2 3; do curl -s -o /dev/null "http://127.0.0.1:${PORT[$side]}$PATH_"; done
-    curl -s -D - -o /dev/null "http://127.0.0.1:${PORT[$side]}$PATH_" | grep -qi 'cache-status:.*hit' ||
+    for _ in 1 2 3; do curl -sk -o /dev/null "$(url_of $side)"; done
+    curl -sk -D - -o /dev/null "$(url_of $side)" | grep -qi 'cache-status:.*hit' ||
         { echo "$side: $PATH_ is not a hit" >&2; exit 1; }
 done
 
@@ -81,7 +106,7 @@ TICK=$(getconf CLK_TCK)
 declare -A RUNS=([before]="" [after]="") PERCPU=([before]="" [after]="")
 for r in $(seq "$ROUNDS"); do
     for side in before after; do
-        url="http://127.0.0.1:${PORT[$side]}$PATH_"
+        url=$(url_of $side)
         t0=$(cpu_ticks "${EDGE_PID[$side]}")
         if [ "$PROTO" = h2 ]; then
             rps=$(taskset -c 1 h2load -t1 -c"$CONNS" -m"$STREAMS" -D"$DURATION" "$url" |

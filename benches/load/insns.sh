@@ -6,6 +6,11 @@
 # Kernel time (the socket calls) is not counted: a request spends about two thirds of its
 # CPU there, so a share of these instructions is a smaller share of CPU time.
 # Usage: benches/load/insns.sh BIN [SITE_LINES_FILE] [EDGE_LINES]   (N=20000)
+# By default every hit is for one URL (/bytes/1024). URLS=2000 spreads them over that many
+# objects (/bytes/1024?o=1..URLS, all fetched first), each client going through the list in
+# order; with CONNS=1 consecutive hits are for different objects, so no answer finds its
+# header fields kept by the thread (edge-node's cache/hot_headers.rs): the cold case.
+# CONNS (8) is h2load's client count.
 # Example (issue 15): compare `insns.sh BIN` with
 #   insns.sh BIN benches/load/rules20-site.toml "$(sed -n "s/^LIMITS='\(.*\)'$/\1/p" benches/load/rules20.sh)"
 set -euo pipefail
@@ -13,6 +18,8 @@ BIN=${1:?usage: insns.sh BIN [SITE_LINES_FILE] [EDGE_LINES]}
 SITE=${2:-}
 EDGE=${3:-}
 N=${N:-20000}
+URLS=${URLS:-}
+CONNS=${CONNS:-8}
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -29,9 +36,17 @@ OUTPOST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" \
 VPID=$!
 URL="http://127.0.0.1:$PORT/bytes/1024"
 for _ in $(seq 300); do curl -s -o /dev/null "$URL" && break; sleep 0.2; done
-h2load --h1 -n 2000 -c 8 "$URL" >/dev/null
+if [ -n "$URLS" ]; then
+    for i in $(seq "$URLS"); do echo "$URL?o=$i"; done >"$WORK/urls.txt"
+    # Twice through the list from one client: every object fetched, then hit once.
+    h2load --h1 -n "$((2 * URLS))" -c 1 -i "$WORK/urls.txt" >/dev/null
+    TARGET=(-i "$WORK/urls.txt")
+else
+    h2load --h1 -n 2000 -c 8 "$URL" >/dev/null
+    TARGET=("$URL")
+fi
 callgrind_control -z "$VPID" >/dev/null 2>&1
-h2load --h1 -n "$N" -c 8 "$URL" | grep -q "$N succeeded" || { echo "not every request succeeded" >&2; exit 1; }
+h2load --h1 -n "$N" -c "$CONNS" "${TARGET[@]}" | grep -q "$N succeeded" || { echo "not every request succeeded" >&2; exit 1; }
 callgrind_control -d "$VPID" >/dev/null 2>&1
 sleep 1
 total=$(awk '/^summary:/ {print $2}' "$WORK"/cg.out.1)

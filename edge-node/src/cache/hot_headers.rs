@@ -1,4 +1,4 @@
-//! The decoded header maps of the objects a worker thread answers again and again.
+//! The decoded header fields of the objects a worker thread answers again and again.
 //!
 //! A stored object keeps its header fields as a compact block ([`super::headers`]), which a
 //! hit turns back into a `HeaderMap`: parsing each line, formatting dates, validating values
@@ -11,15 +11,17 @@
 //! map: a cloned `HeaderMap` has no room left, and the fields an answer adds would then grow
 //! it twice on every hit.
 //!
-//! - **Keyed by content.** A slot holds a copy of the block its map was decoded from, and is
-//!   used only for a block with the very same bytes: the map is a function of the block alone,
-//!   so an object freed and another stored at its address can never be answered with the old
-//!   map, and nothing here needs to know when objects are evicted, purged or replaced.
+//! - **Keyed by content.** A slot holds a copy of the block its fields were decoded from, and
+//!   is used only for a block with the very same bytes: the fields are a function of the block
+//!   alone, so an object freed and another stored at its address can never be answered with
+//!   the old fields, and nothing here needs to know when objects are evicted, purged or
+//!   replaced.
 //! - **Kept on second use.** A block is decoded as before the first time it lands in a slot,
 //!   and kept the second time in a row, so a long tail of objects answered once each costs no
 //!   copies and does not churn out the hot ones.
-//! - **Bounded.** [`SLOTS`] maps per worker thread, each a few hundred bytes; the memory tier's
-//!   objects are not touched, so their cost per object is what it was.
+//! - **Bounded.** [`SLOTS`] slots per worker thread, each a few hundred bytes for ordinary
+//!   fields and at most about 16 KiB ([`MAX_BLOCK`]); the memory tier's objects are not
+//!   touched, so their cost per object is what it was.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use std::cell::RefCell;
