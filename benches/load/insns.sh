@@ -10,7 +10,9 @@
 # objects (/bytes/1024?o=1..URLS, all fetched first), each client going through the list in
 # order; with CONNS=1 consecutive hits are for different objects, so no answer finds its
 # header fields kept by the thread (edge-node's cache/hot_headers.rs): the cold case.
-# CONNS (8) is h2load's client count.
+# CONNS (8) is h2load's client count. TLS=1 sends the hits over TLS 1.3 (HTTP/1.1, an ECDSA
+# P-256 certificate made here) to a second listener: the TLS record layer's share too. Under
+# valgrind, ring runs its AES-NI code, not the VAES code it picks on CPUs that have it.
 # Example (issue 15): compare `insns.sh BIN` with
 #   insns.sh BIN benches/load/rules20-site.toml "$(sed -n "s/^LIMITS='\(.*\)'$/\1/p" benches/load/rules20.sh)"
 set -euo pipefail
@@ -20,22 +22,36 @@ EDGE=${3:-}
 N=${N:-20000}
 URLS=${URLS:-}
 CONNS=${CONNS:-8}
+TLS=${TLS:-}
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 ORIGIN_PORT=$(port)
+TLS_PORT=$(port)
+TLS_LINES=
+if [ -n "$TLS" ]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 \
+        -keyout "$WORK/key.pem" -out "$WORK/cert.pem" -subj /CN=bench.test \
+        -addext subjectAltName=DNS:bench.test,IP:127.0.0.1 >/dev/null 2>&1
+    TLS_LINES="tls_listen = [\"127.0.0.1:$TLS_PORT\"]"
+fi
 PORT=$(port)
 "$BIN" --workers 1 sample-origin --listen "127.0.0.1:$ORIGIN_PORT" >"$WORK/origin.log" 2>&1 &
 {
-    printf '[edge]\nlisten = ["127.0.0.1:%s"]\nmemory_bytes = "256MiB"\n%s\n\n' "$PORT" "$EDGE"
+    printf '[edge]\nlisten = ["127.0.0.1:%s"]\nmemory_bytes = "256MiB"\n%s\n%s\n\n' "$PORT" "$TLS_LINES" "$EDGE"
     printf '[[edge.sites]]\nhosts = ["127.0.0.1", "localhost"]\norigins = ["http://127.0.0.1:%s"]\n' "$ORIGIN_PORT"
     if [ -n "$SITE" ]; then grep -v '^#' "$SITE"; fi
+    if [ -n "$TLS" ]; then
+        printf '\n[[edge.certificates]]\nhosts = ["bench.test"]\ncert = "%s"\nkey = "%s"\n' \
+            "$WORK/cert.pem" "$WORK/key.pem"
+    fi
 } >"$WORK/edge.toml"
 OUTPOST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" \
     "$BIN" --workers 1 run --config "$WORK/edge.toml" >"$WORK/edge.log" 2>&1 &
 VPID=$!
 URL="http://127.0.0.1:$PORT/bytes/1024"
-for _ in $(seq 300); do curl -s -o /dev/null "$URL" && break; sleep 0.2; done
+[ -n "$TLS" ] && URL="https://127.0.0.1:$TLS_PORT/bytes/1024"
+for _ in $(seq 300); do curl -sk -o /dev/null "$URL" && break; sleep 0.2; done
 if [ -n "$URLS" ]; then
     for i in $(seq "$URLS"); do echo "$URL?o=$i"; done >"$WORK/urls.txt"
     # Twice through the list from one client: every object fetched, then hit once.
