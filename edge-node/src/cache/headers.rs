@@ -300,8 +300,8 @@ impl StoredHeaders {
     /// fields and those five would outgrow a map made for 12, and growing it costs a hit about
     /// 85 ns (`benches/stored_headers.rs`, `hit_fields`).
     ///
-    /// A block the thread has answered before may come from its kept maps, as a clone
-    /// ([`super::hot_headers`]).
+    /// A block this thread has answered before may be built from the fields the thread kept
+    /// of it, without decoding the block again (`cache/hot_headers.rs`).
     pub fn to_map(&self) -> HeaderMap {
         super::hot_headers::decoded(&self.block, 20, |capacity| {
             let mut m = HeaderMap::with_capacity(capacity);
