@@ -127,7 +127,7 @@ mod tests {
     }
 
     #[test]
-    fn a_block_is_kept_on_its_second_use_and_cloned_after() {
+    fn a_block_is_kept_on_its_second_use_and_built_from_its_fields_after() {
         let block: Box<[u8]> = b"x-v:1\n".to_vec().into_boxed_slice();
         let calls = Cell::new(0);
         let decode = |_| {
@@ -141,7 +141,7 @@ mod tests {
     }
 
     #[test]
-    fn a_kept_map_answers_only_the_same_bytes() {
+    fn kept_fields_answer_only_the_same_bytes() {
         // The same allocation, rewritten: the kept fields must not answer the new bytes.
         let mut block = b"x-v:1\n".to_vec().into_boxed_slice();
         for _ in 0..3 {
@@ -154,7 +154,7 @@ mod tests {
     }
 
     #[test]
-    fn a_caller_changing_its_map_leaves_the_kept_one_alone() {
+    fn a_caller_changing_its_map_leaves_the_kept_fields_alone() {
         let block: Box<[u8]> = b"x-v:3\n".to_vec().into_boxed_slice();
         for _ in 0..3 {
             let mut m = decoded(&block, 4, |_| map_of("3"));
