@@ -19,7 +19,7 @@
 //! - **Kept on second use.** A block is decoded as before the first time it lands in a slot,
 //!   and kept the second time in a row, so a long tail of objects answered once each costs no
 //!   copies and does not churn out the hot ones.
-//! - **Bounded.** [`SLOTS`] slots per worker thread, each a few hundred bytes for ordinary
+//! - **Bounded.** [`SLOTS`] slots per worker thread, each about a KiB for ordinary
 //!   fields and at most about 16 KiB ([`MAX_BLOCK`]); the memory tier's objects are not
 //!   touched, so their cost per object is what it was.
 
