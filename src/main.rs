@@ -1,5 +1,6 @@
 //! The `outpost` command line: `run`, `demo`, `check-config`, `purge` (and `purge log`),
 //! `inspect`, `ca`, `sample-origin`.
+
 #![forbid(unsafe_code)]
 // A dependency no code of the crate uses is an error (checked where dev-dependencies are absent).
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]

@@ -473,6 +473,7 @@ impl Cache {
         }
     }
 }
+
 /// What [`Cache::lookup`] found on disk after a memory miss.
 enum FromDisk {
     Found(Arc<Object>, u64),
