@@ -19,8 +19,11 @@
 # Start-up: from launch to the first geo answer (a Frankfurt ECS subnet answered eu), each
 # server pinned to CPU 0; for Outpost also when its walk of the database into merged trees
 # ended (until then it answers from per-query lookups). STARTUP_ONLY=1 stops after that.
+# PERF_ONLY=1: instead of the rounds, one geo (ECS) flood per server under `perf record -g`
+# (cpu-clock, 999 Hz, DURATION s): each server's kernel share, its top functions, and with
+# inferno on PATH (`cargo install inferno`) a flame graph each (perf-<server>.svg in the results).
 # Knobs: ROUNDS, DURATION, QUERIES, CLIENTS, OUTSTANDING, SCOPE_SAMPLE, SKIP_INSTALL=1,
-# SKIP_BUILD=1, STARTUP_ONLY=1, OUTPOST_PORT, GDNSD_PORT.
+# SKIP_BUILD=1, STARTUP_ONLY=1, PERF_ONLY=1, OUTPOST_PORT, GDNSD_PORT.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -203,6 +206,30 @@ run_case() { # server case round
 }
 
 printf 'case\tround\tserver\tqps\tavg_latency_s\tserver_cpu_s\tcompleted\n' >"$OUT/runs.tsv"
+if [ -n "${PERF_ONLY:-}" ]; then
+  for server in gdnsd outpost; do
+    pid=$OPID
+    [ $server = gdnsd ] && pid=$GPID
+    perf record -F 999 -e cpu-clock -g -p "$pid" -o "$OUT/perf-$server.data" -- sleep "$DURATION" \
+      2>"$OUT/perf-$server.log" &
+    perf_pid=$!
+    run_case "$server" geo 1
+    wait "$perf_pid" || true
+    kernel=$(perf report -i "$OUT/perf-$server.data" --no-children --stdio --sort dso 2>/dev/null |
+      awk '/\[kernel\.kallsyms\]/ {print $1}')
+    echo "$server: kernel share of its CPU under perf: $kernel" | tee -a "$OUT/perf.txt"
+    perf report -i "$OUT/perf-$server.data" --no-children --stdio --percent-limit 1 -g none \
+      --sort symbol 2>/dev/null | grep -E '^ +[0-9]' | awk 'NR <= 25' | tee -a "$OUT/perf.txt"
+    if command -v inferno-collapse-perf >/dev/null && command -v inferno-flamegraph >/dev/null; then
+      if ! perf script -i "$OUT/perf-$server.data" 2>/dev/null | inferno-collapse-perf |
+        inferno-flamegraph --title "$server, geo (ECS) flood" >"$OUT/perf-$server.svg"; then
+        log "$server: no flame graph (perf script or inferno failed)"
+      fi
+    fi
+  done
+  log "results in $OUT"
+  exit 0
+fi
 for round in $(seq 1 "$ROUNDS"); do
   for case in plain geo "plain@$RATE" "geo@$RATE"; do
     for server in gdnsd outpost; do

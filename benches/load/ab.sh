@@ -7,7 +7,8 @@
 # port; wrk -t1 -c$CONNS on CPU 1 loads one edge at a time for DURATION s, alternating
 # before/after for ROUNDS rounds, so machine noise lands on both alike. Prints req/s per run,
 # requests per CPU-second of the edge (steadier on a shared machine: the edge saturates its
-# core, so req/s follows whatever else runs there), and the median of each side. Knobs: ROUNDS (5), DURATION (10), CONNS (32), PATH_ (/bytes/1024),
+# core, so req/s follows whatever else runs there), wrk's p99 (h1 only), and the median of each
+# side. Knobs: ROUNDS (5), DURATION (10), CONNS (32), PATH_ (/bytes/1024),
 # PROTO (h1: wrk; h2: h2load with prior knowledge, STREAMS (10) concurrent streams per
 # connection), BEFORE_EDGE / AFTER_EDGE (TOML lines added to that side's [edge], e.g. the same
 # binary twice with AFTER_EDGE='access_log = { path = "/tmp/a.log" }' to price a feature),
@@ -103,7 +104,7 @@ done
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TICK=$(getconf CLK_TCK)
 
-declare -A RUNS=([before]="" [after]="") PERCPU=([before]="" [after]="")
+declare -A RUNS=([before]="" [after]="") PERCPU=([before]="" [after]="") P99=([before]="" [after]="")
 for r in $(seq "$ROUNDS"); do
     for side in before after; do
         url=$(url_of $side)
@@ -111,9 +112,13 @@ for r in $(seq "$ROUNDS"); do
         if [ "$PROTO" = h2 ]; then
             rps=$(taskset -c 1 h2load -t1 -c"$CONNS" -m"$STREAMS" -D"$DURATION" "$url" |
                 awk '/^finished in/ {print $4}')
+            p99=-
         else
-            rps=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" "$url" |
-                awk '/Requests\/sec/ {print $2}')
+            out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$url")
+            rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+            # wrk prints "99% 1.23ms" (or us, or s): in ms.
+            p99=$(awk '$1 == "99%" { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v);
+                printf "%.2f", (u == "us" ? v / 1000 : (u == "s" ? v * 1000 : v)) }' <<<"$out")
         fi
         t1=$(cpu_ticks "${EDGE_PID[$side]}")
         # Requests per CPU-second of the edge: what a busy machine's noise hardly moves.
@@ -121,7 +126,8 @@ for r in $(seq "$ROUNDS"); do
             'BEGIN {printf "%.0f", (t > 0 ? r * d / (t / hz) : 0)}')
         RUNS[$side]="${RUNS[$side]} $rps"
         PERCPU[$side]="${PERCPU[$side]} $per"
-        echo "round $r $side $rps req/s, $per req per CPU-second"
+        P99[$side]="${P99[$side]} $p99"
+        echo "round $r $side $rps req/s, $per req per CPU-second, p99 $p99 ms"
     done
 done
 for side in before after; do
@@ -129,4 +135,6 @@ for side in before after; do
     echo "$side median $med req/s (runs:${RUNS[$side]})"
     med=$(printf '%s\n' ${PERCPU[$side]} | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
     echo "$side median $med req per CPU-second (runs:${PERCPU[$side]})"
+    med=$(printf '%s\n' ${P99[$side]} | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+    echo "$side median p99 $med ms (runs:${P99[$side]})"
 done

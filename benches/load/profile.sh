@@ -11,7 +11,8 @@
 # and the top of `perf report` by self time (function symbols of the release build; inlined
 # functions count in their caller). OUT (default a temp dir, kept) holds
 # perf.data and report.txt; with `inferno-collapse-perf` and `inferno-flamegraph` on PATH
-# (`cargo install inferno`) also flame.svg.
+# (`cargo install inferno`) also flame.svg. TLS=1 sends the load over TLS 1.3 to a second
+# listener (an ECDSA P-256 certificate made here, as ab.sh and insns.sh do; h2 by ALPN).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -24,9 +25,11 @@ CONNS=${CONNS:-32}
 STREAMS=${STREAMS:-10}
 DURATION=${DURATION:-15}
 FREQ=${FREQ:-999}
+TLS=${TLS:-}
 TOP=${TOP:-40}
 ORIGIN_PORT=${ORIGIN_PORT:-18300}
 EDGE_PORT=${EDGE_PORT:-18301}
+TLS_PORT=${TLS_PORT:-18302}
 OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
 command -v perf >/dev/null || { echo "needs perf (apt-get install linux-perf)" >&2; exit 2; }
@@ -43,13 +46,24 @@ PIDS+=($!)
 wait_port "$ORIGIN_PORT"
 sed -e "s|@PORT@|$EDGE_PORT|g" -e "s|@ORIGIN_PORT@|$ORIGIN_PORT|g" \
     "$ROOT/benches/load/outpost.toml.in" >"$OUT/edge.toml"
+URL="http://127.0.0.1:$EDGE_PORT$PATH_"
+if [[ -n $TLS ]]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 \
+        -keyout "$OUT/key.pem" -out "$OUT/cert.pem" -subj /CN=bench.test \
+        -addext subjectAltName=DNS:bench.test,IP:127.0.0.1 >/dev/null 2>&1 ||
+        { echo "openssl req failed" >&2; exit 1; }
+    sed -i "s|^\[edge\]$|[edge]\ntls_listen = [\"127.0.0.1:$TLS_PORT\"]|" "$OUT/edge.toml"
+    printf '\n[[edge.certificates]]\nhosts = ["bench.test"]\ncert = "%s"\nkey = "%s"\n' \
+        "$OUT/cert.pem" "$OUT/key.pem" >>"$OUT/edge.toml"
+    URL="https://127.0.0.1:$TLS_PORT$PATH_"
+fi
 OUTPOST_LOG=warn taskset -c 0 "$BIN" --workers 1 run --config "$OUT/edge.toml" >"$OUT/edge.log" 2>&1 &
 EDGE=$!
 PIDS+=($EDGE)
 wait_port "$EDGE_PORT"
-URL="http://127.0.0.1:$EDGE_PORT$PATH_"
-for _ in 1 2 3; do curl -s -o /dev/null "$URL"; done
-curl -s -D - -o /dev/null "$URL" | grep -qi 'cache-status:.*hit' || { echo "$PATH_ is not a hit" >&2; exit 1; }
+[[ -n $TLS ]] && wait_port "$TLS_PORT"
+for _ in 1 2 3; do curl -sk -o /dev/null "$URL"; done
+curl -sk -D - -o /dev/null "$URL" | grep -qi 'cache-status:.*hit' || { echo "$PATH_ is not a hit" >&2; exit 1; }
 
 perf record -F "$FREQ" -e cpu-clock -g -p "$EDGE" -o "$OUT/perf.data" -- sleep "$DURATION" \
     2>"$OUT/perf-record.log" &
@@ -64,7 +78,7 @@ fi
 wait "$PERF" || true
 perf report -i "$OUT/perf.data" --no-children --stdio --percent-limit 0.5 -g none \
     --sort symbol 2>/dev/null | grep -v '^$' >"$OUT/report.txt"
-grep -E '^ +[0-9]' "$OUT/report.txt" | head -"$TOP"
+awk -v n="$TOP" '/^ +[0-9]/ && ++i <= n' "$OUT/report.txt"
 if command -v inferno-collapse-perf >/dev/null && command -v inferno-flamegraph >/dev/null; then
     perf script -i "$OUT/perf.data" 2>/dev/null | inferno-collapse-perf | inferno-flamegraph \
         >"$OUT/flame.svg"
