@@ -28,6 +28,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE=$ROOT/benches/dns
+# shellcheck source=benches/common.sh
+source "$ROOT/benches/common.sh" # flame_graph
 BIN=$ROOT/target/release/outpost
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
@@ -219,13 +221,9 @@ if [ -n "${PERF_ONLY:-}" ]; then
       awk '/\[kernel\.kallsyms\]/ {print $1}')
     echo "$server: kernel share of its CPU under perf: $kernel" | tee -a "$OUT/perf.txt"
     perf report -i "$OUT/perf-$server.data" --no-children --stdio --percent-limit 1 -g none \
-      --sort symbol 2>/dev/null | grep -E '^ +[0-9]' | awk 'NR <= 25' | tee -a "$OUT/perf.txt"
-    if command -v inferno-collapse-perf >/dev/null && command -v inferno-flamegraph >/dev/null; then
-      if ! perf script -i "$OUT/perf-$server.data" 2>/dev/null | inferno-collapse-perf |
-        inferno-flamegraph --title "$server, geo (ECS) flood" >"$OUT/perf-$server.svg"; then
-        log "$server: no flame graph (perf script or inferno failed)"
-      fi
-    fi
+      --sort symbol 2>/dev/null | awk '/^ +[0-9]/ && ++i <= 25' | tee -a "$OUT/perf.txt"
+    flame_graph "$OUT/perf-$server.data" "$OUT/perf-$server.svg" "$server, geo (ECS) flood" ||
+      log "$server: no flame graph (no inferno on PATH, or perf script or inferno failed)"
   done
   log "results in $OUT"
   exit 0

@@ -34,6 +34,8 @@ declare -A TLS_PORT=([before]=18111 [after]=18112)
 declare -A BIN=([before]=$BEFORE [after]=$AFTER)
 declare -A EDGE_PID=()
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=benches/common.sh
+source "$HERE/../common.sh" # bench_cert
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
@@ -53,10 +55,7 @@ wait_port() {
 }
 
 if [ -n "$TLS" ]; then
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 \
-        -keyout "$WORK/key.pem" -out "$WORK/cert.pem" -subj /CN=bench.test \
-        -addext subjectAltName=DNS:bench.test,IP:127.0.0.1 >/dev/null 2>&1 ||
-        { echo "openssl req failed" >&2; exit 1; }
+    bench_cert "$WORK/cert.pem" "$WORK/key.pem" || { echo "openssl req failed" >&2; exit 1; }
 fi
 # The URL the load goes to on one side's edge.
 url_of() {

@@ -16,6 +16,8 @@
 # Example (issue 15): compare `insns.sh BIN` with
 #   insns.sh BIN benches/load/rules20-site.toml "$(sed -n "s/^LIMITS='\(.*\)'$/\1/p" benches/load/rules20.sh)"
 set -euo pipefail
+# shellcheck source=benches/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh" # bench_cert
 BIN=${1:?usage: insns.sh BIN [SITE_LINES_FILE] [EDGE_LINES]}
 SITE=${2:-}
 EDGE=${3:-}
@@ -30,9 +32,7 @@ ORIGIN_PORT=$(port)
 TLS_PORT=$(port)
 TLS_LINES=
 if [ -n "$TLS" ]; then
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 \
-        -keyout "$WORK/key.pem" -out "$WORK/cert.pem" -subj /CN=bench.test \
-        -addext subjectAltName=DNS:bench.test,IP:127.0.0.1 >/dev/null 2>&1
+    bench_cert "$WORK/cert.pem" "$WORK/key.pem"
     TLS_LINES="tls_listen = [\"127.0.0.1:$TLS_PORT\"]"
 fi
 PORT=$(port)

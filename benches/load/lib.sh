@@ -3,6 +3,8 @@
 # running servers), WORK (temp dir), MOUNTED and SHM_DIR (tmpfs, if any), BIN (outpost),
 # ORIGIN_PORT, SERVER_CPU, CLIENT_CPU, and a die() function.
 # shellcheck shell=bash
+# shellcheck source=benches/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh" # bench_cert, flame_graph
 
 # Busy ticks (everything but idle and iowait) of the server and client CPUs: "cpu0 cpu1".
 busy_ticks() {

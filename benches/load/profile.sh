@@ -48,10 +48,7 @@ sed -e "s|@PORT@|$EDGE_PORT|g" -e "s|@ORIGIN_PORT@|$ORIGIN_PORT|g" \
     "$ROOT/benches/load/outpost.toml.in" >"$OUT/edge.toml"
 URL="http://127.0.0.1:$EDGE_PORT$PATH_"
 if [[ -n $TLS ]]; then
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 \
-        -keyout "$OUT/key.pem" -out "$OUT/cert.pem" -subj /CN=bench.test \
-        -addext subjectAltName=DNS:bench.test,IP:127.0.0.1 >/dev/null 2>&1 ||
-        { echo "openssl req failed" >&2; exit 1; }
+    bench_cert "$OUT/cert.pem" "$OUT/key.pem" || { echo "openssl req failed" >&2; exit 1; }
     sed -i "s|^\[edge\]$|[edge]\ntls_listen = [\"127.0.0.1:$TLS_PORT\"]|" "$OUT/edge.toml"
     printf '\n[[edge.certificates]]\nhosts = ["bench.test"]\ncert = "%s"\nkey = "%s"\n' \
         "$OUT/cert.pem" "$OUT/key.pem" >>"$OUT/edge.toml"
@@ -79,9 +76,7 @@ wait "$PERF" || true
 perf report -i "$OUT/perf.data" --no-children --stdio --percent-limit 0.5 -g none \
     --sort symbol 2>/dev/null | grep -v '^$' >"$OUT/report.txt"
 awk -v n="$TOP" '/^ +[0-9]/ && ++i <= n' "$OUT/report.txt"
-if command -v inferno-collapse-perf >/dev/null && command -v inferno-flamegraph >/dev/null; then
-    perf script -i "$OUT/perf.data" 2>/dev/null | inferno-collapse-perf | inferno-flamegraph \
-        >"$OUT/flame.svg"
+if flame_graph "$OUT/perf.data" "$OUT/flame.svg"; then
     echo "flame graph: $OUT/flame.svg"
 fi
 echo "perf data and report: $OUT"

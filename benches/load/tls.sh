@@ -452,9 +452,7 @@ chown "$NGINX_USER" "$CACHE_DIR"
 # The servers' certificate: ECDSA P-256, self-signed, for bench.test and 127.0.0.1.
 CERT=$WORK/bench.test.pem
 KEY=$WORK/bench.test.key
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 \
-    -keyout "$KEY" -out "$CERT" -subj /CN=bench.test \
-    -addext subjectAltName=DNS:bench.test,IP:127.0.0.1 >/dev/null 2>&1 || die "openssl req failed"
+bench_cert "$CERT" "$KEY" || die "openssl req failed"
 chmod 644 "$KEY" # the key is a throwaway; nginx's master reads it as root anyway
 # The fleet CA and node certificates for phase 2.
 FLEET=$WORK/fleet
